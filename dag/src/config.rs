@@ -1,0 +1,507 @@
+//! `dag.toml`: the configuration, its defaults, environment overrides and
+//! validation.
+//!
+//! Sources, later ones winning: built-in defaults (which match
+//! docker-compose.yml), the file (`--config`, `DAG_CONFIG`, or `./dag.toml`
+//! when present), then environment variables `DAG_<SECTION>__<KEY>` (or
+//! `DAG_<KEY>` for top-level keys). Secrets come only from the environment:
+//! `DATABASE_URL` (replaces `warehouse.url`), `PGPASSWORD`,
+//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+//!
+//! Validation happens once, at start: an unknown key, a value of the wrong
+//! type, a bad URL or time zone, a missing folder are errors that name the
+//! key and where its value came from. The known keys and their types are
+//! read off the serialized defaults, so the check never drifts from the
+//! struct.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Environment variables with the `DAG_` prefix that are not config keys.
+const NOT_CONFIG_VARS: [&str; 3] = ["DAG_CONFIG", "DAG_LOG", "DAG_SERVICES_DIR"];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The pipeline to run: a folder under `models_dir`.
+    pub pipeline: String,
+    /// Where pipelines live.
+    pub models_dir: PathBuf,
+    /// Reference CSVs (seeds).
+    pub data_dir: PathBuf,
+    pub lake: LakeConfig,
+    pub s3: S3Config,
+    pub kafka: KafkaConfig,
+    pub warehouse: WarehouseConfig,
+    pub scheduler: SchedulerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A local directory (plain path or `file://`) or `s3://bucket/prefix`.
+    pub uri: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub allow_http: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub group_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseConfig {
+    /// A PostgreSQL URL without password.
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// IANA time zone the cron schedules are read in.
+    pub timezone: String,
+    /// Most tasks running at once.
+    pub max_concurrency: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            pipeline: "telematics".into(),
+            models_dir: "models".into(),
+            data_dir: "data".into(),
+            lake: LakeConfig::default(),
+            s3: S3Config::default(),
+            kafka: KafkaConfig::default(),
+            warehouse: WarehouseConfig::default(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self { uri: "./lake".into() }
+    }
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: "http://localhost:9000".into(),
+            region: "us-east-1".into(),
+            allow_http: true,
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "localhost:9092".into(),
+            group_id: "dag-bronze".into(),
+        }
+    }
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://dag@localhost:5432/dag".into(),
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            max_concurrency: 4,
+        }
+    }
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Env(v) => write!(f, "environment variable {v}"),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: malformed TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{origin}: unknown key `{key}`{hint}")]
+    UnknownKey {
+        origin: Origin,
+        key: String,
+        hint: String,
+    },
+    #[error("{origin}: key `{key}` must be {expected}, found {found}")]
+    WrongType {
+        origin: Origin,
+        key: String,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        origin: Origin,
+        key: String,
+        message: String,
+    },
+}
+
+/// The configuration after loading and validation, with resolved paths.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// Directory relative paths in the config are resolved against.
+    pub base_dir: PathBuf,
+    /// Where each key's value came from (keys not listed are defaults).
+    pub origins: BTreeMap<String, Origin>,
+    /// The warehouse URL with secrets from the environment applied.
+    pub warehouse_url: String,
+}
+
+impl Loaded {
+    pub fn models_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.config.models_dir)
+    }
+
+    pub fn pipeline_dir(&self) -> PathBuf {
+        self.models_dir().join(&self.config.pipeline)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.base_dir.join(&self.config.data_dir)
+    }
+
+    /// The lake as a URL: `s3://...` as written, a local path made absolute.
+    pub fn lake_url(&self) -> String {
+        let uri = &self.config.lake.uri;
+        if uri.starts_with("s3://") || uri.starts_with("file://") {
+            uri.clone()
+        } else {
+            format!("file://{}", self.base_dir.join(uri).display())
+        }
+    }
+
+    fn origin(&self, key: &str) -> Origin {
+        self.origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Origin::Env("(default)".into()))
+    }
+}
+
+/// Loads the configuration: `explicit` is `--config`; `env` the process
+/// environment (passed in so tests need not touch the real one); `cwd` the
+/// directory to look for `dag.toml` in.
+pub fn load(
+    explicit: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Result<Loaded, ConfigError> {
+    let file = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => match env.get("DAG_CONFIG") {
+            Some(p) => Some(PathBuf::from(p)),
+            None => Some(cwd.join("dag.toml")).filter(|p| p.is_file()),
+        },
+    };
+    let defaults = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid {
+        origin: Origin::Env("(default)".into()),
+        key: String::new(),
+        message: e.to_string(),
+    })?;
+    let mut merged = toml::Table::new();
+    let mut origins = BTreeMap::new();
+    let base_dir = match &file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.clone(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+            let origin = Origin::File(path.clone());
+            check_keys(&table, &defaults, "", &origin, &mut origins)?;
+            merged = table;
+            path.parent()
+                .map(|p| if p.as_os_str().is_empty() { cwd.to_path_buf() } else { cwd.join(p) })
+                .unwrap_or_else(|| cwd.to_path_buf())
+        }
+        None => cwd.to_path_buf(),
+    };
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("DAG_") else { continue };
+        if NOT_CONFIG_VARS.contains(&var.as_str()) || var.starts_with("DAG_TEST_") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let origin = Origin::Env(var.clone());
+        let key = path.join(".");
+        // Environment values are text: read them as the key's type. A value
+        // that looks like a number but belongs to a string key stays text.
+        let value = match lookup(&defaults, &path) {
+            Some(toml::Value::String(_)) => toml::Value::String(value.clone()),
+            _ => env_value(value),
+        };
+        let mut one = toml::Table::new();
+        insert_path(&mut one, &path, value.clone());
+        check_keys(&one, &defaults, "", &origin, &mut origins)?;
+        insert_path(&mut merged, &path, value);
+        origins.insert(key, origin);
+    }
+    let config: Config = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Invalid {
+            origin: file.clone().map(Origin::File).unwrap_or(Origin::Env("(environment)".into())),
+            key: String::new(),
+            message: e.to_string(),
+        })?;
+    let mut loaded = Loaded {
+        warehouse_url: config.warehouse.url.clone(),
+        config,
+        file,
+        base_dir,
+        origins,
+    };
+    validate(&mut loaded, env)?;
+    Ok(loaded)
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>()
+        && f.is_finite()
+    {
+        return toml::Value::Float(f);
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    match path {
+        [] => {}
+        [last] => {
+            table.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = entry {
+                insert_path(t, rest, value);
+            }
+        }
+    }
+}
+
+fn lookup<'a>(value: &'a toml::Value, path: &[String]) -> Option<&'a toml::Value> {
+    path.iter().try_fold(value, |v, k| v.get(k))
+}
+
+fn type_name(v: &toml::Value) -> &'static str {
+    match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a number",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a datetime",
+        toml::Value::Array(_) => "an array",
+        toml::Value::Table(_) => "a table",
+    }
+}
+
+/// Every key of `table` must exist in `defaults` with the same type.
+fn check_keys(
+    table: &toml::Table,
+    defaults: &toml::Value,
+    prefix: &str,
+    origin: &Origin,
+    origins: &mut BTreeMap<String, Origin>,
+) -> Result<(), ConfigError> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let Some(expected) = defaults.get(k) else {
+            let known: Vec<&str> = defaults
+                .as_table()
+                .map(|t| t.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let secretish = ["password", "secret", "token", "access_key", "key_id"]
+                .iter()
+                .any(|s| k.contains(s));
+            let hint = if secretish {
+                " (secrets are read only from the environment: DATABASE_URL or PGPASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)".to_string()
+            } else {
+                let dym = jobs::spec::did_you_mean(k, known.iter().copied());
+                if dym.is_empty() {
+                    format!(" (known keys{}: {})", if prefix.is_empty() { String::new() } else { format!(" of [{prefix}]") }, known.join(", "))
+                } else {
+                    dym
+                }
+            };
+            return Err(ConfigError::UnknownKey { origin: origin.clone(), key, hint });
+        };
+        match (v, expected) {
+            (toml::Value::Table(sub), toml::Value::Table(_)) => {
+                check_keys(sub, expected, &key, origin, origins)?;
+            }
+            (found, expected) if std::mem::discriminant(found) != std::mem::discriminant(expected) => {
+                return Err(ConfigError::WrongType {
+                    origin: origin.clone(),
+                    key,
+                    expected: type_name(expected),
+                    found: format!("{} ({found})", type_name(found)),
+                });
+            }
+            _ => {
+                origins.insert(key, origin.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let invalid = |loaded: &Loaded, key: &str, message: String| ConfigError::Invalid {
+        origin: loaded.origin(key),
+        key: key.to_string(),
+        message,
+    };
+    let c = &loaded.config;
+    if !c.pipeline.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') || c.pipeline.is_empty() {
+        return Err(invalid(loaded, "pipeline", format!("`{}` must be a folder name (letters, digits, _ and -)", c.pipeline)));
+    }
+    let models = loaded.models_dir();
+    if !models.is_dir() {
+        return Err(invalid(loaded, "models_dir", format!("{} is not a directory", models.display())));
+    }
+    let pipeline = loaded.pipeline_dir();
+    if !pipeline.is_dir() {
+        let available: Vec<String> = std::fs::read_dir(&models)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        return Err(invalid(
+            loaded,
+            "pipeline",
+            format!("no pipeline folder {} (pipelines here: {})", pipeline.display(), available.join(", ")),
+        ));
+    }
+    let data = loaded.data_dir();
+    if !data.is_dir() {
+        return Err(invalid(loaded, "data_dir", format!("{} is not a directory", data.display())));
+    }
+    let lake = &c.lake.uri;
+    if let Some(rest) = lake.strip_prefix("s3://") {
+        if rest.split('/').next().unwrap_or_default().is_empty() {
+            return Err(invalid(loaded, "lake.uri", format!("`{lake}` needs a bucket: s3://bucket/prefix")));
+        }
+        url::Url::parse(&c.s3.endpoint)
+            .map_err(|e| invalid(loaded, "s3.endpoint", format!("`{}` is not a URL: {e}", c.s3.endpoint)))?;
+    } else if lake.contains("://") && !lake.starts_with("file://") {
+        return Err(invalid(loaded, "lake.uri", format!("`{lake}`: use a local path, file:// or s3://")));
+    } else {
+        let path = loaded.base_dir.join(lake.strip_prefix("file://").unwrap_or(lake));
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !path.is_dir() && !parent.is_dir() {
+            return Err(invalid(
+                loaded,
+                "lake.uri",
+                format!("{} does not exist and neither does its parent folder", path.display()),
+            ));
+        }
+    }
+    if c.kafka.bootstrap_servers.trim().is_empty()
+        || c.kafka.bootstrap_servers.split(',').any(|hp| hp.trim().rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+    {
+        return Err(invalid(
+            loaded,
+            "kafka.bootstrap_servers",
+            format!("`{}` must be host:port[,host:port...]", c.kafka.bootstrap_servers),
+        ));
+    }
+    if c.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(
+            loaded,
+            "scheduler.timezone",
+            format!("`{}` is not an IANA time zone (e.g. UTC, Europe/Paris)", c.scheduler.timezone),
+        ));
+    }
+    if c.scheduler.max_concurrency == 0 {
+        return Err(invalid(loaded, "scheduler.max_concurrency", "must be at least 1".into()));
+    }
+    let wh = url::Url::parse(&c.warehouse.url)
+        .map_err(|e| invalid(loaded, "warehouse.url", format!("`{}` is not a URL: {e}", c.warehouse.url)))?;
+    if !matches!(wh.scheme(), "postgres" | "postgresql") {
+        return Err(invalid(loaded, "warehouse.url", format!("`{}` must be a postgres:// URL", c.warehouse.url)));
+    }
+    if wh.password().is_some() && matches!(loaded.origin("warehouse.url"), Origin::File(_)) {
+        return Err(invalid(
+            loaded,
+            "warehouse.url",
+            "holds a password: secrets are read only from the environment (DATABASE_URL or PGPASSWORD)".into(),
+        ));
+    }
+    // Secrets from the environment.
+    if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+        url::Url::parse(url).map_err(|e| ConfigError::Invalid {
+            origin: Origin::Env("DATABASE_URL".into()),
+            key: "warehouse.url".into(),
+            message: format!("not a URL: {e}"),
+        })?;
+        loaded.warehouse_url = url.clone();
+        loaded.origins.insert("warehouse.url".into(), Origin::Env("DATABASE_URL".into()));
+    } else if let Some(pw) = env.get("PGPASSWORD") {
+        let mut u = wh;
+        // set_password fails only for URLs that cannot have one (no host).
+        if u.set_password(Some(pw)).is_ok() {
+            loaded.warehouse_url = u.to_string();
+        }
+    }
+    Ok(())
+}

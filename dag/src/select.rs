@@ -1,0 +1,168 @@
+//! Selectors, as dbt users know them: `name`, `+name` (with everything it
+//! reads, transitively), `name+` (with everything that reads it), a layer
+//! (`bronze`, `silver`, `gold`), `tag:x`, and unions of terms separated by
+//! spaces or commas. `+` works on layers and tags too (`+gold`).
+
+use crate::pipeline::Pipeline;
+use jobs::spec::{Layer, did_you_mean};
+use petgraph::Direction;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::{Bfs, Reversed};
+use std::collections::BTreeSet;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Atom {
+    Model(String),
+    Layer(Layer),
+    Tag(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Term {
+    atom: Atom,
+    upstream: bool,
+    downstream: bool,
+}
+
+/// A parsed selector: a union of terms. An empty selector selects all.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Selector {
+    terms: Vec<Term>,
+    text: String,
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.terms.is_empty() {
+            f.write_str("(all)")
+        } else {
+            f.write_str(&self.text)
+        }
+    }
+}
+
+impl Selector {
+    /// Parses `a +b c+ tag:x,silver`. Syntax only; names are checked by
+    /// [`Selector::resolve`].
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        let mut terms = Vec::new();
+        for raw in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()) {
+            let upstream = raw.starts_with('+');
+            let downstream = raw.len() > 1 && raw.ends_with('+');
+            let core = raw.trim_start_matches('+').trim_end_matches('+');
+            if core.is_empty() || core.contains('+') {
+                return Err(format!("`{raw}` is not a selector term (forms: name, +name, name+, bronze|silver|gold, tag:x)"));
+            }
+            let atom = if let Some(tag) = core.strip_prefix("tag:") {
+                if tag.is_empty() {
+                    return Err(format!("`{raw}`: a tag selector needs a tag name, as in tag:telemetry"));
+                }
+                Atom::Tag(tag.to_string())
+            } else if let Some(layer) = Layer::parse(core) {
+                Atom::Layer(layer)
+            } else if core.contains(':') {
+                return Err(format!("`{raw}`: unknown selector method (only tag: is supported)"));
+            } else {
+                Atom::Model(core.to_string())
+            };
+            terms.push(Term { atom, upstream, downstream });
+        }
+        Ok(Selector { terms, text: text.trim().to_string() })
+    }
+
+    /// Parses several command-line words as one union.
+    pub fn parse_args(words: &[String]) -> Result<Selector, String> {
+        Selector::parse(&words.join(" "))
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The selected models, in the pipeline's topological order. Unknown
+    /// model names and tags no model has are errors.
+    pub fn resolve(&self, p: &Pipeline) -> Result<Vec<NodeIndex>, String> {
+        if self.terms.is_empty() {
+            return Ok(p.topo_order().to_vec());
+        }
+        let mut chosen: BTreeSet<NodeIndex> = BTreeSet::new();
+        for term in &self.terms {
+            let seeds: Vec<NodeIndex> = match &term.atom {
+                Atom::Model(name) => match p.node(name) {
+                    Some(n) => vec![n],
+                    None => {
+                        return Err(format!("no model named `{name}`{}", did_you_mean(name, p.names())));
+                    }
+                },
+                Atom::Layer(l) => p.graph.node_indices().filter(|n| p.graph[*n].layer == *l).collect(),
+                Atom::Tag(tag) => {
+                    let v: Vec<NodeIndex> = p.graph.node_indices().filter(|n| p.graph[*n].tags.contains(tag)).collect();
+                    if v.is_empty() {
+                        let mut tags: BTreeSet<&str> = BTreeSet::new();
+                        for m in p.graph.node_weights() {
+                            tags.extend(m.tags.iter().map(String::as_str));
+                        }
+                        return Err(format!(
+                            "no model has tag `{tag}`{} (tags: {})",
+                            did_you_mean(tag, tags.iter().copied()),
+                            tags.into_iter().collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                    v
+                }
+            };
+            for seed in seeds {
+                chosen.insert(seed);
+                if term.upstream {
+                    let rev = Reversed(&p.graph);
+                    let mut bfs = Bfs::new(rev, seed);
+                    while let Some(n) = bfs.next(rev) {
+                        chosen.insert(n);
+                    }
+                }
+                if term.downstream {
+                    let mut bfs = Bfs::new(&p.graph, seed);
+                    while let Some(n) = bfs.next(&p.graph) {
+                        chosen.insert(n);
+                    }
+                }
+            }
+        }
+        Ok(p.topo_order().iter().copied().filter(|n| chosen.contains(n)).collect())
+    }
+}
+
+/// The models directly upstream of `n` (for display).
+pub fn direct_inputs(p: &Pipeline, n: NodeIndex) -> Vec<NodeIndex> {
+    p.graph.neighbors_directed(n, Direction::Incoming).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_forms() {
+        let s = Selector::parse("a +b c+ +d+ tag:x,silver").expect("parses");
+        assert_eq!(s.terms.len(), 6);
+        assert_eq!(s.terms[1], Term { atom: Atom::Model("b".into()), upstream: true, downstream: false });
+        assert_eq!(s.terms[2], Term { atom: Atom::Model("c".into()), upstream: false, downstream: true });
+        assert!(s.terms[3].upstream && s.terms[3].downstream);
+        assert_eq!(s.terms[4].atom, Atom::Tag("x".into()));
+        assert_eq!(s.terms[5].atom, Atom::Layer(Layer::Silver));
+    }
+
+    #[test]
+    fn rejects_malformed_terms() {
+        assert!(Selector::parse("+").is_err());
+        assert!(Selector::parse("a+b").is_err());
+        assert!(Selector::parse("tag:").is_err());
+        assert!(Selector::parse("path:x").unwrap_err().contains("unknown selector method"));
+    }
+
+    #[test]
+    fn empty_is_all() {
+        assert!(Selector::parse("  ").expect("parses").is_all());
+    }
+}

@@ -1,0 +1,985 @@
+//! Parsing and checking one model file on its own.
+//!
+//! A YAML file is first read into flat `Raw*` structs (`deny_unknown_fields`
+//! everywhere, every value `Spanned` so errors can point at it), then turned
+//! into a typed [`Model`]. Checks that need only this file happen here:
+//! known keys for the kind, types, intervals, durations, and that every
+//! column a key, partition, rule or test names is a declared column. Names of
+//! other models are returned as [`Reference`]s for the loader to resolve.
+
+use super::*;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// A parsed model and what it says about other models, for the loader.
+#[derive(Clone, Debug)]
+pub struct ModelDraft {
+    pub model: Model,
+    /// Models this one reads (DAG edges), with where they are named.
+    pub inputs: Vec<Reference>,
+    /// Other models named without being read (tests' targets).
+    pub mentions: Vec<Reference>,
+    /// Columns of other models named here: (model, column, where).
+    pub foreign_columns: Vec<(String, String, Pos)>,
+}
+
+/// A model name used in a file, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub model: String,
+    pub pos: Pos,
+}
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    kind: Option<S<String>>,
+    description: Option<S<String>>,
+    tags: Option<S<Vec<S<String>>>>,
+    schedule: Option<S<String>>,
+    materialized: Option<S<String>>,
+    unique_key: Option<S<Vec<S<String>>>>,
+    partition_by: Option<S<Vec<S<String>>>>,
+    columns: Option<S<Vec<RawColumn>>>,
+    tests: Option<S<Vec<S<RawTest>>>>,
+    warehouse: Option<S<RawWarehouse>>,
+    topic: Option<S<String>>,
+    input: Option<S<String>>,
+    quarantine: Option<S<String>>,
+    fields: Option<S<Vec<RawField>>>,
+    dedupe: Option<S<RawDedupe>>,
+    derive: Option<S<Vec<RawDerive>>>,
+    file: Option<S<String>>,
+    asof: Option<S<Vec<RawAsof>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColumn {
+    name: S<String>,
+    #[serde(rename = "type")]
+    ty: S<String>,
+    description: Option<String>,
+    nullable: Option<bool>,
+    tests: Option<Vec<S<RawTest>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: S<String>,
+    #[serde(rename = "type")]
+    ty: S<String>,
+    required: Option<bool>,
+    range: Option<S<String>>,
+    max_decimals: Option<u32>,
+    max_ahead_of_ingest: Option<S<String>>,
+    #[serde(rename = "as")]
+    column_type: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDedupe {
+    key: Vec<S<String>>,
+    order: Option<Vec<S<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDerive {
+    name: S<String>,
+    sql: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAsof {
+    name: S<String>,
+    left: S<String>,
+    right: S<String>,
+    left_on: S<String>,
+    right_on: S<String>,
+    by: Vec<S<String>>,
+    tie_break: Option<S<String>>,
+    select: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawWarehouse {
+    Flag(bool),
+    Target {
+        #[serde(default)]
+        table: Option<String>,
+    },
+}
+
+/// A test entry: `not_null` or `{relationships: {to: m, field: c}}`.
+struct RawTest {
+    kind: String,
+    args: RawTestArgs,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTestArgs {
+    severity: Option<String>,
+    #[serde(rename = "where")]
+    filter: Option<String>,
+    warn_if: Option<String>,
+    error_if: Option<String>,
+    // relationships
+    to: Option<S<String>>,
+    field: Option<S<String>>,
+    // accepted_values
+    values: Option<Vec<String>>,
+    range: Option<String>,
+    // unique
+    columns: Option<Vec<S<String>>>,
+    // not_null / freshness at model level
+    column: Option<S<String>>,
+    // expression
+    sql: Option<String>,
+    // row_count
+    min: Option<u64>,
+    max: Option<u64>,
+    equal_to: Option<RawCountOf>,
+    // freshness
+    max_lag: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCountOf {
+    model: S<String>,
+    #[serde(rename = "where")]
+    filter: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a test name (e.g. `not_null`) or a one-key map such as `relationships: {to: m, field: c}`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTest, E> {
+                Ok(RawTest {
+                    kind: v.to_string(),
+                    args: RawTestArgs::default(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawTest, A::Error> {
+                let Some((kind, args)) = map.next_entry::<String, Option<RawTestArgs>>()? else {
+                    return Err(serde::de::Error::custom("a test map needs one key: the test kind"));
+                };
+                if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "a test map has exactly one key, the test kind; put `{kind}`'s options under it"
+                    )));
+                }
+                Ok(RawTest {
+                    kind,
+                    args: args.unwrap_or_default(),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Which top-level keys each kind accepts, besides `kind` itself.
+fn allowed_keys(kind: &str) -> &'static [&'static str] {
+    const COMMON: [&str; 3] = ["description", "tags", "schedule"];
+    match kind {
+        "kafka_source" => &["description", "tags", "schedule", "topic", "tests"],
+        "clean" => &[
+            "description", "tags", "schedule", "input", "quarantine", "fields", "dedupe",
+            "derive", "columns", "unique_key", "partition_by", "materialized", "tests",
+        ],
+        "seed" => &[
+            "description", "tags", "schedule", "file", "columns", "unique_key", "tests",
+        ],
+        "sql" => &[
+            "description", "tags", "schedule", "columns", "unique_key", "partition_by",
+            "materialized", "tests", "warehouse", "asof",
+        ],
+        _ => &COMMON,
+    }
+}
+
+const KINDS: [&str; 4] = ["kafka_source", "clean", "seed", "sql"];
+
+/// Model and column names: lower-case identifiers, safe as Delta folder and
+/// PostgreSQL names without quoting surprises.
+pub(crate) fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && s.len() <= 63
+}
+
+/// Parses a duration such as `5m`, `300s`, `1h30m`, `2d`, `250ms`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("duration `{text}` must look like `5m`, `300s`, `1h30m`"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("duration `{text}` is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86400),
+            u => {
+                return Err(format!(
+                    "duration `{text}` has unknown unit `{u}` (use ms, s, m, h, d)"
+                ));
+            }
+        };
+        total += unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Parses one model file. `layer` comes from the folder the file is in;
+/// `sql` is the text of the sibling `<name>.sql`, with its path, if any.
+pub fn parse_model_file(
+    path: &Path,
+    layer: Layer,
+    text: &str,
+    sql: Option<(&Path, &str)>,
+) -> Result<ModelDraft, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let file_pos = Pos::file(path);
+    if !is_identifier(&name) {
+        diags.push(
+            file_pos.clone(),
+            format!(
+                "model name `{name}` (the file name) must be a lower-case identifier: a-z, 0-9, _, not starting with a digit"
+            ),
+        );
+    }
+    if text.trim().is_empty() {
+        diags.push(file_pos, "empty model file: it needs at least `kind:`");
+        return Err(diags);
+    }
+    let raw: RawModel = match serde_saphyr::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos::at(path, &l))
+                .unwrap_or_else(|| Pos::file(path));
+            diags.push(pos, format!("malformed model file: {}", first_line(&e.to_string())));
+            return Err(diags);
+        }
+    };
+    let at = |loc: &serde_saphyr::Location| Pos::at(path, loc);
+
+    let Some(kind) = raw.kind.as_ref() else {
+        diags.push(
+            Pos::file(path),
+            format!("missing `kind:` (one of {})", KINDS.join(", ")),
+        );
+        return Err(diags);
+    };
+    let kind_name = kind.value.as_str();
+    if !KINDS.contains(&kind_name) {
+        diags.push(
+            at(&kind.referenced),
+            format!(
+                "unknown kind `{kind_name}`{}: use one of {}",
+                did_you_mean(kind_name, KINDS),
+                KINDS.join(", ")
+            ),
+        );
+        return Err(diags);
+    }
+    let expected_layer = match kind_name {
+        "kafka_source" => Some(Layer::Bronze),
+        "clean" | "seed" => Some(Layer::Silver),
+        _ => None,
+    };
+    if let Some(expected) = expected_layer
+        && expected != layer
+    {
+        diags.push(
+            at(&kind.referenced),
+            format!("a `{kind_name}` model belongs in the `{expected}/` folder, not `{layer}/`"),
+        );
+    }
+    if kind_name == "sql" && layer == Layer::Bronze {
+        diags.push(
+            at(&kind.referenced),
+            "a `sql` model cannot be in `bronze/`: bronze only lands Kafka topics",
+        );
+    }
+
+    // Keys that exist in the format but not for this kind.
+    let allowed = allowed_keys(kind_name);
+    let present: [(&str, Option<&serde_saphyr::Location>); 17] = [
+        ("description", raw.description.as_ref().map(|s| &s.referenced)),
+        ("tags", raw.tags.as_ref().map(|s| &s.referenced)),
+        ("schedule", raw.schedule.as_ref().map(|s| &s.referenced)),
+        ("materialized", raw.materialized.as_ref().map(|s| &s.referenced)),
+        ("unique_key", raw.unique_key.as_ref().map(|s| &s.referenced)),
+        ("partition_by", raw.partition_by.as_ref().map(|s| &s.referenced)),
+        ("columns", raw.columns.as_ref().map(|s| &s.referenced)),
+        ("tests", raw.tests.as_ref().map(|s| &s.referenced)),
+        ("warehouse", raw.warehouse.as_ref().map(|s| &s.referenced)),
+        ("topic", raw.topic.as_ref().map(|s| &s.referenced)),
+        ("input", raw.input.as_ref().map(|s| &s.referenced)),
+        ("quarantine", raw.quarantine.as_ref().map(|s| &s.referenced)),
+        ("fields", raw.fields.as_ref().map(|s| &s.referenced)),
+        ("dedupe", raw.dedupe.as_ref().map(|s| &s.referenced)),
+        ("derive", raw.derive.as_ref().map(|s| &s.referenced)),
+        ("file", raw.file.as_ref().map(|s| &s.referenced)),
+        ("asof", raw.asof.as_ref().map(|s| &s.referenced)),
+    ];
+    for (key, loc) in present {
+        if let Some(loc) = loc
+            && !allowed.contains(&key)
+        {
+            diags.push(
+                at(loc),
+                format!("`{key}` does not apply to a `{kind_name}` model (it accepts: {})", allowed.join(", ")),
+            );
+        }
+    }
+
+    let mut inputs = Vec::new();
+    let mut mentions = Vec::new();
+    let mut foreign_columns = Vec::new();
+    let need = |diags: &mut Diagnostics, key: &str| {
+        diags.push(Pos::file(path), format!("a `{kind_name}` model needs `{key}:`"));
+    };
+
+    // Columns: fixed for bronze, declared otherwise.
+    let columns: Vec<Column> = if kind_name == "kafka_source" {
+        bronze_columns()
+    } else {
+        let mut cols = Vec::new();
+        let mut seen = BTreeSet::new();
+        match &raw.columns {
+            None => need(&mut diags, "columns"),
+            Some(list) => {
+                for c in &list.value {
+                    let pos = at(&c.name.referenced);
+                    if !is_identifier(&c.name.value) {
+                        diags.push(pos.clone(), format!("column name `{}` must be a lower-case identifier", c.name.value));
+                    }
+                    if !seen.insert(c.name.value.clone()) {
+                        diags.push(pos.clone(), format!("column `{}` is declared twice", c.name.value));
+                    }
+                    let ty = ColumnType::parse(&c.ty.value).unwrap_or_else(|| {
+                        diags.push(
+                            at(&c.ty.referenced),
+                            format!("unknown column type `{}` (use {})", c.ty.value, ColumnType::NAMES),
+                        );
+                        ColumnType::String
+                    });
+                    cols.push(Column {
+                        name: c.name.value.clone(),
+                        ty,
+                        description: c.description.clone().unwrap_or_default(),
+                        nullable: c.nullable.unwrap_or(true),
+                    });
+                }
+            }
+        }
+        cols
+    };
+    let col_names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+    let check_column = |diags: &mut Diagnostics, col: &S<String>, what: &str| {
+        if !col_names.contains(&col.value.as_str()) {
+            diags.push(
+                at(&col.referenced),
+                format!(
+                    "{what} names column `{}`, which `{name}` does not declare{}",
+                    col.value,
+                    did_you_mean(&col.value, col_names.iter().copied())
+                ),
+            );
+        }
+    };
+    let names_of = |list: &Option<S<Vec<S<String>>>>| -> Vec<String> {
+        list.as_ref()
+            .map(|l| l.value.iter().map(|s| s.value.clone()).collect())
+            .unwrap_or_default()
+    };
+
+    if let Some(keys) = &raw.unique_key {
+        for k in &keys.value {
+            check_column(&mut diags, k, "`unique_key`");
+        }
+    }
+    if let Some(parts) = &raw.partition_by {
+        for p in &parts.value {
+            check_column(&mut diags, p, "`partition_by`");
+        }
+    }
+    let materialized = match &raw.materialized {
+        None => match kind_name {
+            "kafka_source" => Materialization::Append,
+            "clean" => Materialization::Incremental,
+            _ => Materialization::Table,
+        },
+        Some(m) => match m.value.as_str() {
+            "table" => Materialization::Table,
+            "incremental" => Materialization::Incremental,
+            "append" => Materialization::Append,
+            other => {
+                diags.push(
+                    at(&m.referenced),
+                    format!("unknown materialization `{other}` (use table, incremental or append)"),
+                );
+                Materialization::Table
+            }
+        },
+    };
+    let unique_key = names_of(&raw.unique_key);
+    if materialized == Materialization::Incremental && unique_key.is_empty() && kind_name == "sql" {
+        diags.push(
+            raw.materialized.as_ref().map(|m| at(&m.referenced)).unwrap_or_else(|| Pos::file(path)),
+            "an `incremental` model needs `unique_key:` to merge on",
+        );
+    }
+    if let Some(s) = &raw.schedule {
+        let fields = s.value.split_whitespace().count();
+        if !(6..=7).contains(&fields) {
+            diags.push(
+                at(&s.referenced),
+                format!(
+                    "schedule `{}` must be a cron expression with seconds: `sec min hour day month weekday [year]` (got {fields} fields)",
+                    s.value
+                ),
+            );
+        }
+    }
+
+    let source = match kind_name {
+        "kafka_source" => match &raw.topic {
+            Some(t) if !t.value.trim().is_empty() => Source::Kafka { topic: t.value.clone() },
+            _ => {
+                need(&mut diags, "topic");
+                Source::Kafka { topic: String::new() }
+            }
+        },
+        "seed" => match &raw.file {
+            Some(f) => {
+                if f.value.contains("..") || Path::new(&f.value).is_absolute() {
+                    diags.push(at(&f.referenced), "a seed `file` is a path inside the data folder");
+                }
+                if raw.unique_key.is_none() {
+                    need(&mut diags, "unique_key");
+                }
+                Source::Seed { file: f.value.clone() }
+            }
+            None => {
+                need(&mut diags, "file");
+                Source::Seed { file: String::new() }
+            }
+        },
+        "clean" => parse_clean(path, &raw, &columns, &mut diags, &mut inputs, &mut foreign_columns, &check_column),
+        _ => match sql {
+            None => {
+                diags.push(
+                    Pos::file(path),
+                    format!("a `sql` model needs its query in `{name}.sql` beside this file"),
+                );
+                Source::Sql { sql: String::new(), asof: vec![] }
+            }
+            Some((sql_path, sql_text)) => {
+                let asof = parse_asof(path, &raw, &mut diags, &mut inputs, &mut foreign_columns);
+                match sql_relations(sql_text) {
+                    Err(e) => diags.push(Pos::file(sql_path), format!("malformed SQL: {e}")),
+                    Ok(rels) => {
+                        for r in rels {
+                            if asof.iter().any(|a| a.name == r.name) {
+                                continue;
+                            }
+                            inputs.push(Reference {
+                                model: r.name,
+                                pos: Pos::new(sql_path, r.line, r.column),
+                            });
+                        }
+                    }
+                }
+                Source::Sql { sql: sql_text.to_string(), asof }
+            }
+        },
+    };
+
+    // Tests: column-level then model-level, all checked the same way.
+    let mut tests = Vec::new();
+    if let Some(list) = &raw.columns {
+        for c in &list.value {
+            for t in c.tests.iter().flatten() {
+                if let Some(test) = parse_test(path, &name, Some(&c.name.value), t, &col_names, &mut diags, &mut mentions, &mut foreign_columns) {
+                    tests.push(test);
+                }
+            }
+        }
+    }
+    if let Some(list) = &raw.tests {
+        for t in &list.value {
+            if let Some(test) = parse_test(path, &name, None, t, &col_names, &mut diags, &mut mentions, &mut foreign_columns) {
+                tests.push(test);
+            }
+        }
+    }
+    let mut test_names: BTreeMap<String, Pos> = BTreeMap::new();
+    for t in &tests {
+        if let Some(first) = test_names.insert(t.name.clone(), t.pos.clone()) {
+            diags.push(t.pos.clone(), format!("test `{}` is declared twice (first at {first})", t.name));
+        }
+    }
+
+    let warehouse = match &raw.warehouse {
+        None | Some(Spanned { value: RawWarehouse::Flag(false), .. }) => None,
+        Some(Spanned { value: RawWarehouse::Flag(true), .. }) => Some(WarehouseTarget {
+            schema: "gold".into(),
+            table: name.clone(),
+        }),
+        Some(Spanned { value: RawWarehouse::Target { table }, referenced, .. }) => {
+            let full = table.clone().unwrap_or_else(|| format!("gold.{name}"));
+            let (schema, table) = full.split_once('.').unwrap_or(("gold", full.as_str()));
+            if !is_identifier(schema) || !is_identifier(table) {
+                diags.push(at(referenced), format!("warehouse table `{full}` must be `schema.table` with lower-case identifiers"));
+            }
+            Some(WarehouseTarget { schema: schema.into(), table: table.into() })
+        }
+    };
+    if warehouse.is_some() && unique_key.is_empty() {
+        diags.push(
+            raw.warehouse.as_ref().map(|w| at(&w.referenced)).unwrap_or_else(|| Pos::file(path)),
+            "a model loaded into the warehouse needs `unique_key:` (the table's primary key)",
+        );
+    }
+
+    let partition_by = if kind_name == "kafka_source" {
+        vec!["ingest_date".to_string()]
+    } else {
+        names_of(&raw.partition_by)
+    };
+    let unique_key = if unique_key.is_empty() {
+        match &source {
+            Source::Clean { dedupe, .. } => dedupe.key.clone(),
+            Source::Kafka { .. } => vec!["partition".into(), "offset".into()],
+            _ => unique_key,
+        }
+    } else {
+        unique_key
+    };
+    let model = Model {
+        name,
+        layer,
+        source,
+        description: raw.description.map(|d| d.value).unwrap_or_default(),
+        tags: names_of(&raw.tags),
+        schedule: raw.schedule.map(|s| s.value),
+        materialized,
+        unique_key,
+        partition_by,
+        columns,
+        tests,
+        warehouse,
+        pos: Pos::file(path),
+    };
+    diags.into_result(ModelDraft {
+        model,
+        inputs,
+        mentions,
+        foreign_columns,
+    })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_clean(
+    path: &Path,
+    raw: &RawModel,
+    columns: &[Column],
+    diags: &mut Diagnostics,
+    inputs: &mut Vec<Reference>,
+    foreign_columns: &mut Vec<(String, String, Pos)>,
+    check_column: &dyn Fn(&mut Diagnostics, &S<String>, &str),
+) -> Source {
+    let at = |loc: &serde_saphyr::Location| Pos::at(path, loc);
+    let need = |diags: &mut Diagnostics, key: &str| {
+        diags.push(Pos::file(path), format!("a `clean` model needs `{key}:`"));
+    };
+    let input = match &raw.input {
+        Some(i) => {
+            inputs.push(Reference { model: i.value.clone(), pos: at(&i.referenced) });
+            i.value.clone()
+        }
+        None => {
+            need(diags, "input");
+            String::new()
+        }
+    };
+    let quarantine = match &raw.quarantine {
+        Some(q) if is_identifier(&q.value) => q.value.clone(),
+        Some(q) => {
+            diags.push(at(&q.referenced), format!("quarantine name `{}` must be a lower-case identifier", q.value));
+            String::new()
+        }
+        None => {
+            need(diags, "quarantine");
+            String::new()
+        }
+    };
+    let mut fields = Vec::new();
+    match &raw.fields {
+        None => need(diags, "fields"),
+        Some(list) => {
+            let mut seen = BTreeSet::new();
+            for f in &list.value {
+                let pos = at(&f.name.referenced);
+                if !seen.insert(f.name.value.clone()) {
+                    diags.push(pos.clone(), format!("field `{}` has two rules", f.name.value));
+                }
+                check_column(diags, &f.name, "field rule");
+                let Some(kind) = FieldKind::parse(&f.ty.value) else {
+                    diags.push(at(&f.ty.referenced), format!("unknown field type `{}` (use string, number, integer, timestamp)", f.ty.value));
+                    continue;
+                };
+                let range = f.range.as_ref().and_then(|r| {
+                    if !matches!(kind, FieldKind::Number | FieldKind::Integer) {
+                        diags.push(at(&r.referenced), "`range` applies to number and integer fields only");
+                        return None;
+                    }
+                    Interval::parse(&r.value).map_err(|e| diags.push(at(&r.referenced), e)).ok()
+                });
+                if f.max_decimals.is_some() && kind != FieldKind::Number {
+                    diags.push(pos.clone(), "`max_decimals` applies to number fields only");
+                }
+                let max_ahead = f.max_ahead_of_ingest.as_ref().and_then(|d| {
+                    if kind != FieldKind::Timestamp {
+                        diags.push(at(&d.referenced), "`max_ahead_of_ingest` applies to timestamp fields only");
+                        return None;
+                    }
+                    parse_duration(&d.value).map_err(|e| diags.push(at(&d.referenced), e)).ok()
+                });
+                let column = match &f.column_type {
+                    None => kind.default_column(),
+                    Some(t) => ColumnType::parse(&t.value).unwrap_or_else(|| {
+                        diags.push(at(&t.referenced), format!("unknown column type `{}` (use {})", t.value, ColumnType::NAMES));
+                        kind.default_column()
+                    }),
+                };
+                if let Some(declared) = columns.iter().find(|c| c.name == f.name.value)
+                    && declared.ty != column
+                {
+                    diags.push(
+                        pos.clone(),
+                        format!(
+                            "field `{}` lands as {column} but its column is declared {}; add `as: {}` or fix the column",
+                            f.name.value, declared.ty, declared.ty
+                        ),
+                    );
+                }
+                fields.push(FieldRule {
+                    name: f.name.value.clone(),
+                    kind,
+                    required: f.required.unwrap_or(false),
+                    range,
+                    max_decimals: f.max_decimals,
+                    max_ahead_of_ingest: max_ahead,
+                    column,
+                });
+            }
+        }
+    }
+    let dedupe = match &raw.dedupe {
+        None => {
+            need(diags, "dedupe");
+            Dedupe { key: vec![], order: vec![] }
+        }
+        Some(d) => {
+            for k in &d.value.key {
+                check_column(diags, k, "`dedupe.key`");
+            }
+            // The order is over bronze columns (which copy arrived first).
+            let order: Vec<String> = match &d.value.order {
+                Some(o) => o
+                    .iter()
+                    .map(|c| {
+                        foreign_columns.push((input.clone(), c.value.clone(), at(&c.referenced)));
+                        c.value.clone()
+                    })
+                    .collect(),
+                None => vec!["ingested_at".into(), "partition".into(), "offset".into()],
+            };
+            Dedupe {
+                key: d.value.key.iter().map(|k| k.value.clone()).collect(),
+                order,
+            }
+        }
+    };
+    let derive = raw
+        .derive
+        .as_ref()
+        .map(|list| {
+            list.value
+                .iter()
+                .map(|d| {
+                    check_column(diags, &d.name, "`derive`");
+                    Derived { name: d.name.value.clone(), sql: d.sql.clone() }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Source::Clean { input, quarantine, fields, dedupe, derive }
+}
+
+fn parse_asof(
+    path: &Path,
+    raw: &RawModel,
+    diags: &mut Diagnostics,
+    inputs: &mut Vec<Reference>,
+    foreign_columns: &mut Vec<(String, String, Pos)>,
+) -> Vec<AsofJoin> {
+    let at = |loc: &serde_saphyr::Location| Pos::at(path, loc);
+    let Some(list) = &raw.asof else { return vec![] };
+    list.value
+        .iter()
+        .map(|a| {
+            if !is_identifier(&a.name.value) {
+                diags.push(at(&a.name.referenced), format!("as-of relation name `{}` must be a lower-case identifier", a.name.value));
+            }
+            for side in [&a.left, &a.right] {
+                inputs.push(Reference { model: side.value.clone(), pos: at(&side.referenced) });
+            }
+            let mut on = |model: &S<String>, col: &S<String>| {
+                foreign_columns.push((model.value.clone(), col.value.clone(), at(&col.referenced)));
+            };
+            on(&a.left, &a.left_on);
+            on(&a.right, &a.right_on);
+            for b in &a.by {
+                on(&a.left, b);
+                on(&a.right, b);
+            }
+            if let Some(t) = &a.tie_break {
+                on(&a.right, t);
+            }
+            for s in &a.select {
+                on(&a.right, s);
+            }
+            AsofJoin {
+                name: a.name.value.clone(),
+                left: a.left.value.clone(),
+                right: a.right.value.clone(),
+                left_on: a.left_on.value.clone(),
+                right_on: a.right_on.value.clone(),
+                by: a.by.iter().map(|b| b.value.clone()).collect(),
+                tie_break: a.tie_break.as_ref().map(|t| t.value.clone()),
+                select: a.select.iter().map(|s| s.value.clone()).collect(),
+            }
+        })
+        .collect()
+}
+
+const TEST_KINDS: [&str; 7] = [
+    "not_null", "unique", "relationships", "accepted_values", "expression", "row_count", "freshness",
+];
+
+#[allow(clippy::too_many_arguments)]
+fn parse_test(
+    path: &Path,
+    model: &str,
+    column: Option<&str>,
+    t: &S<RawTest>,
+    col_names: &[&str],
+    diags: &mut Diagnostics,
+    mentions: &mut Vec<Reference>,
+    foreign_columns: &mut Vec<(String, String, Pos)>,
+) -> Option<DataTest> {
+    let pos = Pos::at(path, &t.referenced);
+    let args = &t.value.args;
+    let kind_name = t.value.kind.as_str();
+    let before = diags.len();
+    let fail = |diags: &mut Diagnostics, msg: String| diags.push(pos.clone(), msg);
+    let mut col_check = |diags: &mut Diagnostics, c: &str, p: Pos| {
+        if !col_names.contains(&c) {
+            diags.push(p, format!("test `{kind_name}` names column `{c}`, which `{model}` does not declare{}", did_you_mean(c, col_names.iter().copied())));
+        }
+    };
+    // The column a single-column test is about: the column it is declared
+    // under, or `column:` at model level.
+    let subject = |diags: &mut Diagnostics, col_check: &mut dyn FnMut(&mut Diagnostics, &str, Pos)| -> Option<String> {
+        match (column, &args.column) {
+            (Some(c), None) => Some(c.to_string()),
+            (None, Some(c)) => {
+                col_check(diags, &c.value, Pos::at(path, &c.referenced));
+                Some(c.value.clone())
+            }
+            (Some(_), Some(c)) => {
+                diags.push(Pos::at(path, &c.referenced), "a column-level test takes its column from where it is declared; drop `column:`");
+                None
+            }
+            (None, None) => {
+                diags.push(pos.clone(), format!("a model-level `{kind_name}` test needs `column:`"));
+                None
+            }
+        }
+    };
+    let kind = match kind_name {
+        "not_null" => subject(diags, &mut col_check).map(|column| TestKind::NotNull { column }),
+        "unique" => {
+            let columns: Vec<String> = match (&args.columns, column) {
+                (Some(cols), None) => cols
+                    .iter()
+                    .map(|c| {
+                        col_check(diags, &c.value, Pos::at(path, &c.referenced));
+                        c.value.clone()
+                    })
+                    .collect(),
+                (None, Some(c)) => vec![c.to_string()],
+                (None, None) => {
+                    fail(diags, "a model-level `unique` test needs `columns: [..]`".into());
+                    vec![]
+                }
+                (Some(_), Some(_)) => {
+                    fail(diags, "a column-level `unique` test takes its column from where it is declared; drop `columns:`".into());
+                    vec![]
+                }
+            };
+            Some(TestKind::Unique { columns })
+        }
+        "relationships" => {
+            let col = subject(diags, &mut col_check);
+            match (&args.to, &args.field, col) {
+                (Some(to), Some(field), Some(column)) => {
+                    mentions.push(Reference { model: to.value.clone(), pos: Pos::at(path, &to.referenced) });
+                    foreign_columns.push((to.value.clone(), field.value.clone(), Pos::at(path, &field.referenced)));
+                    Some(TestKind::Relationships { column, to: to.value.clone(), field: field.value.clone() })
+                }
+                (to, field, _) => {
+                    if to.is_none() || field.is_none() {
+                        fail(diags, "a `relationships` test needs `to:` (a model) and `field:` (its column)".into());
+                    }
+                    None
+                }
+            }
+        }
+        "accepted_values" => {
+            let col = subject(diags, &mut col_check);
+            let allowed = match (&args.values, &args.range) {
+                (Some(v), None) if !v.is_empty() => Some(Allowed::Values(v.clone())),
+                (None, Some(r)) => Interval::parse(r).map(Allowed::Range).map_err(|e| fail(diags, e)).ok(),
+                _ => {
+                    fail(diags, "an `accepted_values` test needs either `values: [..]` or `range: \"[low, high]\"`".into());
+                    None
+                }
+            };
+            col.zip(allowed).map(|(column, allowed)| TestKind::AcceptedValues { column, allowed })
+        }
+        "expression" => match &args.sql {
+            Some(sql) if !sql.trim().is_empty() => Some(TestKind::Expression { sql: sql.clone() }),
+            _ => {
+                fail(diags, "an `expression` test needs `sql:` (a boolean every row must satisfy)".into());
+                None
+            }
+        },
+        "row_count" => {
+            if args.min.is_none() && args.max.is_none() && args.equal_to.is_none() {
+                fail(diags, "a `row_count` test needs `min:`, `max:` or `equal_to:`".into());
+            }
+            if let (Some(lo), Some(hi)) = (args.min, args.max)
+                && lo > hi
+            {
+                fail(diags, format!("`row_count` min {lo} is above max {hi}"));
+            }
+            let equal_to = args.equal_to.as_ref().map(|e| {
+                mentions.push(Reference { model: e.model.value.clone(), pos: Pos::at(path, &e.model.referenced) });
+                CountOf { model: e.model.value.clone(), filter: e.filter.clone() }
+            });
+            Some(TestKind::RowCount { min: args.min, max: args.max, equal_to })
+        }
+        "freshness" => {
+            let col = subject(diags, &mut col_check);
+            let lag = match &args.max_lag {
+                Some(l) => parse_duration(l).map_err(|e| fail(diags, e)).ok(),
+                None => {
+                    fail(diags, "a `freshness` test needs `max_lag:` (e.g. `1h`)".into());
+                    None
+                }
+            };
+            col.zip(lag).map(|(column, max_lag)| TestKind::Freshness { column, max_lag })
+        }
+        other => {
+            fail(diags, format!("unknown test `{other}`{}: use one of {}", did_you_mean(other, TEST_KINDS), TEST_KINDS.join(", ")));
+            None
+        }
+    };
+    let severity = match args.severity.as_deref() {
+        None | Some("error") => Severity::Error,
+        Some("warn") => Severity::Warn,
+        Some(other) => {
+            fail(diags, format!("unknown severity `{other}` (use error or warn)"));
+            Severity::Error
+        }
+    };
+    let threshold = |diags: &mut Diagnostics, key: &str, v: &Option<String>| {
+        v.as_ref().and_then(|s| {
+            let t = Threshold::parse(s);
+            if t.is_none() {
+                diags.push(pos.clone(), format!("`{key}: {s}` must be a comparison such as `> 10` or `>= 1`"));
+            }
+            t
+        })
+    };
+    let warn_if = threshold(diags, "warn_if", &args.warn_if);
+    let error_if = threshold(diags, "error_if", &args.error_if);
+    let kind = kind?;
+    if diags.len() > before {
+        return None;
+    }
+    let suffix = match &kind {
+        TestKind::NotNull { column }
+        | TestKind::Relationships { column, .. }
+        | TestKind::AcceptedValues { column, .. }
+        | TestKind::Freshness { column, .. } => format!("_{column}"),
+        TestKind::Unique { columns } => format!("_{}", columns.join("_")),
+        TestKind::Expression { .. } | TestKind::RowCount { .. } => format!("_{}", pos.line),
+    };
+    Some(DataTest {
+        name: format!("{}_{model}{suffix}", kind.name()),
+        kind,
+        severity,
+        filter: args.filter.clone(),
+        warn_if,
+        error_if,
+        pos,
+    })
+}

