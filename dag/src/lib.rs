@@ -1,1 +1,12 @@
-//! placeholder
+//! The `dag` crate: configuration, the pipeline loader and its DAG,
+//! selectors, rendering, and the CLI commands. The work each node does
+//! lives in the `jobs` crate; this crate decides what runs when.
+
+pub mod broker;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+pub mod pipeline;
+pub mod render;
+pub mod select;

@@ -5,7 +5,6 @@
 
 use crate::pipeline::Pipeline;
 use jobs::spec::{Layer, did_you_mean};
-use petgraph::Direction;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::{Bfs, Reversed};
 use std::collections::BTreeSet;
@@ -131,11 +130,6 @@ impl Selector {
         }
         Ok(p.topo_order().iter().copied().filter(|n| chosen.contains(n)).collect())
     }
-}
-
-/// The models directly upstream of `n` (for display).
-pub fn direct_inputs(p: &Pipeline, n: NodeIndex) -> Vec<NodeIndex> {
-    p.graph.neighbors_directed(n, Direction::Incoming).collect()
 }
 
 #[cfg(test)]

@@ -1,1 +1,9 @@
-fn main(){}
+//! End-to-end and integration tests of the workspace, in one test binary.
+//! Services (PostgreSQL, S3, the broker) come from `testkit`.
+
+mod compose;
+mod config;
+mod fixtures;
+mod loader;
+mod selectors;
+mod services;

@@ -253,12 +253,13 @@ impl Pipeline {
 
     /// The models `n` reads, sorted by name.
     pub fn inputs(&self, n: NodeIndex) -> Vec<&Model> {
-        let mut v: Vec<&Model> = self
-            .graph
-            .neighbors_directed(n, petgraph::Direction::Incoming)
-            .map(|i| &self.graph[i])
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
+        self.inputs_idx(n).into_iter().map(|i| &self.graph[i]).collect()
+    }
+
+    /// The nodes `n` reads, sorted by name.
+    pub fn inputs_idx(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut v: Vec<NodeIndex> = self.graph.neighbors_directed(n, petgraph::Direction::Incoming).collect();
+        v.sort_by(|a, b| self.graph[*a].name.cmp(&self.graph[*b].name));
         v
     }
 

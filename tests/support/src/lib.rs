@@ -1,1 +1,145 @@
-//! placeholder
+//! Test support: each test gets its own PostgreSQL database, Kafka topic
+//! names and S3 prefix on the real services that `scripts/services.sh`
+//! starts (`scripts/test.sh` and `.ci/run` start them before `cargo test`).
+//!
+//! Where to find the services: `DAG_TEST_DATABASE_URL`,
+//! `DAG_TEST_S3_ENDPOINT`, `DAG_TEST_KAFKA_BOOTSTRAP` from the environment,
+//! else from `$DAG_SERVICES_DIR/services.env` (default
+//! `/var/tmp/dag-services`). A missing service fails the test with the
+//! command that starts it: a test that silently skips proves nothing.
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// S3 credentials of the test server (SeaweedFS, as MinIO's defaults).
+pub const S3_ACCESS_KEY: &str = "minioadmin";
+pub const S3_SECRET_KEY: &str = "minioadmin";
+/// The bucket the test S3 server creates at start.
+pub const S3_BUCKET: &str = "lake";
+
+fn services_file() -> std::path::PathBuf {
+    let dir = std::env::var("DAG_SERVICES_DIR").unwrap_or_else(|_| "/var/tmp/dag-services".into());
+    std::path::Path::new(&dir).join("services.env")
+}
+
+/// `export KEY=VALUE` lines of services.env.
+fn services_env() -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(services_file()).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export ").unwrap_or(l.trim()).split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches(['"', '\'']).to_string()))
+        .collect()
+}
+
+/// A service's address, or an error saying how to start it.
+pub fn service(var: &str) -> Result<String> {
+    if let Ok(v) = std::env::var(var)
+        && !v.is_empty()
+    {
+        return Ok(v);
+    }
+    match services_env().remove(var) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => bail!(
+            "{var} is not set and {} does not name it: start the test services with `scripts/services.sh start` (or run the tests with `scripts/test.sh`)",
+            services_file().display()
+        ),
+    }
+}
+
+/// A short random suffix for names.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// A topic name of this test's own: `t-<label>-<random>`.
+pub fn unique_topic(label: &str) -> String {
+    format!("t-{label}-{}", unique_suffix())
+}
+
+/// A database of this test's own, created on the test server and dropped by
+/// [`TestDb::drop_db`] (or left for inspection if the test panics first).
+pub struct TestDb {
+    pub name: String,
+    /// URL of the new database.
+    pub url: String,
+    admin_url: String,
+    pub pool: sqlx::PgPool,
+}
+
+impl TestDb {
+    pub async fn create() -> Result<TestDb> {
+        let admin_url = service("DAG_TEST_DATABASE_URL")?;
+        let name = format!("t_{}", unique_suffix());
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .with_context(|| format!("cannot connect to the test PostgreSQL at {admin_url}"))?;
+        // The name is ours (t_ + hex), so formatting it into DDL is safe.
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        admin.close().await;
+        let mut url = url::Url::parse(&admin_url)?;
+        url.set_path(&name);
+        let pool = sqlx::PgPool::connect(url.as_str()).await?;
+        Ok(TestDb { name, url: url.to_string(), admin_url, pool })
+    }
+
+    /// Drops the database (call at the end of a passing test).
+    pub async fn drop_db(self) -> Result<()> {
+        self.pool.close().await;
+        let admin = sqlx::PgPool::connect(&self.admin_url).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+/// An S3 location of this test's own: a fresh prefix in the test bucket.
+pub struct TestS3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub store: Arc<dyn object_store::ObjectStore>,
+}
+
+impl TestS3 {
+    pub fn create() -> Result<TestS3> {
+        let endpoint = service("DAG_TEST_S3_ENDPOINT")?;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_bucket_name(S3_BUCKET)
+            .with_region("us-east-1")
+            .with_access_key_id(S3_ACCESS_KEY)
+            .with_secret_access_key(S3_SECRET_KEY)
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .context("cannot build the S3 client")?;
+        Ok(TestS3 {
+            endpoint,
+            bucket: S3_BUCKET.into(),
+            prefix: format!("t-{}", unique_suffix()),
+            store: Arc::new(store),
+        })
+    }
+
+    /// `s3://bucket/prefix`
+    pub fn url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix)
+    }
+
+    /// A path under this test's prefix.
+    pub fn path(&self, rel: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{}/{rel}", self.prefix))
+    }
+}
+
+/// The bootstrap address of the separate test broker process.
+pub fn kafka_bootstrap() -> Result<String> {
+    service("DAG_TEST_KAFKA_BOOTSTRAP")
+}

@@ -1,0 +1,145 @@
+//! The command line: every command of DESIGN.md, parsed with clap derive.
+//! Parsing only; `commands` does the work.
+
+use crate::render::GraphFormat;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dag",
+    version,
+    about = "Run a medallion lakehouse pipeline end to end: Kafka -> bronze -> silver -> gold -> data tests -> PostgreSQL",
+    after_help = "Selectors: name, +name (with upstream), name+ (with downstream), bronze|silver|gold, tag:x; several terms make a union.\nConfiguration: dag.toml (or --config / DAG_CONFIG), overridden by DAG_<SECTION>__<KEY> environment variables."
+)]
+pub struct Cli {
+    /// Configuration file (default: ./dag.toml when present, else built-in defaults).
+    #[arg(long, global = true, env = "DAG_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole pipeline on embedded defaults: broker, lake, warehouse, events, summary.
+    Demo {
+        /// Simulated events to produce.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Leave the services running afterwards, for exploring.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run the selected models once, in dependency order, then their tests and the load.
+    Run {
+        /// Models to run (default: all).
+        selector: Vec<String>,
+        /// Rebuild incremental models from scratch.
+        #[arg(long)]
+        full_refresh: bool,
+    },
+    /// Ask the running scheduler to run a selection now.
+    Trigger {
+        #[arg(required = true)]
+        selector: Vec<String>,
+        /// Follow the run and exit with its status.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Keep ingesters streaming, fire schedules and pick up triggers.
+    Scheduler,
+    /// Stream Kafka topics into their bronze tables.
+    Ingest {
+        /// Bronze models to ingest (default: all).
+        sources: Vec<String>,
+        /// Stop after every partition reached the high watermark seen at start.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+    /// Produce simulated events, or replay a JSONL file of raw messages.
+    Produce {
+        /// Replay lines {"topic", "partition"?, "key", "value"} from this file.
+        #[arg(long, value_name = "F.jsonl")]
+        file: Option<PathBuf>,
+        /// Number of simulated events.
+        #[arg(long)]
+        events: Option<u64>,
+        /// Events per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Seed of the simulator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Run the data tests of the selected models on the current tables.
+    Test {
+        selector: Vec<String>,
+        /// Write JUnit XML here.
+        #[arg(long, value_name = "F")]
+        junit: Option<PathBuf>,
+        /// Write a Markdown summary here.
+        #[arg(long, value_name = "F")]
+        markdown: Option<PathBuf>,
+        /// Write a JSON report here.
+        #[arg(long, value_name = "F")]
+        json: Option<PathBuf>,
+        /// Check every row, not only the new ones.
+        #[arg(long)]
+        full: bool,
+    },
+    /// List the selected models.
+    List {
+        selector: Vec<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
+    /// Draw the selected part of the DAG.
+    Graph {
+        selector: Vec<String>,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Check the configuration and the pipeline, and report every problem.
+    Validate,
+    /// Recent runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Per-node state of a run (default: the latest).
+    Status { run: Option<String> },
+    /// Apply the warehouse and run-metadata migrations.
+    Migrate,
+    /// A Kafka-protocol broker in this process (librdkafka's in-memory mock
+    /// cluster), for development and tests without Kafka.
+    Broker {
+        /// Write the bootstrap address here once ready.
+        #[arg(long, value_name = "FILE")]
+        bootstrap_file: Option<PathBuf>,
+        /// Partitions of the topics created at start.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// Topics to create at start (besides the pipeline's sources).
+        #[arg(long = "topic", value_name = "NAME")]
+        topics: Vec<String>,
+    },
+}

@@ -1,0 +1,165 @@
+//! What each command does, and the errors that map to exit codes.
+//!
+//! Exit codes: 0 success; 1 the work ran and failed (a failing run or test);
+//! 2 bad input (configuration, pipeline files, selectors, arguments);
+//! 69 (EX_UNAVAILABLE) the command's engine is not in this build yet, so it
+//! never pretends to succeed.
+
+use crate::cli::{Cli, Command, ListFormat};
+use crate::config::{self, ConfigError, Loaded};
+use crate::pipeline::Pipeline;
+use crate::render;
+use crate::select::Selector;
+use jobs::spec::{Diagnostics, Layer, Source};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// How a command that ran to its end went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("pipeline {} has {} problem(s):\n{diags}", path.display(), diags.len())]
+    Pipeline { path: PathBuf, diags: Diagnostics },
+    #[error("selector: {0}")]
+    Selector(String),
+    #[error("`dag {command}` is not available in this build yet: {what}")]
+    NotAvailable { command: &'static str, what: &'static str },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) | CliError::Pipeline { .. } | CliError::Selector(_) => 2,
+            CliError::NotAvailable { .. } => 69,
+            CliError::Other(_) => 1,
+        }
+    }
+}
+
+/// The process environment as a map (config reads it through this).
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Loads the configuration the way every command does.
+pub fn load_config(explicit: Option<&std::path::Path>) -> Result<Loaded, CliError> {
+    let cwd = std::env::current_dir().map_err(|e| CliError::Other(e.into()))?;
+    Ok(config::load(explicit, &process_env(), &cwd)?)
+}
+
+/// Loads the configured pipeline, with every problem reported at once.
+pub fn load_pipeline(cfg: &Loaded) -> Result<Pipeline, CliError> {
+    let root = cfg.pipeline_dir();
+    Pipeline::load(&root).map_err(|diags| CliError::Pipeline { path: root, diags })
+}
+
+fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeIndex>, CliError> {
+    Selector::parse_args(words)
+        .and_then(|s| s.resolve(p))
+        .map_err(CliError::Selector)
+}
+
+fn not_available(command: &'static str, what: &'static str) -> Result<Outcome, CliError> {
+    Err(CliError::NotAvailable { command, what })
+}
+
+pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+    let explicit = cli.config.as_deref();
+    match cli.command {
+        Command::List { selector, format } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = select(&p, &selector)?;
+            match format {
+                ListFormat::Text => print!("{}", render::list_text(&p, &nodes)),
+                ListFormat::Json => println!("{}", render::list_json(&p, &nodes)),
+            }
+            Ok(Outcome::Success)
+        }
+        Command::Graph { selector, format } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = select(&p, &selector)?;
+            print!("{}", render::graph(&p, &nodes, format));
+            Ok(Outcome::Success)
+        }
+        Command::Validate => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            println!("{}", summary(&cfg, &p));
+            Ok(Outcome::Success)
+        }
+        Command::Demo { events, keep } => demo(explicit, events, keep),
+        Command::Broker { bootstrap_file, partitions, topics } => {
+            // The pipeline's topics, when a pipeline is at hand; the broker
+            // is also useful without one.
+            let mut all = topics;
+            if let Ok(cfg) = load_config(explicit)
+                && let Ok(p) = load_pipeline(&cfg)
+            {
+                for m in p.graph.node_weights() {
+                    if let Source::Kafka { topic } = &m.source {
+                        all.push(topic.clone());
+                    }
+                }
+            }
+            crate::broker::serve(bootstrap_file.as_deref(), partitions, &all).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Run { .. } => not_available("run", "silver and gold model execution (polars over Delta) is being built"),
+        Command::Trigger { .. } => not_available("trigger", "the scheduler and its run state in PostgreSQL are being built"),
+        Command::Scheduler => not_available("scheduler", "the scheduler is being built"),
+        Command::Ingest { .. } => not_available("ingest", "the bronze ingester (Kafka -> Delta, exactly once) is being built"),
+        Command::Produce { .. } => not_available("produce", "the event simulator and JSONL replay are being built"),
+        Command::Test { .. } => not_available("test", "the data test engine is being built"),
+        Command::Runs { .. } => not_available("runs", "run history in PostgreSQL is being built"),
+        Command::Status { .. } => not_available("status", "run history in PostgreSQL is being built"),
+        Command::Migrate => not_available("migrate", "the warehouse migrations are being built"),
+    }
+}
+
+/// A few lines about a loaded pipeline.
+fn summary(cfg: &Loaded, p: &Pipeline) -> String {
+    let per_layer: Vec<String> = Layer::ALL
+        .iter()
+        .map(|l| format!("{} {l}", p.graph.node_weights().filter(|m| m.layer == *l).count()))
+        .collect();
+    let tests: usize = p.graph.node_weights().map(|m| m.tests.len()).sum();
+    format!(
+        "pipeline `{}` ({}): {} models ({}), {} edges, {} data tests, {} schedules\nconfig: {}\nlake: {}",
+        p.name,
+        p.root.display(),
+        p.node_count(),
+        per_layer.join(", "),
+        p.edge_count(),
+        tests,
+        p.schedules.len(),
+        cfg.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
+        cfg.lake_url(),
+    )
+}
+
+/// Until the engines land, the demo checks what it can and says so plainly.
+fn demo(explicit: Option<&std::path::Path>, events: u64, _keep: bool) -> Result<Outcome, CliError> {
+    let cfg = load_config(explicit)?;
+    let p = load_pipeline(&cfg)?;
+    println!("dag demo: the configuration and the pipeline are valid.\n");
+    println!("{}\n", summary(&cfg, &p));
+    print!("{}", render::list_text(&p, p.topo_order()));
+    println!("\nThe pipeline as Mermaid (paste into any Markdown viewer):\n");
+    print!("{}", render::graph(&p, p.topo_order(), render::GraphFormat::Mermaid));
+    println!(
+        "\nNot run yet: this build only validates and draws the pipeline. Producing {events} events, \
+         bronze ingest, silver/gold models, data tests and the PostgreSQL load land with their engines."
+    );
+    Ok(Outcome::Success)
+}

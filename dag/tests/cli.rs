@@ -1,0 +1,105 @@
+//! The `dag` binary as a user runs it from the repository root.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn dag(args: &[&str]) -> Output {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(args)
+        .current_dir(repo)
+        .env_remove("DAG_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("dag runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn list_shows_models_in_dependency_order() {
+    let out = dag(&["list", "+fact_telemetry"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let names: Vec<&str> = stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(names, ["bronze_vehicle_telemetry", "silver_telemetry", "fact_telemetry"]);
+    assert!(stdout.starts_with("MODEL"), "{stdout}");
+    assert!(stdout.contains("kafka_source(vehicle-telemetry)"), "{stdout}");
+}
+
+#[test]
+fn list_json_is_machine_readable() {
+    let out = dag(&["list", "gold", "--format", "json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let items = v.as_array().expect("array");
+    assert_eq!(items.len(), 6);
+    let fines = items.iter().find(|m| m["name"] == "fact_fines").expect("fact_fines");
+    assert_eq!(fines["inputs"], serde_json::json!(["fact_telemetry", "silver_fines"]));
+    assert_eq!(fines["warehouse"], "gold.fact_fines");
+}
+
+#[test]
+fn graph_draws_dot_and_mermaid() {
+    let out = dag(&["graph", "--format", "dot"]);
+    let (dot, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(dot.starts_with("digraph \"telematics\" {"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 19, "every edge once");
+    assert!(dot.contains("\"silver_telemetry\" -> \"fact_telemetry\";"));
+
+    let out = dag(&["graph", "fact_fines+", "--format", "mermaid"]);
+    let (mermaid, _) = text(&out);
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(mermaid.contains("  fact_fines --> agg_driver_daily\n"), "{mermaid}");
+    assert!(!mermaid.contains("fact_telemetry -->"), "only the selection is drawn: {mermaid}");
+}
+
+#[test]
+fn commands_not_built_yet_fail_and_say_so() {
+    for args in [
+        vec!["run"],
+        vec!["trigger", "gold"],
+        vec!["scheduler"],
+        vec!["ingest"],
+        vec!["produce"],
+        vec!["test"],
+        vec!["runs"],
+        vec!["status"],
+        vec!["migrate"],
+    ] {
+        let out = dag(&args);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(69), "{args:?} must not pretend to succeed: {stderr}");
+        assert!(stderr.contains("is not available in this build yet"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bad_selector_and_bad_config_exit_2_with_the_reason() {
+    let out = dag(&["list", "fact_fine"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("no model named `fact_fine` (did you mean `fact_fines`?)"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_dag"))
+        .args(["validate"])
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo"))
+        .env("DAG_SCHEDULER__TIMEZONE", "Nowhere/Land")
+        .output()
+        .expect("runs");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("DAG_SCHEDULER__TIMEZONE: key `scheduler.timezone`"), "{stderr}");
+}
+
+#[test]
+fn demo_validates_and_says_what_is_not_run() {
+    let out = dag(&["demo", "--events", "10"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("16 models (2 bronze, 8 silver, 6 gold), 19 edges"), "{stdout}");
+    assert!(stdout.contains("Not run yet"), "{stdout}");
+}

@@ -1,0 +1,40 @@
+//! Small pipelines written to temporary folders, for loader tests.
+
+use std::path::{Path, PathBuf};
+
+pub struct TempPipeline {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+/// Writes `files` (relative path, content) under a fresh pipeline folder.
+pub fn pipeline(files: &[(&str, &str)]) -> TempPipeline {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("p");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    for (rel, text) in files {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+    }
+    TempPipeline { _dir: dir, root }
+}
+
+/// The repository's root (where Cargo.toml of the workspace is).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub const BRONZE: &str = "kind: kafka_source\ntopic: t\n";
+
+/// A gold sql model file pair with one column `k`.
+pub fn gold(name: &str, sql: &str) -> [(String, String); 2] {
+    [
+        (format!("gold/{name}.yml"), "kind: sql\ncolumns:\n  - {name: k, type: string}\n".to_string()),
+        (format!("gold/{name}.sql"), sql.to_string()),
+    ]
+}
+
+pub fn owned(files: &[(String, String)]) -> Vec<(&str, &str)> {
+    files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
