@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 scripts/setup.sh
-exec cargo run --release --bin dag -- demo "$@"
+exec cargo run --release -- demo "$@"

@@ -20,6 +20,7 @@
 set -euo pipefail
 
 SCRIPTS_DIR="$(cd "$(dirname "$0")" && pwd)"
+REPO_ROOT="$(dirname "$SCRIPTS_DIR")"
 # shellcheck source=env.sh
 . "$SCRIPTS_DIR/env.sh"
 
@@ -161,6 +162,21 @@ postgres_start() {
     say "postgres: initialised a cluster in $dir/data"
   fi
   # Is the cluster already up (e.g. the PID file was lost)? Then adopt it.
+  # pg_ctl status also says "running" for a postmaster that was killed and
+  # is not yet reaped (a zombie): wait for such a one to go away.
+  local _
+  for _ in $(seq 1 50); do
+    pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 || break
+    head -n 1 "$dir/data/postmaster.pid" >"$dir/pid" 2>/dev/null || true
+    pid_of postgres >/dev/null && break
+    sleep 0.2
+  done
+  if ! pid_of postgres >/dev/null && [ -e "$dir/data/postmaster.pid" ]; then
+    # Still not a live postgres: the PID in postmaster.pid is stale (reused
+    # by some other process after a machine restart). Not ours: drop the file.
+    say "postgres: removing stale $dir/data/postmaster.pid"
+    rm -f "$dir/data/postmaster.pid"
+  fi
   if ! pg_as "$PG_BIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     if port_open 127.0.0.1 "$PG_PORT"; then
       die "port $PG_PORT is taken by another process; stop it, or it is not ours to use"
@@ -300,8 +316,10 @@ broker_start() {
     mkdir -p "$dir"
     rm -f "$dir/pid" "$dir/bootstrap"
     echo "=== $(date -u +%FT%TZ) services.sh start broker" >>"$dir/log"
-    setsid nohup "$DAG_BIN" broker --bootstrap-file "$dir/bootstrap" --partitions "$BROKER_PARTITIONS" \
-      </dev/null >>"$dir/log" 2>&1 9>&- &
+    # From the repository root, where dag finds dag.toml and the pipeline
+    # whose source topics it creates; the subshell execs, so $! is dag.
+    (cd "$REPO_ROOT" && exec setsid nohup "$DAG_BIN" broker --bootstrap-file "$dir/bootstrap" \
+      --partitions "$BROKER_PARTITIONS") </dev/null >>"$dir/log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$dir/pid"
     wait_until broker "$pid" broker_ready || exit 1

@@ -29,15 +29,18 @@ _setup_apt_updated=""
 # apt_install PKG...: installs the given Debian packages (runs apt-get update
 # once per setup run, only when something must be installed).
 apt_install() {
-  local sudo=""
+  local sudo="" log
   [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
+  mkdir -p "$DAG_SERVICES_DIR"
+  log="$DAG_SERVICES_DIR/setup-apt.log"
   if [ -z "$_setup_apt_updated" ]; then
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null ||
-      { echo "setup: apt-get update failed" >&2; return 1; }
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null >>"$log" 2>&1 ||
+      { echo "setup: apt-get update failed; end of $log:" >&2; tail -n 20 "$log" >&2; return 1; }
     _setup_apt_updated=1
   fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
-    </dev/null >/dev/null || { echo "setup: apt-get install $* failed" >&2; return 1; }
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" \
+    </dev/null >>"$log" 2>&1 ||
+    { echo "setup: apt-get install $* failed; end of $log:" >&2; tail -n 20 "$log" >&2; return 1; }
 }
 
 # setup_debian: the Debian packages the build and the services need.

@@ -15,7 +15,7 @@ mod range;
 mod sql;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-pub use file::{ModelDraft, parse_model_file};
+pub use file::{ModelDraft, Reference, parse_model_file};
 pub use range::{Bound, Interval};
 pub use sql::{SqlRelation, sql_relations};
 
