@@ -19,8 +19,18 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Environment variables with the `DAG_` prefix that are not config keys.
-const NOT_CONFIG_VARS: [&str; 3] = ["DAG_CONFIG", "DAG_LOG", "DAG_SERVICES_DIR"];
+/// Environment variables with the `DAG_` prefix that are not config keys:
+/// the config file's own, and the knobs of `scripts/` (see docs/services.md).
+const NOT_CONFIG_VARS: [&str; 8] = [
+    "DAG_CONFIG",
+    "DAG_LOG",
+    "DAG_SERVICES_DIR",
+    "DAG_SERVICES_TIMEOUT",
+    "DAG_PG_BIN",
+    "DAG_BROKER_PARTITIONS",
+    "DAG_VENV",
+    "DAG_PIP_PACKAGES",
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -136,6 +146,8 @@ impl Default for SchedulerConfig {
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
+    /// The built-in default.
+    Default,
     File(PathBuf),
     Env(String),
 }
@@ -143,6 +155,7 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Origin::Default => f.write_str("built-in default"),
             Origin::File(p) => write!(f, "{}", p.display()),
             Origin::Env(v) => write!(f, "environment variable {v}"),
         }
@@ -221,7 +234,7 @@ impl Loaded {
         self.origins
             .get(key)
             .cloned()
-            .unwrap_or_else(|| Origin::Env("(default)".into()))
+            .unwrap_or(Origin::Default)
     }
 }
 
@@ -241,7 +254,7 @@ pub fn load(
         },
     };
     let defaults = toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid {
-        origin: Origin::Env("(default)".into()),
+        origin: Origin::Default,
         key: String::new(),
         message: e.to_string(),
     })?;
@@ -289,7 +302,7 @@ pub fn load(
     let config: Config = toml::Value::Table(merged)
         .try_into()
         .map_err(|e: toml::de::Error| ConfigError::Invalid {
-            origin: file.clone().map(Origin::File).unwrap_or(Origin::Env("(environment)".into())),
+            origin: file.clone().map(Origin::File).unwrap_or(Origin::Default),
             key: String::new(),
             message: e.to_string(),
         })?;
@@ -408,15 +421,17 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
         key: key.to_string(),
         message,
     };
-    let c = &loaded.config;
+    // Checks read only; secrets are applied at the end.
+    let ro: &Loaded = loaded;
+    let c = &ro.config;
     if !c.pipeline.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') || c.pipeline.is_empty() {
-        return Err(invalid(loaded, "pipeline", format!("`{}` must be a folder name (letters, digits, _ and -)", c.pipeline)));
+        return Err(invalid(ro, "pipeline", format!("`{}` must be a folder name (letters, digits, _ and -)", c.pipeline)));
     }
-    let models = loaded.models_dir();
+    let models = ro.models_dir();
     if !models.is_dir() {
-        return Err(invalid(loaded, "models_dir", format!("{} is not a directory", models.display())));
+        return Err(invalid(ro, "models_dir", format!("{} is not a directory", models.display())));
     }
-    let pipeline = loaded.pipeline_dir();
+    let pipeline = ro.pipeline_dir();
     if !pipeline.is_dir() {
         let available: Vec<String> = std::fs::read_dir(&models)
             .map(|rd| {
@@ -427,30 +442,30 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             })
             .unwrap_or_default();
         return Err(invalid(
-            loaded,
+            ro,
             "pipeline",
             format!("no pipeline folder {} (pipelines here: {})", pipeline.display(), available.join(", ")),
         ));
     }
-    let data = loaded.data_dir();
+    let data = ro.data_dir();
     if !data.is_dir() {
-        return Err(invalid(loaded, "data_dir", format!("{} is not a directory", data.display())));
+        return Err(invalid(ro, "data_dir", format!("{} is not a directory", data.display())));
     }
     let lake = &c.lake.uri;
     if let Some(rest) = lake.strip_prefix("s3://") {
         if rest.split('/').next().unwrap_or_default().is_empty() {
-            return Err(invalid(loaded, "lake.uri", format!("`{lake}` needs a bucket: s3://bucket/prefix")));
+            return Err(invalid(ro, "lake.uri", format!("`{lake}` needs a bucket: s3://bucket/prefix")));
         }
         url::Url::parse(&c.s3.endpoint)
-            .map_err(|e| invalid(loaded, "s3.endpoint", format!("`{}` is not a URL: {e}", c.s3.endpoint)))?;
+            .map_err(|e| invalid(ro, "s3.endpoint", format!("`{}` is not a URL: {e}", c.s3.endpoint)))?;
     } else if lake.contains("://") && !lake.starts_with("file://") {
-        return Err(invalid(loaded, "lake.uri", format!("`{lake}`: use a local path, file:// or s3://")));
+        return Err(invalid(ro, "lake.uri", format!("`{lake}`: use a local path, file:// or s3://")));
     } else {
-        let path = loaded.base_dir.join(lake.strip_prefix("file://").unwrap_or(lake));
+        let path = ro.base_dir.join(lake.strip_prefix("file://").unwrap_or(lake));
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if !path.is_dir() && !parent.is_dir() {
             return Err(invalid(
-                loaded,
+                ro,
                 "lake.uri",
                 format!("{} does not exist and neither does its parent folder", path.display()),
             ));
@@ -460,29 +475,29 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
         || c.kafka.bootstrap_servers.split(',').any(|hp| hp.trim().rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
     {
         return Err(invalid(
-            loaded,
+            ro,
             "kafka.bootstrap_servers",
             format!("`{}` must be host:port[,host:port...]", c.kafka.bootstrap_servers),
         ));
     }
     if c.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(invalid(
-            loaded,
+            ro,
             "scheduler.timezone",
             format!("`{}` is not an IANA time zone (e.g. UTC, Europe/Paris)", c.scheduler.timezone),
         ));
     }
     if c.scheduler.max_concurrency == 0 {
-        return Err(invalid(loaded, "scheduler.max_concurrency", "must be at least 1".into()));
+        return Err(invalid(ro, "scheduler.max_concurrency", "must be at least 1".into()));
     }
     let wh = url::Url::parse(&c.warehouse.url)
-        .map_err(|e| invalid(loaded, "warehouse.url", format!("`{}` is not a URL: {e}", c.warehouse.url)))?;
+        .map_err(|e| invalid(ro, "warehouse.url", format!("`{}` is not a URL: {e}", c.warehouse.url)))?;
     if !matches!(wh.scheme(), "postgres" | "postgresql") {
-        return Err(invalid(loaded, "warehouse.url", format!("`{}` must be a postgres:// URL", c.warehouse.url)));
+        return Err(invalid(ro, "warehouse.url", format!("`{}` must be a postgres:// URL", c.warehouse.url)));
     }
-    if wh.password().is_some() && matches!(loaded.origin("warehouse.url"), Origin::File(_)) {
+    if wh.password().is_some() && matches!(ro.origin("warehouse.url"), Origin::File(_)) {
         return Err(invalid(
-            loaded,
+            ro,
             "warehouse.url",
             "holds a password: secrets are read only from the environment (DATABASE_URL or PGPASSWORD)".into(),
         ));

@@ -76,7 +76,7 @@ impl TestDb {
             .await
             .with_context(|| format!("cannot connect to the test PostgreSQL at {admin_url}"))?;
         // The name is ours (t_ + hex), so formatting it into DDL is safe.
-        sqlx::query(&format!("CREATE DATABASE {name}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin)
             .await
             .with_context(|| format!("cannot create database {name}"))?;
@@ -91,7 +91,7 @@ impl TestDb {
     pub async fn drop_db(self) -> Result<()> {
         self.pool.close().await;
         let admin = sqlx::PgPool::connect(&self.admin_url).await?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
             .execute(&admin)
             .await?;
         admin.close().await;
