@@ -66,7 +66,7 @@ done
 echo "==> DAG_TEST_DATABASE_URL=${DAG_TEST_DATABASE_URL:-} DAG_TEST_S3_ENDPOINT=${DAG_TEST_S3_ENDPOINT:-} DAG_TEST_KAFKA_BOOTSTRAP=${DAG_TEST_KAFKA_BOOTSTRAP:-}"
 
 test_rc=0
-step "cargo test --release --workspace $*" cargo test --release --workspace "$@" </dev/null || test_rc=$?
+step "cargo test --release --workspace --no-fail-fast $*" cargo test --release --workspace --no-fail-fast "$@" </dev/null || test_rc=$?
 if [ "$test_rc" -ne 0 ]; then
   echo "==> tests failed; service logs: $DAG_SERVICES_DIR/{postgres,s3,broker}/log"
 fi

@@ -12,7 +12,11 @@ use anyhow::Context;
 use rdkafka::mocking::MockCluster;
 use std::path::Path;
 
-pub async fn serve(bootstrap_file: Option<&Path>, partitions: i32, topics: &[String]) -> anyhow::Result<()> {
+pub async fn serve(
+    bootstrap_file: Option<&Path>,
+    partitions: i32,
+    topics: &[String],
+) -> anyhow::Result<()> {
     let cluster = MockCluster::new(1).context("cannot start the mock Kafka cluster")?;
     for topic in topics {
         cluster
@@ -23,7 +27,8 @@ pub async fn serve(bootstrap_file: Option<&Path>, partitions: i32, topics: &[Str
     if let Some(path) = bootstrap_file {
         // Write then rename, so a reader never sees half an address.
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, &bootstrap).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, &bootstrap)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("{bootstrap}");

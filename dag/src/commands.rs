@@ -30,7 +30,10 @@ pub enum CliError {
     #[error("selector: {0}")]
     Selector(String),
     #[error("`dag {command}` is not available in this build yet: {what}")]
-    NotAvailable { command: &'static str, what: &'static str },
+    NotAvailable {
+        command: &'static str,
+        what: &'static str,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -99,7 +102,11 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Demo { events, keep } => demo(explicit, events, keep),
-        Command::Broker { bootstrap_file, partitions, topics } => {
+        Command::Broker {
+            bootstrap_file,
+            partitions,
+            topics,
+        } => {
             // The pipeline's topics, when a pipeline is at hand; the broker
             // is also useful without one.
             let mut all = topics;
@@ -115,14 +122,28 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             crate::broker::serve(bootstrap_file.as_deref(), partitions, &all).await?;
             Ok(Outcome::Success)
         }
-        Command::Run { .. } => not_available("run", "silver and gold model execution (polars over Delta) is being built"),
-        Command::Trigger { .. } => not_available("trigger", "the scheduler and its run state in PostgreSQL are being built"),
+        Command::Run { .. } => not_available(
+            "run",
+            "silver and gold model execution (polars over Delta) is being built",
+        ),
+        Command::Trigger { .. } => not_available(
+            "trigger",
+            "the scheduler and its run state in PostgreSQL are being built",
+        ),
         Command::Scheduler => not_available("scheduler", "the scheduler is being built"),
-        Command::Ingest { .. } => not_available("ingest", "the bronze ingester (Kafka -> Delta, exactly once) is being built"),
-        Command::Produce { .. } => not_available("produce", "the event simulator and JSONL replay are being built"),
+        Command::Ingest { .. } => not_available(
+            "ingest",
+            "the bronze ingester (Kafka -> Delta, exactly once) is being built",
+        ),
+        Command::Produce { .. } => not_available(
+            "produce",
+            "the event simulator and JSONL replay are being built",
+        ),
         Command::Test { .. } => not_available("test", "the data test engine is being built"),
         Command::Runs { .. } => not_available("runs", "run history in PostgreSQL is being built"),
-        Command::Status { .. } => not_available("status", "run history in PostgreSQL is being built"),
+        Command::Status { .. } => {
+            not_available("status", "run history in PostgreSQL is being built")
+        }
         Command::Migrate => not_available("migrate", "the warehouse migrations are being built"),
     }
 }
@@ -131,7 +152,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
 fn summary(cfg: &Loaded, p: &Pipeline) -> String {
     let per_layer: Vec<String> = Layer::ALL
         .iter()
-        .map(|l| format!("{} {l}", p.graph.node_weights().filter(|m| m.layer == *l).count()))
+        .map(|l| {
+            format!(
+                "{} {l}",
+                p.graph.node_weights().filter(|m| m.layer == *l).count()
+            )
+        })
         .collect();
     let tests: usize = p.graph.node_weights().map(|m| m.tests.len()).sum();
     format!(
@@ -143,7 +169,10 @@ fn summary(cfg: &Loaded, p: &Pipeline) -> String {
         p.edge_count(),
         tests,
         p.schedules.len(),
-        cfg.file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
+        cfg.file
+            .as_ref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "built-in defaults".into()),
         cfg.lake_url(),
     )
 }
@@ -156,7 +185,10 @@ fn demo(explicit: Option<&std::path::Path>, events: u64, _keep: bool) -> Result<
     println!("{}\n", summary(&cfg, &p));
     print!("{}", render::list_text(&p, p.topo_order()));
     println!("\nThe pipeline as Mermaid (paste into any Markdown viewer):\n");
-    print!("{}", render::graph(&p, p.topo_order(), render::GraphFormat::Mermaid));
+    print!(
+        "{}",
+        render::graph(&p, p.topo_order(), render::GraphFormat::Mermaid)
+    );
     println!(
         "\nNot run yet: this build only validates and draws the pipeline. Producing {events} events, \
          bronze ingest, silver/gold models, data tests and the PostgreSQL load land with their engines."

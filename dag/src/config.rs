@@ -103,7 +103,9 @@ impl Default for Config {
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { uri: "./lake".into() }
+        Self {
+            uri: "./lake".into(),
+        }
     }
 }
 
@@ -231,10 +233,7 @@ impl Loaded {
     }
 
     fn origin(&self, key: &str) -> Origin {
-        self.origins
-            .get(key)
-            .cloned()
-            .unwrap_or(Origin::Default)
+        self.origins.get(key).cloned().unwrap_or(Origin::Default)
     }
 }
 
@@ -266,21 +265,31 @@ pub fn load(
                 path: path.clone(),
                 source,
             })?;
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-                path: path.clone(),
-                message: e.to_string().trim_end().to_string(),
-            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                        path: path.clone(),
+                        message: e.to_string().trim_end().to_string(),
+                    })?;
             let origin = Origin::File(path.clone());
             check_keys(&table, &defaults, "", &origin, &mut origins)?;
             merged = table;
             path.parent()
-                .map(|p| if p.as_os_str().is_empty() { cwd.to_path_buf() } else { cwd.join(p) })
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        cwd.to_path_buf()
+                    } else {
+                        cwd.join(p)
+                    }
+                })
                 .unwrap_or_else(|| cwd.to_path_buf())
         }
         None => cwd.to_path_buf(),
     };
     for (var, value) in env {
-        let Some(rest) = var.strip_prefix("DAG_") else { continue };
+        let Some(rest) = var.strip_prefix("DAG_") else {
+            continue;
+        };
         if NOT_CONFIG_VARS.contains(&var.as_str()) || var.starts_with("DAG_TEST_") {
             continue;
         }
@@ -374,7 +383,11 @@ fn check_keys(
     origins: &mut BTreeMap<String, Origin>,
 ) -> Result<(), ConfigError> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         let Some(expected) = defaults.get(k) else {
             let known: Vec<&str> = defaults
                 .as_table()
@@ -388,18 +401,32 @@ fn check_keys(
             } else {
                 let dym = jobs::spec::did_you_mean(k, known.iter().copied());
                 if dym.is_empty() {
-                    format!(" (known keys{}: {})", if prefix.is_empty() { String::new() } else { format!(" of [{prefix}]") }, known.join(", "))
+                    format!(
+                        " (known keys{}: {})",
+                        if prefix.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" of [{prefix}]")
+                        },
+                        known.join(", ")
+                    )
                 } else {
                     dym
                 }
             };
-            return Err(ConfigError::UnknownKey { origin: origin.clone(), key, hint });
+            return Err(ConfigError::UnknownKey {
+                origin: origin.clone(),
+                key,
+                hint,
+            });
         };
         match (v, expected) {
             (toml::Value::Table(sub), toml::Value::Table(_)) => {
                 check_keys(sub, expected, &key, origin, origins)?;
             }
-            (found, expected) if std::mem::discriminant(found) != std::mem::discriminant(expected) => {
+            (found, expected)
+                if std::mem::discriminant(found) != std::mem::discriminant(expected) =>
+            {
                 return Err(ConfigError::WrongType {
                     origin: origin.clone(),
                     key,
@@ -424,12 +451,28 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
     // Checks read only; secrets are applied at the end.
     let ro: &Loaded = loaded;
     let c = &ro.config;
-    if !c.pipeline.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') || c.pipeline.is_empty() {
-        return Err(invalid(ro, "pipeline", format!("`{}` must be a folder name (letters, digits, _ and -)", c.pipeline)));
+    if !c
+        .pipeline
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        || c.pipeline.is_empty()
+    {
+        return Err(invalid(
+            ro,
+            "pipeline",
+            format!(
+                "`{}` must be a folder name (letters, digits, _ and -)",
+                c.pipeline
+            ),
+        ));
     }
     let models = ro.models_dir();
     if !models.is_dir() {
-        return Err(invalid(ro, "models_dir", format!("{} is not a directory", models.display())));
+        return Err(invalid(
+            ro,
+            "models_dir",
+            format!("{} is not a directory", models.display()),
+        ));
     }
     let pipeline = ro.pipeline_dir();
     if !pipeline.is_dir() {
@@ -444,56 +487,105 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
         return Err(invalid(
             ro,
             "pipeline",
-            format!("no pipeline folder {} (pipelines here: {})", pipeline.display(), available.join(", ")),
+            format!(
+                "no pipeline folder {} (pipelines here: {})",
+                pipeline.display(),
+                available.join(", ")
+            ),
         ));
     }
     let data = ro.data_dir();
     if !data.is_dir() {
-        return Err(invalid(ro, "data_dir", format!("{} is not a directory", data.display())));
+        return Err(invalid(
+            ro,
+            "data_dir",
+            format!("{} is not a directory", data.display()),
+        ));
     }
     let lake = &c.lake.uri;
     if let Some(rest) = lake.strip_prefix("s3://") {
         if rest.split('/').next().unwrap_or_default().is_empty() {
-            return Err(invalid(ro, "lake.uri", format!("`{lake}` needs a bucket: s3://bucket/prefix")));
+            return Err(invalid(
+                ro,
+                "lake.uri",
+                format!("`{lake}` needs a bucket: s3://bucket/prefix"),
+            ));
         }
-        url::Url::parse(&c.s3.endpoint)
-            .map_err(|e| invalid(ro, "s3.endpoint", format!("`{}` is not a URL: {e}", c.s3.endpoint)))?;
+        url::Url::parse(&c.s3.endpoint).map_err(|e| {
+            invalid(
+                ro,
+                "s3.endpoint",
+                format!("`{}` is not a URL: {e}", c.s3.endpoint),
+            )
+        })?;
     } else if lake.contains("://") && !lake.starts_with("file://") {
-        return Err(invalid(ro, "lake.uri", format!("`{lake}`: use a local path, file:// or s3://")));
+        return Err(invalid(
+            ro,
+            "lake.uri",
+            format!("`{lake}`: use a local path, file:// or s3://"),
+        ));
     } else {
-        let path = ro.base_dir.join(lake.strip_prefix("file://").unwrap_or(lake));
+        let path = ro
+            .base_dir
+            .join(lake.strip_prefix("file://").unwrap_or(lake));
         let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if !path.is_dir() && !parent.is_dir() {
             return Err(invalid(
                 ro,
                 "lake.uri",
-                format!("{} does not exist and neither does its parent folder", path.display()),
+                format!(
+                    "{} does not exist and neither does its parent folder",
+                    path.display()
+                ),
             ));
         }
     }
     if c.kafka.bootstrap_servers.trim().is_empty()
-        || c.kafka.bootstrap_servers.split(',').any(|hp| hp.trim().rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()))
+        || c.kafka.bootstrap_servers.split(',').any(|hp| {
+            hp.trim()
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        })
     {
         return Err(invalid(
             ro,
             "kafka.bootstrap_servers",
-            format!("`{}` must be host:port[,host:port...]", c.kafka.bootstrap_servers),
+            format!(
+                "`{}` must be host:port[,host:port...]",
+                c.kafka.bootstrap_servers
+            ),
         ));
     }
     if c.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(invalid(
             ro,
             "scheduler.timezone",
-            format!("`{}` is not an IANA time zone (e.g. UTC, Europe/Paris)", c.scheduler.timezone),
+            format!(
+                "`{}` is not an IANA time zone (e.g. UTC, Europe/Paris)",
+                c.scheduler.timezone
+            ),
         ));
     }
     if c.scheduler.max_concurrency == 0 {
-        return Err(invalid(ro, "scheduler.max_concurrency", "must be at least 1".into()));
+        return Err(invalid(
+            ro,
+            "scheduler.max_concurrency",
+            "must be at least 1".into(),
+        ));
     }
-    let wh = url::Url::parse(&c.warehouse.url)
-        .map_err(|e| invalid(ro, "warehouse.url", format!("`{}` is not a URL: {e}", c.warehouse.url)))?;
+    let wh = url::Url::parse(&c.warehouse.url).map_err(|e| {
+        invalid(
+            ro,
+            "warehouse.url",
+            format!("`{}` is not a URL: {e}", c.warehouse.url),
+        )
+    })?;
     if !matches!(wh.scheme(), "postgres" | "postgresql") {
-        return Err(invalid(ro, "warehouse.url", format!("`{}` must be a postgres:// URL", c.warehouse.url)));
+        return Err(invalid(
+            ro,
+            "warehouse.url",
+            format!("`{}` must be a postgres:// URL", c.warehouse.url),
+        ));
     }
     if wh.password().is_some() && matches!(ro.origin("warehouse.url"), Origin::File(_)) {
         return Err(invalid(
@@ -510,7 +602,9 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             message: format!("not a URL: {e}"),
         })?;
         loaded.warehouse_url = url.clone();
-        loaded.origins.insert("warehouse.url".into(), Origin::Env("DATABASE_URL".into()));
+        loaded
+            .origins
+            .insert("warehouse.url".into(), Origin::Env("DATABASE_URL".into()));
     } else if let Some(pw) = env.get("PGPASSWORD") {
         let mut u = wh;
         // set_password fails only for URLs that cannot have one (no host).

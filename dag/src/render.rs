@@ -35,14 +35,34 @@ pub fn list_text(p: &Pipeline, nodes: &[NodeIndex]) -> String {
                 m.layer.to_string(),
                 kind_label(m),
                 m.materialized.as_str().to_string(),
-                if inputs.is_empty() { "-".into() } else { inputs.join(",") },
-                if m.tags.is_empty() { "-".into() } else { m.tags.join(",") },
+                if inputs.is_empty() {
+                    "-".into()
+                } else {
+                    inputs.join(",")
+                },
+                if m.tags.is_empty() {
+                    "-".into()
+                } else {
+                    m.tags.join(",")
+                },
                 m.tests.len().to_string(),
-                m.warehouse.as_ref().map(|w| format!("{}.{}", w.schema, w.table)).unwrap_or_else(|| "-".into()),
+                m.warehouse
+                    .as_ref()
+                    .map(|w| format!("{}.{}", w.schema, w.table))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    let header = ["MODEL", "LAYER", "KIND", "MATERIALIZED", "INPUTS", "TAGS", "TESTS", "WAREHOUSE"];
+    let header = [
+        "MODEL",
+        "LAYER",
+        "KIND",
+        "MATERIALIZED",
+        "INPUTS",
+        "TAGS",
+        "TESTS",
+        "WAREHOUSE",
+    ];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -109,7 +129,12 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
     let selected: HashSet<NodeIndex> = nodes.iter().copied().collect();
     let edges: Vec<(NodeIndex, NodeIndex)> = nodes
         .iter()
-        .flat_map(|&n| p.inputs_idx(n).into_iter().filter(|i| selected.contains(i)).map(move |i| (i, n)))
+        .flat_map(|&n| {
+            p.inputs_idx(n)
+                .into_iter()
+                .filter(|i| selected.contains(i))
+                .map(move |i| (i, n))
+        })
         .collect();
     let mut out = String::new();
     match format {
@@ -117,7 +142,10 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
             let _ = writeln!(out, "digraph \"{}\" {{", p.name);
             out.push_str("  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n");
             for layer in Layer::ALL {
-                let members: Vec<&NodeIndex> = nodes.iter().filter(|n| p.graph[**n].layer == layer).collect();
+                let members: Vec<&NodeIndex> = nodes
+                    .iter()
+                    .filter(|n| p.graph[**n].layer == layer)
+                    .collect();
                 if members.is_empty() {
                     continue;
                 }
@@ -142,14 +170,23 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
             for layer in Layer::ALL {
-                let members: Vec<&NodeIndex> = nodes.iter().filter(|n| p.graph[**n].layer == layer).collect();
+                let members: Vec<&NodeIndex> = nodes
+                    .iter()
+                    .filter(|n| p.graph[**n].layer == layer)
+                    .collect();
                 if members.is_empty() {
                     continue;
                 }
                 let _ = writeln!(out, "  subgraph {layer}");
                 for n in members {
                     let m = &p.graph[*n];
-                    let _ = writeln!(out, "    {}[\"{}<br/><small>{}</small>\"]", m.name, m.name, kind_label(m).replace('"', "'"));
+                    let _ = writeln!(
+                        out,
+                        "    {}[\"{}<br/><small>{}</small>\"]",
+                        m.name,
+                        m.name,
+                        kind_label(m).replace('"', "'")
+                    );
                 }
                 out.push_str("  end\n");
             }

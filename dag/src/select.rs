@@ -46,28 +46,44 @@ impl Selector {
     /// [`Selector::resolve`].
     pub fn parse(text: &str) -> Result<Selector, String> {
         let mut terms = Vec::new();
-        for raw in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|t| !t.is_empty()) {
+        for raw in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+        {
             let upstream = raw.starts_with('+');
             let downstream = raw.len() > 1 && raw.ends_with('+');
             let core = raw.trim_start_matches('+').trim_end_matches('+');
             if core.is_empty() || core.contains('+') {
-                return Err(format!("`{raw}` is not a selector term (forms: name, +name, name+, bronze|silver|gold, tag:x)"));
+                return Err(format!(
+                    "`{raw}` is not a selector term (forms: name, +name, name+, bronze|silver|gold, tag:x)"
+                ));
             }
             let atom = if let Some(tag) = core.strip_prefix("tag:") {
                 if tag.is_empty() {
-                    return Err(format!("`{raw}`: a tag selector needs a tag name, as in tag:telemetry"));
+                    return Err(format!(
+                        "`{raw}`: a tag selector needs a tag name, as in tag:telemetry"
+                    ));
                 }
                 Atom::Tag(tag.to_string())
             } else if let Some(layer) = Layer::parse(core) {
                 Atom::Layer(layer)
             } else if core.contains(':') {
-                return Err(format!("`{raw}`: unknown selector method (only tag: is supported)"));
+                return Err(format!(
+                    "`{raw}`: unknown selector method (only tag: is supported)"
+                ));
             } else {
                 Atom::Model(core.to_string())
             };
-            terms.push(Term { atom, upstream, downstream });
+            terms.push(Term {
+                atom,
+                upstream,
+                downstream,
+            });
         }
-        Ok(Selector { terms, text: text.trim().to_string() })
+        Ok(Selector {
+            terms,
+            text: text.trim().to_string(),
+        })
     }
 
     /// Parses several command-line words as one union.
@@ -91,12 +107,23 @@ impl Selector {
                 Atom::Model(name) => match p.node(name) {
                     Some(n) => vec![n],
                     None => {
-                        return Err(format!("no model named `{name}`{}", did_you_mean(name, p.names())));
+                        return Err(format!(
+                            "no model named `{name}`{}",
+                            did_you_mean(name, p.names())
+                        ));
                     }
                 },
-                Atom::Layer(l) => p.graph.node_indices().filter(|n| p.graph[*n].layer == *l).collect(),
+                Atom::Layer(l) => p
+                    .graph
+                    .node_indices()
+                    .filter(|n| p.graph[*n].layer == *l)
+                    .collect(),
                 Atom::Tag(tag) => {
-                    let v: Vec<NodeIndex> = p.graph.node_indices().filter(|n| p.graph[*n].tags.contains(tag)).collect();
+                    let v: Vec<NodeIndex> = p
+                        .graph
+                        .node_indices()
+                        .filter(|n| p.graph[*n].tags.contains(tag))
+                        .collect();
                     if v.is_empty() {
                         let mut tags: BTreeSet<&str> = BTreeSet::new();
                         for m in p.graph.node_weights() {
@@ -128,7 +155,11 @@ impl Selector {
                 }
             }
         }
-        Ok(p.topo_order().iter().copied().filter(|n| chosen.contains(n)).collect())
+        Ok(p.topo_order()
+            .iter()
+            .copied()
+            .filter(|n| chosen.contains(n))
+            .collect())
     }
 }
 
@@ -140,8 +171,22 @@ mod tests {
     fn parses_all_forms() {
         let s = Selector::parse("a +b c+ +d+ tag:x,silver").expect("parses");
         assert_eq!(s.terms.len(), 6);
-        assert_eq!(s.terms[1], Term { atom: Atom::Model("b".into()), upstream: true, downstream: false });
-        assert_eq!(s.terms[2], Term { atom: Atom::Model("c".into()), upstream: false, downstream: true });
+        assert_eq!(
+            s.terms[1],
+            Term {
+                atom: Atom::Model("b".into()),
+                upstream: true,
+                downstream: false
+            }
+        );
+        assert_eq!(
+            s.terms[2],
+            Term {
+                atom: Atom::Model("c".into()),
+                upstream: false,
+                downstream: true
+            }
+        );
         assert!(s.terms[3].upstream && s.terms[3].downstream);
         assert_eq!(s.terms[4].atom, Atom::Tag("x".into()));
         assert_eq!(s.terms[5].atom, Atom::Layer(Layer::Silver));
@@ -152,7 +197,11 @@ mod tests {
         assert!(Selector::parse("+").is_err());
         assert!(Selector::parse("a+b").is_err());
         assert!(Selector::parse("tag:").is_err());
-        assert!(Selector::parse("path:x").unwrap_err().contains("unknown selector method"));
+        assert!(
+            Selector::parse("path:x")
+                .unwrap_err()
+                .contains("unknown selector method")
+        );
     }
 
     #[test]

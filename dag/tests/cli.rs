@@ -4,7 +4,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn dag(args: &[&str]) -> Output {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root");
     Command::new(env!("CARGO_BIN_EXE_dag"))
         .args(args)
         .current_dir(repo)
@@ -15,7 +17,10 @@ fn dag(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -23,10 +28,24 @@ fn list_shows_models_in_dependency_order() {
     let out = dag(&["list", "+fact_telemetry"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    let names: Vec<&str> = stdout.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert_eq!(names, ["bronze_vehicle_telemetry", "silver_telemetry", "fact_telemetry"]);
+    let names: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "bronze_vehicle_telemetry",
+            "silver_telemetry",
+            "fact_telemetry"
+        ]
+    );
     assert!(stdout.starts_with("MODEL"), "{stdout}");
-    assert!(stdout.contains("kafka_source(vehicle-telemetry)"), "{stdout}");
+    assert!(
+        stdout.contains("kafka_source(vehicle-telemetry)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -36,8 +55,14 @@ fn list_json_is_machine_readable() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let items = v.as_array().expect("array");
     assert_eq!(items.len(), 6);
-    let fines = items.iter().find(|m| m["name"] == "fact_fines").expect("fact_fines");
-    assert_eq!(fines["inputs"], serde_json::json!(["fact_telemetry", "silver_fines"]));
+    let fines = items
+        .iter()
+        .find(|m| m["name"] == "fact_fines")
+        .expect("fact_fines");
+    assert_eq!(
+        fines["inputs"],
+        serde_json::json!(["fact_telemetry", "silver_fines"])
+    );
     assert_eq!(fines["warehouse"], "gold.fact_fines");
 }
 
@@ -53,8 +78,14 @@ fn graph_draws_dot_and_mermaid() {
     let out = dag(&["graph", "fact_fines+", "--format", "mermaid"]);
     let (mermaid, _) = text(&out);
     assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
-    assert!(mermaid.contains("  fact_fines --> agg_driver_daily\n"), "{mermaid}");
-    assert!(!mermaid.contains("fact_telemetry -->"), "only the selection is drawn: {mermaid}");
+    assert!(
+        mermaid.contains("  fact_fines --> agg_driver_daily\n"),
+        "{mermaid}"
+    );
+    assert!(
+        !mermaid.contains("fact_telemetry -->"),
+        "only the selection is drawn: {mermaid}"
+    );
 }
 
 #[test]
@@ -72,8 +103,15 @@ fn commands_not_built_yet_fail_and_say_so() {
     ] {
         let out = dag(&args);
         let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(69), "{args:?} must not pretend to succeed: {stderr}");
-        assert!(stderr.contains("is not available in this build yet"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(69),
+            "{args:?} must not pretend to succeed: {stderr}"
+        );
+        assert!(
+            stderr.contains("is not available in this build yet"),
+            "{args:?}: {stderr}"
+        );
     }
 }
 
@@ -82,17 +120,27 @@ fn bad_selector_and_bad_config_exit_2_with_the_reason() {
     let out = dag(&["list", "fact_fine"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("no model named `fact_fine` (did you mean `fact_fines`?)"), "{stderr}");
+    assert!(
+        stderr.contains("no model named `fact_fine` (did you mean `fact_fines`?)"),
+        "{stderr}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_dag"))
         .args(["validate"])
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo"))
+        .current_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("repo"),
+        )
         .env("DAG_SCHEDULER__TIMEZONE", "Nowhere/Land")
         .output()
         .expect("runs");
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("DAG_SCHEDULER__TIMEZONE: key `scheduler.timezone`"), "{stderr}");
+    assert!(
+        stderr.contains("DAG_SCHEDULER__TIMEZONE: key `scheduler.timezone`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -100,6 +148,9 @@ fn demo_validates_and_says_what_is_not_run() {
     let out = dag(&["demo", "--events", "10"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("16 models (2 bronze, 8 silver, 6 gold), 19 edges"), "{stdout}");
+    assert!(
+        stdout.contains("16 models (2 bronze, 8 silver, 6 gold), 19 edges"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Not run yet"), "{stdout}");
 }

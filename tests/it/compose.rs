@@ -7,7 +7,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 fn compose() -> Value {
-    let text = std::fs::read_to_string(crate::fixtures::repo().join("docker-compose.yml")).expect("docker-compose.yml");
+    let text = std::fs::read_to_string(crate::fixtures::repo().join("docker-compose.yml"))
+        .expect("docker-compose.yml");
     serde_saphyr::from_str(&text).expect("docker-compose.yml is valid YAML")
 }
 
@@ -15,7 +16,8 @@ fn port_of(url_or_hostport: &str) -> u16 {
     let rest = url_or_hostport.split("://").last().expect("text");
     let hostport = rest.split('/').next().expect("host");
     let port = hostport.rsplit(':').next().expect("port");
-    port.parse().unwrap_or_else(|_| panic!("no port in {url_or_hostport}"))
+    port.parse()
+        .unwrap_or_else(|_| panic!("no port in {url_or_hostport}"))
 }
 
 /// Host ports a service publishes ("9092:9092" or "127.0.0.1:9092:9092").
@@ -58,9 +60,18 @@ fn compose_agrees_with_the_defaults() {
         assert!(services.contains_key(name), "service {name} is missing");
     }
     let d = Config::default();
-    assert!(host_ports(&services["kafka"]).contains(&port_of(&d.kafka.bootstrap_servers)), "kafka port");
-    assert!(host_ports(&services["minio"]).contains(&port_of(&d.s3.endpoint)), "minio port");
-    assert!(host_ports(&services["postgres"]).contains(&port_of(&d.warehouse.url)), "postgres port");
+    assert!(
+        host_ports(&services["kafka"]).contains(&port_of(&d.kafka.bootstrap_servers)),
+        "kafka port"
+    );
+    assert!(
+        host_ports(&services["minio"]).contains(&port_of(&d.s3.endpoint)),
+        "minio port"
+    );
+    assert!(
+        host_ports(&services["postgres"]).contains(&port_of(&d.warehouse.url)),
+        "postgres port"
+    );
 
     // The warehouse default URL's user and database are the ones compose creates.
     let wh = url::Url::parse(&d.warehouse.url).expect("url");
@@ -72,9 +83,11 @@ fn compose_agrees_with_the_defaults() {
     let sched = env_of(&services["scheduler"]);
     for key in sched.keys().filter(|k| k.starts_with("DAG_")) {
         let one: BTreeMap<String, String> = [(key.clone(), sched[key].clone())].into();
-        config::load(None, &one, crate::fixtures::repo()).unwrap_or_else(|e| panic!("{key} is not a valid override: {e}"));
+        config::load(None, &one, crate::fixtures::repo())
+            .unwrap_or_else(|e| panic!("{key} is not a valid override: {e}"));
     }
-    let loaded = config::load(None, &sched, crate::fixtures::repo()).expect("scheduler environment is valid");
+    let loaded = config::load(None, &sched, crate::fixtures::repo())
+        .expect("scheduler environment is valid");
 
     // ... that points at the compose services, with their credentials.
     let kafka_env = env_of(&services["kafka"]);
@@ -86,11 +99,29 @@ fn compose_agrees_with_the_defaults() {
     let minio = env_of(&services["minio"]);
     assert_eq!(minio["MINIO_ROOT_USER"], sched["AWS_ACCESS_KEY_ID"]);
     assert_eq!(minio["MINIO_ROOT_PASSWORD"], sched["AWS_SECRET_ACCESS_KEY"]);
-    assert!(services.contains_key(url::Url::parse(&loaded.config.s3.endpoint).expect("url").host_str().expect("host")));
+    assert!(
+        services.contains_key(
+            url::Url::parse(&loaded.config.s3.endpoint)
+                .expect("url")
+                .host_str()
+                .expect("host")
+        )
+    );
 
-    let bucket = loaded.config.lake.uri.strip_prefix("s3://").expect("s3 lake").split('/').next().expect("bucket");
+    let bucket = loaded
+        .config
+        .lake
+        .uri
+        .strip_prefix("s3://")
+        .expect("s3 lake")
+        .split('/')
+        .next()
+        .expect("bucket");
     let init = serde_json::to_string(&services["minio-init"]).expect("json");
-    assert!(init.contains(&format!("/{bucket}")) || init.contains(&format!(" {bucket}")), "minio-init creates bucket {bucket}: {init}");
+    assert!(
+        init.contains(&format!("/{bucket}")) || init.contains(&format!(" {bucket}")),
+        "minio-init creates bucket {bucket}: {init}"
+    );
 
     let db = url::Url::parse(&loaded.warehouse_url).expect("DATABASE_URL");
     assert_eq!(db.host_str(), Some("postgres"));
@@ -98,5 +129,8 @@ fn compose_agrees_with_the_defaults() {
     assert_eq!(db.password(), Some(pg["POSTGRES_PASSWORD"].as_str()));
     assert_eq!(db.path().trim_start_matches('/'), pg["POSTGRES_DB"]);
 
-    assert!(crate::fixtures::repo().join("Dockerfile").is_file(), "the scheduler image is built from the Dockerfile");
+    assert!(
+        crate::fixtures::repo().join("Dockerfile").is_file(),
+        "the scheduler image is built from the Dockerfile"
+    );
 }

@@ -30,11 +30,17 @@ pub const BRONZE: &str = "kind: kafka_source\ntopic: t\n";
 /// A gold sql model file pair with one column `k`.
 pub fn gold(name: &str, sql: &str) -> [(String, String); 2] {
     [
-        (format!("gold/{name}.yml"), "kind: sql\ncolumns:\n  - {name: k, type: string}\n".to_string()),
+        (
+            format!("gold/{name}.yml"),
+            "kind: sql\ncolumns:\n  - {name: k, type: string}\n".to_string(),
+        ),
         (format!("gold/{name}.sql"), sql.to_string()),
     ]
 }
 
 pub fn owned(files: &[(String, String)]) -> Vec<(&str, &str)> {
-    files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+    files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect()
 }

@@ -7,25 +7,44 @@ use jobs::spec::{Layer, Source};
 
 fn load_err(files: &[(&str, &str)]) -> (String, String) {
     let p = pipeline(files);
-    let err = Pipeline::load(&p.root).expect_err("must be rejected").to_string();
+    let err = Pipeline::load(&p.root)
+        .expect_err("must be rejected")
+        .to_string();
     let root = format!("{}/", p.root.display());
     (err.replace(&root, ""), root)
 }
 
 #[test]
 fn shipped_pipeline_loads_with_expected_shape() {
-    let p = Pipeline::load(&fixtures::repo().join("models/telematics")).expect("shipped pipeline is valid");
-    assert_eq!(p.node_count(), 16, "2 bronze, 2 clean + 2 quarantine + 4 seeds, 6 gold");
+    let p = Pipeline::load(&fixtures::repo().join("models/telematics"))
+        .expect("shipped pipeline is valid");
+    assert_eq!(
+        p.node_count(),
+        16,
+        "2 bronze, 2 clean + 2 quarantine + 4 seeds, 6 gold"
+    );
     assert_eq!(p.edge_count(), 19);
     let count = |l: Layer| p.graph.node_weights().filter(|m| m.layer == l).count();
-    assert_eq!((count(Layer::Bronze), count(Layer::Silver), count(Layer::Gold)), (2, 8, 6));
+    assert_eq!(
+        (
+            count(Layer::Bronze),
+            count(Layer::Silver),
+            count(Layer::Gold)
+        ),
+        (2, 8, 6)
+    );
 
     // Every edge goes forward in the topological order.
     let order = p.topo_order();
     let pos = |n| order.iter().position(|x| *x == n).expect("in order");
     for e in p.graph.edge_indices() {
         let (a, b) = p.graph.edge_endpoints(e).expect("edge");
-        assert!(pos(a) < pos(b), "{} must come before {}", p.graph[a].name, p.graph[b].name);
+        assert!(
+            pos(a) < pos(b),
+            "{} must come before {}",
+            p.graph[a].name,
+            p.graph[b].name
+        );
     }
     let names: Vec<&str> = order.iter().map(|n| p.graph[*n].name.as_str()).collect();
     assert_eq!(
@@ -37,10 +56,10 @@ fn shipped_pipeline_loads_with_expected_shape() {
             "silver_car_models",
             "silver_drivers",
             "silver_fines",
-            "silver_telemetry",
-            "silver_vehicles",
             "quarantine_fines",
+            "silver_telemetry",
             "quarantine_telemetry",
+            "silver_vehicles",
             "fact_telemetry",
             "fact_fines",
             "agg_driver_daily",
@@ -51,18 +70,38 @@ fn shipped_pipeline_loads_with_expected_shape() {
     );
 
     let inputs = |name: &str| -> Vec<String> {
-        p.inputs(p.node(name).expect("model")).iter().map(|m| m.name.clone()).collect()
+        p.inputs(p.node(name).expect("model"))
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
     };
-    assert_eq!(inputs("fact_fines"), ["fact_telemetry", "silver_fines"], "as-of join sides are inputs");
+    assert_eq!(
+        inputs("fact_fines"),
+        ["fact_telemetry", "silver_fines"],
+        "as-of join sides are inputs"
+    );
     assert_eq!(
         inputs("dim_vehicle"),
-        ["fact_fines", "fact_telemetry", "silver_car_colors", "silver_car_models", "silver_vehicles"]
+        [
+            "fact_fines",
+            "fact_telemetry",
+            "silver_car_colors",
+            "silver_car_models",
+            "silver_vehicles"
+        ]
     );
     assert_eq!(inputs("quarantine_telemetry"), ["silver_telemetry"]);
-    assert_eq!(inputs("agg_alerts_15min"), ["dim_vehicle", "fact_telemetry"]);
+    assert_eq!(
+        inputs("agg_alerts_15min"),
+        ["dim_vehicle", "fact_telemetry"]
+    );
 
     // The spec's data tests are all declared, with error severity.
-    let tests: Vec<String> = p.graph.node_weights().flat_map(|m| m.tests.iter().map(|t| t.name.clone())).collect();
+    let tests: Vec<String> = p
+        .graph
+        .node_weights()
+        .flat_map(|m| m.tests.iter().map(|t| t.name.clone()))
+        .collect();
     for expected in [
         "unique_fact_telemetry_event_id",
         "relationships_fact_telemetry_vehicle_id",
@@ -76,18 +115,44 @@ fn shipped_pipeline_loads_with_expected_shape() {
         "not_null_fact_telemetry_event_time",
         "unique_agg_alerts_15min_window_start",
     ] {
-        assert!(tests.contains(&expected.to_string()), "missing test {expected}; have {tests:?}");
+        assert!(
+            tests.contains(&expected.to_string()),
+            "missing test {expected}; have {tests:?}"
+        );
     }
-    assert!(!tests.contains(&"not_null_fact_fines_driver_id".to_string()), "driver_id of a fine may be null");
-    let warehouse: Vec<&str> = p.graph.node_weights().filter(|m| m.warehouse.is_some()).map(|m| m.name.as_str()).collect();
-    assert_eq!(warehouse.len(), 6, "every gold model is loaded: {warehouse:?}");
+    assert!(
+        !tests.contains(&"not_null_fact_fines_driver_id".to_string()),
+        "driver_id of a fine may be null"
+    );
+    let warehouse: Vec<&str> = p
+        .graph
+        .node_weights()
+        .filter(|m| m.warehouse.is_some())
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        warehouse.len(),
+        6,
+        "every gold model is loaded: {warehouse:?}"
+    );
     let Source::Clean { fields, .. } = &p.model("silver_telemetry").expect("model").source else {
         panic!("silver_telemetry is a clean model");
     };
     let order: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         order,
-        ["event_id", "vehicle_id", "driver_id", "event_time", "lat", "lon", "speed_kmh", "rpm", "gear", "fuel_pct"],
+        [
+            "event_id",
+            "vehicle_id",
+            "driver_id",
+            "event_time",
+            "lat",
+            "lon",
+            "speed_kmh",
+            "rpm",
+            "gear",
+            "fuel_pct"
+        ],
         "rule order decides the quarantine reason"
     );
     assert_eq!(p.schedules.len(), 2);
@@ -98,12 +163,17 @@ fn cycle_is_named_as_a_whole_chain_with_places() {
     let mut files = vec![("bronze/src.yml".to_string(), BRONZE.to_string())];
     files.extend(gold("a", "SELECT k FROM c"));
     files.extend(gold("b", "SELECT k FROM a"));
-    files.extend(gold("c", "SELECT k\nFROM b JOIN a ON a.k = b.k"));
+    files.extend(gold("c", "SELECT k\nFROM b"));
     let (err, _) = load_err(&owned(&files));
     assert!(err.contains("cycle: a -> b -> c -> a"), "{err}");
     assert!(err.contains("b reads a at gold/b.sql:1:15"), "{err}");
     assert!(err.contains("c reads b at gold/c.sql:2:6"), "{err}");
     assert!(err.contains("a reads c at gold/a.sql:1:15"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("cycle:")).count(),
+        1,
+        "one cycle, reported once: {err}"
+    );
 }
 
 #[test]
@@ -117,9 +187,11 @@ fn self_reference_is_a_cycle() {
 fn unknown_model_in_sql_points_at_the_table_name() {
     let mut files = gold("a", "SELECT k\nFROM silver_telemetri");
     files[0].1.push_str("tags: [x]\n");
-    let mut all = vec![
-        ("silver/silver_telemetry.yml".to_string(), "kind: seed\nfile: x.csv\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n".to_string()),
-    ];
+    let mut all = vec![(
+        "silver/silver_telemetry.yml".to_string(),
+        "kind: seed\nfile: x.csv\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n"
+            .to_string(),
+    )];
     all.extend(files);
     let (err, _) = load_err(&owned(&all));
     assert_eq!(
@@ -131,15 +203,18 @@ fn unknown_model_in_sql_points_at_the_table_name() {
 #[test]
 fn unknown_model_and_column_in_tests_are_located() {
     let yml = "kind: sql\ncolumns:\n  - name: k\n    type: string\n    tests:\n      - relationships: {to: dim_x, field: id}\n  - name: j\n    type: string\n    tests:\n      - relationships: {to: b, field: nope}\nunique_key: [k, zz]\n";
-    let mut files = vec![("gold/a.yml".to_string(), yml.to_string()), ("gold/a.sql".to_string(), "SELECT 1 AS k".to_string())];
+    let mut files = vec![
+        ("gold/a.yml".to_string(), yml.to_string()),
+        ("gold/a.sql".to_string(), "SELECT 1 AS k".to_string()),
+    ];
     files.extend(gold("b", "SELECT 1 AS k"));
     let (err, _) = load_err(&owned(&files));
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(
         lines,
         [
-            "gold/a.yml:6:28: unknown model `dim_x`",
-            "gold/a.yml:10:38: model `b` has no column `nope`",
+            "gold/a.yml:6:29: unknown model `dim_x`",
+            "gold/a.yml:10:39: model `b` has no column `nope`",
             "gold/a.yml:11:17: `unique_key` names column `zz`, which `a` does not declare",
         ],
         "{err}"
@@ -150,11 +225,18 @@ fn unknown_model_and_column_in_tests_are_located() {
 fn duplicate_names_name_both_files() {
     let files = [
         ("bronze/x.yml", BRONZE),
-        ("gold/x.yml", "kind: sql\ncolumns: [{name: k, type: string}]\n"),
+        (
+            "gold/x.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
         ("gold/x.sql", "SELECT 1 AS k"),
     ];
-    let (err, root) = load_err(&files);
-    assert_eq!(err, format!("gold/x.yml:1:1: duplicate model name `x`: also declared by {root}bronze/x.yml"));
+    // load_err strips the temp folder from every path in the message.
+    let (err, _) = load_err(&files);
+    assert_eq!(
+        err,
+        "gold/x.yml:1:1: duplicate model name `x`: also declared by bronze/x.yml"
+    );
 }
 
 #[test]
@@ -167,10 +249,13 @@ fn malformed_yaml_names_file_and_line() {
 
 #[test]
 fn unknown_key_is_located_and_suggested() {
-    let files = [(
-        "gold/a.yml",
-        "kind: sql\ncolumns: [{name: k, type: string}]\npartiton_by: [k]\n",
-    ), ("gold/a.sql", "SELECT 1 AS k")];
+    let files = [
+        (
+            "gold/a.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\npartiton_by: [k]\n",
+        ),
+        ("gold/a.sql", "SELECT 1 AS k"),
+    ];
     let (err, _) = load_err(&files);
     assert!(err.starts_with("gold/a.yml:3:"), "{err}");
     assert!(err.contains("partiton_by"), "{err}");
@@ -178,25 +263,46 @@ fn unknown_key_is_located_and_suggested() {
 
 #[test]
 fn key_of_another_kind_is_rejected() {
-    let files = [("bronze/a.yml", "kind: kafka_source\ntopic: t\nwarehouse: true\n")];
+    let files = [(
+        "bronze/a.yml",
+        "kind: kafka_source\ntopic: t\nwarehouse: true\n",
+    )];
     let (err, _) = load_err(&files);
-    assert!(err.starts_with("bronze/a.yml:3:12: `warehouse` does not apply to a `kafka_source` model"), "{err}");
+    assert!(
+        err.starts_with("bronze/a.yml:3:12: `warehouse` does not apply to a `kafka_source` model"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_sql_and_missing_sql_are_reported() {
     let files = [
-        ("gold/a.yml", "kind: sql\ncolumns: [{name: k, type: string}]\n"),
+        (
+            "gold/a.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
         ("gold/a.sql", "SELEC k FROM"),
-        ("gold/b.yml", "kind: sql\ncolumns: [{name: k, type: string}]\n"),
+        (
+            "gold/b.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
         ("gold/orphan.sql", "SELECT 1"),
     ];
     let (err, _) = load_err(&files);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].starts_with("gold/a.sql:1:1: malformed SQL"), "{err}");
-    assert_eq!(lines[1], "gold/b.yml:1:1: a `sql` model needs its query in `b.sql` beside this file");
-    assert!(lines[2].starts_with("gold/orphan.sql:1:1: SQL without a model file"), "{err}");
+    assert!(
+        lines[0].starts_with("gold/a.sql:1:1: malformed SQL"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        "gold/b.yml:1:1: a `sql` model needs its query in `b.sql` beside this file"
+    );
+    assert!(
+        lines[2].starts_with("gold/orphan.sql:1:1: SQL without a model file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -206,20 +312,35 @@ fn field_rules_are_checked() {
     let (err, _) = load_err(&files);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].starts_with("silver/s.yml:5:25: unknown field type `numbr`"), "{err}");
-    assert!(lines[1].starts_with("silver/s.yml:6:40: interval `[5, 1]` is empty"), "{err}");
-    assert!(lines[2].starts_with("silver/s.yml:7:55: duration `5 minutes`"), "{err}");
+    assert!(
+        lines[0].starts_with("silver/s.yml:5:21: unknown field type `numbr`"),
+        "{err}"
+    );
+    assert_eq!(
+        lines[1],
+        "silver/s.yml:6:36: interval `[5, 1]` is empty: 5 > 1"
+    );
+    assert!(
+        lines[2].starts_with("silver/s.yml:7:53: duration `5 minutes` must look like `5m`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn layers_only_read_downstream() {
     let files = [
         ("bronze/src.yml", BRONZE),
-        ("gold/a.yml", "kind: sql\ncolumns: [{name: k, type: string}]\n"),
+        (
+            "gold/a.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
         ("gold/a.sql", "SELECT k FROM src"),
     ];
     let (err, _) = load_err(&files);
-    assert!(err.contains("`a` cannot read `src`: bronze holds raw bytes"), "{err}");
+    assert!(
+        err.contains("`a` cannot read `src`: bronze holds raw bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -232,7 +353,13 @@ fn all_problems_are_reported_at_once() {
     let (err, _) = load_err(&files);
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 3, "{err}");
-    assert!(lines[0].contains("unknown kind `kafka_sauce` (did you mean `kafka_source`?)"), "{err}");
-    assert!(lines[1].contains("bronze/b.yml:1:1: missing `kind:`"), "{err}");
+    assert!(
+        lines[0].contains("unknown kind `kafka_sauce` (did you mean `kafka_source`?)"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("bronze/b.yml:1:1: missing `kind:`"),
+        "{err}"
+    );
     assert!(lines[2].contains("unknown folder `extra`"), "{err}");
 }

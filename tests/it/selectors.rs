@@ -6,7 +6,11 @@ use dag::select::Selector;
 
 fn select(p: &Pipeline, text: &str) -> Result<Vec<String>, String> {
     let sel = Selector::parse(text)?;
-    let mut names: Vec<String> = sel.resolve(p)?.into_iter().map(|n| p.graph[n].name.clone()).collect();
+    let mut names: Vec<String> = sel
+        .resolve(p)?
+        .into_iter()
+        .map(|n| p.graph[n].name.clone())
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -17,14 +21,24 @@ fn shipped() -> Pipeline {
 
 #[test]
 fn a_name_selects_one_model() {
-    assert_eq!(select(&shipped(), "fact_fines").expect("ok"), ["fact_fines"]);
+    assert_eq!(
+        select(&shipped(), "fact_fines").expect("ok"),
+        ["fact_fines"]
+    );
 }
 
 #[test]
 fn plus_before_adds_everything_upstream() {
     assert_eq!(
         select(&shipped(), "+fact_fines").expect("ok"),
-        ["bronze_traffic_fines", "bronze_vehicle_telemetry", "fact_fines", "fact_telemetry", "silver_fines", "silver_telemetry"]
+        [
+            "bronze_traffic_fines",
+            "bronze_vehicle_telemetry",
+            "fact_fines",
+            "fact_telemetry",
+            "silver_fines",
+            "silver_telemetry"
+        ]
     );
 }
 
@@ -33,8 +47,14 @@ fn plus_after_adds_everything_downstream() {
     assert_eq!(
         select(&shipped(), "silver_telemetry+").expect("ok"),
         [
-            "agg_alerts_15min", "agg_driver_daily", "dim_driver", "dim_vehicle", "fact_fines", "fact_telemetry",
-            "quarantine_telemetry", "silver_telemetry",
+            "agg_alerts_15min",
+            "agg_driver_daily",
+            "dim_driver",
+            "dim_vehicle",
+            "fact_fines",
+            "fact_telemetry",
+            "quarantine_telemetry",
+            "silver_telemetry",
         ]
     );
 }
@@ -42,11 +62,21 @@ fn plus_after_adds_everything_downstream() {
 #[test]
 fn layers_select_their_models() {
     let p = shipped();
-    assert_eq!(select(&p, "bronze").expect("ok"), ["bronze_traffic_fines", "bronze_vehicle_telemetry"]);
+    assert_eq!(
+        select(&p, "bronze").expect("ok"),
+        ["bronze_traffic_fines", "bronze_vehicle_telemetry"]
+    );
     assert_eq!(select(&p, "silver").expect("ok").len(), 8);
     assert_eq!(
         select(&p, "gold").expect("ok"),
-        ["agg_alerts_15min", "agg_driver_daily", "dim_driver", "dim_vehicle", "fact_fines", "fact_telemetry"]
+        [
+            "agg_alerts_15min",
+            "agg_driver_daily",
+            "dim_driver",
+            "dim_vehicle",
+            "fact_fines",
+            "fact_telemetry"
+        ]
     );
     // Upstream of a whole layer: gold and all it needs is everything but the
     // quarantines.
@@ -57,7 +87,14 @@ fn layers_select_their_models() {
 fn tags_select_their_models() {
     assert_eq!(
         select(&shipped(), "tag:reference").expect("ok"),
-        ["dim_driver", "dim_vehicle", "silver_car_colors", "silver_car_models", "silver_drivers", "silver_vehicles"]
+        [
+            "dim_driver",
+            "dim_vehicle",
+            "silver_car_colors",
+            "silver_car_models",
+            "silver_drivers",
+            "silver_vehicles"
+        ]
     );
 }
 
@@ -65,11 +102,21 @@ fn tags_select_their_models() {
 fn terms_make_a_union_in_dependency_order() {
     let p = shipped();
     let sel = Selector::parse("dim_driver, bronze_traffic_fines tag:fines").expect("parses");
-    let names: Vec<String> = sel.resolve(&p).expect("ok").into_iter().map(|n| p.graph[n].name.clone()).collect();
+    let names: Vec<String> = sel
+        .resolve(&p)
+        .expect("ok")
+        .into_iter()
+        .map(|n| p.graph[n].name.clone())
+        .collect();
     assert_eq!(
         names,
         [
-            "bronze_traffic_fines", "silver_fines", "quarantine_fines", "fact_fines", "agg_driver_daily", "dim_driver",
+            "bronze_traffic_fines",
+            "silver_fines",
+            "quarantine_fines",
+            "fact_fines",
+            "agg_driver_daily",
+            "dim_driver",
         ]
     );
 }
@@ -77,14 +124,23 @@ fn terms_make_a_union_in_dependency_order() {
 #[test]
 fn unknown_names_and_tags_are_errors_with_suggestions() {
     let p = shipped();
-    assert_eq!(select(&p, "fact_fine").unwrap_err(), "no model named `fact_fine` (did you mean `fact_fines`?)");
+    assert_eq!(
+        select(&p, "fact_fine").unwrap_err(),
+        "no model named `fact_fine` (did you mean `fact_fines`?)"
+    );
     let err = select(&p, "tag:finez").unwrap_err();
-    assert!(err.starts_with("no model has tag `finez` (did you mean `fines`?)"), "{err}");
+    assert!(
+        err.starts_with("no model has tag `finez` (did you mean `fines`?)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn empty_selector_selects_all_in_order() {
     let p = shipped();
-    let all = Selector::parse("").expect("parses").resolve(&p).expect("ok");
+    let all = Selector::parse("")
+        .expect("parses")
+        .resolve(&p)
+        .expect("ok");
     assert_eq!(all, p.topo_order());
 }

@@ -36,11 +36,18 @@ pub(super) fn cycles(g: &DiGraph<Model, ()>) -> Vec<Cycle> {
 }
 
 /// A shortest path start -> ... -> start inside the component (BFS).
-fn path_back(g: &DiGraph<Model, ()>, start: NodeIndex, members: &HashSet<NodeIndex>) -> Option<Vec<NodeIndex>> {
+fn path_back(
+    g: &DiGraph<Model, ()>,
+    start: NodeIndex,
+    members: &HashSet<NodeIndex>,
+) -> Option<Vec<NodeIndex>> {
     let mut prev: std::collections::HashMap<NodeIndex, NodeIndex> = Default::default();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(n) = queue.pop_front() {
-        let mut next: Vec<NodeIndex> = g.neighbors_directed(n, Direction::Outgoing).filter(|m| members.contains(m)).collect();
+        let mut next: Vec<NodeIndex> = g
+            .neighbors_directed(n, Direction::Outgoing)
+            .filter(|m| members.contains(m))
+            .collect();
         next.sort_by(|a, b| g[*a].name.cmp(&g[*b].name));
         for m in next {
             if m == start {
@@ -70,7 +77,11 @@ pub(super) fn stable_topo_order(g: &DiGraph<Model, ()>) -> Vec<NodeIndex> {
         .node_indices()
         .map(|n| g.neighbors_directed(n, Direction::Incoming).count())
         .collect();
-    let mut ready: BTreeSet<_> = g.node_indices().filter(|n| indegree[n.index()] == 0).map(key).collect();
+    let mut ready: BTreeSet<_> = g
+        .node_indices()
+        .filter(|n| indegree[n.index()] == 0)
+        .map(key)
+        .collect();
     let mut order = Vec::with_capacity(g.node_count());
     while let Some(k) = ready.pop_first() {
         let n = k.2;

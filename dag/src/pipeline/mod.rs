@@ -88,13 +88,20 @@ impl Pipeline {
         for draft in &drafts {
             let m = &draft.model;
             if RESERVED.contains(&m.name.as_str()) {
-                diags.push(m.pos.clone(), format!("`{}` is a layer name and cannot name a model", m.name));
+                diags.push(
+                    m.pos.clone(),
+                    format!("`{}` is a layer name and cannot name a model", m.name),
+                );
                 continue;
             }
             if let Some(&first) = by_name.get(&m.name) {
                 diags.push(
                     m.pos.clone(),
-                    format!("duplicate model name `{}`: also declared by {}", m.name, models[first].pos.file.display()),
+                    format!(
+                        "duplicate model name `{}`: also declared by {}",
+                        m.name,
+                        models[first].pos.file.display()
+                    ),
                 );
                 continue;
             }
@@ -109,7 +116,10 @@ impl Pipeline {
                 if let Some(&other) = by_name.get(quarantine) {
                     diags.push(
                         m.pos.clone(),
-                        format!("quarantine `{quarantine}` has the name of model {}", models[other].pos.file.display()),
+                        format!(
+                            "quarantine `{quarantine}` has the name of model {}",
+                            models[other].pos.file.display()
+                        ),
                     );
                     continue;
                 }
@@ -143,7 +153,12 @@ impl Pipeline {
                 match by_name.get(&r.model) {
                     None => diags.push(
                         r.pos.clone(),
-                        format!("`{}` reads unknown model `{}`{}", draft.model.name, r.model, did_you_mean(&r.model, names.iter().copied())),
+                        format!(
+                            "`{}` reads unknown model `{}`{}",
+                            draft.model.name,
+                            r.model,
+                            did_you_mean(&r.model, names.iter().copied())
+                        ),
                     ),
                     Some(&src) => {
                         check_read(&draft.model, &models[src], &r.pos, &mut diags);
@@ -157,18 +172,27 @@ impl Pipeline {
                 if !by_name.contains_key(&r.model) {
                     diags.push(
                         r.pos.clone(),
-                        format!("unknown model `{}`{}", r.model, did_you_mean(&r.model, names.iter().copied())),
+                        format!(
+                            "unknown model `{}`{}",
+                            r.model,
+                            did_you_mean(&r.model, names.iter().copied())
+                        ),
                     );
                 }
             }
             for (model, column, pos) in &draft.foreign_columns {
-                let Some(&i) = by_name.get(model) else { continue };
+                let Some(&i) = by_name.get(model) else {
+                    continue;
+                };
                 let target = &models[i];
                 if target.column(column).is_none() {
                     let cols: Vec<&str> = target.columns.iter().map(|c| c.name.as_str()).collect();
                     diags.push(
                         pos.clone(),
-                        format!("model `{model}` has no column `{column}`{}", did_you_mean(column, cols)),
+                        format!(
+                            "model `{model}` has no column `{column}`{}",
+                            did_you_mean(column, cols)
+                        ),
                     );
                 }
             }
@@ -189,18 +213,35 @@ impl Pipeline {
             graph.add_edge(nodes[*s], nodes[*d], ());
         }
         for cycle in graph::cycles(&graph) {
-            let chain: Vec<&str> = cycle.nodes.iter().map(|n| graph[*n].name.as_str()).collect();
+            let chain: Vec<&str> = cycle
+                .nodes
+                .iter()
+                .map(|n| graph[*n].name.as_str())
+                .collect();
             let first = cycle.nodes[0];
             let second = cycle.nodes.get(1).copied().unwrap_or(first);
-            let pos = edge_pos.get(&(first, second)).cloned().unwrap_or_else(|| graph[second].pos.clone());
+            let pos = edge_pos
+                .get(&(first, second))
+                .cloned()
+                .unwrap_or_else(|| graph[second].pos.clone());
             let wheres: Vec<String> = cycle
                 .nodes
                 .windows(2)
-                .filter_map(|w| edge_pos.get(&(w[0], w[1])).map(|p| format!("  {} reads {} at {p}", graph[w[1]].name, graph[w[0]].name)))
+                .filter_map(|w| {
+                    edge_pos.get(&(w[0], w[1])).map(|p| {
+                        format!("  {} reads {} at {p}", graph[w[1]].name, graph[w[0]].name)
+                    })
+                })
                 .collect();
-            diags.push(pos, format!("cycle: {}\n{}", chain.join(" -> "), wheres.join("\n")));
+            diags.push(
+                pos,
+                format!("cycle: {}\n{}", chain.join(" -> "), wheres.join("\n")),
+            );
         }
-        let index: HashMap<String, NodeIndex> = graph.node_indices().map(|n| (graph[n].name.clone(), n)).collect();
+        let index: HashMap<String, NodeIndex> = graph
+            .node_indices()
+            .map(|n| (graph[n].name.clone(), n))
+            .collect();
         let mut pipeline = Pipeline {
             name,
             root: root.to_path_buf(),
@@ -216,7 +257,9 @@ impl Pipeline {
         pipeline.order = graph::stable_topo_order(&pipeline.graph);
         for s in raw_schedules {
             let pos = Pos::at(&root.join("pipeline.yml"), &s.select.referenced);
-            match crate::select::Selector::parse(&s.select.value).and_then(|sel| sel.resolve(&pipeline)) {
+            match crate::select::Selector::parse(&s.select.value)
+                .and_then(|sel| sel.resolve(&pipeline))
+            {
                 Err(e) => diags.push(pos, format!("schedule selector: {e}")),
                 Ok(_) => {
                     let fields = s.cron.value.split_whitespace().count();
@@ -226,7 +269,11 @@ impl Pipeline {
                             format!("`{}` must be a cron expression with seconds: `sec min hour day month weekday [year]`", s.cron.value),
                         );
                     }
-                    pipeline.schedules.push(Schedule { select: s.select.value, cron: s.cron.value, pos });
+                    pipeline.schedules.push(Schedule {
+                        select: s.select.value,
+                        cron: s.cron.value,
+                        pos,
+                    });
                 }
             }
         }
@@ -253,12 +300,18 @@ impl Pipeline {
 
     /// The models `n` reads, sorted by name.
     pub fn inputs(&self, n: NodeIndex) -> Vec<&Model> {
-        self.inputs_idx(n).into_iter().map(|i| &self.graph[i]).collect()
+        self.inputs_idx(n)
+            .into_iter()
+            .map(|i| &self.graph[i])
+            .collect()
     }
 
     /// The nodes `n` reads, sorted by name.
     pub fn inputs_idx(&self, n: NodeIndex) -> Vec<NodeIndex> {
-        let mut v: Vec<NodeIndex> = self.graph.neighbors_directed(n, petgraph::Direction::Incoming).collect();
+        let mut v: Vec<NodeIndex> = self
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .collect();
         v.sort_by(|a, b| self.graph[*a].name.cmp(&self.graph[*b].name));
         v
     }
@@ -283,10 +336,18 @@ fn check_read(reader: &Model, input: &Model, pos: &Pos, diags: &mut Diagnostics)
     if !ok {
         let why = match (&reader.source, &input.source) {
             (Source::Clean { .. }, _) => "a clean model reads a bronze kafka_source".to_string(),
-            (_, Source::Kafka { .. }) => "bronze holds raw bytes: read its clean silver model instead".to_string(),
-            _ => format!("a {} model cannot read the {} layer", reader.layer, input.layer),
+            (_, Source::Kafka { .. }) => {
+                "bronze holds raw bytes: read its clean silver model instead".to_string()
+            }
+            _ => format!(
+                "a {} model cannot read the {} layer",
+                reader.layer, input.layer
+            ),
         };
-        diags.push(pos.clone(), format!("`{}` cannot read `{}`: {why}", reader.name, input.name));
+        diags.push(
+            pos.clone(),
+            format!("`{}` cannot read `{}`: {why}", reader.name, input.name),
+        );
     }
 }
 
@@ -296,11 +357,23 @@ fn read_pipeline_yml(root: &Path, diags: &mut Diagnostics) -> (String, Vec<RawSc
         return (String::new(), vec![]);
     };
     match serde_saphyr::from_str::<Option<RawPipeline>>(&text) {
-        Ok(Some(raw)) => (raw.description.unwrap_or_default(), raw.schedules.unwrap_or_default()),
+        Ok(Some(raw)) => (
+            raw.description.unwrap_or_default(),
+            raw.schedules.unwrap_or_default(),
+        ),
         Ok(None) => (String::new(), vec![]),
         Err(e) => {
-            let pos = e.location().map(|l| Pos::at(&path, &l)).unwrap_or_else(|| Pos::file(&path));
-            diags.push(pos, format!("malformed pipeline.yml: {}", e.to_string().lines().next().unwrap_or_default()));
+            let pos = e
+                .location()
+                .map(|l| Pos::at(&path, &l))
+                .unwrap_or_else(|| Pos::file(&path));
+            diags.push(
+                pos,
+                format!(
+                    "malformed pipeline.yml: {}",
+                    jobs::spec::parser_message(&e.to_string())
+                ),
+            );
             (String::new(), vec![])
         }
     }
@@ -318,7 +391,11 @@ fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
     };
     entries.sort();
     for path in entries {
-        let fname = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let fname = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if path.is_dir() {
             match Layer::parse(&fname) {
                 Some(layer) => read_layer(&path, layer, diags, &mut drafts),
@@ -329,14 +406,20 @@ fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
                 ),
             }
         } else if is_model_file(&path) && fname != "pipeline.yml" {
-            diags.push(Pos::file(&path), "model files go in bronze/, silver/ or gold/, not the pipeline's top folder");
+            diags.push(
+                Pos::file(&path),
+                "model files go in bronze/, silver/ or gold/, not the pipeline's top folder",
+            );
         }
     }
     drafts
 }
 
 fn is_model_file(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml" | "sql"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml" | "sql")
+    )
 }
 
 fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Vec<ModelDraft>) {
@@ -353,7 +436,10 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
             read_layer(path, layer, diags, drafts);
             continue;
         }
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         match ext {
             "yml" | "yaml" => {
                 let text = match std::fs::read_to_string(path) {
@@ -366,17 +452,16 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
                 let sql_path = path.with_extension("sql");
                 let sql_text = std::fs::read_to_string(&sql_path).ok();
                 let sql = sql_text.as_deref().map(|t| (sql_path.as_path(), t));
-                match parse_model_file(path, layer, &text, sql) {
-                    Ok(d) => {
-                        if sql_text.is_some() && !matches!(d.model.source, Source::Sql { .. }) {
-                            diags.push(
-                                Pos::file(&sql_path),
-                                format!("`{}` is a `{}` model: it has no SQL, so this file would be ignored", d.model.name, d.model.source.kind_name()),
-                            );
-                        }
-                        drafts.push(d);
+                let (draft, problems) = parse_model_file(path, layer, &text, sql);
+                diags.extend(problems);
+                if let Some(d) = draft {
+                    if sql_text.is_some() && !matches!(d.model.source, Source::Sql { .. }) {
+                        diags.push(
+                            Pos::file(&sql_path),
+                            format!("`{}` is a `{}` model: it has no SQL, so this file would be ignored", d.model.name, d.model.source.kind_name()),
+                        );
                     }
-                    Err(d) => diags.extend(d),
+                    drafts.push(d);
                 }
             }
             "sql" => {
@@ -384,7 +469,10 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
                 if !yml.exists() && !path.with_extension("yaml").exists() {
                     diags.push(
                         Pos::file(path),
-                        format!("SQL without a model file: add {} with `kind: sql` and its columns", yml.display()),
+                        format!(
+                            "SQL without a model file: add {} with `kind: sql` and its columns",
+                            yml.display()
+                        ),
                     );
                 }
             }

@@ -99,7 +99,11 @@ impl Diagnostics {
             Ok(value)
         } else {
             self.0.sort_by(|a, b| {
-                (&a.pos.file, a.pos.line, a.pos.column).cmp(&(&b.pos.file, b.pos.line, b.pos.column))
+                (&a.pos.file, a.pos.line, a.pos.column).cmp(&(
+                    &b.pos.file,
+                    b.pos.line,
+                    b.pos.column,
+                ))
             });
             Err(self)
         }
@@ -123,7 +127,8 @@ pub fn did_you_mean<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -
     let best = known
         .into_iter()
         .map(|k| (edit_distance(wrong, k), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        // Close enough to be a typo, and not a rewrite of a short word.
+        .filter(|(d, k)| *d <= 1.max(k.chars().count() / 3) && *d < k.chars().count())
         .min();
     match best {
         Some((_, k)) => format!(" (did you mean `{k}`?)"),

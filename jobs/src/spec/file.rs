@@ -175,9 +175,14 @@ impl<'de> Deserialize<'de> for RawTest {
                     args: RawTestArgs::default(),
                 })
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawTest, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawTest, A::Error> {
                 let Some((kind, args)) = map.next_entry::<String, Option<RawTestArgs>>()? else {
-                    return Err(serde::de::Error::custom("a test map needs one key: the test kind"));
+                    return Err(serde::de::Error::custom(
+                        "a test map needs one key: the test kind",
+                    ));
                 };
                 if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
                     return Err(serde::de::Error::custom(format!(
@@ -200,15 +205,40 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
     match kind {
         "kafka_source" => &["description", "tags", "schedule", "topic", "tests"],
         "clean" => &[
-            "description", "tags", "schedule", "input", "quarantine", "fields", "dedupe",
-            "derive", "columns", "unique_key", "partition_by", "materialized", "tests",
+            "description",
+            "tags",
+            "schedule",
+            "input",
+            "quarantine",
+            "fields",
+            "dedupe",
+            "derive",
+            "columns",
+            "unique_key",
+            "partition_by",
+            "materialized",
+            "tests",
         ],
         "seed" => &[
-            "description", "tags", "schedule", "file", "columns", "unique_key", "tests",
+            "description",
+            "tags",
+            "schedule",
+            "file",
+            "columns",
+            "unique_key",
+            "tests",
         ],
         "sql" => &[
-            "description", "tags", "schedule", "columns", "unique_key", "partition_by",
-            "materialized", "tests", "warehouse", "asof",
+            "description",
+            "tags",
+            "schedule",
+            "columns",
+            "unique_key",
+            "partition_by",
+            "materialized",
+            "tests",
+            "warehouse",
+            "asof",
         ],
         _ => &COMMON,
     }
@@ -234,24 +264,30 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("duration `{text}` must look like `5m`, `300s`, `1h30m`"));
+            return Err(format!(
+                "duration `{text}` must look like `5m`, `300s`, `1h30m`"
+            ));
         }
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("duration `{text}` is too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
             "d" => Duration::from_secs(n * 86400),
-            u => {
+            _ => {
                 return Err(format!(
-                    "duration `{text}` has unknown unit `{u}` (use ms, s, m, h, d)"
+                    "duration `{text}` must look like `5m`, `300s`, `1h30m` (units ms, s, m, h, d; no spaces)"
                 ));
             }
         };
@@ -263,12 +299,16 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses one model file. `layer` comes from the folder the file is in;
 /// `sql` is the text of the sibling `<name>.sql`, with its path, if any.
+///
+/// Returns the draft whenever the file could be read as a model at all
+/// (even with problems, so the loader can still check its references and
+/// report everything at once), and the problems found.
 pub fn parse_model_file(
     path: &Path,
     layer: Layer,
     text: &str,
     sql: Option<(&Path, &str)>,
-) -> Result<ModelDraft, Diagnostics> {
+) -> (Option<ModelDraft>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let name = path
         .file_stem()
@@ -286,7 +326,7 @@ pub fn parse_model_file(
     }
     if text.trim().is_empty() {
         diags.push(file_pos, "empty model file: it needs at least `kind:`");
-        return Err(diags);
+        return (None, diags);
     }
     let raw: RawModel = match serde_saphyr::from_str(text) {
         Ok(raw) => raw,
@@ -295,8 +335,11 @@ pub fn parse_model_file(
                 .location()
                 .map(|l| Pos::at(path, &l))
                 .unwrap_or_else(|| Pos::file(path));
-            diags.push(pos, format!("malformed model file: {}", first_line(&e.to_string())));
-            return Err(diags);
+            diags.push(
+                pos,
+                format!("malformed model file: {}", parser_message(&e.to_string())),
+            );
+            return (None, diags);
         }
     };
     let at = |loc: &serde_saphyr::Location| Pos::at(path, loc);
@@ -306,7 +349,7 @@ pub fn parse_model_file(
             Pos::file(path),
             format!("missing `kind:` (one of {})", KINDS.join(", ")),
         );
-        return Err(diags);
+        return (None, diags);
     };
     let kind_name = kind.value.as_str();
     if !KINDS.contains(&kind_name) {
@@ -318,7 +361,7 @@ pub fn parse_model_file(
                 KINDS.join(", ")
             ),
         );
-        return Err(diags);
+        return (None, diags);
     }
     let expected_layer = match kind_name {
         "kafka_source" => Some(Layer::Bronze),
@@ -343,12 +386,21 @@ pub fn parse_model_file(
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
     let present: [(&str, Option<&serde_saphyr::Location>); 17] = [
-        ("description", raw.description.as_ref().map(|s| &s.referenced)),
+        (
+            "description",
+            raw.description.as_ref().map(|s| &s.referenced),
+        ),
         ("tags", raw.tags.as_ref().map(|s| &s.referenced)),
         ("schedule", raw.schedule.as_ref().map(|s| &s.referenced)),
-        ("materialized", raw.materialized.as_ref().map(|s| &s.referenced)),
+        (
+            "materialized",
+            raw.materialized.as_ref().map(|s| &s.referenced),
+        ),
         ("unique_key", raw.unique_key.as_ref().map(|s| &s.referenced)),
-        ("partition_by", raw.partition_by.as_ref().map(|s| &s.referenced)),
+        (
+            "partition_by",
+            raw.partition_by.as_ref().map(|s| &s.referenced),
+        ),
         ("columns", raw.columns.as_ref().map(|s| &s.referenced)),
         ("tests", raw.tests.as_ref().map(|s| &s.referenced)),
         ("warehouse", raw.warehouse.as_ref().map(|s| &s.referenced)),
@@ -367,7 +419,10 @@ pub fn parse_model_file(
         {
             diags.push(
                 at(loc),
-                format!("`{key}` does not apply to a `{kind_name}` model (it accepts: {})", allowed.join(", ")),
+                format!(
+                    "`{key}` does not apply to a `{kind_name}` model (it accepts: {})",
+                    allowed.join(", ")
+                ),
             );
         }
     }
@@ -376,7 +431,10 @@ pub fn parse_model_file(
     let mut mentions = Vec::new();
     let mut foreign_columns = Vec::new();
     let need = |diags: &mut Diagnostics, key: &str| {
-        diags.push(Pos::file(path), format!("a `{kind_name}` model needs `{key}:`"));
+        diags.push(
+            Pos::file(path),
+            format!("a `{kind_name}` model needs `{key}:`"),
+        );
     };
 
     // Columns: fixed for bronze, declared otherwise.
@@ -391,15 +449,28 @@ pub fn parse_model_file(
                 for c in &list.value {
                     let pos = at(&c.name.referenced);
                     if !is_identifier(&c.name.value) {
-                        diags.push(pos.clone(), format!("column name `{}` must be a lower-case identifier", c.name.value));
+                        diags.push(
+                            pos.clone(),
+                            format!(
+                                "column name `{}` must be a lower-case identifier",
+                                c.name.value
+                            ),
+                        );
                     }
                     if !seen.insert(c.name.value.clone()) {
-                        diags.push(pos.clone(), format!("column `{}` is declared twice", c.name.value));
+                        diags.push(
+                            pos.clone(),
+                            format!("column `{}` is declared twice", c.name.value),
+                        );
                     }
                     let ty = ColumnType::parse(&c.ty.value).unwrap_or_else(|| {
                         diags.push(
                             at(&c.ty.referenced),
-                            format!("unknown column type `{}` (use {})", c.ty.value, ColumnType::NAMES),
+                            format!(
+                                "unknown column type `{}` (use {})",
+                                c.ty.value,
+                                ColumnType::NAMES
+                            ),
                         );
                         ColumnType::String
                     });
@@ -465,7 +536,10 @@ pub fn parse_model_file(
     let unique_key = names_of(&raw.unique_key);
     if materialized == Materialization::Incremental && unique_key.is_empty() && kind_name == "sql" {
         diags.push(
-            raw.materialized.as_ref().map(|m| at(&m.referenced)).unwrap_or_else(|| Pos::file(path)),
+            raw.materialized
+                .as_ref()
+                .map(|m| at(&m.referenced))
+                .unwrap_or_else(|| Pos::file(path)),
             "an `incremental` model needs `unique_key:` to merge on",
         );
     }
@@ -484,35 +558,57 @@ pub fn parse_model_file(
 
     let source = match kind_name {
         "kafka_source" => match &raw.topic {
-            Some(t) if !t.value.trim().is_empty() => Source::Kafka { topic: t.value.clone() },
+            Some(t) if !t.value.trim().is_empty() => Source::Kafka {
+                topic: t.value.clone(),
+            },
             _ => {
                 need(&mut diags, "topic");
-                Source::Kafka { topic: String::new() }
+                Source::Kafka {
+                    topic: String::new(),
+                }
             }
         },
         "seed" => match &raw.file {
             Some(f) => {
                 if f.value.contains("..") || Path::new(&f.value).is_absolute() {
-                    diags.push(at(&f.referenced), "a seed `file` is a path inside the data folder");
+                    diags.push(
+                        at(&f.referenced),
+                        "a seed `file` is a path inside the data folder",
+                    );
                 }
                 if raw.unique_key.is_none() {
                     need(&mut diags, "unique_key");
                 }
-                Source::Seed { file: f.value.clone() }
+                Source::Seed {
+                    file: f.value.clone(),
+                }
             }
             None => {
                 need(&mut diags, "file");
-                Source::Seed { file: String::new() }
+                Source::Seed {
+                    file: String::new(),
+                }
             }
         },
-        "clean" => parse_clean(path, &raw, &columns, &mut diags, &mut inputs, &mut foreign_columns, &check_column),
+        "clean" => parse_clean(
+            path,
+            &raw,
+            &columns,
+            &mut diags,
+            &mut inputs,
+            &mut foreign_columns,
+            &check_column,
+        ),
         _ => match sql {
             None => {
                 diags.push(
                     Pos::file(path),
                     format!("a `sql` model needs its query in `{name}.sql` beside this file"),
                 );
-                Source::Sql { sql: String::new(), asof: vec![] }
+                Source::Sql {
+                    sql: String::new(),
+                    asof: vec![],
+                }
             }
             Some((sql_path, sql_text)) => {
                 let asof = parse_asof(path, &raw, &mut diags, &mut inputs, &mut foreign_columns);
@@ -530,7 +626,10 @@ pub fn parse_model_file(
                         }
                     }
                 }
-                Source::Sql { sql: sql_text.to_string(), asof }
+                Source::Sql {
+                    sql: sql_text.to_string(),
+                    asof,
+                }
             }
         },
     };
@@ -540,7 +639,16 @@ pub fn parse_model_file(
     if let Some(list) = &raw.columns {
         for c in &list.value {
             for t in c.tests.iter().flatten() {
-                if let Some(test) = parse_test(path, &name, Some(&c.name.value), t, &col_names, &mut diags, &mut mentions, &mut foreign_columns) {
+                if let Some(test) = parse_test(
+                    path,
+                    &name,
+                    Some(&c.name.value),
+                    t,
+                    &col_names,
+                    &mut diags,
+                    &mut mentions,
+                    &mut foreign_columns,
+                ) {
                     tests.push(test);
                 }
             }
@@ -548,7 +656,16 @@ pub fn parse_model_file(
     }
     if let Some(list) = &raw.tests {
         for t in &list.value {
-            if let Some(test) = parse_test(path, &name, None, t, &col_names, &mut diags, &mut mentions, &mut foreign_columns) {
+            if let Some(test) = parse_test(
+                path,
+                &name,
+                None,
+                t,
+                &col_names,
+                &mut diags,
+                &mut mentions,
+                &mut foreign_columns,
+            ) {
                 tests.push(test);
             }
         }
@@ -556,28 +673,48 @@ pub fn parse_model_file(
     let mut test_names: BTreeMap<String, Pos> = BTreeMap::new();
     for t in &tests {
         if let Some(first) = test_names.insert(t.name.clone(), t.pos.clone()) {
-            diags.push(t.pos.clone(), format!("test `{}` is declared twice (first at {first})", t.name));
+            diags.push(
+                t.pos.clone(),
+                format!("test `{}` is declared twice (first at {first})", t.name),
+            );
         }
     }
 
     let warehouse = match &raw.warehouse {
-        None | Some(Spanned { value: RawWarehouse::Flag(false), .. }) => None,
-        Some(Spanned { value: RawWarehouse::Flag(true), .. }) => Some(WarehouseTarget {
+        None
+        | Some(Spanned {
+            value: RawWarehouse::Flag(false),
+            ..
+        }) => None,
+        Some(Spanned {
+            value: RawWarehouse::Flag(true),
+            ..
+        }) => Some(WarehouseTarget {
             schema: "gold".into(),
             table: name.clone(),
         }),
-        Some(Spanned { value: RawWarehouse::Target { table }, referenced, .. }) => {
+        Some(Spanned {
+            value: RawWarehouse::Target { table },
+            referenced,
+            ..
+        }) => {
             let full = table.clone().unwrap_or_else(|| format!("gold.{name}"));
             let (schema, table) = full.split_once('.').unwrap_or(("gold", full.as_str()));
             if !is_identifier(schema) || !is_identifier(table) {
                 diags.push(at(referenced), format!("warehouse table `{full}` must be `schema.table` with lower-case identifiers"));
             }
-            Some(WarehouseTarget { schema: schema.into(), table: table.into() })
+            Some(WarehouseTarget {
+                schema: schema.into(),
+                table: table.into(),
+            })
         }
     };
     if warehouse.is_some() && unique_key.is_empty() {
         diags.push(
-            raw.warehouse.as_ref().map(|w| at(&w.referenced)).unwrap_or_else(|| Pos::file(path)),
+            raw.warehouse
+                .as_ref()
+                .map(|w| at(&w.referenced))
+                .unwrap_or_else(|| Pos::file(path)),
             "a model loaded into the warehouse needs `unique_key:` (the table's primary key)",
         );
     }
@@ -611,16 +748,24 @@ pub fn parse_model_file(
         warehouse,
         pos: Pos::file(path),
     };
-    diags.into_result(ModelDraft {
+    let draft = ModelDraft {
         model,
         inputs,
         mentions,
         foreign_columns,
-    })
+    };
+    (Some(draft), diags)
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
+/// The first line of a parser message, without the parser's own
+/// "error: line N column M: " prefix (the diagnostic carries the place).
+pub fn parser_message(s: &str) -> &str {
+    let line = s.lines().next().unwrap_or(s);
+    let rest = line.strip_prefix("error: ").unwrap_or(line);
+    match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((place, msg)) if place.contains("column") => msg,
+        _ => rest,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -639,7 +784,10 @@ fn parse_clean(
     };
     let input = match &raw.input {
         Some(i) => {
-            inputs.push(Reference { model: i.value.clone(), pos: at(&i.referenced) });
+            inputs.push(Reference {
+                model: i.value.clone(),
+                pos: at(&i.referenced),
+            });
             i.value.clone()
         }
         None => {
@@ -650,7 +798,13 @@ fn parse_clean(
     let quarantine = match &raw.quarantine {
         Some(q) if is_identifier(&q.value) => q.value.clone(),
         Some(q) => {
-            diags.push(at(&q.referenced), format!("quarantine name `{}` must be a lower-case identifier", q.value));
+            diags.push(
+                at(&q.referenced),
+                format!(
+                    "quarantine name `{}` must be a lower-case identifier",
+                    q.value
+                ),
+            );
             String::new()
         }
         None => {
@@ -666,34 +820,60 @@ fn parse_clean(
             for f in &list.value {
                 let pos = at(&f.name.referenced);
                 if !seen.insert(f.name.value.clone()) {
-                    diags.push(pos.clone(), format!("field `{}` has two rules", f.name.value));
+                    diags.push(
+                        pos.clone(),
+                        format!("field `{}` has two rules", f.name.value),
+                    );
                 }
                 check_column(diags, &f.name, "field rule");
                 let Some(kind) = FieldKind::parse(&f.ty.value) else {
-                    diags.push(at(&f.ty.referenced), format!("unknown field type `{}` (use string, number, integer, timestamp)", f.ty.value));
+                    diags.push(
+                        at(&f.ty.referenced),
+                        format!(
+                            "unknown field type `{}` (use string, number, integer, timestamp)",
+                            f.ty.value
+                        ),
+                    );
                     continue;
                 };
                 let range = f.range.as_ref().and_then(|r| {
                     if !matches!(kind, FieldKind::Number | FieldKind::Integer) {
-                        diags.push(at(&r.referenced), "`range` applies to number and integer fields only");
+                        diags.push(
+                            at(&r.referenced),
+                            "`range` applies to number and integer fields only",
+                        );
                         return None;
                     }
-                    Interval::parse(&r.value).map_err(|e| diags.push(at(&r.referenced), e)).ok()
+                    Interval::parse(&r.value)
+                        .map_err(|e| diags.push(at(&r.referenced), e))
+                        .ok()
                 });
                 if f.max_decimals.is_some() && kind != FieldKind::Number {
                     diags.push(pos.clone(), "`max_decimals` applies to number fields only");
                 }
                 let max_ahead = f.max_ahead_of_ingest.as_ref().and_then(|d| {
                     if kind != FieldKind::Timestamp {
-                        diags.push(at(&d.referenced), "`max_ahead_of_ingest` applies to timestamp fields only");
+                        diags.push(
+                            at(&d.referenced),
+                            "`max_ahead_of_ingest` applies to timestamp fields only",
+                        );
                         return None;
                     }
-                    parse_duration(&d.value).map_err(|e| diags.push(at(&d.referenced), e)).ok()
+                    parse_duration(&d.value)
+                        .map_err(|e| diags.push(at(&d.referenced), e))
+                        .ok()
                 });
                 let column = match &f.column_type {
                     None => kind.default_column(),
                     Some(t) => ColumnType::parse(&t.value).unwrap_or_else(|| {
-                        diags.push(at(&t.referenced), format!("unknown column type `{}` (use {})", t.value, ColumnType::NAMES));
+                        diags.push(
+                            at(&t.referenced),
+                            format!(
+                                "unknown column type `{}` (use {})",
+                                t.value,
+                                ColumnType::NAMES
+                            ),
+                        );
                         kind.default_column()
                     }),
                 };
@@ -723,7 +903,10 @@ fn parse_clean(
     let dedupe = match &raw.dedupe {
         None => {
             need(diags, "dedupe");
-            Dedupe { key: vec![], order: vec![] }
+            Dedupe {
+                key: vec![],
+                order: vec![],
+            }
         }
         Some(d) => {
             for k in &d.value.key {
@@ -754,12 +937,21 @@ fn parse_clean(
                 .iter()
                 .map(|d| {
                     check_column(diags, &d.name, "`derive`");
-                    Derived { name: d.name.value.clone(), sql: d.sql.clone() }
+                    Derived {
+                        name: d.name.value.clone(),
+                        sql: d.sql.clone(),
+                    }
                 })
                 .collect()
         })
         .unwrap_or_default();
-    Source::Clean { input, quarantine, fields, dedupe, derive }
+    Source::Clean {
+        input,
+        quarantine,
+        fields,
+        dedupe,
+        derive,
+    }
 }
 
 fn parse_asof(
@@ -775,10 +967,19 @@ fn parse_asof(
         .iter()
         .map(|a| {
             if !is_identifier(&a.name.value) {
-                diags.push(at(&a.name.referenced), format!("as-of relation name `{}` must be a lower-case identifier", a.name.value));
+                diags.push(
+                    at(&a.name.referenced),
+                    format!(
+                        "as-of relation name `{}` must be a lower-case identifier",
+                        a.name.value
+                    ),
+                );
             }
             for side in [&a.left, &a.right] {
-                inputs.push(Reference { model: side.value.clone(), pos: at(&side.referenced) });
+                inputs.push(Reference {
+                    model: side.value.clone(),
+                    pos: at(&side.referenced),
+                });
             }
             let mut on = |model: &S<String>, col: &S<String>| {
                 foreign_columns.push((model.value.clone(), col.value.clone(), at(&col.referenced)));
@@ -810,7 +1011,13 @@ fn parse_asof(
 }
 
 const TEST_KINDS: [&str; 7] = [
-    "not_null", "unique", "relationships", "accepted_values", "expression", "row_count", "freshness",
+    "not_null",
+    "unique",
+    "relationships",
+    "accepted_values",
+    "expression",
+    "row_count",
+    "freshness",
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -831,12 +1038,20 @@ fn parse_test(
     let fail = |diags: &mut Diagnostics, msg: String| diags.push(pos.clone(), msg);
     let mut col_check = |diags: &mut Diagnostics, c: &str, p: Pos| {
         if !col_names.contains(&c) {
-            diags.push(p, format!("test `{kind_name}` names column `{c}`, which `{model}` does not declare{}", did_you_mean(c, col_names.iter().copied())));
+            diags.push(
+                p,
+                format!(
+                    "test `{kind_name}` names column `{c}`, which `{model}` does not declare{}",
+                    did_you_mean(c, col_names.iter().copied())
+                ),
+            );
         }
     };
     // The column a single-column test is about: the column it is declared
     // under, or `column:` at model level.
-    let subject = |diags: &mut Diagnostics, col_check: &mut dyn FnMut(&mut Diagnostics, &str, Pos)| -> Option<String> {
+    let subject = |diags: &mut Diagnostics,
+                   col_check: &mut dyn FnMut(&mut Diagnostics, &str, Pos)|
+     -> Option<String> {
         match (column, &args.column) {
             (Some(c), None) => Some(c.to_string()),
             (None, Some(c)) => {
@@ -848,7 +1063,10 @@ fn parse_test(
                 None
             }
             (None, None) => {
-                diags.push(pos.clone(), format!("a model-level `{kind_name}` test needs `column:`"));
+                diags.push(
+                    pos.clone(),
+                    format!("a model-level `{kind_name}` test needs `column:`"),
+                );
                 None
             }
         }
@@ -866,7 +1084,10 @@ fn parse_test(
                     .collect(),
                 (None, Some(c)) => vec![c.to_string()],
                 (None, None) => {
-                    fail(diags, "a model-level `unique` test needs `columns: [..]`".into());
+                    fail(
+                        diags,
+                        "a model-level `unique` test needs `columns: [..]`".into(),
+                    );
                     vec![]
                 }
                 (Some(_), Some(_)) => {
@@ -880,9 +1101,20 @@ fn parse_test(
             let col = subject(diags, &mut col_check);
             match (&args.to, &args.field, col) {
                 (Some(to), Some(field), Some(column)) => {
-                    mentions.push(Reference { model: to.value.clone(), pos: Pos::at(path, &to.referenced) });
-                    foreign_columns.push((to.value.clone(), field.value.clone(), Pos::at(path, &field.referenced)));
-                    Some(TestKind::Relationships { column, to: to.value.clone(), field: field.value.clone() })
+                    mentions.push(Reference {
+                        model: to.value.clone(),
+                        pos: Pos::at(path, &to.referenced),
+                    });
+                    foreign_columns.push((
+                        to.value.clone(),
+                        field.value.clone(),
+                        Pos::at(path, &field.referenced),
+                    ));
+                    Some(TestKind::Relationships {
+                        column,
+                        to: to.value.clone(),
+                        field: field.value.clone(),
+                    })
                 }
                 (to, field, _) => {
                     if to.is_none() || field.is_none() {
@@ -896,24 +1128,34 @@ fn parse_test(
             let col = subject(diags, &mut col_check);
             let allowed = match (&args.values, &args.range) {
                 (Some(v), None) if !v.is_empty() => Some(Allowed::Values(v.clone())),
-                (None, Some(r)) => Interval::parse(r).map(Allowed::Range).map_err(|e| fail(diags, e)).ok(),
+                (None, Some(r)) => Interval::parse(r)
+                    .map(Allowed::Range)
+                    .map_err(|e| fail(diags, e))
+                    .ok(),
                 _ => {
                     fail(diags, "an `accepted_values` test needs either `values: [..]` or `range: \"[low, high]\"`".into());
                     None
                 }
             };
-            col.zip(allowed).map(|(column, allowed)| TestKind::AcceptedValues { column, allowed })
+            col.zip(allowed)
+                .map(|(column, allowed)| TestKind::AcceptedValues { column, allowed })
         }
         "expression" => match &args.sql {
             Some(sql) if !sql.trim().is_empty() => Some(TestKind::Expression { sql: sql.clone() }),
             _ => {
-                fail(diags, "an `expression` test needs `sql:` (a boolean every row must satisfy)".into());
+                fail(
+                    diags,
+                    "an `expression` test needs `sql:` (a boolean every row must satisfy)".into(),
+                );
                 None
             }
         },
         "row_count" => {
             if args.min.is_none() && args.max.is_none() && args.equal_to.is_none() {
-                fail(diags, "a `row_count` test needs `min:`, `max:` or `equal_to:`".into());
+                fail(
+                    diags,
+                    "a `row_count` test needs `min:`, `max:` or `equal_to:`".into(),
+                );
             }
             if let (Some(lo), Some(hi)) = (args.min, args.max)
                 && lo > hi
@@ -921,24 +1163,45 @@ fn parse_test(
                 fail(diags, format!("`row_count` min {lo} is above max {hi}"));
             }
             let equal_to = args.equal_to.as_ref().map(|e| {
-                mentions.push(Reference { model: e.model.value.clone(), pos: Pos::at(path, &e.model.referenced) });
-                CountOf { model: e.model.value.clone(), filter: e.filter.clone() }
+                mentions.push(Reference {
+                    model: e.model.value.clone(),
+                    pos: Pos::at(path, &e.model.referenced),
+                });
+                CountOf {
+                    model: e.model.value.clone(),
+                    filter: e.filter.clone(),
+                }
             });
-            Some(TestKind::RowCount { min: args.min, max: args.max, equal_to })
+            Some(TestKind::RowCount {
+                min: args.min,
+                max: args.max,
+                equal_to,
+            })
         }
         "freshness" => {
             let col = subject(diags, &mut col_check);
             let lag = match &args.max_lag {
                 Some(l) => parse_duration(l).map_err(|e| fail(diags, e)).ok(),
                 None => {
-                    fail(diags, "a `freshness` test needs `max_lag:` (e.g. `1h`)".into());
+                    fail(
+                        diags,
+                        "a `freshness` test needs `max_lag:` (e.g. `1h`)".into(),
+                    );
                     None
                 }
             };
-            col.zip(lag).map(|(column, max_lag)| TestKind::Freshness { column, max_lag })
+            col.zip(lag)
+                .map(|(column, max_lag)| TestKind::Freshness { column, max_lag })
         }
         other => {
-            fail(diags, format!("unknown test `{other}`{}: use one of {}", did_you_mean(other, TEST_KINDS), TEST_KINDS.join(", ")));
+            fail(
+                diags,
+                format!(
+                    "unknown test `{other}`{}: use one of {}",
+                    did_you_mean(other, TEST_KINDS),
+                    TEST_KINDS.join(", ")
+                ),
+            );
             None
         }
     };
@@ -946,7 +1209,10 @@ fn parse_test(
         None | Some("error") => Severity::Error,
         Some("warn") => Severity::Warn,
         Some(other) => {
-            fail(diags, format!("unknown severity `{other}` (use error or warn)"));
+            fail(
+                diags,
+                format!("unknown severity `{other}` (use error or warn)"),
+            );
             Severity::Error
         }
     };
@@ -954,7 +1220,10 @@ fn parse_test(
         v.as_ref().and_then(|s| {
             let t = Threshold::parse(s);
             if t.is_none() {
-                diags.push(pos.clone(), format!("`{key}: {s}` must be a comparison such as `> 10` or `>= 1`"));
+                diags.push(
+                    pos.clone(),
+                    format!("`{key}: {s}` must be a comparison such as `> 10` or `>= 1`"),
+                );
             }
             t
         })

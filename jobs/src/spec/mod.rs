@@ -15,7 +15,7 @@ mod range;
 mod sql;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-pub use file::{ModelDraft, Reference, parse_model_file};
+pub use file::{ModelDraft, Reference, parse_model_file, parser_message};
 pub use range::{Bound, Interval};
 pub use sql::{SqlRelation, sql_relations};
 
@@ -87,7 +87,10 @@ pub enum ColumnType {
     /// 64-bit float.
     Double,
     /// Exact decimal with precision and scale.
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     Bool,
     /// Microseconds since the epoch, UTC.
     Timestamp,
@@ -331,15 +334,35 @@ impl Threshold {
 /// What a data test checks.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TestKind {
-    NotNull { column: String },
-    Unique { columns: Vec<String> },
-    Relationships { column: String, to: String, field: String },
-    AcceptedValues { column: String, allowed: Allowed },
+    NotNull {
+        column: String,
+    },
+    Unique {
+        columns: Vec<String>,
+    },
+    Relationships {
+        column: String,
+        to: String,
+        field: String,
+    },
+    AcceptedValues {
+        column: String,
+        allowed: Allowed,
+    },
     /// A SQL boolean every row must satisfy.
-    Expression { sql: String },
-    RowCount { min: Option<u64>, max: Option<u64>, equal_to: Option<CountOf> },
+    Expression {
+        sql: String,
+    },
+    RowCount {
+        min: Option<u64>,
+        max: Option<u64>,
+        equal_to: Option<CountOf>,
+    },
     /// The newest `column` value is within `max_lag` of the run's clock.
-    Freshness { column: String, max_lag: Duration },
+    Freshness {
+        column: String,
+        max_lag: Duration,
+    },
 }
 
 impl TestKind {
@@ -431,10 +454,30 @@ pub fn bronze_columns() -> Vec<Column> {
         c("partition", ColumnType::Int, false, "Kafka partition"),
         c("offset", ColumnType::BigInt, false, "Kafka offset"),
         c("key", ColumnType::Binary, true, "message key, raw"),
-        c("value", ColumnType::Binary, true, "message value, raw; null for a tombstone"),
-        c("kafka_timestamp", ColumnType::Timestamp, true, "Kafka message timestamp"),
-        c("ingested_at", ColumnType::Timestamp, false, "when the ingester read the message"),
-        c("ingest_date", ColumnType::Date, false, "UTC date of ingested_at (partition)"),
+        c(
+            "value",
+            ColumnType::Binary,
+            true,
+            "message value, raw; null for a tombstone",
+        ),
+        c(
+            "kafka_timestamp",
+            ColumnType::Timestamp,
+            true,
+            "Kafka message timestamp",
+        ),
+        c(
+            "ingested_at",
+            ColumnType::Timestamp,
+            false,
+            "when the ingester read the message",
+        ),
+        c(
+            "ingest_date",
+            ColumnType::Date,
+            false,
+            "UTC date of ingested_at (partition)",
+        ),
     ]
 }
 
@@ -447,12 +490,42 @@ pub fn quarantine_columns() -> Vec<Column> {
         description: description.into(),
     };
     vec![
-        c("topic", ColumnType::String, false, "bronze coordinates: Kafka topic"),
-        c("partition", ColumnType::Int, false, "bronze coordinates: Kafka partition"),
-        c("offset", ColumnType::BigInt, false, "bronze coordinates: Kafka offset"),
+        c(
+            "topic",
+            ColumnType::String,
+            false,
+            "bronze coordinates: Kafka topic",
+        ),
+        c(
+            "partition",
+            ColumnType::Int,
+            false,
+            "bronze coordinates: Kafka partition",
+        ),
+        c(
+            "offset",
+            ColumnType::BigInt,
+            false,
+            "bronze coordinates: Kafka offset",
+        ),
         c("value", ColumnType::Binary, true, "the raw value"),
-        c("reason", ColumnType::String, false, "first failing rule, e.g. range:speed_kmh"),
-        c("ingested_at", ColumnType::Timestamp, false, "bronze ingested_at"),
-        c("ingest_date", ColumnType::Date, false, "UTC date of ingested_at (partition)"),
+        c(
+            "reason",
+            ColumnType::String,
+            false,
+            "first failing rule, e.g. range:speed_kmh",
+        ),
+        c(
+            "ingested_at",
+            ColumnType::Timestamp,
+            false,
+            "bronze ingested_at",
+        ),
+        c(
+            "ingest_date",
+            ColumnType::Date,
+            false,
+            "UTC date of ingested_at (partition)",
+        ),
     ]
 }

@@ -128,9 +128,17 @@ mod tests {
 
     #[test]
     fn bad_intervals_say_why() {
-        assert!(Interval::parse("0..7").unwrap_err().contains("must look like"));
+        assert!(
+            Interval::parse("0..7")
+                .unwrap_err()
+                .contains("must look like")
+        );
         assert!(Interval::parse("[7, 0]").unwrap_err().contains("is empty"));
-        assert!(Interval::parse("[a, 0]").unwrap_err().contains("not a number"));
+        assert!(
+            Interval::parse("[a, 0]")
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(Interval::parse("[0 7]").unwrap_err().contains("comma"));
     }
 }

@@ -83,8 +83,16 @@ mod tests {
 
     #[test]
     fn rejects_non_queries_and_garbage() {
-        assert!(sql_relations("DELETE FROM t").unwrap_err().contains("SELECT"));
-        assert!(sql_relations("SELECT 1; SELECT 2").unwrap_err().contains("exactly one"));
+        assert!(
+            sql_relations("DELETE FROM t")
+                .unwrap_err()
+                .contains("SELECT")
+        );
+        assert!(
+            sql_relations("SELECT 1; SELECT 2")
+                .unwrap_err()
+                .contains("exactly one")
+        );
         assert!(sql_relations("SELEC x FROM").is_err());
     }
 }

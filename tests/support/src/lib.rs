@@ -1,5 +1,5 @@
 //! Test support: each test gets its own PostgreSQL database, Kafka topic
-//! names and S3 prefix on the real services that `scripts/services.sh`
+//! names and S3 bucket on the real services that `scripts/services.sh`
 //! starts (`scripts/test.sh` and `.ci/run` start them before `cargo test`).
 //!
 //! Where to find the services: `DAG_TEST_DATABASE_URL`,
@@ -15,8 +15,6 @@ use std::sync::Arc;
 /// S3 credentials of the test server (SeaweedFS, as MinIO's defaults).
 pub const S3_ACCESS_KEY: &str = "minioadmin";
 pub const S3_SECRET_KEY: &str = "minioadmin";
-/// The bucket the test S3 server creates at start.
-pub const S3_BUCKET: &str = "lake";
 
 fn services_file() -> std::path::PathBuf {
     let dir = std::env::var("DAG_SERVICES_DIR").unwrap_or_else(|_| "/var/tmp/dag-services".into());
@@ -27,8 +25,18 @@ fn services_file() -> std::path::PathBuf {
 fn services_env() -> BTreeMap<String, String> {
     let text = std::fs::read_to_string(services_file()).unwrap_or_default();
     text.lines()
-        .filter_map(|l| l.trim().strip_prefix("export ").unwrap_or(l.trim()).split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches(['"', '\'']).to_string()))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("export ")
+                .unwrap_or(l.trim())
+                .split_once('=')
+        })
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.trim().trim_matches(['"', '\'']).to_string(),
+            )
+        })
         .collect()
 }
 
@@ -84,35 +92,45 @@ impl TestDb {
         let mut url = url::Url::parse(&admin_url)?;
         url.set_path(&name);
         let pool = sqlx::PgPool::connect(url.as_str()).await?;
-        Ok(TestDb { name, url: url.to_string(), admin_url, pool })
+        Ok(TestDb {
+            name,
+            url: url.to_string(),
+            admin_url,
+            pool,
+        })
     }
 
     /// Drops the database (call at the end of a passing test).
     pub async fn drop_db(self) -> Result<()> {
         self.pool.close().await;
         let admin = sqlx::PgPool::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
-            .execute(&admin)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await?;
         admin.close().await;
         Ok(())
     }
 }
 
-/// An S3 location of this test's own: a fresh prefix in the test bucket.
+/// A bucket of this test's own on the test S3 server. SeaweedFS creates a
+/// bucket on its first write, so nothing needs creating up front (MinIO
+/// would need an explicit CreateBucket).
 pub struct TestS3 {
     pub endpoint: String,
     pub bucket: String,
-    pub prefix: String,
     pub store: Arc<dyn object_store::ObjectStore>,
 }
 
 impl TestS3 {
     pub fn create() -> Result<TestS3> {
         let endpoint = service("DAG_TEST_S3_ENDPOINT")?;
+        let bucket = format!("t-{}", unique_suffix());
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&endpoint)
-            .with_bucket_name(S3_BUCKET)
+            .with_bucket_name(&bucket)
             .with_region("us-east-1")
             .with_access_key_id(S3_ACCESS_KEY)
             .with_secret_access_key(S3_SECRET_KEY)
@@ -122,20 +140,19 @@ impl TestS3 {
             .context("cannot build the S3 client")?;
         Ok(TestS3 {
             endpoint,
-            bucket: S3_BUCKET.into(),
-            prefix: format!("t-{}", unique_suffix()),
+            bucket,
             store: Arc::new(store),
         })
     }
 
-    /// `s3://bucket/prefix`
+    /// `s3://bucket`
     pub fn url(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.prefix)
+        format!("s3://{}", self.bucket)
     }
 
-    /// A path under this test's prefix.
+    /// A path in this test's bucket.
     pub fn path(&self, rel: &str) -> object_store::path::Path {
-        object_store::path::Path::from(format!("{}/{rel}", self.prefix))
+        object_store::path::Path::from(rel)
     }
 }
 
