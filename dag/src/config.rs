@@ -228,7 +228,8 @@ impl Loaded {
         if uri.starts_with("s3://") || uri.starts_with("file://") {
             uri.clone()
         } else {
-            format!("file://{}", self.base_dir.join(uri).display())
+            let rel = uri.strip_prefix("./").unwrap_or(uri);
+            format!("file://{}", self.base_dir.join(rel).display())
         }
     }
 
