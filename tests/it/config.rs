@@ -45,7 +45,7 @@ fn no_file_means_defaults() {
     assert_eq!(loaded.config, config::Config::default());
     assert_eq!(
         loaded.lake_url(),
-        format!("file://{}/./lake", dir.path().display())
+        format!("file://{}/lake", dir.path().display())
     );
 }
 
