@@ -5,4 +5,5 @@
 //! `jobs` knows nothing of the DAG or of schedules: the `dag` crate decides
 //! what runs when and calls in here.
 
+pub mod lake;
 pub mod spec;

@@ -4,6 +4,7 @@
 mod compose;
 mod config;
 mod fixtures;
+mod lake;
 mod loader;
 mod selectors;
 mod services;

@@ -1,0 +1,115 @@
+//! Delta tables on local disk and on the S3 server: a commit carries rows
+//! and a `txn` action (a Kafka offset) atomically, the offset reads back,
+//! and two writers that both claim the same app id cannot both commit.
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::{DeltaTable, DeltaTableBuilder};
+use futures::TryStreamExt;
+use std::collections::HashMap;
+use std::sync::Arc;
+use url::Url;
+
+fn batch(offsets: std::ops::Range<i64>) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("topic", DataType::Utf8, false),
+        Field::new("offset", DataType::Int64, false),
+    ]));
+    let n = offsets.end - offsets.start;
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["t"; n as usize])),
+            Arc::new(Int64Array::from_iter_values(offsets)),
+        ],
+    )
+    .expect("batch")
+}
+
+fn offset_txn(last: i64) -> CommitProperties {
+    CommitProperties::default().with_application_transaction(Transaction::new("t/0", last))
+}
+
+async fn rows(table: &DeltaTable) -> usize {
+    let (_, stream) = table.scan_table().await.expect("scan");
+    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("read");
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+async fn offsets_commit_with_rows_exactly_once(url: Url, options: HashMap<String, String>) {
+    jobs::lake::register_s3();
+    let open = || {
+        DeltaTableBuilder::from_url(url.clone())
+            .expect("url")
+            .with_storage_options(options.clone())
+    };
+    let table = open()
+        .build()
+        .expect("table")
+        .write(vec![batch(0..10)])
+        .with_commit_properties(offset_txn(9))
+        .await
+        .expect("first commit");
+    assert_eq!(table.version(), Some(0));
+    let recorded = table
+        .snapshot()
+        .expect("loaded")
+        .transaction_version(table.log_store().as_ref(), "t/0")
+        .await
+        .expect("txn");
+    assert_eq!(recorded, Some(9), "the offset is committed with the rows");
+
+    // Two writers that both saw version 0 claim the next offsets of t/0.
+    let a = table
+        .clone()
+        .write(vec![batch(10..20)])
+        .with_commit_properties(offset_txn(19));
+    let b = table
+        .clone()
+        .write(vec![batch(10..20)])
+        .with_commit_properties(offset_txn(19));
+    let (ra, rb) = tokio::join!(async { a.await }, async { b.await });
+    let won = usize::from(ra.is_ok()) + usize::from(rb.is_ok());
+    assert_eq!(
+        won,
+        1,
+        "exactly one commit of the same offsets may land: {:?} / {:?}",
+        ra.err(),
+        rb.err()
+    );
+
+    let reloaded = open().load().await.expect("load");
+    assert_eq!(reloaded.version(), Some(1));
+    let recorded = reloaded
+        .snapshot()
+        .expect("loaded")
+        .transaction_version(reloaded.log_store().as_ref(), "t/0")
+        .await
+        .expect("txn");
+    assert_eq!(recorded, Some(19));
+    assert_eq!(rows(&reloaded).await, 20, "no row lost, none twice");
+}
+
+#[tokio::test]
+async fn on_local_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = Url::from_directory_path(dir.path().join("bronze_t")).expect("url");
+    std::fs::create_dir_all(dir.path().join("bronze_t")).expect("mkdir");
+    offsets_commit_with_rows_exactly_once(url, HashMap::new()).await;
+}
+
+#[tokio::test]
+async fn on_s3() {
+    let s3 = testkit::TestS3::create().expect("test s3");
+    let options = jobs::lake::S3Options {
+        endpoint: s3.endpoint.clone(),
+        region: "us-east-1".into(),
+        allow_http: true,
+        access_key_id: Some(testkit::S3_ACCESS_KEY.into()),
+        secret_access_key: Some(testkit::S3_SECRET_KEY.into()),
+    };
+    let url = Url::parse(&format!("{}/lake/bronze_t", s3.url())).expect("url");
+    offsets_commit_with_rows_exactly_once(url, options.storage_options()).await;
+}
