@@ -124,6 +124,22 @@ fn layer_color(l: Layer) -> &'static str {
     }
 }
 
+/// The selected models of each layer that has any, in selection order.
+fn by_layer<'a>(p: &'a Pipeline, nodes: &[NodeIndex]) -> Vec<(Layer, Vec<&'a Model>)> {
+    Layer::ALL
+        .into_iter()
+        .map(|layer| {
+            let members: Vec<&Model> = nodes
+                .iter()
+                .map(|n| &p.graph[*n])
+                .filter(|m| m.layer == layer)
+                .collect();
+            (layer, members)
+        })
+        .filter(|(_, members)| !members.is_empty())
+        .collect()
+}
+
 /// The selection and the edges among it, clustered by layer.
 pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
     let selected: HashSet<NodeIndex> = nodes.iter().copied().collect();
@@ -141,17 +157,9 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
         GraphFormat::Dot => {
             let _ = writeln!(out, "digraph \"{}\" {{", p.name);
             out.push_str("  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n");
-            for layer in Layer::ALL {
-                let members: Vec<&NodeIndex> = nodes
-                    .iter()
-                    .filter(|n| p.graph[**n].layer == layer)
-                    .collect();
-                if members.is_empty() {
-                    continue;
-                }
+            for (layer, members) in by_layer(p, nodes) {
                 let _ = writeln!(out, "  subgraph cluster_{layer} {{\n    label=\"{layer}\";");
-                for n in members {
-                    let m = &p.graph[*n];
+                for m in members {
                     let _ = writeln!(
                         out,
                         "    \"{}\" [fillcolor=\"{}\", tooltip=\"{}\"];",
@@ -169,17 +177,9 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
         }
         GraphFormat::Mermaid => {
             out.push_str("flowchart LR\n");
-            for layer in Layer::ALL {
-                let members: Vec<&NodeIndex> = nodes
-                    .iter()
-                    .filter(|n| p.graph[**n].layer == layer)
-                    .collect();
-                if members.is_empty() {
-                    continue;
-                }
+            for (layer, members) in by_layer(p, nodes) {
                 let _ = writeln!(out, "  subgraph {layer}");
-                for n in members {
-                    let m = &p.graph[*n];
+                for m in members {
                     let _ = writeln!(
                         out,
                         "    {}[\"{}<br/><small>{}</small>\"]",
