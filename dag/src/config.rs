@@ -296,7 +296,6 @@ pub fn load(
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
         let origin = Origin::Env(var.clone());
-        let key = path.join(".");
         // Environment values are text: read them as the key's type. A value
         // that looks like a number but belongs to a string key stays text.
         let value = match lookup(&defaults, &path) {
@@ -305,9 +304,9 @@ pub fn load(
         };
         let mut one = toml::Table::new();
         insert_path(&mut one, &path, value.clone());
+        // Also records the key's origin.
         check_keys(&one, &defaults, "", &origin, &mut origins)?;
         insert_path(&mut merged, &path, value);
-        origins.insert(key, origin);
     }
     let config: Config = toml::Value::Table(merged)
         .try_into()

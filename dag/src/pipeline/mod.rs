@@ -262,12 +262,8 @@ impl Pipeline {
             {
                 Err(e) => diags.push(pos, format!("schedule selector: {e}")),
                 Ok(_) => {
-                    let fields = s.cron.value.split_whitespace().count();
-                    if !(6..=7).contains(&fields) {
-                        diags.push(
-                            Pos::at(&root.join("pipeline.yml"), &s.cron.referenced),
-                            format!("`{}` must be a cron expression with seconds: `sec min hour day month weekday [year]`", s.cron.value),
-                        );
+                    if let Err(e) = jobs::spec::check_cron(&s.cron.value) {
+                        diags.push(Pos::at(&root.join("pipeline.yml"), &s.cron.referenced), e);
                     }
                     pipeline.schedules.push(Schedule {
                         select: s.select.value,

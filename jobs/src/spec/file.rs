@@ -255,6 +255,19 @@ pub(crate) fn is_identifier(s: &str) -> bool {
         && s.len() <= 63
 }
 
+/// Checks the shape of a schedule: a cron expression with seconds, as
+/// tokio-cron-scheduler reads it. One rule for model files and pipeline.yml.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if (6..=7).contains(&fields) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{expr}` must be a cron expression with seconds: `sec min hour day month weekday [year]` (got {fields} fields)"
+        ))
+    }
+}
+
 /// Parses a duration such as `5m`, `300s`, `1h30m`, `2d`, `250ms`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
@@ -543,17 +556,10 @@ pub fn parse_model_file(
             "an `incremental` model needs `unique_key:` to merge on",
         );
     }
-    if let Some(s) = &raw.schedule {
-        let fields = s.value.split_whitespace().count();
-        if !(6..=7).contains(&fields) {
-            diags.push(
-                at(&s.referenced),
-                format!(
-                    "schedule `{}` must be a cron expression with seconds: `sec min hour day month weekday [year]` (got {fields} fields)",
-                    s.value
-                ),
-            );
-        }
+    if let Some(s) = &raw.schedule
+        && let Err(e) = check_cron(&s.value)
+    {
+        diags.push(at(&s.referenced), format!("schedule {e}"));
     }
 
     let source = match kind_name {
