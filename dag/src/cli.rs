@@ -89,6 +89,15 @@ pub enum Command {
         /// Seed of the simulator.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Event time of the first simulated event (RFC 3339). Default: so
+        /// that the last event is about now. Give it to reproduce a run byte
+        /// for byte.
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// Share of simulated telemetry messages that are bad (every kind
+        /// the spec names) or exact duplicates.
+        #[arg(long, default_value_t = 0.02)]
+        bad_share: f64,
     },
     /// Run the data tests of the selected models on the current tables.
     Test {

@@ -131,14 +131,34 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             "the scheduler and its run state in PostgreSQL are being built",
         ),
         Command::Scheduler => not_available("scheduler", "the scheduler is being built"),
-        Command::Ingest { .. } => not_available(
-            "ingest",
-            "the bronze ingester (Kafka -> Delta, exactly once) is being built",
-        ),
-        Command::Produce { .. } => not_available(
-            "produce",
-            "the event simulator and JSONL replay are being built",
-        ),
+        Command::Ingest {
+            sources,
+            until_caught_up,
+        } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            crate::ingest::run(&cfg, &p, &sources, until_caught_up).await
+        }
+        Command::Produce {
+            file,
+            events,
+            rate,
+            seed,
+            start,
+            bad_share,
+        } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let args = crate::produce::ProduceArgs {
+                file,
+                events,
+                rate,
+                seed,
+                start,
+                bad_share,
+            };
+            crate::produce::run(&cfg, &p, args).await
+        }
         Command::Test { .. } => not_available("test", "the data test engine is being built"),
         Command::Runs { .. } => not_available("runs", "run history in PostgreSQL is being built"),
         Command::Status { .. } => {

@@ -44,6 +44,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub s3: S3Config,
     pub kafka: KafkaConfig,
+    pub ingest: IngestConfig,
     pub warehouse: WarehouseConfig,
     pub scheduler: SchedulerConfig,
 }
@@ -67,7 +68,35 @@ pub struct S3Config {
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
+    /// Each bronze source consumes in group `<group_id>.<source>`.
     pub group_id: String,
+    /// A consumer that stops heartbeating this long loses its partitions.
+    pub session_timeout: String,
+}
+
+/// How bronze ingesters batch, commit and look after their tables.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// A batch is committed at this many messages...
+    pub batch_rows: i64,
+    /// ...or this many payload bytes...
+    pub batch_bytes: i64,
+    /// ...or when its first message is this old.
+    pub batch_interval: String,
+    /// A Delta checkpoint every N commits (0: never).
+    pub checkpoint_every: i64,
+    /// Compact small files of closed ingest dates this often ("off": never).
+    pub compact_every: String,
+    /// Compact a closed date once it has at least this many small files.
+    pub compact_min_files: i64,
+    /// Target size of compacted files, in MiB.
+    pub target_file_mb: i64,
+    /// What stamps `ingested_at`: "system", or an RFC 3339 instant that
+    /// pins it (reproducible runs).
+    pub clock: String,
+    /// How long an unreachable store is retried before the ingester stops.
+    pub retry_timeout: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +124,7 @@ impl Default for Config {
             lake: LakeConfig::default(),
             s3: S3Config::default(),
             kafka: KafkaConfig::default(),
+            ingest: IngestConfig::default(),
             warehouse: WarehouseConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -124,6 +154,23 @@ impl Default for KafkaConfig {
         Self {
             bootstrap_servers: "localhost:9092".into(),
             group_id: "dag-bronze".into(),
+            session_timeout: "45s".into(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_rows: 200_000,
+            batch_bytes: 64 << 20,
+            batch_interval: "5s".into(),
+            checkpoint_every: 100,
+            compact_every: "10m".into(),
+            compact_min_files: 10,
+            target_file_mb: 128,
+            clock: "system".into(),
+            retry_timeout: "5m".into(),
         }
     }
 }
@@ -207,9 +254,55 @@ pub struct Loaded {
     pub origins: BTreeMap<String, Origin>,
     /// The warehouse URL with secrets from the environment applied.
     pub warehouse_url: String,
+    /// S3 keys, from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 impl Loaded {
+    /// The bronze ingest settings this configuration describes (validated
+    /// at load, so parsing cannot fail here).
+    pub fn ingest_settings(&self) -> jobs::bronze::IngestSettings {
+        let c = &self.config;
+        let dur = |t: &str, d: u64| {
+            jobs::spec::parse_duration(t).unwrap_or(std::time::Duration::from_secs(d))
+        };
+        jobs::bronze::IngestSettings {
+            bootstrap_servers: c.kafka.bootstrap_servers.clone(),
+            group_id: c.kafka.group_id.clone(),
+            session_timeout: dur(&c.kafka.session_timeout, 45),
+            kafka_properties: Default::default(),
+            batch_rows: c.ingest.batch_rows.max(1) as usize,
+            batch_bytes: c.ingest.batch_bytes.max(1) as usize,
+            batch_interval: dur(&c.ingest.batch_interval, 5),
+            checkpoint_every: c.ingest.checkpoint_every.max(0) as u64,
+            compact_every: (c.ingest.compact_every != "off")
+                .then(|| dur(&c.ingest.compact_every, 600)),
+            compact_min_files: c.ingest.compact_min_files.max(2) as usize,
+            target_file_bytes: (c.ingest.target_file_mb.max(1) as u64) << 20,
+            clock: jobs::bronze::Clock::parse(&c.ingest.clock)
+                .unwrap_or(jobs::bronze::Clock::System),
+            retry_timeout: dur(&c.ingest.retry_timeout, 300),
+            until_caught_up: false,
+        }
+    }
+
+    /// Storage options for the lake: S3 settings and keys from the
+    /// environment when the lake is on S3, nothing for a local lake.
+    pub fn storage_options(&self) -> std::collections::HashMap<String, String> {
+        if !self.config.lake.uri.starts_with("s3://") {
+            return Default::default();
+        }
+        jobs::lake::S3Options {
+            endpoint: self.config.s3.endpoint.clone(),
+            region: self.config.s3.region.clone(),
+            allow_http: self.config.s3.allow_http,
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+        }
+        .storage_options()
+    }
+
     pub fn models_dir(&self) -> PathBuf {
         self.base_dir.join(&self.config.models_dir)
     }
@@ -321,6 +414,8 @@ pub fn load(
         file,
         base_dir,
         origins,
+        s3_access_key_id: env.get("AWS_ACCESS_KEY_ID").cloned(),
+        s3_secret_access_key: env.get("AWS_SECRET_ACCESS_KEY").cloned(),
     };
     validate(&mut loaded, env)?;
     Ok(loaded)
@@ -556,6 +651,28 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             ),
         ));
     }
+    let duration = |key: &str, text: &str| {
+        jobs::spec::parse_duration(text).map_err(|e| invalid(ro, key, e))
+    };
+    duration("kafka.session_timeout", &c.kafka.session_timeout)?;
+    duration("ingest.batch_interval", &c.ingest.batch_interval)?;
+    duration("ingest.retry_timeout", &c.ingest.retry_timeout)?;
+    if c.ingest.compact_every != "off" {
+        jobs::spec::parse_duration(&c.ingest.compact_every)
+            .map_err(|e| invalid(ro, "ingest.compact_every", format!("{e}, or \"off\"")))?;
+    }
+    for (key, value, min) in [
+        ("ingest.batch_rows", c.ingest.batch_rows, 1),
+        ("ingest.batch_bytes", c.ingest.batch_bytes, 1),
+        ("ingest.checkpoint_every", c.ingest.checkpoint_every, 0),
+        ("ingest.compact_min_files", c.ingest.compact_min_files, 2),
+        ("ingest.target_file_mb", c.ingest.target_file_mb, 1),
+    ] {
+        if value < min {
+            return Err(invalid(ro, key, format!("must be at least {min}, found {value}")));
+        }
+    }
+    jobs::bronze::Clock::parse(&c.ingest.clock).map_err(|e| invalid(ro, "ingest.clock", e))?;
     if c.scheduler.timezone.parse::<chrono_tz::Tz>().is_err() {
         return Err(invalid(
             ro,

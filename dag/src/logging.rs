@@ -4,9 +4,11 @@ use crate::cli::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(format: LogFormat, verbose: u8) {
+    // Our crates at the asked level; dependencies (deltalake, the Delta
+    // kernel, DataFusion, librdkafka) only when they warn, unless -vv.
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "warn,dag=info,jobs=info",
+        1 => "warn,dag=debug,jobs=debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

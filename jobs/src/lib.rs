@@ -5,5 +5,7 @@
 //! `jobs` knows nothing of the DAG or of schedules: the `dag` crate decides
 //! what runs when and calls in here.
 
+pub mod bronze;
 pub mod lake;
+pub mod produce;
 pub mod spec;

@@ -269,7 +269,7 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 }
 
 /// Parses a duration such as `5m`, `300s`, `1h30m`, `2d`, `250ms`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
     if text.is_empty() {
         return Err("empty duration".into());

@@ -138,11 +138,30 @@ impl TestS3 {
             .with_virtual_hosted_style_request(false)
             .build()
             .context("cannot build the S3 client")?;
-        Ok(TestS3 {
+        let s3 = TestS3 {
             endpoint,
             bucket,
             store: Arc::new(store),
+        };
+        // The bucket exists from here on, as it would on MinIO or AWS
+        // (SeaweedFS creates it on this first write).
+        let store = s3.store.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(object_store::ObjectStoreExt::put(
+                store.as_ref(),
+                &object_store::path::Path::from(".bucket"),
+                object_store::PutPayload::from_static(b""),
+            ))
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
         })
+        .join()
+        .map_err(|_| anyhow::anyhow!("bucket creation thread panicked"))?
+        .context("cannot create the test bucket")?;
+        Ok(s3)
     }
 
     /// `s3://bucket`
@@ -159,4 +178,21 @@ impl TestS3 {
 /// The bootstrap address of the separate test broker process.
 pub fn kafka_bootstrap() -> Result<String> {
     service("DAG_TEST_KAFKA_BOOTSTRAP")
+}
+
+/// The `dag` binary of this build (next to the test binary's `deps/`).
+/// `cargo test --workspace` builds it along with the tests.
+pub fn dag_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("dag");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --release --workspace --all-targets` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }

@@ -1,0 +1,191 @@
+//! `dag ingest`: one bronze ingester per Kafka source, each on its own
+//! thread, until SIGTERM/SIGINT (or, with `--until-caught-up`, until every
+//! partition reached the high watermark seen at start). A progress line on
+//! an interactive terminal; a summary per source at the end.
+
+use crate::commands::{CliError, Outcome};
+use crate::config::Loaded;
+use crate::pipeline::Pipeline;
+use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};
+use jobs::spec::Source;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The Kafka sources of the pipeline, or the named ones.
+pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Vec<SourceSpec>, CliError> {
+    let all: Vec<(String, String)> = p
+        .graph
+        .node_weights()
+        .filter_map(|m| match &m.source {
+            Source::Kafka { topic } => Some((m.name.clone(), topic.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut chosen = Vec::new();
+    for n in names {
+        if !all.iter().any(|(name, _)| name == n) {
+            let known: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(CliError::Selector(format!(
+                "`{n}` is not a Kafka source of pipeline {}{} (sources: {})",
+                p.name,
+                jobs::spec::did_you_mean(n, known.iter().copied()),
+                known.join(", ")
+            )));
+        }
+    }
+    for (name, topic) in all {
+        if names.is_empty() || names.contains(&name) {
+            let location = TableLocation::in_lake(
+                &cfg.lake_url(),
+                "bronze",
+                &name,
+                cfg.storage_options(),
+            )
+            .map_err(|e| CliError::Other(anyhow::anyhow!("lake: {e}")))?;
+            chosen.push(SourceSpec {
+                name,
+                topic,
+                location,
+            });
+        }
+    }
+    Ok(chosen)
+}
+
+/// Sets `stop` on SIGTERM or SIGINT; a second signal exits at once
+/// (nothing is lost: uncommitted messages are read again).
+pub fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        let Ok(mut int) = signal(SignalKind::interrupt()) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if n == 0 {
+                tracing::info!("stopping: committing what is pending (signal again to quit now)");
+                flag.store(true, Ordering::SeqCst);
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+    stop
+}
+
+pub async fn run(
+    cfg: &Loaded,
+    p: &Pipeline,
+    names: &[String],
+    until_caught_up: bool,
+) -> Result<Outcome, CliError> {
+    let specs = sources(cfg, p, names)?;
+    if specs.is_empty() {
+        println!("pipeline {} has no Kafka sources", p.name);
+        return Ok(Outcome::Success);
+    }
+    let mut settings = cfg.ingest_settings();
+    settings.until_caught_up = until_caught_up;
+    let stop = stop_on_signals();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut all_stats = Vec::new();
+    for spec in specs {
+        let stats = Arc::new(IngestStats::default());
+        all_stats.push((spec.name.clone(), stats.clone()));
+        let (settings, stop, rt) = (settings.clone(), stop.clone(), tokio::runtime::Handle::current());
+        tasks.push(tokio::task::spawn_blocking(move || {
+            jobs::bronze::run(spec, settings, rt, stop, stats)
+        }));
+    }
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    });
+    let mut results = futures::future::join_all(tasks);
+    let joined = loop {
+        tokio::select! {
+            r = &mut results => break r,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if let Some(bar) = &progress {
+                    bar.set_message(progress_line(&all_stats, started.elapsed()));
+                }
+            }
+        }
+    };
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let mut failed = Vec::new();
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    for r in joined {
+        match r {
+            Ok(Ok(report)) => println!("{}", summary(&report, secs)),
+            Ok(Err(e)) => failed.push(e.to_string()),
+            Err(e) => failed.push(format!("ingester thread failed: {e}")),
+        }
+    }
+    if failed.is_empty() {
+        Ok(Outcome::Success)
+    } else {
+        Err(CliError::Other(anyhow::anyhow!(failed.join("\n"))))
+    }
+}
+
+fn summary(r: &IngestReport, secs: f64) -> String {
+    format!(
+        "{}: {} messages committed in {} commits ({:.0} msg/s), table version {}{}{}",
+        r.source,
+        r.rows,
+        r.commits,
+        r.rows as f64 / secs,
+        r.version,
+        if r.skipped > 0 {
+            format!(", {} already in the table skipped", r.skipped)
+        } else {
+            String::new()
+        },
+        if r.fenced > 0 {
+            format!(", {} batches fenced by another writer", r.fenced)
+        } else {
+            String::new()
+        },
+    )
+}
+
+fn progress_line(stats: &[(String, Arc<IngestStats>)], elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    stats
+        .iter()
+        .map(|(name, s)| {
+            let consumed = s.consumed.load(Ordering::Relaxed);
+            let lag: Vec<String> = s
+                .positions
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .map(|(p, (next, high))| format!("p{p}:{}", (high - next.max(&0)).max(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{name}: {consumed} read, {} committed, {:.0} msg/s, lag [{}]",
+                s.committed_rows.load(Ordering::Relaxed),
+                consumed as f64 / secs,
+                lag.join(" ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}

@@ -1,0 +1,18 @@
+//! Bronze: every Kafka message, byte for byte, in a Delta table, exactly
+//! once.
+//!
+//! - [`batch`]: the bronze schema and the Arrow batch builder.
+//! - [`table`]: one bronze table, its recorded offsets, and commits that
+//!   carry rows and offsets together.
+//! - [`ingest`]: the consumer-group ingester around them.
+//! - [`clock`]: what stamps `ingested_at` (pinnable for reproducible runs).
+
+pub mod batch;
+pub mod clock;
+pub mod ingest;
+pub mod table;
+
+pub use batch::{PARTITION_COLUMN, bronze_schema};
+pub use clock::Clock;
+pub use ingest::{IngestError, IngestReport, IngestSettings, IngestStats, SourceSpec, run};
+pub use table::{BronzeTable, TableLocation, app_id};

@@ -1,0 +1,418 @@
+//! One bronze Delta table: open or create it, read the Kafka offsets it
+//! records, and commit a batch together with those offsets.
+//!
+//! The table is the checkpoint: each commit carries one `txn` action per
+//! topic-partition in the batch (app id `<topic>/<partition>`, version = the
+//! last offset included), in the same Delta commit as the rows. When a
+//! commit's outcome is unclear (an error, a conflict), the table is
+//! reloaded and its txn versions decide: our offsets are there (it landed),
+//! someone else moved them (fenced: drop the batch and re-seek), or nothing
+//! moved (retry the same files).
+
+use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
+use super::clock::Clock;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU64;
+use url::Url;
+
+/// The txn app id of a topic-partition.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// Where a table lives and how to reach it.
+#[derive(Clone, Debug)]
+pub struct TableLocation {
+    pub url: Url,
+    pub storage_options: HashMap<String, String>,
+}
+
+impl TableLocation {
+    /// `<lake>/<layer>/<name>` under a lake URL (`file://...` or `s3://...`).
+    pub fn in_lake(
+        lake: &str,
+        layer: &str,
+        name: &str,
+        storage_options: HashMap<String, String>,
+    ) -> Result<Self, DeltaTableError> {
+        let base = lake.trim_end_matches('/');
+        let url = Url::parse(&format!("{base}/{layer}/{name}/"))
+            .map_err(|e| DeltaTableError::InvalidTableLocation(format!("{base}: {e}")))?;
+        Ok(Self {
+            url,
+            storage_options,
+        })
+    }
+
+    fn builder(&self) -> Result<DeltaTableBuilder, DeltaTableError> {
+        crate::lake::register_s3();
+        if self.url.scheme() == "file"
+            && let Ok(path) = self.url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|e| {
+                DeltaTableError::InvalidTableLocation(format!("{}: {e}", path.display()))
+            })?;
+        }
+        Ok(DeltaTableBuilder::from_url(self.url.clone())?
+            .with_storage_options(self.storage_options.clone()))
+    }
+}
+
+/// Partitions whose recorded offsets another writer changed: the new
+/// last offset per partition (`None`: nothing recorded).
+pub type Moved = BTreeMap<i32, Option<i64>>;
+
+/// How a commit of one batch ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The batch is in the table at this version. `moved`: partitions held
+    /// here that other writers committed meanwhile (re-seek them).
+    Committed { version: i64, moved: Moved },
+    /// Another writer recorded other offsets for some of the batch's
+    /// partitions: the batch is dropped; re-read `moved` from there.
+    Fenced { moved: Moved },
+}
+
+pub struct BronzeTable {
+    pub name: String,
+    pub topic: String,
+    table: DeltaTable,
+    location: TableLocation,
+    props: WriterProperties,
+    /// The last offset recorded per partition, as far as this writer knows.
+    known: BTreeMap<i32, Option<i64>>,
+    /// Files written for a batch whose commit has not landed yet: a retry
+    /// commits them again instead of rewriting them.
+    staged: Option<Vec<Add>>,
+    query_id: String,
+    epoch: i64,
+}
+
+impl BronzeTable {
+    /// Opens the table, creating it (bronze schema, partitioned by
+    /// `ingest_date`) if there is none yet.
+    pub async fn open_or_create(
+        name: &str,
+        topic: &str,
+        location: TableLocation,
+    ) -> Result<Self, DeltaTableError> {
+        let mut table = location.builder()?.build()?;
+        match table.load().await {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) => {
+                let schema: StructType = bronze_schema().as_ref().try_into_kernel()?;
+                let created = table
+                    .create()
+                    .with_columns(schema.fields().cloned())
+                    .with_partition_columns([PARTITION_COLUMN])
+                    .with_table_name(name)
+                    .with_comment(format!("bronze: every message of Kafka topic {topic}"))
+                    // Another ingester may create it at the same moment.
+                    .with_save_mode(SaveMode::Ignore)
+                    .await;
+                table = match created {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let mut t = location.builder()?.build()?;
+                        t.load().await?;
+                        t
+                    }
+                };
+            }
+            Err(e) => return Err(e),
+        }
+        let fields: Vec<String> = table
+            .snapshot()?
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        let expected: Vec<String> = bronze_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        if fields != expected {
+            return Err(DeltaTableError::Generic(format!(
+                "{} is not a bronze table: columns {fields:?}, expected {expected:?}",
+                location.url
+            )));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            topic: topic.to_string(),
+            table,
+            location,
+            props: writer_properties(),
+            known: BTreeMap::new(),
+            staged: None,
+            query_id: uuid::Uuid::new_v4().to_string(),
+            epoch: 0,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.location.url
+    }
+
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    pub fn delta(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// Re-reads the log to the latest version.
+    pub async fn reload(&mut self) -> Result<(), DeltaTableError> {
+        self.table.update_state().await
+    }
+
+    /// The last offset recorded per partition at the loaded version.
+    pub async fn recorded(
+        &self,
+        partitions: impl IntoIterator<Item = i32>,
+    ) -> Result<BTreeMap<i32, Option<i64>>, DeltaTableError> {
+        let snapshot = self.table.snapshot()?;
+        let log = self.table.log_store();
+        let mut out = BTreeMap::new();
+        for p in partitions {
+            let v = snapshot
+                .transaction_version(log.as_ref(), app_id(&self.topic, p))
+                .await?;
+            out.insert(p, v);
+        }
+        Ok(out)
+    }
+
+    /// Reloads and returns the last recorded offsets of `partitions`,
+    /// remembering them as the base of the next commit.
+    pub async fn claim(
+        &mut self,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, Option<i64>>, DeltaTableError> {
+        self.reload().await?;
+        let recorded = self.recorded(partitions.iter().copied()).await?;
+        self.known.extend(recorded.iter().map(|(p, v)| (*p, *v)));
+        Ok(recorded)
+    }
+
+    /// Forgets partitions this process no longer owns.
+    pub fn release(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.known.remove(p);
+        }
+    }
+
+    /// One attempt to commit `batch` with the offsets of `spans`. On an
+    /// error, call [`Self::resolve`] before retrying.
+    pub async fn commit(
+        &mut self,
+        batch: &arrow::array::RecordBatch,
+        spans: &BTreeMap<i32, Span>,
+    ) -> Result<Outcome, DeltaTableError> {
+        // Never append offsets the table already records for us: that would
+        // be a duplicate the conflict checker cannot see (it only checks
+        // commits after our snapshot).
+        let stale: Moved = spans
+            .iter()
+            .filter_map(|(p, s)| match self.known.get(p) {
+                Some(Some(k)) if s.first <= *k => Some((*p, Some(*k))),
+                _ => None,
+            })
+            .collect();
+        if !stale.is_empty() {
+            self.staged = None;
+            return Ok(Outcome::Fenced { moved: stale });
+        }
+        let adds = match self.staged.take() {
+            Some(adds) => adds,
+            None => {
+                let mut writer = RecordBatchWriter::for_table(&self.table)?
+                    .with_writer_properties(self.props.clone());
+                writer.write(batch.clone()).await?;
+                writer.flush().await?
+            }
+        };
+        self.staged = Some(adds.clone());
+        let now = chrono::Utc::now().timestamp_millis();
+        let txns = spans
+            .iter()
+            .map(|(p, s)| {
+                Transaction::new_with_last_update(app_id(&self.topic, *p), s.last, Some(now))
+            })
+            .collect();
+        let props = CommitProperties::default()
+            .with_application_transactions(txns)
+            // Checkpoints are scheduled by the ingester (see `checkpoint`).
+            .with_create_checkpoint(false);
+        self.epoch += 1;
+        let op = DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: self.query_id.clone(),
+            epoch_id: self.epoch,
+        };
+        let read_version = self.version();
+        let finalized = CommitBuilder::from(props)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(self.table.snapshot()?), self.table.log_store(), op)
+            .await?;
+        let version = finalized.version() as i64;
+        self.table.state = Some(finalized.snapshot());
+        self.staged = None;
+        // Commits of other writers we stepped over: the conflict checker
+        // refused any that claimed our batch's partitions, but one may have
+        // claimed another partition we hold. Our snapshot now includes it,
+        // so the next commit would not be checked against it: look now.
+        let moved = self.scan_txns(read_version + 1, version).await?;
+        for (p, s) in spans {
+            self.known.insert(*p, Some(s.last));
+        }
+        Ok(Outcome::Committed { version, moved })
+    }
+
+    /// After a failed attempt: reload and decide from the recorded offsets
+    /// whether the batch landed (its answer was lost), was fenced, or should
+    /// be retried (`None`).
+    pub async fn resolve(
+        &mut self,
+        spans: &BTreeMap<i32, Span>,
+    ) -> Result<Option<Outcome>, DeltaTableError> {
+        let before = self.version();
+        self.reload().await?;
+        let mut moved = self.scan_txns(before + 1, self.version()).await?;
+        let ours = spans
+            .iter()
+            .all(|(p, s)| self.known.get(p) == Some(&Some(s.last)));
+        if ours {
+            self.staged = None;
+            moved.retain(|p, _| !spans.contains_key(p));
+            return Ok(Some(Outcome::Committed {
+                version: self.version(),
+                moved,
+            }));
+        }
+        if spans.keys().any(|p| moved.contains_key(p)) {
+            self.staged = None;
+            return Ok(Some(Outcome::Fenced { moved }));
+        }
+        Ok(None)
+    }
+
+    /// Reads commits `from..=to` and returns the partitions we hold whose
+    /// recorded offset they changed, updating what we know.
+    async fn scan_txns(&mut self, from: i64, to: i64) -> Result<Moved, DeltaTableError> {
+        let mut moved = Moved::new();
+        if from > to || self.known.is_empty() {
+            return Ok(moved);
+        }
+        let log = self.table.log_store();
+        let prefix = format!("{}/", self.topic);
+        for v in from..=to {
+            let Some(bytes) = log.read_commit_entry(v as u64).await? else {
+                continue;
+            };
+            for action in deltalake::logstore::get_actions(v as u64, &bytes)? {
+                let Action::Txn(t) = action else { continue };
+                let Some(p) = t
+                    .app_id
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(known) = self.known.get_mut(&p)
+                    && *known != Some(t.version)
+                {
+                    *known = Some(t.version);
+                    moved.insert(p, Some(t.version));
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Drops files staged for a batch that will not be committed.
+    pub fn discard_staged(&mut self) {
+        self.staged = None;
+    }
+
+    /// Writes a checkpoint at the loaded version.
+    pub async fn checkpoint(&self) -> Result<(), DeltaTableError> {
+        deltalake::checkpoints::create_checkpoint(&self.table, None).await
+    }
+
+    /// Compacts the small files of closed ingest dates (before the clock's
+    /// yesterday, so no writer still appends there). Returns the dates
+    /// compacted and files removed.
+    pub async fn compact_closed(
+        &mut self,
+        clock: &Clock,
+        min_files: usize,
+        target_bytes: u64,
+    ) -> Result<(Vec<String>, u64), DeltaTableError> {
+        let horizon = clock.today() - chrono::Days::new(1);
+        let snapshot = self.table.snapshot()?;
+        let log = self.table.log_store();
+        let mut per_date: BTreeMap<String, usize> = BTreeMap::new();
+        let mut files = snapshot.snapshot().file_views(log.as_ref(), None);
+        while let Some(f) = files.try_next().await? {
+            if (f.size() as u64) >= target_bytes / 2 {
+                continue;
+            }
+            if let Some(Some(date)) = f.partition_values_map().get(PARTITION_COLUMN).cloned()
+                && chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok_and(|d| d < horizon)
+            {
+                *per_date.entry(date).or_default() += 1;
+            }
+        }
+        drop(files);
+        let mut done = Vec::new();
+        let mut removed = 0;
+        let target = NonZeroU64::new(target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
+        for (date, n) in per_date {
+            if n < min_files.max(2) {
+                continue;
+            }
+            let filters = [(PARTITION_COLUMN, deltalake::FilterOp::Eq, deltalake::FilterValue::Scalar(date.as_str()))];
+            let (table, metrics) = self
+                .table
+                .clone()
+                .optimize()
+                .with_filters(&filters)
+                .with_target_size(target)
+                .with_writer_properties(self.props.clone())
+                .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+                .await?;
+            self.table = table;
+            removed += metrics.num_files_removed;
+            done.push(date);
+        }
+        Ok((done, removed))
+    }
+}
+
+/// Parquet settings for raw messages: no dictionary or statistics for the
+/// payload (unique bytes; stats would only cost time), dictionaries for the
+/// repetitive columns.
+fn writer_properties() -> WriterProperties {
+    let no_stats = |c: &str| ColumnPath::from(c);
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(no_stats("topic"), true)
+        .set_column_dictionary_enabled(no_stats("key"), true)
+        .set_column_statistics_enabled(no_stats("value"), EnabledStatistics::None)
+        .set_column_statistics_enabled(no_stats("key"), EnabledStatistics::None)
+        .build()
+}
