@@ -6,7 +6,8 @@
 //! in memory only, so a broker restart loses every topic; no CreateTopics
 //! (topics are created here at start, or auto-created with 4 partitions on
 //! first use); it listens on a random loopback port, written to
-//! `--bootstrap-file` once ready.
+//! `--bootstrap-file` once ready; each partition keeps at most 5 MB or
+//! 100,000 messages (older ones are dropped, like retention).
 
 use anyhow::Context;
 use rdkafka::mocking::MockCluster;

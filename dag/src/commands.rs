@@ -119,6 +119,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                     }
                 }
             }
+            // A topic named twice is created once.
+            let mut seen = std::collections::BTreeSet::new();
+            all.retain(|t| seen.insert(t.clone()));
             crate::broker::serve(bootstrap_file.as_deref(), partitions, &all).await?;
             Ok(Outcome::Success)
         }

@@ -651,9 +651,8 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             ),
         ));
     }
-    let duration = |key: &str, text: &str| {
-        jobs::spec::parse_duration(text).map_err(|e| invalid(ro, key, e))
-    };
+    let duration =
+        |key: &str, text: &str| jobs::spec::parse_duration(text).map_err(|e| invalid(ro, key, e));
     duration("kafka.session_timeout", &c.kafka.session_timeout)?;
     duration("ingest.batch_interval", &c.ingest.batch_interval)?;
     duration("ingest.retry_timeout", &c.ingest.retry_timeout)?;
@@ -669,7 +668,11 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
         ("ingest.target_file_mb", c.ingest.target_file_mb, 1),
     ] {
         if value < min {
-            return Err(invalid(ro, key, format!("must be at least {min}, found {value}")));
+            return Err(invalid(
+                ro,
+                key,
+                format!("must be at least {min}, found {value}"),
+            ));
         }
     }
     jobs::bronze::Clock::parse(&c.ingest.clock).map_err(|e| invalid(ro, "ingest.clock", e))?;

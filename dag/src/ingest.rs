@@ -37,13 +37,9 @@ pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Vec<Sourc
     }
     for (name, topic) in all {
         if names.is_empty() || names.contains(&name) {
-            let location = TableLocation::in_lake(
-                &cfg.lake_url(),
-                "bronze",
-                &name,
-                cfg.storage_options(),
-            )
-            .map_err(|e| CliError::Other(anyhow::anyhow!("lake: {e}")))?;
+            let location =
+                TableLocation::in_lake(&cfg.lake_url(), "bronze", &name, cfg.storage_options())
+                    .map_err(|e| CliError::Other(anyhow::anyhow!("lake: {e}")))?;
             chosen.push(SourceSpec {
                 name,
                 topic,
@@ -103,7 +99,11 @@ pub async fn run(
     for spec in specs {
         let stats = Arc::new(IngestStats::default());
         all_stats.push((spec.name.clone(), stats.clone()));
-        let (settings, stop, rt) = (settings.clone(), stop.clone(), tokio::runtime::Handle::current());
+        let (settings, stop, rt) = (
+            settings.clone(),
+            stop.clone(),
+            tokio::runtime::Handle::current(),
+        );
         tasks.push(tokio::task::spawn_blocking(move || {
             jobs::bronze::run(spec, settings, rt, stop, stats)
         }));
@@ -144,13 +144,22 @@ pub async fn run(
 }
 
 fn summary(r: &IngestReport, secs: f64) -> String {
+    let active = if r.active_seconds > 0.0 {
+        r.active_seconds
+    } else {
+        secs
+    };
     format!(
-        "{}: {} messages committed in {} commits ({:.0} msg/s), table version {}{}{}",
+        "{}: {} messages ({:.1} MB) committed in {} commits, table version {}; {:.0} msg/s, {:.1} MB/s over {:.1} s from the first message ({:.1} s in all){}{}",
         r.source,
         r.rows,
+        r.bytes as f64 / 1e6,
         r.commits,
-        r.rows as f64 / secs,
         r.version,
+        r.rows as f64 / active,
+        r.bytes as f64 / 1e6 / active,
+        active,
+        secs,
         if r.skipped > 0 {
             format!(", {} already in the table skipped", r.skipped)
         } else {

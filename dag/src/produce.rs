@@ -46,9 +46,11 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
         Some(_) => None,
         None => {
             let fleet = Fleet::from_data_dir(&cfg.data_dir()).map_err(bad)?;
-            let events = args
-                .events
-                .unwrap_or(if args.rate.is_some() { u64::MAX } else { 10_000 });
+            let events = args.events.unwrap_or(if args.rate.is_some() {
+                u64::MAX
+            } else {
+                10_000
+            });
             let defaults = SimSettings::default();
             let start = match &args.start {
                 Some(t) => chrono::DateTime::parse_from_rfc3339(t)
@@ -77,39 +79,57 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
             ))
         }
     };
+    if let Some(path) = &args.file {
+        // Check every line first: a broken file sends nothing.
+        let records = replay::read_file(path).map_err(|e| CliError::Selector(e.to_string()))?;
+        for r in records {
+            r.map_err(|e| CliError::Selector(format!("{e}; nothing was sent")))?;
+        }
+    }
     let file = args.file.clone();
     let rate = args.rate;
-    let work = tokio::task::spawn_blocking(move || -> Result<(jobs::produce::ProduceReport, Option<BTreeMap<Kind, u64>>), CliError> {
-        let mut sink = Sink::connect(&bootstrap, &BTreeMap::new())
-            .map_err(|e| CliError::Other(anyhow::anyhow!("kafka {bootstrap}: {e}")))?;
-        let kinds = match (file, sim) {
-            (Some(path), _) => {
-                let records = replay::read_file(&path).map_err(|e| CliError::Selector(e.to_string()))?;
-                pump(&mut sink, records, rate, &stop).map_err(|e| match e {
-                    PumpError::Input(e) => CliError::Selector(e.to_string()),
-                    PumpError::Kafka(e) => CliError::Other(anyhow::anyhow!("kafka: {e}")),
-                })?;
-                None
-            }
-            (None, Some(mut sim)) => {
-                let records = sim.by_ref().map(|(_, r)| Ok::<_, std::convert::Infallible>(r));
-                pump(&mut sink, records, rate, &stop).map_err(|e| match e {
-                    PumpError::Input(e) => match e {},
-                    PumpError::Kafka(e) => CliError::Other(anyhow::anyhow!("kafka: {e}")),
-                })?;
-                Some(sim.counts.clone())
-            }
-            (None, None) => None,
-        };
-        let report = sink
-            .finish(Duration::from_secs(120))
-            .map_err(|e| CliError::Other(anyhow::anyhow!("kafka: not every message was acknowledged: {e}")))?;
-        Ok((report, kinds))
-    });
+    let work = tokio::task::spawn_blocking(
+        move || -> Result<(jobs::produce::ProduceReport, Option<BTreeMap<Kind, u64>>), CliError> {
+            let mut sink = Sink::connect(&bootstrap, &BTreeMap::new())
+                .map_err(|e| CliError::Other(anyhow::anyhow!("kafka {bootstrap}: {e}")))?;
+            let kinds = match (file, sim) {
+                (Some(path), _) => {
+                    let records =
+                        replay::read_file(&path).map_err(|e| CliError::Selector(e.to_string()))?;
+                    pump(&mut sink, records, rate, &stop).map_err(|e| match e {
+                        PumpError::Input(e) => CliError::Selector(e.to_string()),
+                        PumpError::Kafka(e) => CliError::Other(anyhow::anyhow!("kafka: {e}")),
+                    })?;
+                    None
+                }
+                (None, Some(mut sim)) => {
+                    let records = sim
+                        .by_ref()
+                        .map(|(_, r)| Ok::<_, std::convert::Infallible>(r));
+                    pump(&mut sink, records, rate, &stop).map_err(|e| match e {
+                        PumpError::Input(e) => match e {},
+                        PumpError::Kafka(e) => CliError::Other(anyhow::anyhow!("kafka: {e}")),
+                    })?;
+                    Some(sim.counts.clone())
+                }
+                (None, None) => None,
+            };
+            let report = sink.finish(Duration::from_secs(120)).map_err(|e| {
+                CliError::Other(anyhow::anyhow!(
+                    "kafka: not every message was acknowledged: {e}"
+                ))
+            })?;
+            Ok((report, kinds))
+        },
+    );
     let (report, kinds) = work
         .await
         .map_err(|e| CliError::Other(anyhow::anyhow!("producer thread failed: {e}")))??;
-    let per_topic: Vec<String> = report.per_topic.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+    let per_topic: Vec<String> = report
+        .per_topic
+        .iter()
+        .map(|(t, n)| format!("{t}: {n}"))
+        .collect();
     println!(
         "produced {} messages ({}) in {:.1} s ({:.0} msg/s), {} acknowledged",
         report.sent,
@@ -121,7 +141,14 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
     if let Some(kinds) = kinds {
         let k: Vec<String> = kinds
             .iter()
-            .map(|(k, n)| format!("{}: {n}", serde_json::to_string(k).unwrap_or_default().trim_matches('"')))
+            .map(|(k, n)| {
+                format!(
+                    "{}: {n}",
+                    serde_json::to_string(k)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                )
+            })
             .collect();
         println!("kinds: {}", k.join(", "));
     }

@@ -94,8 +94,6 @@ fn commands_not_built_yet_fail_and_say_so() {
         vec!["run"],
         vec!["trigger", "gold"],
         vec!["scheduler"],
-        vec!["ingest"],
-        vec!["produce"],
         vec!["test"],
         vec!["runs"],
         vec!["status"],
@@ -113,6 +111,34 @@ fn commands_not_built_yet_fail_and_say_so() {
             "{args:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn ingest_and_produce_name_bad_input_and_send_nothing() {
+    let out = dag(&["ingest", "bronze_vehicle_telemetri"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`bronze_vehicle_telemetri` is not a Kafka source of pipeline telematics (did you mean `bronze_vehicle_telemetry`?)"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &file,
+        "{\"topic\":\"t\",\"value\":\"ok\"}\n\n{\"topic\":\"t\",\"value\":7}\n",
+    )
+    .expect("write");
+    let out = dag(&["produce", "--file", file.to_str().expect("utf-8 path")]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "bad.jsonl:3: `value` must be a string (the raw message text) or null, found 7"
+        ),
+        "names file and line: {stderr}"
+    );
+    assert!(stderr.contains("nothing was sent"), "{stderr}");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! byte for byte, through kill -9 at random points and a group member's
 //! death; and, without Kafka, the table-level fencing that makes it so.
 
-use arrow::array::{Array, BinaryArray, Date32Array, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, BinaryArray, Date32Array, Int32Array, Int64Array, RecordBatch, TimestampMicrosecondArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use deltalake::DeltaTableBuilder;
@@ -14,6 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// A message's key and value (None: null).
+type Message = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// One row of a bronze table.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,8 +79,14 @@ impl Project {
                     opts.storage_options(),
                     format!("[s3]\nendpoint = \"{}\"\n", s3.endpoint),
                     vec![
-                        ("AWS_ACCESS_KEY_ID".to_string(), testkit::S3_ACCESS_KEY.to_string()),
-                        ("AWS_SECRET_ACCESS_KEY".to_string(), testkit::S3_SECRET_KEY.to_string()),
+                        (
+                            "AWS_ACCESS_KEY_ID".to_string(),
+                            testkit::S3_ACCESS_KEY.to_string(),
+                        ),
+                        (
+                            "AWS_SECRET_ACCESS_KEY".to_string(),
+                            testkit::S3_SECRET_KEY.to_string(),
+                        ),
                     ],
                 )
             }
@@ -109,7 +120,9 @@ impl Project {
 
     fn dag(&self, args: &[&str]) -> Command {
         let mut c = Command::new(testkit::dag_bin());
-        c.args(args).current_dir(self.root()).envs(self.env.iter().cloned());
+        c.args(args)
+            .current_dir(self.root())
+            .envs(self.env.iter().cloned());
         c
     }
 
@@ -155,12 +168,17 @@ impl Project {
             let col = |n: &str| {
                 let c = b.column_by_name(n).unwrap_or_else(|| panic!("column {n}"));
                 match c.data_type() {
-                    DataType::BinaryView | DataType::LargeBinary => cast(c, &DataType::Binary).expect("cast"),
+                    DataType::BinaryView | DataType::LargeBinary => {
+                        cast(c, &DataType::Binary).expect("cast")
+                    }
                     _ => c.clone(),
                 }
             };
             let parts = col("partition");
-            let parts = parts.as_any().downcast_ref::<Int32Array>().expect("partition");
+            let parts = parts
+                .as_any()
+                .downcast_ref::<Int32Array>()
+                .expect("partition");
             let offs = col("offset");
             let offs = offs.as_any().downcast_ref::<Int64Array>().expect("offset");
             let keys = col("key");
@@ -168,11 +186,20 @@ impl Project {
             let vals = col("value");
             let vals = vals.as_any().downcast_ref::<BinaryArray>().expect("value");
             let kts = col("kafka_timestamp");
-            let kts = kts.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("kafka_timestamp");
+            let kts = kts
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("kafka_timestamp");
             let ing = col("ingested_at");
-            let ing = ing.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("ingested_at");
+            let ing = ing
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("ingested_at");
             let dates = col("ingest_date");
-            let dates = dates.as_any().downcast_ref::<Date32Array>().expect("ingest_date");
+            let dates = dates
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("ingest_date");
             for i in 0..b.num_rows() {
                 rows.push(Row {
                     partition: parts.value(i),
@@ -208,7 +235,10 @@ impl Project {
     }
 
     fn log_dir(&self, name: &str) -> PathBuf {
-        self.root().join("lake/bronze").join(name).join("_delta_log")
+        self.root()
+            .join("lake/bronze")
+            .join(name)
+            .join("_delta_log")
     }
 }
 
@@ -250,8 +280,12 @@ fn assert_once_and_gapless(rows: &[Row], what: &str) -> BTreeMap<i32, usize> {
 
 /// Per message key, the values in the order they were produced must equal
 /// the values bronze holds in offset order (a key maps to one partition).
-fn assert_same_messages(rows: &[Row], produced: &[(Option<Vec<u8>>, Option<Vec<u8>>)], what: &str) {
-    assert_eq!(rows.len(), produced.len(), "{what}: bronze rows vs messages produced");
+fn assert_same_messages(rows: &[Row], produced: &[Message], what: &str) {
+    assert_eq!(
+        rows.len(),
+        produced.len(),
+        "{what}: bronze rows vs messages produced"
+    );
     let mut want: BTreeMap<Option<Vec<u8>>, Vec<Option<Vec<u8>>>> = BTreeMap::new();
     for (k, v) in produced {
         want.entry(k.clone()).or_default().push(v.clone());
@@ -272,37 +306,57 @@ fn assert_same_messages(rows: &[Row], produced: &[(Option<Vec<u8>>, Option<Vec<u
 }
 
 /// Every kind of message the spec names, and then some: (partition, key, value).
-fn every_kind(n: usize) -> Vec<(i32, Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn every_kind(n: usize) -> Vec<(i32, Message)> {
     let valid = r#"{"event_id":"e-1","vehicle_id":"V0001","driver_id":"D0001","event_time":"2026-11-21T08:15:30.123Z","lat":45.1,"lon":9.2,"speed_kmh":88.5,"rpm":2500,"gear":3,"fuel_pct":null,"extra":{"nested":[1,2]}}"#;
     let large = format!("{{\"pad\":\"{}\"}}", "x".repeat(900 * 1024));
-    let kinds: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = vec![
+    let kinds: Vec<Message> = vec![
         (Some(b"V0001".to_vec()), Some(valid.as_bytes().to_vec())),
-        (Some(b"V0002".to_vec()), Some(b"{\"event_id\": \"e-2\", ".to_vec())),
+        (
+            Some(b"V0002".to_vec()),
+            Some(b"{\"event_id\": \"e-2\", ".to_vec()),
+        ),
         (Some(b"V0003".to_vec()), Some(Vec::new())),
         (Some(b"V0004".to_vec()), Some(b" \t\r\n ".to_vec())),
         (Some(b"V0005".to_vec()), None),
         (None, Some(valid.as_bytes().to_vec())),
         (None, None),
         (Some(Vec::new()), Some(b"{}".to_vec())),
-        (Some(vec![0, 159, 146, 150, 255]), Some(vec![0xff, 0xfe, 0x00, 0x80, b'{'])),
-        (Some("Zoë ☃".as_bytes().to_vec()), Some("{\"città\":\"Zürich ✓\"}".as_bytes().to_vec())),
-        (Some(b"V0006".to_vec()), Some(b"\xef\xbb\xbf{\"a\":1}".to_vec())),
+        (
+            Some(vec![0, 159, 146, 150, 255]),
+            Some(vec![0xff, 0xfe, 0x00, 0x80, b'{']),
+        ),
+        (
+            Some("Zoë ☃".as_bytes().to_vec()),
+            Some("{\"città\":\"Zürich ✓\"}".as_bytes().to_vec()),
+        ),
+        (
+            Some(b"V0006".to_vec()),
+            Some(b"\xef\xbb\xbf{\"a\":1}".to_vec()),
+        ),
         (Some(b"V0007".to_vec()), Some(b"{\"a\":NaN}".to_vec())),
         (Some(b"V0008".to_vec()), Some(b"[1,2,3]".to_vec())),
         (Some(b"V0009".to_vec()), Some(b"null".to_vec())),
         (Some(b"V0010".to_vec()), Some(large.into_bytes())),
-        (Some(b"V0011".to_vec()), Some(b"{\"a\":1}{\"b\":2}".to_vec())),
+        (
+            Some(b"V0011".to_vec()),
+            Some(b"{\"a\":1}{\"b\":2}".to_vec()),
+        ),
         (Some(b"V0012".to_vec()), Some(b"line1\nline2\x00".to_vec())),
     ];
     (0..n)
         .map(|i| {
             let (k, v) = kinds[i % kinds.len()].clone();
-            ((i % 3) as i32, k, v)
+            ((i % 3) as i32, (k, v))
         })
         .collect()
 }
 
-fn jsonl_line(topic: &str, partition: i32, key: &Option<Vec<u8>>, value: &Option<Vec<u8>>) -> String {
+fn jsonl_line(
+    topic: &str,
+    partition: i32,
+    key: &Option<Vec<u8>>,
+    value: &Option<Vec<u8>>,
+) -> String {
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let mut obj = serde_json::json!({"topic": topic, "partition": partition});
@@ -327,7 +381,7 @@ async fn every_message_lands_once(p: &Project) {
     let messages = every_kind(170);
     let lines: Vec<String> = messages
         .iter()
-        .map(|(part, k, v)| jsonl_line(&p.telemetry, *part, k, v))
+        .map(|(part, (k, v))| jsonl_line(&p.telemetry, *part, k, v))
         .collect();
     let file = p.root().join("messages.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").expect("write jsonl");
@@ -335,39 +389,54 @@ async fn every_message_lands_once(p: &Project) {
     assert!(out.contains("produced 170 messages"), "{out}");
 
     let out = p.run_ok(&["ingest", "bronze_vehicle_telemetry", "--until-caught-up"]);
-    assert!(out.contains("bronze_vehicle_telemetry: 170 messages committed"), "{out}");
+    assert!(
+        out.contains("bronze_vehicle_telemetry: 170 messages ("),
+        "{out}"
+    );
 
     let rows = p.rows("bronze_vehicle_telemetry").await;
     let per = assert_once_and_gapless(&rows, "bronze_vehicle_telemetry");
     assert_eq!(rows.len(), 170);
     // Explicit partitions: the exact sequence of each partition, byte for byte.
     for part in 0..3 {
-        let want: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = messages
+        let want: Vec<Message> = messages
             .iter()
-            .filter(|(q, _, _)| *q == part)
-            .map(|(_, k, v)| (k.clone(), v.clone()))
+            .filter(|(q, _)| *q == part)
+            .map(|(_, m)| m.clone())
             .collect();
-        let got: Vec<(Option<Vec<u8>>, Option<Vec<u8>>)> = rows
+        let got: Vec<Message> = rows
             .iter()
             .filter(|r| r.partition == part)
             .map(|r| (r.key.clone(), r.value.clone()))
             .collect();
         assert_eq!(got.len(), per[&part]);
-        assert!(got == want, "partition {part}: bronze differs from what was produced");
+        assert!(
+            got == want,
+            "partition {part}: bronze differs from what was produced"
+        );
     }
     // Tombstones stay null, empty values stay empty.
     assert!(rows.iter().any(|r| r.value.is_none()));
     assert!(rows.iter().any(|r| r.value.as_deref() == Some(&[][..])));
     // The pinned clock stamps every row; the date partition follows it.
     let pinned = chrono::DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z").expect("time");
-    assert!(rows.iter().all(|r| r.ingested_at == pinned.timestamp_micros()));
+    assert!(
+        rows.iter()
+            .all(|r| r.ingested_at == pinned.timestamp_micros())
+    );
     let day = (pinned.timestamp() / 86_400) as i32;
     assert!(rows.iter().all(|r| r.ingest_date == day));
-    assert!(rows.iter().all(|r| r.kafka_ts.is_some()), "Kafka timestamps kept");
+    assert!(
+        rows.iter().all(|r| r.kafka_ts.is_some()),
+        "Kafka timestamps kept"
+    );
 
     // A second run finds nothing new and commits nothing.
     let out = p.run_ok(&["ingest", "bronze_vehicle_telemetry", "--until-caught-up"]);
-    assert!(out.contains("0 messages committed in 0 commits"), "{out}");
+    assert!(
+        out.contains("bronze_vehicle_telemetry: 0 messages (0.0 MB) committed in 0 commits"),
+        "{out}"
+    );
     assert_eq!(p.rows("bronze_vehicle_telemetry").await, rows);
 }
 
@@ -387,7 +456,7 @@ async fn every_kind_of_message_lands_once_on_s3() {
 }
 
 /// The simulator's messages for these settings, per topic.
-fn simulated(p: &Project, settings: &SimSettings) -> HashMap<String, Vec<(Option<Vec<u8>>, Option<Vec<u8>>)>> {
+fn simulated(p: &Project, settings: &SimSettings) -> HashMap<String, Vec<Message>> {
     let fleet = Fleet::from_data_dir(&p.root().join("data")).expect("fleet");
     let mut out: HashMap<String, Vec<_>> = HashMap::new();
     for (_, r) in Simulator::new(settings.clone(), &fleet) {
@@ -442,7 +511,9 @@ async fn assert_invariant(p: &Project, settings: &SimSettings) {
 }
 
 fn kill9(child: &mut Child) {
-    let _ = Command::new("kill").args(["-9", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-9", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
@@ -486,7 +557,10 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     }
     let status = producer.wait().expect("producer");
     assert!(status.success(), "producer: {}", p.log("producer", "err"));
-    assert!(commits_in(&log) > 10, "the ingesters committed along the way");
+    assert!(
+        commits_in(&log) > 10,
+        "the ingesters committed along the way"
+    );
 
     p.run_ok(&["ingest", "--until-caught-up"]);
     assert_invariant(&p, &settings).await;
@@ -506,12 +580,21 @@ async fn a_group_member_dies_and_the_other_takes_over() {
     // Both hold partitions of the telemetry topic before one dies.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(p.log("a", "err").contains("assigned") && p.log("b", "err").contains("assigned")) {
-        assert!(Instant::now() < deadline, "no assignment:\n{}\n{}", p.log("a", "err"), p.log("b", "err"));
+        assert!(
+            Instant::now() < deadline,
+            "no assignment:\n{}\n{}",
+            p.log("a", "err"),
+            p.log("b", "err")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(2));
     kill9(&mut a);
-    assert!(producer.wait().expect("producer").success(), "{}", p.log("producer", "err"));
+    assert!(
+        producer.wait().expect("producer").success(),
+        "{}",
+        p.log("producer", "err")
+    );
 
     // Everything produced reaches the table while only b runs.
     let want = simulated(&p, &settings);
@@ -527,10 +610,19 @@ async fn a_group_member_dies_and_the_other_takes_over() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // SIGTERM: b commits what it holds and exits cleanly.
-    let _ = Command::new("kill").args(["-TERM", &b.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &b.id().to_string()])
+        .status();
     let status = b.wait().expect("b");
-    assert!(status.success(), "b on SIGTERM: {status}\n{}", p.log("b", "err"));
-    assert!(p.log("b", "out").contains("bronze_vehicle_telemetry:"), "summary printed");
+    assert!(
+        status.success(),
+        "b on SIGTERM: {status}\n{}",
+        p.log("b", "err")
+    );
+    assert!(
+        p.log("b", "out").contains("bronze_vehicle_telemetry:"),
+        "summary printed"
+    );
 
     p.run_ok(&["ingest", "--until-caught-up"]);
     assert_invariant(&p, &settings).await;
@@ -562,8 +654,11 @@ mod fencing {
 
     async fn open(dir: &std::path::Path) -> BronzeTable {
         let url = url::Url::from_directory_path(dir).expect("url");
-        let loc = TableLocation::in_lake(url.as_str(), "bronze", "bronze_t", HashMap::new()).expect("loc");
-        BronzeTable::open_or_create("bronze_t", "t", loc).await.expect("open")
+        let loc = TableLocation::in_lake(url.as_str(), "bronze", "bronze_t", HashMap::new())
+            .expect("loc");
+        BronzeTable::open_or_create("bronze_t", "t", loc)
+            .await
+            .expect("open")
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -615,8 +710,9 @@ mod fencing {
         let recorded = fresh.recorded([0, 1]).await.expect("recorded");
         assert_eq!(recorded, [(0, Some(19)), (1, Some(4))].into());
         let (_, stream) = fresh.delta().scan_table().await.expect("scan");
-        let batches: Vec<arrow::array::RecordBatch> =
-            futures::TryStreamExt::try_collect(stream).await.expect("read");
+        let batches: Vec<arrow::array::RecordBatch> = futures::TryStreamExt::try_collect(stream)
+            .await
+            .expect("read");
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(n, 25, "20 of partition 0 and 5 of partition 1, none twice");
     }

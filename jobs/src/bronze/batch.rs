@@ -67,6 +67,7 @@ pub struct BatchBuilder {
     spans: BTreeMap<i32, Span>,
     rows: usize,
     bytes: usize,
+    payload: usize,
 }
 
 impl BatchBuilder {
@@ -84,6 +85,7 @@ impl BatchBuilder {
             spans: BTreeMap::new(),
             rows: 0,
             bytes: 0,
+            payload: 0,
         }
     }
 
@@ -111,8 +113,10 @@ impl BatchBuilder {
                 rows: 1,
             });
         self.rows += 1;
+        let payload = m.key.map_or(0, <[u8]>::len) + m.value.map_or(0, <[u8]>::len);
+        self.payload += payload;
         // What the batch costs in memory, roughly: payloads plus fixed columns.
-        self.bytes += m.key.map_or(0, <[u8]>::len) + m.value.map_or(0, <[u8]>::len) + 40;
+        self.bytes += payload + 40;
     }
 
     pub fn rows(&self) -> usize {
@@ -121,6 +125,11 @@ impl BatchBuilder {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Key and value bytes of the messages held.
+    pub fn payload_bytes(&self) -> usize {
+        self.payload
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,6 +155,7 @@ impl BatchBuilder {
         ];
         self.rows = 0;
         self.bytes = 0;
+        self.payload = 0;
         let spans = std::mem::take(&mut self.spans);
         // The columns match SCHEMA by construction; a mismatch is a bug here.
         let batch = RecordBatch::try_new(bronze_schema(), columns)
@@ -225,7 +235,10 @@ mod tests {
             .unwrap();
         assert_eq!(values.value(0), b"\xff\x00{");
         assert!(values.is_null(1), "a tombstone stays null");
-        assert!(values.is_valid(2) && values.value(2).is_empty(), "empty is not null");
+        assert!(
+            values.is_valid(2) && values.value(2).is_empty(),
+            "empty is not null"
+        );
         assert_eq!(
             spans[&0],
             Span {

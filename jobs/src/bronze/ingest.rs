@@ -91,6 +91,7 @@ pub struct SourceSpec {
 pub struct IngestStats {
     pub consumed: AtomicU64,
     pub committed_rows: AtomicU64,
+    /// Key and value bytes committed.
     pub committed_bytes: AtomicU64,
     pub commits: AtomicU64,
     /// Messages read again below a partition's recorded offset and skipped.
@@ -112,7 +113,7 @@ impl IngestStats {
 }
 
 /// What a finished ingester did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IngestReport {
     pub source: String,
     pub table: String,
@@ -122,6 +123,9 @@ pub struct IngestReport {
     pub skipped: u64,
     pub fenced: u64,
     pub version: i64,
+    /// Seconds from the first message taken to the end (excludes joining
+    /// the group and waiting for messages to arrive).
+    pub active_seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +164,8 @@ struct State {
     pending: BatchBuilder,
     /// When the oldest pending message arrived.
     pending_since: Option<Instant>,
+    /// When the first message of this run was taken.
+    first_message: Option<Instant>,
     /// Assigned partitions: the next offset to take (-1: the first offset
     /// the broker gives, for a partition the table has never seen).
     next: BTreeMap<i32, i64>,
@@ -201,7 +207,10 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         let mut st = lock(&self.state);
         let topic = st.source.topic.clone();
         let parts: Vec<i32> = tpl
@@ -348,7 +357,9 @@ impl State {
         *next = m.offset + 1;
         self.pending.push(m, self.settings.clock.now_micros());
         if self.pending_since.is_none() {
-            self.pending_since = Some(Instant::now());
+            let now = Instant::now();
+            self.pending_since = Some(now);
+            self.first_message.get_or_insert(now);
         }
     }
 
@@ -368,6 +379,7 @@ impl State {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let payload = self.pending.payload_bytes() as u64;
         let (batch, spans) = self.pending.finish();
         let deadline = Instant::now() + self.settings.retry_timeout;
         let mut backoff = Duration::from_millis(200);
@@ -389,7 +401,7 @@ impl State {
             };
             match result {
                 Ok(Some(Outcome::Committed { version, moved })) => {
-                    self.committed(version, &batch, &spans, consumer);
+                    self.committed(version, &batch, payload, &spans, consumer);
                     self.reposition(moved, consumer);
                     self.upkeep(rt);
                     return Ok(());
@@ -429,6 +441,7 @@ impl State {
         &mut self,
         version: i64,
         batch: &arrow::array::RecordBatch,
+        payload: u64,
         spans: &BTreeMap<i32, Span>,
         consumer: &BaseConsumer<Ctx>,
     ) {
@@ -436,14 +449,15 @@ impl State {
         self.stats.committed_rows.fetch_add(rows, Ordering::Relaxed);
         self.stats
             .committed_bytes
-            .fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+            .fetch_add(payload, Ordering::Relaxed);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         debug!(table = %self.table.name, version, rows, offsets = %describe(spans), "committed");
         // Informational only (lag tools); the table is the checkpoint.
         let mut tpl = TopicPartitionList::new();
         for (p, s) in spans {
             if self.next.contains_key(p) {
-                let _ = tpl.add_partition_offset(&self.source.topic, *p, Offset::Offset(s.last + 1));
+                let _ =
+                    tpl.add_partition_offset(&self.source.topic, *p, Offset::Offset(s.last + 1));
             }
         }
         if tpl.count() > 0
@@ -572,7 +586,9 @@ pub fn run(
         )
         .set(
             "heartbeat.interval.ms",
-            (settings.session_timeout.as_millis() / 3).max(100).to_string(),
+            (settings.session_timeout.as_millis() / 3)
+                .max(100)
+                .to_string(),
         )
         .set("statistics.interval.ms", "1000")
         // Big fetches: bronze wants throughput, and memory stays bounded.
@@ -590,6 +606,7 @@ pub fn run(
             settings: settings.clone(),
             table,
             pending_since: None,
+            first_message: None,
             next: BTreeMap::new(),
             targets: BTreeMap::new(),
             assigned_once: false,
@@ -617,7 +634,11 @@ pub fn run(
         st.flush(&rt, &consumer)
     };
     consumer.unsubscribe();
-    drop(consumer.poll(Duration::from_millis(0)).map(|r| r.map(|_| ())));
+    drop(
+        consumer
+            .poll(Duration::from_millis(0))
+            .map(|r| r.map(|_| ())),
+    );
     result.and(closed)?;
     let st = lock(&consumer.context().state);
     Ok(IngestReport {
@@ -629,6 +650,7 @@ pub fn run(
         skipped: stats.skipped.load(Ordering::Relaxed),
         fenced: stats.fenced.load(Ordering::Relaxed),
         version: st.table.version(),
+        active_seconds: st.first_message.map_or(0.0, |t| t.elapsed().as_secs_f64()),
     })
 }
 
@@ -670,13 +692,14 @@ fn poll_loop(
                     st.flush(rt, consumer)?;
                 }
             }
-            Some(Err(e)) => {
-                // Broker trouble: librdkafka retries; say so, at most every 10 s.
-                if last_kafka_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    warn!(error = %e, "kafka consumer error (retrying)");
-                    last_kafka_warning = Some(Instant::now());
-                }
+            // Broker trouble: librdkafka retries; say so, at most every 10 s.
+            Some(Err(e))
+                if last_kafka_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) =>
+            {
+                warn!(error = %e, "kafka consumer error (retrying)");
+                last_kafka_warning = Some(Instant::now());
             }
+            Some(Err(_)) => {}
             None => {}
         }
         let mut st = lock(&ctx.state);
@@ -719,7 +742,9 @@ fn watermarks(
             Ok(w) if !w.is_empty() => return Ok(w),
             Ok(_) => warn!(topic, "topic has no partitions yet; waiting"),
             Err(e) if stop.load(Ordering::Relaxed) => return Err(e),
-            Err(e) => warn!(topic, error = %e, retry_in = ?backoff, "cannot read watermarks; retrying"),
+            Err(e) => {
+                warn!(topic, error = %e, retry_in = ?backoff, "cannot read watermarks; retrying")
+            }
         }
         if stop.load(Ordering::Relaxed) {
             return Ok(BTreeMap::new());

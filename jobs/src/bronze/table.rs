@@ -384,7 +384,11 @@ impl BronzeTable {
             if n < min_files.max(2) {
                 continue;
             }
-            let filters = [(PARTITION_COLUMN, deltalake::FilterOp::Eq, deltalake::FilterValue::Scalar(date.as_str()))];
+            let filters = [(
+                PARTITION_COLUMN,
+                deltalake::FilterOp::Eq,
+                deltalake::FilterValue::Scalar(date.as_str()),
+            )];
             let (table, metrics) = self
                 .table
                 .clone()

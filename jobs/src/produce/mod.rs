@@ -117,7 +117,7 @@ impl Sink {
         }
         self.sent += 1;
         *self.per_topic.entry(r.topic.clone()).or_default() += 1;
-        if self.sent % 1024 == 0 {
+        if self.sent.is_multiple_of(1024) {
             self.producer.poll(Duration::ZERO);
         }
         Ok(())

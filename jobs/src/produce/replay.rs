@@ -24,8 +24,8 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Record, Replay
         line,
         message,
     };
-    let obj: Map<String, Value> = serde_json::from_str(text)
-        .map_err(|e| err(format!("not a JSON object: {e}")))?;
+    let obj: Map<String, Value> =
+        serde_json::from_str(text).map_err(|e| err(format!("not a JSON object: {e}")))?;
     const KNOWN: [&str; 6] = ["topic", "partition", "key", "key_b64", "value", "value_b64"];
     if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(err(format!(
@@ -36,16 +36,28 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Record, Replay
     }
     let topic = match obj.get("topic") {
         Some(Value::String(t)) if !t.is_empty() => t.clone(),
-        Some(other) => return Err(err(format!("`topic` must be a non-empty string, found {other}"))),
+        Some(other) => {
+            return Err(err(format!(
+                "`topic` must be a non-empty string, found {other}"
+            )));
+        }
         None => return Err(err("`topic` is required".into())),
     };
     let partition = match obj.get("partition") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_i64().and_then(|p| i32::try_from(p).ok()) {
             Some(p) if p >= 0 => Some(p),
-            _ => return Err(err(format!("`partition` must be a partition number, found {n}"))),
+            _ => {
+                return Err(err(format!(
+                    "`partition` must be a partition number, found {n}"
+                )));
+            }
         },
-        Some(other) => return Err(err(format!("`partition` must be an integer, found {other}"))),
+        Some(other) => {
+            return Err(err(format!(
+                "`partition` must be an integer, found {other}"
+            )));
+        }
     };
     let bytes = |name: &str| -> Result<Option<Option<Vec<u8>>>, ReplayError> {
         let b64 = format!("{name}_b64");
@@ -60,7 +72,9 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Record, Replay
             (Some(other), None) => Err(err(format!(
                 "`{name}` must be a string (the raw message text) or null, found {other}; use `{b64}` for bytes"
             ))),
-            (None, Some(other)) => Err(err(format!("`{b64}` must be a base64 string or null, found {other}"))),
+            (None, Some(other)) => Err(err(format!(
+                "`{b64}` must be a base64 string or null, found {other}"
+            ))),
             (None, None) => Ok(None),
         }
     };
@@ -77,7 +91,9 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Record, Replay
 }
 
 /// The records of a JSONL file, lazily; blank lines are skipped.
-pub fn read_file(path: &Path) -> Result<impl Iterator<Item = Result<Record, ReplayError>>, ReplayError> {
+pub fn read_file(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Record, ReplayError>>, ReplayError> {
     let file = std::fs::File::open(path).map_err(|e| ReplayError {
         path: path.to_path_buf(),
         line: 0,
@@ -123,15 +139,24 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let e = p(r#"{"topic":"t","valeu":"x"}"#).unwrap_err().to_string();
-        assert!(e.starts_with("f.jsonl:3: unknown field `valeu`"), "{e}");
+        let e = p(r#"{"topic":"t","vlue":"x"}"#).unwrap_err().to_string();
+        assert!(e.starts_with("f.jsonl:3: unknown field `vlue`"), "{e}");
         assert!(e.contains("did you mean `value`"), "{e}");
         let e = p(r#"{"topic":"t"}"#).unwrap_err().to_string();
         assert!(e.contains("`value` (or `value_b64`) is required"), "{e}");
-        let e = p(r#"{"topic":"t","value":{"a":1}}"#).unwrap_err().to_string();
+        let e = p(r#"{"topic":"t","value":{"a":1}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must be a string (the raw message text)"), "{e}");
-        let e = p(r#"{"topic":"t","value":"x","partition":-1}"#).unwrap_err().to_string();
+        let e = p(r#"{"topic":"t","value":"x","partition":-1}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("partition"), "{e}");
-        assert!(p("not json").unwrap_err().to_string().contains("not a JSON object"));
+        assert!(
+            p("not json")
+                .unwrap_err()
+                .to_string()
+                .contains("not a JSON object")
+        );
     }
 }

@@ -94,8 +94,8 @@ impl Fleet {
     pub fn from_data_dir(dir: &Path) -> Result<Self, String> {
         let ids = |file: &str| -> Result<Vec<String>, String> {
             let path = dir.join(file);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             // Ids are the first column and never quoted in these files.
             let ids: Vec<String> = text
                 .lines()
@@ -224,7 +224,9 @@ impl Simulator {
             ((speed / 30.0).round() as i64).clamp(1, 7)
         };
         let gear = match rng.random_range(0..100) {
-            0..=5 if expected > 0 => (expected + if rng.random_bool(0.5) { 1 } else { -1 }).clamp(1, 7),
+            0..=5 if expected > 0 => {
+                (expected + if rng.random_bool(0.5) { 1 } else { -1 }).clamp(1, 7)
+            }
             _ => expected,
         };
         let rpm = if gear == 0 {
@@ -333,7 +335,9 @@ impl Simulator {
                 raw(match variant {
                     0 => text.as_bytes()[..cut].to_vec(),
                     1 => text.replacen('}', ",}", 1).into_bytes(),
-                    2 => text.replacen("\"speed_kmh\":", "\"speed_kmh\":NaN,\"x\":", 1).into_bytes(),
+                    2 => text
+                        .replacen("\"speed_kmh\":", "\"speed_kmh\":NaN,\"x\":", 1)
+                        .into_bytes(),
                     3 => text.replace('"', "'").into_bytes(),
                     4 => [&b"\xef\xbb\xbf"[..], text.as_bytes()].concat(),
                     5 => text.replacen('{', "{\"gear\":1,", 1).into_bytes(),
@@ -472,10 +476,17 @@ mod tests {
         let mut s = sim(1);
         let all: Vec<_> = s.by_ref().collect();
         for kind in Kind::BAD {
-            assert!(s.counts.get(&kind).copied().unwrap_or(0) > 10, "{kind:?}: {:?}", s.counts);
+            assert!(
+                s.counts.get(&kind).copied().unwrap_or(0) > 10,
+                "{kind:?}: {:?}",
+                s.counts
+            );
         }
         let fines = s.counts[&Kind::Fine];
-        assert!((50..=150).contains(&fines), "about one fine per fifty: {fines}");
+        assert!(
+            (50..=150).contains(&fines),
+            "about one fine per fifty: {fines}"
+        );
         let telemetry = all.iter().filter(|(k, _)| *k != Kind::Fine).count() as u64;
         assert_eq!(telemetry, 5_000);
         // Good telemetry: valid JSON, consistent gear most of the time.
@@ -489,13 +500,24 @@ mod tests {
             .filter(|v| {
                 let speed = v["speed_kmh"].as_f64().unwrap();
                 let gear = v["gear"].as_i64().unwrap();
-                let expected = if speed == 0.0 { 0 } else { ((speed / 30.0).round() as i64).clamp(1, 7) };
+                let expected = if speed == 0.0 {
+                    0
+                } else {
+                    ((speed / 30.0).round() as i64).clamp(1, 7)
+                };
                 gear == expected
             })
             .count();
         let share = consistent as f64 / good.len() as f64;
         assert!((0.85..0.99).contains(&share), "gear consistent in {share}");
-        assert!(good.iter().any(|v| v["speed_kmh"].as_f64().unwrap() > 120.0), "some speeding");
-        assert!(good.iter().any(|v| v["rpm"].as_i64().unwrap() > 6000), "some over-revving");
+        assert!(
+            good.iter()
+                .any(|v| v["speed_kmh"].as_f64().unwrap() > 120.0),
+            "some speeding"
+        );
+        assert!(
+            good.iter().any(|v| v["rpm"].as_i64().unwrap() > 6000),
+            "some over-revving"
+        );
     }
 }

@@ -15,7 +15,9 @@ mod range;
 mod sql;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-pub use file::{ModelDraft, Reference, check_cron, parse_duration, parse_model_file, parser_message};
+pub use file::{
+    ModelDraft, Reference, check_cron, parse_duration, parse_model_file, parser_message,
+};
 pub use range::{Bound, Interval};
 pub use sql::{SqlRelation, sql_relations};
 
