@@ -38,6 +38,32 @@ pub enum ListFormat {
     Json,
 }
 
+/// What `dag produce` sends.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProduceArgs {
+    /// Replay lines {"topic", "partition"?, "key", "value"} from this file.
+    #[arg(long, value_name = "F.jsonl")]
+    pub file: Option<PathBuf>,
+    /// Number of simulated telemetry messages (fines come on top).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Messages per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seed of the simulator.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Event time of the first simulated event (RFC 3339). Default: so
+    /// that the last event is about now. Give it to reproduce a run byte
+    /// for byte.
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// Share of simulated telemetry messages that are bad (every kind
+    /// the spec names) or exact duplicates.
+    #[arg(long, default_value_t = 0.02)]
+    pub bad_share: f64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// The whole pipeline on embedded defaults: broker, lake, warehouse, events, summary.
@@ -76,29 +102,7 @@ pub enum Command {
         until_caught_up: bool,
     },
     /// Produce simulated events, or replay a JSONL file of raw messages.
-    Produce {
-        /// Replay lines {"topic", "partition"?, "key", "value"} from this file.
-        #[arg(long, value_name = "F.jsonl")]
-        file: Option<PathBuf>,
-        /// Number of simulated events.
-        #[arg(long)]
-        events: Option<u64>,
-        /// Events per second (default: as fast as possible).
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Seed of the simulator.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Event time of the first simulated event (RFC 3339). Default: so
-        /// that the last event is about now. Give it to reproduce a run byte
-        /// for byte.
-        #[arg(long, value_name = "TIME")]
-        start: Option<String>,
-        /// Share of simulated telemetry messages that are bad (every kind
-        /// the spec names) or exact duplicates.
-        #[arg(long, default_value_t = 0.02)]
-        bad_share: f64,
-    },
+    Produce(ProduceArgs),
     /// Run the data tests of the selected models on the current tables.
     Test {
         selector: Vec<String>,

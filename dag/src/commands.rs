@@ -142,24 +142,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             crate::ingest::run(&cfg, &p, &sources, until_caught_up).await
         }
-        Command::Produce {
-            file,
-            events,
-            rate,
-            seed,
-            start,
-            bad_share,
-        } => {
+        Command::Produce(args) => {
             let cfg = load_config(explicit)?;
             let p = load_pipeline(&cfg)?;
-            let args = crate::produce::ProduceArgs {
-                file,
-                events,
-                rate,
-                seed,
-                start,
-                bad_share,
-            };
             crate::produce::run(&cfg, &p, args).await
         }
         Command::Test { .. } => not_available("test", "the data test engine is being built"),

@@ -7,19 +7,9 @@ use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use jobs::produce::{PumpError, Sink, pump, replay};
 use jobs::spec::Source;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-/// What to produce.
-#[derive(Clone, Debug)]
-pub struct ProduceArgs {
-    pub file: Option<PathBuf>,
-    pub events: Option<u64>,
-    pub rate: Option<u64>,
-    pub seed: u64,
-    pub start: Option<String>,
-    pub bad_share: f64,
-}
+pub use crate::cli::ProduceArgs;
 
 /// The topic of a bronze source of the pipeline, by model name.
 fn topic_of(p: &Pipeline, model: &str, default: &str) -> String {

@@ -479,6 +479,14 @@ fn sim_settings(p: &Project, seed: u64, events: u64) -> SimSettings {
     }
 }
 
+/// Starts `dag produce` of the simulator in the background; returns the
+/// settings that regenerate its messages.
+fn start_producer(p: &Project, seed: u64, events: u64, rate: u64) -> (SimSettings, Child) {
+    let args = produce_args(seed, events, rate);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (sim_settings(p, seed, events), p.spawn(&args, "producer"))
+}
+
 fn produce_args(seed: u64, events: u64, rate: u64) -> Vec<String> {
     [
         "produce",
@@ -530,12 +538,7 @@ fn commits_in(dir: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     let p = Project::new("kill9", None, "batch_rows = 700");
-    let seed = 11;
-    let events = 24_000;
-    let settings = sim_settings(&p, seed, events);
-    let args = produce_args(seed, events, 300);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut producer = p.spawn(&args, "producer");
+    let (settings, mut producer) = start_producer(&p, 11, 24_000, 300);
 
     let mut rng = rand::rng();
     let log = p.log_dir("bronze_vehicle_telemetry");
@@ -569,12 +572,7 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_member_dies_and_the_other_takes_over() {
     let p = Project::new("group", None, "batch_rows = 2000");
-    let seed = 12;
-    let events = 12_000;
-    let settings = sim_settings(&p, seed, events);
-    let args = produce_args(seed, events, 1000);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut producer = p.spawn(&args, "producer");
+    let (settings, mut producer) = start_producer(&p, 12, 12_000, 1000);
     let mut a = p.spawn(&["ingest"], "a");
     let mut b = p.spawn(&["ingest"], "b");
     // Both hold partitions of the telemetry topic before one dies.
@@ -715,5 +713,82 @@ mod fencing {
             .expect("read");
         let n: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(n, 25, "20 of partition 0 and 5 of partition 1, none twice");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checkpoints_and_compaction_keep_every_row_and_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = open(dir.path()).await;
+        t.claim(&[0]).await.expect("claim");
+        // Twelve small commits, all on ingest date 1970-01-01 (closed for
+        // any clock after it).
+        for i in 0..12 {
+            let (rows, spans) = batch(0, i * 10..(i + 1) * 10).finish();
+            t.commit(&rows, &spans).await.expect("commit");
+        }
+        t.checkpoint().await.expect("checkpoint");
+        let log = dir.path().join("bronze/bronze_t/_delta_log");
+        let checkpoints = std::fs::read_dir(&log)
+            .expect("log")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".checkpoint."))
+            .count();
+        assert_eq!(checkpoints, 1, "a checkpoint file in {}", log.display());
+        let files = |t: &BronzeTable| {
+            t.delta()
+                .snapshot()
+                .expect("snapshot")
+                .log_data()
+                .num_files()
+        };
+        assert_eq!(files(&t), 12);
+
+        // A clock on 1970-01-01 or the day after: the date is not closed yet.
+        let today = jobs::bronze::Clock::parse("1970-01-02T12:00:00Z").expect("clock");
+        let (dates, _) = t
+            .compact_closed(&today, 10, 128 << 20)
+            .await
+            .expect("compact");
+        assert!(
+            dates.is_empty(),
+            "yesterday may still get late writes: {dates:?}"
+        );
+        let later = jobs::bronze::Clock::parse("2026-11-21T09:00:00Z").expect("clock");
+        let (dates, removed) = t
+            .compact_closed(&later, 10, 128 << 20)
+            .await
+            .expect("compact");
+        assert_eq!(dates, vec!["1970-01-01".to_string()]);
+        assert_eq!(removed, 12);
+        assert_eq!(files(&t), 1, "one file after compaction");
+
+        // Rows and recorded offsets unchanged; the writer carries on.
+        assert_eq!(
+            t.recorded([0]).await.expect("recorded"),
+            [(0, Some(119))].into()
+        );
+        let (rows, spans) = batch(0, 120..130).finish();
+        assert!(matches!(
+            t.commit(&rows, &spans).await.expect("commit"),
+            Outcome::Committed { .. }
+        ));
+        let fresh = open(dir.path()).await;
+        let (_, stream) = fresh.delta().scan_table().await.expect("scan");
+        let batches: Vec<arrow::array::RecordBatch> = futures::TryStreamExt::try_collect(stream)
+            .await
+            .expect("read");
+        let mut offsets: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let col = b.column_by_name("offset").expect("offset");
+                col.as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        offsets.sort();
+        assert_eq!(offsets, (0..130).collect::<Vec<i64>>(), "every row once");
     }
 }
