@@ -180,14 +180,10 @@ fn progress_line(stats: &[(String, Arc<IngestStats>)], elapsed: Duration) -> Str
         .map(|(name, s)| {
             let consumed = s.consumed.load(Ordering::Relaxed);
             let lag: Vec<String> = s
-                .positions
-                .lock()
-                .map(|m| {
-                    m.iter()
-                        .map(|(p, (next, high))| format!("p{p}:{}", (high - next.max(&0)).max(0)))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .lags()
+                .iter()
+                .map(|(p, lag)| format!("p{p}:{lag}"))
+                .collect();
             format!(
                 "{name}: {consumed} read, {} committed, {:.0} msg/s, lag [{}]",
                 s.committed_rows.load(Ordering::Relaxed),

@@ -103,12 +103,12 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
-    /// Total lag over the partitions this ingester holds.
-    pub fn lag(&self) -> i64 {
+    /// Messages behind the high watermark, per partition this ingester holds.
+    pub fn lags(&self) -> Vec<(i32, i64)> {
         lock(&self.positions)
-            .values()
-            .map(|(next, high)| (high - next.max(&0)).max(0))
-            .sum()
+            .iter()
+            .map(|(p, (next, high))| (*p, (high - next.max(&0)).max(0)))
+            .collect()
     }
 }
 

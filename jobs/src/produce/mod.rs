@@ -123,10 +123,6 @@ impl Sink {
         Ok(())
     }
 
-    pub fn delivered(&self) -> u64 {
-        self.producer.context().delivered.load(Ordering::Relaxed)
-    }
-
     /// Waits until every queued message is acknowledged (or failed).
     pub fn finish(self, timeout: Duration) -> Result<ProduceReport, KafkaError> {
         self.producer.flush(timeout)?;
