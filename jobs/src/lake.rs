@@ -13,7 +13,7 @@ use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
     logstore_factories, object_store_factories,
 };
-use deltalake::{DeltaResult, DeltaTableError, Path};
+use deltalake::{DeltaResult, DeltaTableBuilder, DeltaTableError, Path};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use std::collections::HashMap;
 use std::sync::{Arc, Once};
@@ -111,3 +111,42 @@ impl S3Options {
         o
     }
 }
+
+/// Where a table lives and how to reach it.
+#[derive(Clone, Debug)]
+pub struct TableLocation {
+    pub url: Url,
+    pub storage_options: HashMap<String, String>,
+}
+
+impl TableLocation {
+    /// `<lake>/<layer>/<name>` under a lake URL (`file://...` or `s3://...`).
+    pub fn in_lake(
+        lake: &str,
+        layer: &str,
+        name: &str,
+        storage_options: HashMap<String, String>,
+    ) -> Result<Self, DeltaTableError> {
+        let base = lake.trim_end_matches('/');
+        let url = Url::parse(&format!("{base}/{layer}/{name}/"))
+            .map_err(|e| DeltaTableError::InvalidTableLocation(format!("{base}: {e}")))?;
+        Ok(Self {
+            url,
+            storage_options,
+        })
+    }
+
+    pub(crate) fn builder(&self) -> Result<DeltaTableBuilder, DeltaTableError> {
+        crate::lake::register_s3();
+        if self.url.scheme() == "file"
+            && let Ok(path) = self.url.to_file_path()
+        {
+            std::fs::create_dir_all(&path).map_err(|e| {
+                DeltaTableError::InvalidTableLocation(format!("{}: {e}", path.display()))
+            })?;
+        }
+        Ok(DeltaTableBuilder::from_url(self.url.clone())?
+            .with_storage_options(self.storage_options.clone()))
+    }
+}
+

@@ -7,5 +7,6 @@
 
 pub mod bronze;
 pub mod lake;
+pub mod model;
 pub mod produce;
 pub mod spec;

@@ -19,53 +19,16 @@ use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+pub use crate::lake::TableLocation;
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use url::Url;
 
 /// The txn app id of a topic-partition.
 pub fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
-}
-
-/// Where a table lives and how to reach it.
-#[derive(Clone, Debug)]
-pub struct TableLocation {
-    pub url: Url,
-    pub storage_options: HashMap<String, String>,
-}
-
-impl TableLocation {
-    /// `<lake>/<layer>/<name>` under a lake URL (`file://...` or `s3://...`).
-    pub fn in_lake(
-        lake: &str,
-        layer: &str,
-        name: &str,
-        storage_options: HashMap<String, String>,
-    ) -> Result<Self, DeltaTableError> {
-        let base = lake.trim_end_matches('/');
-        let url = Url::parse(&format!("{base}/{layer}/{name}/"))
-            .map_err(|e| DeltaTableError::InvalidTableLocation(format!("{base}: {e}")))?;
-        Ok(Self {
-            url,
-            storage_options,
-        })
-    }
-
-    fn builder(&self) -> Result<DeltaTableBuilder, DeltaTableError> {
-        crate::lake::register_s3();
-        if self.url.scheme() == "file"
-            && let Ok(path) = self.url.to_file_path()
-        {
-            std::fs::create_dir_all(&path).map_err(|e| {
-                DeltaTableError::InvalidTableLocation(format!("{}: {e}", path.display()))
-            })?;
-        }
-        Ok(DeltaTableBuilder::from_url(self.url.clone())?
-            .with_storage_options(self.storage_options.clone()))
-    }
 }
 
 /// Partitions whose recorded offsets another writer changed: the new

@@ -1,0 +1,268 @@
+//! Silver cleaning: new bronze rows -> typed silver rows, quarantined rows
+//! with a reason, and duplicates counted (not copied: bronze keeps them).
+//!
+//! Only the bronze files added since the version this model consumed are
+//! read. Rows are taken in the declared dedupe order; a key already in
+//! silver, or seen earlier in the same run, is a duplicate, so the first
+//! copy ingested wins and is never displaced. Silver and quarantine each
+//! record the bronze version they consumed in their own commit; after a
+//! crash between the two commits, each catches up from its own watermark.
+
+use super::bridge::batch_to_df;
+use super::table::{DataFile, ModelTable};
+use super::values::{Cell, check_row};
+use super::write::anti_join;
+use super::{Catalog, ModelError, ModelReport, Settings};
+use crate::spec::{ColumnType, Dedupe, Derived, FieldRule, Model, Source};
+use arrow::array::{
+    ArrayRef, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{Field, Schema};
+use polars::prelude::*;
+use polars::sql::SQLContext;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The bronze columns a cleaning run reads.
+const BRONZE_READ: [&str; 6] = ["topic", "partition", "offset", "value", "ingested_at", "ingest_date"];
+
+pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<ModelReport, ModelError> {
+    let Source::Clean { input, quarantine, fields, dedupe, derive } = &model.source else {
+        unreachable!("clean::run on a {} model", model.source.kind_name());
+    };
+    let bronze = catalog.open_input(input, s).await?;
+    let mut silver = catalog.open_output(&model.name, s).await?;
+    let mut quar = catalog.open_output(quarantine, s).await?;
+    let to = bronze.version();
+    let silver_from = silver.txn(input).await?.unwrap_or(-1);
+    let quar_from = quar.txn(input).await?.unwrap_or(-1);
+    let mut report = ModelReport::default();
+    if silver_from >= to && quar_from >= to {
+        report.note = Some(format!("{input} has no new version since {to}"));
+        return Ok(report);
+    }
+    let txns = BTreeMap::from([(input.clone(), to)]);
+    let rule = Rules { fields, dedupe, derive, model };
+    // Normally one pass writes both; after a crash between the two commits
+    // each table catches up from its own watermark.
+    let passes: Vec<(i64, bool, bool)> = if silver_from == quar_from {
+        vec![(silver_from, true, true)]
+    } else {
+        [(silver_from, true, false), (quar_from, false, true)]
+            .into_iter()
+            .filter(|(from, _, _)| *from < to)
+            .collect()
+    };
+    let mut versions = Vec::new();
+    for (from, to_silver, to_quar) in passes {
+        let files = new_files(&bronze, from).await?;
+        let order: Vec<&str> = dedupe.order.iter().map(String::as_str).collect();
+        let mut cols: Vec<&str> = BRONZE_READ.to_vec();
+        cols.extend(order.iter().filter(|c| !BRONZE_READ.contains(c)));
+        let rows = bronze.read(&files, Some(&cols)).await?;
+        let rows = if order.is_empty() {
+            rows
+        } else {
+            rows.sort(&order, SortMultipleOptions::default().with_maintain_order(true))?
+        };
+        let out = rule.clean(&rows, &silver).await?;
+        report.rows_in = rows.height() as u64;
+        report.quarantined = out.quarantine.height() as u64;
+        report.duplicates = out.duplicates;
+        report.rows_out = out.silver.height() as u64;
+        if to_quar {
+            let adds = quar.write_files(&out.quarantine).await?;
+            quar.commit(adds, &[], &txns, false).await?;
+        }
+        if to_silver {
+            let adds = silver.write_files(&out.silver).await?;
+            versions.push(silver.commit(adds, &[], &txns, false).await?);
+        }
+    }
+    report.version = versions.last().copied();
+    Ok(report)
+}
+
+/// Bronze files with rows after version `from` (every file when nothing
+/// was consumed yet). Bronze is append-only: a removal with a data change
+/// means someone rewrote history, and cleaning refuses to guess.
+async fn new_files(bronze: &ModelTable, from: i64) -> Result<Vec<DataFile>, ModelError> {
+    if from < 0 {
+        return Ok(bronze.files().await?);
+    }
+    let changes = bronze.changes(from).await?;
+    if let Some(f) = changes.removed.first() {
+        return Err(ModelError::Input(format!(
+            "bronze table {} had data removed after version {from} ({}): bronze must stay \
+             append-only; rebuild silver from scratch",
+            bronze.name, f.path
+        )));
+    }
+    Ok(changes.added)
+}
+
+/// What one pass produced.
+pub struct Cleaned {
+    pub silver: DataFrame,
+    pub quarantine: DataFrame,
+    pub duplicates: u64,
+}
+
+struct Rules<'a> {
+    fields: &'a [FieldRule],
+    dedupe: &'a Dedupe,
+    derive: &'a [Derived],
+    model: &'a Model,
+}
+
+impl Rules<'_> {
+    /// Checks `rows` (bronze columns, in dedupe order) and dedupes them
+    /// against themselves and `silver`.
+    async fn clean(&self, rows: &DataFrame, silver: &ModelTable) -> Result<Cleaned, ModelError> {
+        let (valid, quarantine) = check_rows(rows, self.fields)?;
+        let passed = valid.height();
+        let key: Vec<String> = self.dedupe.key.clone();
+        let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
+        if firsts.height() > 0 && !silver.files().await?.is_empty() {
+            let cols: Vec<&str> = key.iter().map(String::as_str).collect();
+            let existing = silver.read_all(Some(&cols)).await?;
+            let existing = existing
+                .lazy()
+                .select(firsts.columns().iter().filter(|c| key.contains(&c.name().to_string()))
+                    .map(|c| col(c.name().clone()).cast(c.dtype().clone())).collect::<Vec<_>>())
+                .collect()?;
+            firsts = anti_join(firsts, existing, &key)?;
+        }
+        let duplicates = (passed - firsts.height()) as u64;
+        let silver_rows = self.derive(firsts)?;
+        Ok(Cleaned { silver: silver_rows, quarantine, duplicates })
+    }
+
+    /// Adds the derived columns (SQL expressions over the parsed fields).
+    fn derive(&self, df: DataFrame) -> Result<DataFrame, ModelError> {
+        if self.derive.is_empty() {
+            return Ok(df);
+        }
+        let ctx = SQLContext::new();
+        ctx.register("parsed", df.lazy());
+        let mut ctx = ctx;
+        let select: Vec<String> = self.derive.iter().map(|d| format!("{} AS {}", d.sql, d.name)).collect();
+        let q = format!("SELECT *, {} FROM parsed", select.join(", "));
+        ctx.execute(&q)
+            .and_then(|lf| lf.collect())
+            .map_err(|e| ModelError::Input(format!("model {}: derive: {e}", self.model.name)))
+    }
+}
+
+/// Applies the field rules to each row: typed columns of the rows that
+/// pass, and the quarantine rows (bronze coordinates, raw value, reason).
+pub fn check_rows(rows: &DataFrame, fields: &[FieldRule]) -> Result<(DataFrame, DataFrame), ModelError> {
+    let values = rows.column("value")?.as_materialized_series().binary()?.clone();
+    let ingested = rows
+        .column("ingested_at")?
+        .as_materialized_series()
+        .cast(&DataType::Int64)?;
+    let ingested = ingested.i64()?;
+    let mut builders: Vec<CellBuilder> = fields.iter().map(|f| CellBuilder::new(f.column)).collect();
+    let mut rejected: Vec<IdxSize> = Vec::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for (i, (value, at)) in values.iter().zip(ingested.iter()).enumerate() {
+        match check_row(value, at.unwrap_or(i64::MAX), fields) {
+            Ok(cells) => {
+                for (b, c) in builders.iter_mut().zip(cells) {
+                    b.push(c);
+                }
+            }
+            Err(reason) => {
+                rejected.push(i as IdxSize);
+                reasons.push(reason.to_string());
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(
+        fields.iter().zip(&builders).map(|(f, b)| Field::new(&f.name, b.data_type(), true)).collect::<Vec<_>>(),
+    ));
+    let arrays: Vec<ArrayRef> = builders.into_iter().map(CellBuilder::finish).collect();
+    let valid = batch_to_df(&RecordBatch::try_new(schema, arrays)?)?;
+    let idx = IdxCa::from_vec("idx".into(), rejected);
+    let mut quarantine = rows
+        .select(["topic", "partition", "offset", "value", "ingested_at", "ingest_date"])?
+        .take(&idx)?;
+    quarantine.with_column(Column::new("reason".into(), reasons))?;
+    Ok((valid, quarantine))
+}
+
+/// An arrow builder for one output column of checked cells.
+enum CellBuilder {
+    Text(StringBuilder),
+    Float(Float64Builder),
+    Int(Int32Builder),
+    Big(Int64Builder),
+    Dec(Decimal128Builder, u8, i8),
+    Micros(TimestampMicrosecondBuilder),
+}
+
+impl CellBuilder {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::Int => CellBuilder::Int(Int32Builder::new()),
+            ColumnType::BigInt => CellBuilder::Big(Int64Builder::new()),
+            ColumnType::Double => CellBuilder::Float(Float64Builder::new()),
+            ColumnType::Decimal { precision, scale } => {
+                CellBuilder::Dec(Decimal128Builder::new(), precision, scale as i8)
+            }
+            ColumnType::Timestamp => CellBuilder::Micros(TimestampMicrosecondBuilder::new()),
+            _ => CellBuilder::Text(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, cell: Cell) {
+        match (self, cell) {
+            (CellBuilder::Text(b), Cell::Text(s)) => b.append_value(s),
+            (CellBuilder::Float(b), Cell::Float(v)) => b.append_value(v),
+            (CellBuilder::Float(b), Cell::Int(v)) => b.append_value(v as f64),
+            (CellBuilder::Int(b), Cell::Int(v)) => b.append_value(v as i32),
+            (CellBuilder::Big(b), Cell::Int(v)) => b.append_value(v),
+            (CellBuilder::Dec(b, ..), Cell::Decimal(v)) => b.append_value(v),
+            (CellBuilder::Micros(b), Cell::Micros(v)) => b.append_value(v),
+            (b, _) => b.push_null(),
+        }
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            CellBuilder::Text(b) => b.append_null(),
+            CellBuilder::Float(b) => b.append_null(),
+            CellBuilder::Int(b) => b.append_null(),
+            CellBuilder::Big(b) => b.append_null(),
+            CellBuilder::Dec(b, ..) => b.append_null(),
+            CellBuilder::Micros(b) => b.append_null(),
+        }
+    }
+
+    fn data_type(&self) -> arrow::datatypes::DataType {
+        use arrow::datatypes::{DataType as D, TimeUnit};
+        match self {
+            CellBuilder::Text(_) => D::Utf8,
+            CellBuilder::Float(_) => D::Float64,
+            CellBuilder::Int(_) => D::Int32,
+            CellBuilder::Big(_) => D::Int64,
+            CellBuilder::Dec(_, p, s) => D::Decimal128(*p, *s),
+            CellBuilder::Micros(_) => D::Timestamp(TimeUnit::Microsecond, None),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            CellBuilder::Text(mut b) => Arc::new(b.finish()),
+            CellBuilder::Float(mut b) => Arc::new(b.finish()),
+            CellBuilder::Int(mut b) => Arc::new(b.finish()),
+            CellBuilder::Big(mut b) => Arc::new(b.finish()),
+            CellBuilder::Dec(mut b, p, s) => Arc::new(
+                b.finish().with_precision_and_scale(p, s).expect("precision checked by the model spec"),
+            ),
+            CellBuilder::Micros(mut b) => Arc::new(b.finish()),
+        }
+    }
+}

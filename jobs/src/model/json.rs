@@ -1,0 +1,330 @@
+//! Strict JSON (RFC 8259 over UTF-8) for silver cleaning: the whole value is
+//! validated (duplicate keys at any depth, lone surrogates, raw control
+//! characters, trailing content are errors) and only the top-level members
+//! are kept, with numbers as their exact tokens so integer and decimal
+//! rules can be judged on the decimal value written, not on a float.
+//!
+//! Hand-written rather than serde_json: serde_json keeps the last of
+//! duplicate keys and, without `arbitrary_precision` (a feature that would
+//! change number handling for every crate in the tree), rounds tokens.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+/// A top-level member's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Bool(bool),
+    /// The number token exactly as written (`-1.50e3`).
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+/// Nesting deeper than this is rejected as malformed (it would only be an
+/// attack on the parser's stack).
+const MAX_DEPTH: usize = 128;
+
+/// Parses `bytes` as one JSON object and returns its members in order.
+/// `None`: not strict JSON, or not an object.
+pub fn parse_object(bytes: &[u8]) -> Option<Vec<(Cow<'_, str>, Value<'_>)>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+    p.ws();
+    if p.peek()? != b'{' {
+        return None;
+    }
+    let members = p.object(0, true)?;
+    p.ws();
+    (p.i == p.b.len()).then_some(members)
+}
+
+struct Parser<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// An object at `self.i` (on `{`); members are collected only when
+    /// `keep` (the top level).
+    fn object(&mut self, depth: usize, keep: bool) -> Option<Vec<(Cow<'a, str>, Value<'a>)>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'{')?;
+        let mut members = Vec::new();
+        let mut seen: HashSet<Cow<'a, str>> = HashSet::new();
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(members);
+        }
+        loop {
+            self.ws();
+            let key = self.string()?;
+            if !seen.insert(key.clone()) {
+                return None;
+            }
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            let value = self.value(depth + 1)?;
+            if keep {
+                members.push((key, value));
+            }
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(members);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.ws();
+            self.value(depth + 1)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Option<Value<'a>> {
+        Some(match self.peek()? {
+            b'{' => {
+                self.object(depth, false)?;
+                Value::Object
+            }
+            b'[' => {
+                self.array(depth)?;
+                Value::Array
+            }
+            b'"' => Value::String(self.string()?),
+            b't' => self.literal("true", Value::Bool(true))?,
+            b'f' => self.literal("false", Value::Bool(false))?,
+            b'n' => self.literal("null", Value::Null)?,
+            b'-' | b'0'..=b'9' => Value::Number(self.number()?),
+            _ => return None,
+        })
+    }
+
+    fn literal(&mut self, word: &str, v: Value<'a>) -> Option<Value<'a>> {
+        self.b[self.i..].starts_with(word.as_bytes()).then(|| {
+            self.i += word.len();
+            v
+        })
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let _ = self.eat(b'-');
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.eat(b'.').is_some() {
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        Some(&self.s[start..self.i])
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    /// A string at `self.i` (on `"`), unescaped; borrowed when it has no
+    /// escapes.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        // Fast path: no escapes.
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    let s = &self.s[start..self.i];
+                    self.i += 1;
+                    return Some(Cow::Borrowed(s));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        let mut out = String::from(&self.s[start..self.i]);
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(Cow::Owned(out));
+                }
+                b'\\' => {
+                    self.i += 1;
+                    let c = match self.peek()? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            self.i += 1;
+                            let hi = self.hex4()?;
+                            let c = match hi {
+                                0xD800..=0xDBFF => {
+                                    // A high surrogate must pair with a low one.
+                                    if !self.b[self.i..].starts_with(b"\\u") {
+                                        return None;
+                                    }
+                                    self.i += 2;
+                                    let lo = self.hex4()?;
+                                    if !(0xDC00..=0xDFFF).contains(&lo) {
+                                        return None;
+                                    }
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                                }
+                                0xDC00..=0xDFFF => return None,
+                                _ => char::from_u32(hi)?,
+                            };
+                            out.push(c);
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    self.i += 1;
+                    out.push(c);
+                }
+                c if c < 0x20 => return None,
+                _ => {
+                    // Copy one UTF-8 character (the input is valid UTF-8).
+                    let ch = self.s[self.i..].chars().next()?;
+                    out.push(ch);
+                    self.i += ch.len_utf8();
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let h = self.s.get(self.i..self.i + 4)?;
+        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        self.i += 4;
+        u32::from_str_radix(h, 16).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> bool {
+        parse_object(s.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn accepts_strict_objects() {
+        assert!(ok(r#"{"a": 1, "b": [1, {"c": null}], "d": "x\u00e9\ud83d\ude00"}"#));
+        assert!(ok(" {}\n"));
+        let m = parse_object(br#"{"n": -1.50e3, "s": "a\"b"}"#).unwrap();
+        assert_eq!(m[0].1, Value::Number("-1.50e3"));
+        assert_eq!(m[1].1, Value::String(Cow::Owned("a\"b".into())));
+    }
+
+    #[test]
+    fn rejects_everything_the_spec_calls_malformed() {
+        for bad in [
+            r#"{"a": NaN}"#,
+            r#"{"a": Infinity}"#,
+            r#"{"a": -Infinity}"#,
+            r#"{"a": 1,}"#,
+            r#"{'a': 1}"#,
+            r#"{a: 1}"#,
+            "{\"a\": \"x\ty\"}",
+            r#"{"a": "\x"}"#,
+            "\u{feff}{\"a\": 1}",
+            r#"{"a": "\ud800"}"#,
+            r#"{"a": "\udc00"}"#,
+            r#"{"a": "\ud800\u0041"}"#,
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"a": 1, "\u0061": 2}"#,
+            r#"{"o": {"x": 1, "x": 2}}"#,
+            r#"{"o": [{"x": 1, "x": 2}]}"#,
+            r#"{"a": 1} {"b": 2}"#,
+            r#"{"a": 1} x"#,
+            r#"[1, 2]"#,
+            r#""text""#,
+            "42",
+            "null",
+            "   ",
+            "",
+            r#"{"a": 01}"#,
+            r#"{"a": 1.}"#,
+            r#"{"a": .5}"#,
+            r#"{"a": +1}"#,
+            r#"{"a": 1e}"#,
+            r#"{"a": tru}"#,
+            r#"{"a" 1}"#,
+            r#"{"a": 1"#,
+        ] {
+            assert!(!ok(bad), "accepted {bad:?}");
+        }
+        assert!(parse_object(b"{\"a\": \"\xff\"}").is_none(), "invalid UTF-8");
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(!ok(&format!("{{\"a\": {deep}}}")));
+    }
+}

@@ -1,0 +1,176 @@
+//! Silver and gold: running one model, from its inputs' Delta tables to its
+//! own, exactly once per input version.
+//!
+//! Each model's commit carries, as `txn` actions, the version of every
+//! input it consumed (app id = the input's name; for a seed, `file:<name>`
+//! with the file's content hash), so the write and the watermark are one
+//! atomic step: a run killed anywhere redoes at most the model it was in,
+//! and a model whose inputs did not move writes nothing.
+//!
+//! - [`clean`]: silver cleaning of a bronze table (strict JSON against
+//!   declared field rules, quarantine with reasons, first-copy dedupe).
+//! - [`seed`]: reference CSVs into silver tables.
+//! - [`sql`]: SQL models (polars SQL) and their as-of joins.
+//! - [`write`]: the materializations (table, incremental, append).
+//! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
+//! - [`json`], [`values`]: the parsing rules, exactly.
+
+pub mod bridge;
+pub mod clean;
+pub mod json;
+pub mod seed;
+pub mod sql;
+pub mod table;
+pub mod values;
+pub mod write;
+
+use crate::lake::TableLocation;
+use crate::spec::{Column, Layer, Model, Source, bronze_columns, quarantine_columns};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Instant;
+use table::{ModelTable, TableError, arrow_schema};
+
+/// Where the lake and the data folder are.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `file:///...` or `s3://bucket/prefix`.
+    pub lake: String,
+    pub storage_options: HashMap<String, String>,
+    /// Seeds' CSV files.
+    pub data_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn location(&self, layer: Layer, name: &str) -> Result<TableLocation, ModelError> {
+        Ok(TableLocation::in_lake(
+            &self.lake,
+            layer.as_str(),
+            name,
+            self.storage_options.clone(),
+        )?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error(transparent)]
+    Polars(#[from] polars::prelude::PolarsError),
+    #[error(transparent)]
+    Bridge(#[from] bridge::BridgeError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Bad input the user can fix (a seed file, a missing table, ...).
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Every model of the pipeline by name, for reading inputs' tables.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    models: BTreeMap<String, Model>,
+}
+
+impl Catalog {
+    pub fn new(models: impl IntoIterator<Item = Model>) -> Self {
+        Self {
+            models: models.into_iter().map(|m| (m.name.clone(), m)).collect(),
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Result<&Model, ModelError> {
+        self.models
+            .get(name)
+            .ok_or_else(|| ModelError::Input(format!("no model named `{name}` in the pipeline")))
+    }
+
+    /// The columns a model's table holds.
+    pub fn columns(&self, name: &str) -> Result<Vec<Column>, ModelError> {
+        let m = self.model(name)?;
+        Ok(match &m.source {
+            Source::Kafka { .. } => bronze_columns(),
+            Source::Quarantine { .. } => quarantine_columns(),
+            _ => m.columns.clone(),
+        })
+    }
+
+    /// Opens an input's table for reading; a missing table is an error
+    /// that says which command makes it.
+    pub async fn open_input(&self, name: &str, s: &Settings) -> Result<ModelTable, ModelError> {
+        let m = self.model(name)?;
+        let loc = s.location(m.layer, name)?;
+        let schema = arrow_schema(&self.columns(name)?);
+        ModelTable::open(name, &loc, schema).await?.ok_or_else(|| {
+            let how = match m.source {
+                Source::Kafka { .. } => "run `dag ingest` first",
+                _ => "run its model first (`dag run +<model>` brings upstream up to date)",
+            };
+            ModelError::Input(format!("input `{name}` has no table at {} yet: {how}", loc.url))
+        })
+    }
+
+    /// Opens (or creates) a model's own table.
+    pub async fn open_output(&self, name: &str, s: &Settings) -> Result<ModelTable, ModelError> {
+        let m = self.model(name)?;
+        let loc = s.location(m.layer, name)?;
+        let (columns, partition_by) = match &m.source {
+            Source::Quarantine { .. } => (quarantine_columns(), vec!["ingest_date".to_string()]),
+            _ => (m.columns.clone(), m.partition_by.clone()),
+        };
+        Ok(ModelTable::open_or_create(
+            name,
+            &loc,
+            arrow_schema(&columns),
+            &partition_by,
+            &m.description,
+        )
+        .await?)
+    }
+}
+
+/// What one model run did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelReport {
+    pub model: String,
+    /// Rows read from the inputs (new rows for incremental inputs).
+    pub rows_in: u64,
+    /// Rows the model's output gained or changed.
+    pub rows_out: u64,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    /// The Delta version written; `None` when there was nothing new.
+    pub version: Option<i64>,
+    pub seconds: f64,
+    /// Why nothing was written, when nothing was.
+    pub note: Option<String>,
+}
+
+/// Runs one model (not a bronze source or a quarantine: those are written
+/// by the ingester and by their cleaning model).
+pub async fn run_model(
+    name: &str,
+    catalog: &Catalog,
+    settings: &Settings,
+) -> Result<ModelReport, ModelError> {
+    let started = Instant::now();
+    let model = catalog.model(name)?;
+    let mut report = match &model.source {
+        Source::Clean { .. } => clean::run(model, catalog, settings).await?,
+        Source::Seed { file } => seed::run(model, file, catalog, settings).await?,
+        Source::Sql { sql, asof } => sql::run(model, sql, asof, catalog, settings).await?,
+        Source::Kafka { .. } | Source::Quarantine { .. } => {
+            return Err(ModelError::Input(format!(
+                "`{name}` is a {}: it is written by {}, not run",
+                model.source.kind_name(),
+                if matches!(model.source, Source::Kafka { .. }) { "`dag ingest`" } else { "its cleaning model" }
+            )));
+        }
+    };
+    report.model = name.to_string();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}

@@ -1,0 +1,413 @@
+//! A model's Delta table: create it from the declared columns, read it (or
+//! only some of its files) into polars, list what changed between two
+//! versions, and commit new files, removed files and the input versions
+//! consumed as one atomic Delta commit.
+//!
+//! Reading goes through the parquet crate on the table's own object store
+//! (local or S3) and crosses into polars through the C Data Interface; the
+//! partition columns, which Delta keeps out of the files, are added back
+//! from each file's partition values.
+
+use super::bridge::{BridgeError, batches_to_df, df_to_batch};
+use crate::lake::TableLocation;
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove, StructType, Transaction};
+use deltalake::parquet::arrow::ProjectionMask;
+// ParquetObjectReader is deprecated in parquet 59 in favour of a hand-made
+// AsyncFileReader; it still does what we need (ranged reads through the
+// table's object store), so we keep it until deltalake moves on.
+#[allow(deprecated)]
+use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::{StreamExt, TryStreamExt};
+use polars::prelude::DataFrame;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error(transparent)]
+    Delta(#[from] DeltaTableError),
+    #[error(transparent)]
+    Parquet(#[from] deltalake::parquet::errors::ParquetError),
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{0}")]
+    Schema(String),
+}
+
+/// One data file of the table, as the log records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataFile {
+    /// Relative to the table root, as written in the log.
+    pub path: String,
+    pub partition_values: BTreeMap<String, Option<String>>,
+    pub size: i64,
+}
+
+/// What the commits after some version did to the data (rewrites without
+/// a data change, such as compaction, are left out).
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub added: Vec<DataFile>,
+    pub removed: Vec<DataFile>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+pub struct ModelTable {
+    pub name: String,
+    table: DeltaTable,
+    schema: SchemaRef,
+    partition_by: Vec<String>,
+}
+
+impl ModelTable {
+    /// Opens an existing table (`None` when there is none yet), reading it
+    /// with `schema` (partition columns included).
+    pub async fn open(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+    ) -> Result<Option<Self>, TableError> {
+        let mut table = location.builder()?.build()?;
+        match table.load().await {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let partition_by: Vec<String> = table.snapshot()?.metadata().partition_columns().to_vec();
+        let this = Self {
+            name: name.to_string(),
+            table,
+            schema,
+            partition_by,
+        };
+        this.check_schema()?;
+        Ok(Some(this))
+    }
+
+    /// Opens the table, creating it with `schema` and `partition_by` if
+    /// there is none yet.
+    pub async fn open_or_create(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+        partition_by: &[String],
+        comment: &str,
+    ) -> Result<Self, TableError> {
+        if let Some(t) = Self::open(name, location, schema.clone()).await? {
+            return Ok(t);
+        }
+        let kernel: StructType = schema.as_ref().try_into_kernel()?;
+        let table = location
+            .builder()?
+            .build()?
+            .create()
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(partition_by.iter().cloned())
+            .with_table_name(name)
+            .with_comment(comment)
+            .with_save_mode(SaveMode::Ignore)
+            .await?;
+        let this = Self {
+            name: name.to_string(),
+            table,
+            schema,
+            partition_by: partition_by.to_vec(),
+        };
+        this.check_schema()?;
+        Ok(this)
+    }
+
+    fn check_schema(&self) -> Result<(), TableError> {
+        let have: Vec<String> = self
+            .table
+            .snapshot()?
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        let want: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let (mut h, mut w) = (have.clone(), want.clone());
+        h.sort();
+        w.sort();
+        if h != w {
+            return Err(TableError::Schema(format!(
+                "table {} at {} has columns {have:?}, the model declares {want:?}; \
+                 a changed model needs its table rebuilt (delete the folder, then run)",
+                self.name,
+                self.table.table_url()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn version(&self) -> i64 {
+        self.table.version().map_or(-1, |v| v as i64)
+    }
+
+    pub fn delta(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// The version recorded for `app_id` by a `txn` action, if any.
+    pub async fn txn(&self, app_id: &str) -> Result<Option<i64>, TableError> {
+        Ok(self
+            .table
+            .snapshot()?
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await?)
+    }
+
+    /// Every data file at the loaded version.
+    pub async fn files(&self) -> Result<Vec<DataFile>, TableError> {
+        let log = self.table.log_store();
+        let files = self.table.snapshot()?.snapshot().file_views(log.as_ref(), None);
+        let out: Vec<DataFile> = files
+            .map_ok(|f| DataFile {
+                path: f.path().to_string(),
+                partition_values: f.partition_values_map().into_iter().collect(),
+                size: f.size(),
+            })
+            .try_collect()
+            .await?;
+        Ok(out)
+    }
+
+    /// Files added and removed with a data change by commits after
+    /// `after` (exclusive) up to the loaded version.
+    pub async fn changes(&self, after: i64) -> Result<Changes, TableError> {
+        let log = self.table.log_store();
+        let mut changes = Changes::default();
+        for v in (after + 1).max(0)..=self.version() {
+            let bytes = log.read_commit_entry(v as u64).await?.ok_or_else(|| {
+                TableError::Schema(format!(
+                    "{}: commit {v} is gone from the log (cleaned up?); rebuild with a full refresh",
+                    self.name
+                ))
+            })?;
+            for action in deltalake::logstore::get_actions(v as u64, &bytes)? {
+                match action {
+                    Action::Add(a) if a.data_change => changes.added.push(DataFile {
+                        path: a.path,
+                        partition_values: a.partition_values.into_iter().collect(),
+                        size: a.size,
+                    }),
+                    Action::Remove(r) if r.data_change => changes.removed.push(DataFile {
+                        path: r.path,
+                        partition_values: r.partition_values.unwrap_or_default().into_iter().collect(),
+                        size: r.size.unwrap_or(0),
+                    }),
+                    _ => {}
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Reads the whole table (optionally only some columns).
+    pub async fn read_all(&self, columns: Option<&[&str]>) -> Result<DataFrame, TableError> {
+        let files = self.files().await?;
+        self.read(&files, columns).await
+    }
+
+    /// Reads `files` of this table into one DataFrame, in file order.
+    pub async fn read(
+        &self,
+        files: &[DataFile],
+        columns: Option<&[&str]>,
+    ) -> Result<DataFrame, TableError> {
+        let schema = match columns {
+            Some(cols) => {
+                let idx = cols
+                    .iter()
+                    .map(|c| {
+                        self.schema.index_of(c).map_err(|_| {
+                            TableError::Schema(format!("{} has no column `{c}`", self.name))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Arc::new(self.schema.project(&idx)?)
+            }
+            None => self.schema.clone(),
+        };
+        let store = self.table.log_store().object_store(None);
+        let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(files.iter().cloned())
+            .map(|f| read_file(store.clone(), f, schema.clone(), &self.partition_by))
+            .buffered(4)
+            .try_collect()
+            .await?;
+        let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
+        Ok(batches_to_df(&batches, &schema)?)
+    }
+
+    /// Writes `df` (any column order; cast to the table's types) as new
+    /// data files, partitioned as the table is. Nothing is committed.
+    pub async fn write_files(&self, df: &DataFrame) -> Result<Vec<Add>, TableError> {
+        if df.height() == 0 {
+            return Ok(Vec::new());
+        }
+        let batch = df_to_batch(df, &self.schema)?;
+        let mut writer = RecordBatchWriter::for_table(&self.table)?.with_writer_properties(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .build(),
+        );
+        // The writer splits by partition and rolls files at its target size.
+        for slice in chunks(&batch, 1 << 20) {
+            writer.write(slice).await?;
+        }
+        Ok(writer.flush().await?)
+    }
+
+    /// One atomic commit: `adds`, removal of `removes`, and the `txns`
+    /// (input -> version consumed). Returns the new version.
+    pub async fn commit(
+        &mut self,
+        adds: Vec<Add>,
+        removes: &[DataFile],
+        txns: &BTreeMap<String, i64>,
+        overwrite: bool,
+    ) -> Result<i64, TableError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        actions.extend(removes.iter().map(|f| {
+            Action::Remove(Remove {
+                path: f.path.clone(),
+                data_change: true,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(f.partition_values.clone().into_iter().collect()),
+                size: Some(f.size),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        }));
+        let props = CommitProperties::default().with_application_transactions(
+            txns.iter()
+                .map(|(app, v)| Transaction::new_with_last_update(app, *v, Some(now)))
+                .collect(),
+        );
+        let op = DeltaOperation::Write {
+            mode: if overwrite { SaveMode::Overwrite } else { SaveMode::Append },
+            partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
+            predicate: None,
+        };
+        let finalized = CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(Some(self.table.snapshot()?), self.table.log_store(), op)
+            .await?;
+        let version = finalized.version() as i64;
+        self.table.state = Some(finalized.snapshot());
+        Ok(version)
+    }
+}
+
+fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(rows.max(1))
+        .map(|at| batch.slice(at, rows.min(batch.num_rows() - at)))
+        .collect()
+}
+
+/// Reads one parquet file into batches of `schema`, adding the partition
+/// columns from the file's partition values.
+async fn read_file(
+    store: Arc<dyn object_store::ObjectStore>,
+    file: DataFile,
+    schema: SchemaRef,
+    partition_by: &[String],
+) -> Result<Vec<RecordBatch>, TableError> {
+    let path = deltalake::Path::from_url_path(&file.path)
+        .map_err(|e| TableError::Schema(format!("bad file path {}: {e}", file.path)))?;
+    #[allow(deprecated)]
+    let reader = ParquetObjectReader::new(store, path).with_file_size(file.size as u64);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let in_file: Vec<usize> = schema
+        .fields()
+        .iter()
+        .filter(|f| !partition_by.contains(f.name()))
+        .filter_map(|f| builder.schema().index_of(f.name()).ok())
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), in_file);
+    let stream = builder.with_projection(mask).with_batch_size(64 * 1024).build()?;
+    let raw: Vec<RecordBatch> = stream.try_collect().await?;
+    let mut out = Vec::with_capacity(raw.len());
+    for b in raw {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for field in schema.fields() {
+            let column = if partition_by.contains(field.name()) {
+                let value = file.partition_values.get(field.name()).cloned().flatten();
+                partition_column(field, value.as_deref(), b.num_rows())?
+            } else if let Some(c) = b.column_by_name(field.name()) {
+                if c.data_type() == field.data_type() {
+                    c.clone()
+                } else {
+                    arrow::compute::cast(c, field.data_type())?
+                }
+            } else {
+                // A nullable column added after this file was written.
+                new_null_array(field.data_type(), b.num_rows())
+            };
+            columns.push(column);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(out)
+}
+
+/// A constant column from a partition value as the log stores it (text).
+fn partition_column(field: &Field, value: Option<&str>, rows: usize) -> Result<ArrayRef, TableError> {
+    let text: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![value; rows]));
+    Ok(match field.data_type() {
+        DataType::Utf8 => text,
+        other => arrow::compute::cast(&text, other)?,
+    })
+}
+
+/// The arrow schema of a model's declared columns.
+pub fn arrow_schema(columns: &[crate::spec::Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.ty), c.nullable))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub fn arrow_type(ty: crate::spec::ColumnType) -> DataType {
+    use crate::spec::ColumnType as T;
+    match ty {
+        T::String => DataType::Utf8,
+        T::Binary => DataType::Binary,
+        T::Int => DataType::Int32,
+        T::BigInt => DataType::Int64,
+        T::Double => DataType::Float64,
+        T::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
+        T::Bool => DataType::Boolean,
+        T::Timestamp => {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
+        }
+        T::Date => DataType::Date32,
+    }
+}

@@ -1,0 +1,362 @@
+//! The value rules of silver cleaning, exactly as the spec words them:
+//! exact decimal values of JSON number tokens (integers, decimal places,
+//! ranges), RFC 3339 timestamps, and the order in which a field's rules
+//! pick the quarantine reason.
+
+use super::json::Value;
+use crate::spec::{Bound, ColumnType, FieldKind, FieldRule, Interval};
+use std::cmp::Ordering;
+
+/// The exact value of a JSON number token: `digits` x 10^`exp`, with no
+/// leading or trailing zeros in `digits` (zero has no digits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exp: i64,
+}
+
+impl Decimal {
+    /// Parses a number token (JSON grammar, or a plain decimal such as a
+    /// range bound).
+    pub fn parse(token: &str) -> Option<Decimal> {
+        let (negative, rest) = match token.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, token),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(at) => {
+                let e = &rest[at + 1..];
+                let e = e.strip_prefix('+').unwrap_or(e);
+                // Saturate absurd exponents: still compares correctly.
+                let exp = e.parse::<i64>().unwrap_or(if e.starts_with('-') { -(1 << 40) } else { 1 << 40 });
+                (&rest[..at], exp.clamp(-(1 << 40), 1 << 40))
+            }
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c - b'0').collect();
+        let mut exp = exp - frac.len() as i64;
+        let lead = digits.iter().take_while(|d| **d == 0).count();
+        digits.drain(..lead);
+        while digits.last() == Some(&0) {
+            digits.pop();
+            exp += 1;
+        }
+        if digits.is_empty() {
+            return Some(Decimal { negative: false, digits, exp: 0 });
+        }
+        Some(Decimal { negative, digits, exp })
+    }
+
+    fn from_f64(v: f64) -> Option<Decimal> {
+        Decimal::parse(&format!("{v}"))
+    }
+
+    pub fn is_integer(&self) -> bool {
+        self.exp >= 0
+    }
+
+    /// Decimal places of the exact value (`12.340` has 2, `1.2345e2` 2).
+    pub fn decimal_places(&self) -> u64 {
+        if self.exp >= 0 { 0 } else { self.exp.unsigned_abs() }
+    }
+
+    /// The value times 10^`scale` as an integer, if it is one and fits.
+    pub fn scaled(&self, scale: u32) -> Option<i128> {
+        let shift = self.exp + scale as i64;
+        if shift < 0 || self.digits.len() as i64 + shift > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for d in &self.digits {
+            v = v.checked_mul(10)?.checked_add(*d as i128)?;
+        }
+        v = v.checked_mul(10i128.checked_pow(shift as u32)?)?;
+        Some(if self.negative { -v } else { v })
+    }
+
+    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
+        match (self.digits.is_empty(), other.digits.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        // Position of the leading digit decides first, then the digits.
+        let a = self.digits.len() as i64 + self.exp;
+        let b = other.digits.len() as i64 + other.exp;
+        a.cmp(&b).then_with(|| {
+            let n = self.digits.len().max(other.digits.len());
+            let at = |d: &[u8], i: usize| d.get(i).copied().unwrap_or(0);
+            (0..n)
+                .map(|i| at(&self.digits, i).cmp(&at(&other.digits, i)))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Whether the exact value lies in the interval.
+pub fn in_interval(v: &Decimal, interval: &Interval) -> bool {
+    let bound = |b: &Bound| match b {
+        Bound::Unbounded => None,
+        Bound::Inclusive(x) => Decimal::from_f64(*x).map(|d| (d, true)),
+        Bound::Exclusive(x) => Decimal::from_f64(*x).map(|d| (d, false)),
+    };
+    let low_ok = match bound(&interval.low) {
+        None => true,
+        Some((l, incl)) => if incl { *v >= l } else { *v > l },
+    };
+    let high_ok = match bound(&interval.high) {
+        None => true,
+        Some((h, incl)) => if incl { *v <= h } else { *v < h },
+    };
+    low_ok && high_ok
+}
+
+/// An RFC 3339 timestamp with a required offset, as UTC microseconds:
+/// `YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm)`, `t`/`z` in either case,
+/// fractions beyond microseconds truncated. Anything else is `None`.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let part = b.get(from..from + len)?;
+        part.iter().all(u8::is_ascii_digit).then(|| {
+            part.iter().fold(0u32, |acc, d| acc * 10 + (d - b'0') as u32)
+        })
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    let mut i = 19;
+    let mut micros: i64 = 0;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 6 {
+                micros = micros * 10 + (b[i] - b'0') as i64;
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..6 {
+            micros *= 10;
+        }
+    }
+    let offset_seconds: i64 = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (oh, om) = (num(i + 1, 2)?, num(i + 4, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = (oh * 3600 + om * 60) as i64;
+            if *sign == b'-' { -o } else { o }
+        }
+        _ => return None,
+    };
+    let local = date.and_hms_opt(hour, minute, second)?.and_utc().timestamp();
+    Some((local - offset_seconds) * 1_000_000 + micros)
+}
+
+/// A checked field value, ready for its output column.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Float(f64),
+    Int(i64),
+    /// Scaled by the column's scale.
+    Decimal(i128),
+    /// UTC microseconds.
+    Micros(i64),
+}
+
+/// Why a row is quarantined (`Display` gives the machine-readable code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    EmptyValue,
+    MalformedJson,
+    Missing(String),
+    Type(String),
+    Range(String),
+    FutureEventTime,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::EmptyValue => f.write_str("empty_value"),
+            Reason::MalformedJson => f.write_str("malformed_json"),
+            Reason::Missing(c) => write!(f, "missing:{c}"),
+            Reason::Type(c) => write!(f, "type:{c}"),
+            Reason::Range(c) => write!(f, "range:{c}"),
+            Reason::FutureEventTime => f.write_str("future_event_time"),
+        }
+    }
+}
+
+/// Checks one raw bronze value against the field rules, in order; the
+/// first failing rule is the reason.
+pub fn check_row(
+    raw: Option<&[u8]>,
+    ingested_at_micros: i64,
+    fields: &[FieldRule],
+) -> Result<Vec<Cell>, Reason> {
+    let raw = match raw {
+        None | Some([]) => return Err(Reason::EmptyValue),
+        Some(r) => r,
+    };
+    let members = super::json::parse_object(raw).ok_or(Reason::MalformedJson)?;
+    let mut cells = Vec::with_capacity(fields.len());
+    for rule in fields {
+        // Top-level members only; keys are unique (duplicates are malformed).
+        let value = members.iter().find(|(k, _)| k == &rule.name).map(|(_, v)| v);
+        cells.push(check_field(rule, value, ingested_at_micros)?);
+    }
+    Ok(cells)
+}
+
+fn check_field(rule: &FieldRule, value: Option<&Value<'_>>, ingested_at: i64) -> Result<Cell, Reason> {
+    let name = || rule.name.clone();
+    let value = match value {
+        None | Some(Value::Null) => {
+            return if rule.required { Err(Reason::Missing(name())) } else { Ok(Cell::Null) };
+        }
+        Some(Value::String(s)) if rule.required && s.chars().all(char::is_whitespace) => {
+            return Err(Reason::Missing(name()));
+        }
+        Some(v) => v,
+    };
+    match rule.kind {
+        FieldKind::String => match value {
+            Value::String(s) => Ok(Cell::Text(s.to_string())),
+            _ => Err(Reason::Type(name())),
+        },
+        FieldKind::Timestamp => {
+            let Value::String(s) = value else { return Err(Reason::Type(name())) };
+            let micros = parse_rfc3339(s).ok_or_else(|| Reason::Type(name()))?;
+            if let Some(ahead) = rule.max_ahead_of_ingest
+                && micros - ingested_at > ahead.as_micros() as i64
+            {
+                return Err(Reason::FutureEventTime);
+            }
+            Ok(Cell::Micros(micros))
+        }
+        FieldKind::Number | FieldKind::Integer => {
+            let Value::Number(token) = value else { return Err(Reason::Type(name())) };
+            let dec = Decimal::parse(token).ok_or_else(|| Reason::Type(name()))?;
+            if rule.kind == FieldKind::Integer && !dec.is_integer() {
+                return Err(Reason::Type(name()));
+            }
+            if rule.max_decimals.is_some_and(|m| dec.decimal_places() > m as u64) {
+                return Err(Reason::Type(name()));
+            }
+            if let Some(range) = &rule.range
+                && !in_interval(&dec, range)
+            {
+                return Err(Reason::Range(name()));
+            }
+            // A value the output column cannot hold is a type error too.
+            match rule.column {
+                ColumnType::Decimal { scale, .. } => dec.scaled(scale as u32).map(Cell::Decimal),
+                ColumnType::Int | ColumnType::BigInt => {
+                    let limit = if rule.column == ColumnType::Int { i32::MAX as i128 } else { i64::MAX as i128 };
+                    dec.scaled(0).filter(|v| v.abs() <= limit).map(|v| Cell::Int(v as i64))
+                }
+                _ => token.parse::<f64>().ok().filter(|f| f.is_finite()).map(Cell::Float),
+            }
+            .ok_or_else(|| Reason::Type(name()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert!(dec("2").is_integer() && dec("2.0").is_integer() && dec("3e3").is_integer());
+        assert!(!dec("2.5").is_integer() && !dec("25e-1").is_integer());
+        assert!(dec("-0.0").is_integer());
+        assert_eq!(dec("12.345").decimal_places(), 3);
+        assert_eq!(dec("1.2345e2").decimal_places(), 2);
+        assert_eq!(dec("12.340").decimal_places(), 2);
+        assert_eq!(dec("12.34").scaled(2), Some(1234));
+        assert_eq!(dec("-1.5").scaled(2), Some(-150));
+        assert_eq!(dec("1.2345e2").scaled(2), Some(12345));
+        assert!(dec("300.00000000000000001") > dec("300"));
+        assert!(dec("-90.5") < dec("-90"));
+        assert!(dec("1e400") > dec("1e399"));
+        assert_eq!(dec("0.000"), dec("-0"));
+        let r = Interval::parse("[0, 300]").unwrap();
+        assert!(in_interval(&dec("0"), &r) && in_interval(&dec("300"), &r) && in_interval(&dec("3e2"), &r));
+        assert!(!in_interval(&dec("300.00000000000000001"), &r) && !in_interval(&dec("-0.001"), &r));
+        let r = Interval::parse("(0, 100000]").unwrap();
+        assert!(!in_interval(&dec("0"), &r) && in_interval(&dec("0.01"), &r) && in_interval(&dec("100000"), &r));
+    }
+
+    #[test]
+    fn rfc3339_exactly() {
+        let t = parse_rfc3339("2026-11-21T08:15:30.123Z").unwrap();
+        assert_eq!(t, 1_795_248_930_123_000);
+        assert_eq!(parse_rfc3339("2026-11-21t10:15:30.123+02:00"), Some(t));
+        assert_eq!(parse_rfc3339("2026-11-21T08:15:30.123456789z"), Some(t + 456));
+        assert_eq!(parse_rfc3339("2026-11-21T03:45:30.123-04:30"), Some(t));
+        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").map(|v| v % 1_000_000), Some(0));
+        for bad in [
+            "2026-11-21 08:15:30Z",
+            "2026-11-21T08:15:30",
+            "2026-11-21T08:15:30+0200",
+            "2026-11-21T24:00:00Z",
+            "2026-11-21T23:59:60Z",
+            "2026-02-30T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-11-21",
+            "1763712930",
+            "2026-11-21T08:15:30.Z",
+            "2026-11-21T08:15Z",
+            "2026-11-21T08:15:30Z ",
+            "+2026-11-21T08:15:30Z",
+            "2026-11-21T08:15:30+24:00",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+}
