@@ -125,10 +125,15 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             crate::broker::serve(bootstrap_file.as_deref(), partitions, &all).await?;
             Ok(Outcome::Success)
         }
-        Command::Run { .. } => not_available(
-            "run",
-            "silver and gold model execution (polars over Delta) is being built",
-        ),
+        Command::Run {
+            selector,
+            full_refresh,
+        } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = select(&p, &selector)?;
+            crate::run::run(&cfg, &p, &nodes, full_refresh).await
+        }
         Command::Trigger { .. } => not_available(
             "trigger",
             "the scheduler and its run state in PostgreSQL are being built",

@@ -11,4 +11,5 @@ pub mod logging;
 pub mod pipeline;
 pub mod produce;
 pub mod render;
+pub mod run;
 pub mod select;

@@ -7,5 +7,6 @@ mod config;
 mod fixtures;
 mod lake;
 mod loader;
+mod models;
 mod selectors;
 mod services;

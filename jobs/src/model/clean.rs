@@ -35,8 +35,11 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
     let mut silver = catalog.open_output(&model.name, s).await?;
     let mut quar = catalog.open_output(quarantine, s).await?;
     let to = bronze.version();
-    let silver_from = silver.txn(input).await?.unwrap_or(-1);
-    let quar_from = quar.txn(input).await?.unwrap_or(-1);
+    let (silver_from, quar_from) = if s.full_refresh {
+        (-1, -1)
+    } else {
+        (silver.txn(input).await?.unwrap_or(-1), quar.txn(input).await?.unwrap_or(-1))
+    };
     let mut report = ModelReport::default();
     if silver_from >= to && quar_from >= to {
         report.note = Some(format!("{input} has no new version since {to}"));
@@ -66,22 +69,29 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
         } else {
             rows.sort(&order, SortMultipleOptions::default().with_maintain_order(true))?
         };
-        let out = rule.clean(&rows, &silver).await?;
+        let out = rule.clean(&rows, (!s.full_refresh).then_some(&silver)).await?;
         report.rows_in = rows.height() as u64;
         report.quarantined = out.quarantine.height() as u64;
         report.duplicates = out.duplicates;
         report.rows_out = out.silver.height() as u64;
+        // A full refresh replaces each table in one commit.
         if to_quar {
+            let old = replaced(&quar, s.full_refresh).await?;
             let adds = quar.write_files(&out.quarantine).await?;
-            quar.commit(adds, &[], &txns, false).await?;
+            quar.commit(adds, &old, &txns, s.full_refresh).await?;
         }
         if to_silver {
+            let old = replaced(&silver, s.full_refresh).await?;
             let adds = silver.write_files(&out.silver).await?;
-            versions.push(silver.commit(adds, &[], &txns, false).await?);
+            versions.push(silver.commit(adds, &old, &txns, s.full_refresh).await?);
         }
     }
     report.version = versions.last().copied();
     Ok(report)
+}
+
+async fn replaced(t: &ModelTable, full_refresh: bool) -> Result<Vec<DataFile>, ModelError> {
+    Ok(if full_refresh { t.files().await? } else { Vec::new() })
 }
 
 /// Bronze files with rows after version `from` (every file when nothing
@@ -119,12 +129,16 @@ struct Rules<'a> {
 impl Rules<'_> {
     /// Checks `rows` (bronze columns, in dedupe order) and dedupes them
     /// against themselves and `silver`.
-    async fn clean(&self, rows: &DataFrame, silver: &ModelTable) -> Result<Cleaned, ModelError> {
+    /// `silver`: the table whose keys already won (none on a full refresh).
+    async fn clean(&self, rows: &DataFrame, silver: Option<&ModelTable>) -> Result<Cleaned, ModelError> {
         let (valid, quarantine) = check_rows(rows, self.fields)?;
         let passed = valid.height();
         let key: Vec<String> = self.dedupe.key.clone();
         let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
-        if firsts.height() > 0 && !silver.files().await?.is_empty() {
+        if let Some(silver) = silver
+            && firsts.height() > 0
+            && !silver.files().await?.is_empty()
+        {
             let cols: Vec<&str> = key.iter().map(String::as_str).collect();
             let existing = silver.read_all(Some(&cols)).await?;
             let existing = existing

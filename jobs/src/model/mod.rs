@@ -39,6 +39,9 @@ pub struct Settings {
     pub storage_options: HashMap<String, String>,
     /// Seeds' CSV files.
     pub data_dir: PathBuf,
+    /// Rebuild from scratch: read every input row, ignore what the table
+    /// holds and replace it (one commit per table).
+    pub full_refresh: bool,
 }
 
 impl Settings {

@@ -16,7 +16,7 @@ pub async fn run(model: &Model, file: &str, catalog: &Catalog, s: &Settings) -> 
     let hash = content_hash(&bytes);
     let mut table = catalog.open_output(&model.name, s).await?;
     let mut report = ModelReport::default();
-    if table.txn(&app_id).await? == Some(hash) {
+    if !s.full_refresh && table.txn(&app_id).await? == Some(hash) {
         report.note = Some(format!("{file} is unchanged"));
         return Ok(report);
     }

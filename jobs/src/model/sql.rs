@@ -7,7 +7,7 @@
 //! is skipped without writing.
 
 use super::{Catalog, ModelError, ModelReport, Settings, write};
-use crate::spec::{AsofJoin, Model, sql_relations};
+use crate::spec::{AsofJoin, Materialization, Model, sql_relations};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +33,7 @@ pub async fn run(
     for (name, v) in &versions {
         current &= out.txn(name).await? == Some(*v);
     }
-    if current && out.version() > 0 {
+    if current && out.version() > 0 && !s.full_refresh {
         report.note = Some("inputs unchanged".into());
         return Ok(report);
     }
@@ -44,7 +44,8 @@ pub async fn run(
         frames.insert(name.clone(), df);
     }
     let result = execute(model, sql, asof, &frames)?;
-    let written = write::write(&mut out, result, model.materialized, &model.unique_key, &versions).await?;
+    let how = if s.full_refresh { Materialization::Table } else { model.materialized };
+    let written = write::write(&mut out, result, how, &model.unique_key, &versions).await?;
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
     Ok(report)
@@ -132,7 +133,9 @@ pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResul
         left_by: Some(by.clone()),
         right_by: Some(by),
         allow_eq: true,
-        check_sortedness: true,
+        // Sorted above; polars cannot check sortedness within `by` groups
+        // and would only print a warning.
+        check_sortedness: false,
     };
     let joined = left.lazy().join(
         right.lazy(),
