@@ -331,3 +331,178 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+fn event(id: &str, vehicle: &str, driver: &str, time: &str, speed: f64, rpm: i64, gear: i64) -> Message {
+    let v = format!(
+        r#"{{"event_id":"{id}","vehicle_id":"{vehicle}","driver_id":"{driver}","event_time":"{time}","lat":45.1,"lon":9.2,"speed_kmh":{speed},"rpm":{rpm},"gear":{gear}}}"#
+    );
+    (TELEMETRY.into(), vehicle.as_bytes().to_vec(), Some(v.into_bytes()))
+}
+
+fn fine(id: &str, vehicle: &str, time: &str, speed: f64, limit: f64, amount: &str) -> Message {
+    let v = format!(
+        r#"{{"fine_id":"{id}","vehicle_id":"{vehicle}","camera_id":"CAM1","issued_at":"{time}","speed_kmh":{speed},"limit_kmh":{limit},"amount_eur":{amount}}}"#
+    );
+    (FINES.into(), vehicle.as_bytes().to_vec(), Some(v.into_bytes()))
+}
+
+/// Rows of `a` that `b` does not hold identically, as their keys.
+fn changed_keys(a: &DataFrame, b: &DataFrame, key: &[&str]) -> Vec<String> {
+    let all: Vec<Expr> = a.get_column_names().iter().map(|c| col(c.as_str())).collect();
+    let mut args = JoinArgs::new(JoinType::Anti);
+    args.nulls_equal = true;
+    let diff = a.clone().lazy().join(b.clone().lazy(), &all, &all, args).collect().expect("diff");
+    let mut keys: Vec<String> = (0..diff.height())
+        .map(|i| {
+            key.iter()
+                .map(|k| diff.column(k).expect("key").get(i).expect("row").to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_event_changes_exactly_the_aggregate_rows_it_affects() {
+    let mut lake = Lake::new();
+    let at = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z").expect("t").with_timezone(&Utc);
+    lake.add(
+        &[
+            event("e1", "V0001", "D0001", "2026-11-20T10:00:00Z", 50.0, 2000, 2),
+            event("e2", "V0001", "D0001", "2026-11-20T10:20:00Z", 130.0, 3000, 4),
+            event("e3", "V0002", "D0003", "2026-11-20T12:00:00Z", 60.0, 2000, 2),
+            event("e5", "V0003", "D0004", "2026-11-20T11:00:00Z", 60.0, 7000, 2),
+            fine("f1", "V0001", "2026-11-20T10:30:00+00:00", 130.0, 100.0, "80.00"),
+            fine("f2", "V0002", "2026-11-20T12:30:00Z", 70.0, 50.0, "40.50"),
+        ],
+        at,
+    )
+    .await;
+    lake.run(&[]);
+    let before: Vec<DataFrame> = futures::future::join_all(
+        ["fact_fines", "agg_driver_daily", "agg_alerts_15min", "fact_telemetry"].map(|t| lake.table(t)),
+    )
+    .await;
+    let fines = &before[0];
+    let f1 = fines.clone().lazy().filter(col("fine_id").eq(lit("f1"))).collect().expect("f1");
+    assert_eq!(f1.column("driver_id").expect("c").str().expect("s").get(0), Some("D0001"));
+
+    // e4 arrives late: V0001 driven by D0002 at 10:25, an alert, and now the
+    // latest event before fine f1 (10:30).
+    lake.add(&[event("e4", "V0001", "D0002", "2026-11-20T10:25:00.000001+00:00", 125.0, 3000, 4)], at + TimeDelta::hours(1))
+        .await;
+    lake.run(&[]);
+    let after: Vec<DataFrame> = futures::future::join_all(
+        ["fact_fines", "agg_driver_daily", "agg_alerts_15min", "fact_telemetry"].map(|t| lake.table(t)),
+    )
+    .await;
+    let changes = |i: usize, key: &[&str]| {
+        let mut k = changed_keys(&after[i], &before[i], key);
+        k.extend(changed_keys(&before[i], &after[i], key));
+        k.sort();
+        k.dedup();
+        k
+    };
+    assert_eq!(changes(0, &["fine_id"]), ["\"f1\""]);
+    assert_eq!(
+        changes(1, &["driver_id", "event_date"]),
+        ["\"D0001\"|2026-11-20", "\"D0002\"|2026-11-20"]
+    );
+    assert_eq!(changes(2, &["window_start"]), ["2026-11-20 10:15:00"]);
+    assert_eq!(changes(3, &["event_id"]), ["\"e4\""]);
+    let daily = &after[1];
+    let row = |driver: &str| {
+        daily.clone().lazy().filter(col("driver_id").eq(lit(driver))).collect().expect("row")
+    };
+    let d1 = row("D0001");
+    assert_eq!(d1.column("fines_count").expect("c").get(0).expect("v").to_string(), "0");
+    assert_eq!(d1.column("events").expect("c").get(0).expect("v").to_string(), "2");
+    let d2 = row("D0002");
+    assert_eq!(d2.column("fines_count").expect("c").get(0).expect("v").to_string(), "1");
+    assert_eq!(d2.column("alert_events").expect("c").get(0).expect("v").to_string(), "1");
+    let windows = &after[2];
+    let w = windows.clone().lazy().filter(col("alert_events").eq(lit(2))).collect().expect("w");
+    assert_eq!(w.height(), 1, "{windows:?}");
+    assert_eq!(w.column("max_speed_kmh").expect("c").get(0).expect("v").to_string(), "130.0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut lake = Lake::new();
+    let mut counts = BTreeMap::new();
+    let mut kills = 0;
+    for round in 0..12u64 {
+        // New bronze every other round; the others resume a killed run.
+        if round % 2 == 0 {
+            let start = format!("2026-11-{:02}T06:00:00Z", 10 + round);
+            let made = simulate(500 + round, 4000, &start, &mut counts);
+            let records: Vec<Message> = made.into_iter().map(|(_, m)| m).collect();
+            let at = DateTime::parse_from_rfc3339(&start).expect("t").with_timezone(&Utc) + TimeDelta::days(1);
+            lake.add(&records, at).await;
+        }
+        let mut child = Command::new(testkit::dag_bin())
+            .current_dir(lake.root())
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(10..400)));
+        if child.try_wait().expect("wait").is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(kills >= 6, "only {kills} runs were killed mid-way: the test proves little");
+    lake.run(&[]);
+    let full = Lake::new();
+    copy_dir(&lake.root().join("lake/bronze"), &full.root().join("lake/bronze"));
+    full.run(&[]);
+    for (name, key) in SILVER_GOLD {
+        let t = lake.table(name).await;
+        let unique = t.clone().lazy().select(key.iter().map(|k| col(*k)).collect::<Vec<_>>()).unique(None, UniqueKeepStrategy::First).collect().expect("u");
+        assert_eq!(unique.height(), t.height(), "{name}: duplicate keys after killed runs");
+        assert_same(name, &t, &full.table(name).await, key);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seeds_reload_when_changed_and_name_a_repeated_key() {
+    let lake = Lake::new();
+    let data = lake.root().join("data");
+    copy_dir(&repo().join("data"), &data);
+    Lake::write_config(lake.root(), &data);
+    let mut s = lake.settings();
+    s.data_dir = data.clone();
+    let out = lake.run(&["silver_drivers"]);
+    assert!(out.contains("-> v1"), "{out}");
+    let out = lake.run(&["silver_drivers"]);
+    assert!(out.contains("up to date (drivers.csv is unchanged)"), "{out}");
+    let mut text = std::fs::read_to_string(data.join("drivers.csv")).expect("read");
+    text.push_str("D7777,New Driver,B,Turin\n");
+    std::fs::write(data.join("drivers.csv"), &text).expect("write");
+    let out = lake.run(&["silver_drivers"]);
+    assert!(out.contains("-> v2"), "{out}");
+    let t = catalog().open_input("silver_drivers", &s).await.expect("open").read_all(None).await.expect("read");
+    assert_eq!(count_where(&t, "driver_id", |d| d == "D7777"), 1);
+    // A repeated key fails the seed, naming file and line; the table keeps
+    // its last good version.
+    let lines = text.lines().count();
+    text.push_str("D0002,Someone Else,B,Rome\n");
+    std::fs::write(data.join("drivers.csv"), &text).expect("write");
+    let out = Command::new(testkit::dag_bin())
+        .current_dir(lake.root())
+        .args(["run", "silver_drivers"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let expect = format!("drivers.csv:{}: key (driver_id) = (D0002) repeats line 3", lines + 1);
+    assert!(stdout.contains(&expect), "{stdout}\nwanted: {expect}");
+    assert_eq!(catalog().open_input("silver_drivers", &s).await.expect("open").version(), 2);
+}
