@@ -8,8 +8,12 @@ pub fn init(format: LogFormat, verbose: u8) {
     // kernel, DataFusion, librdkafka) only when they warn, unless -vv.
     // The kernel logs a missing table (before we create it) as an error.
     let default = match verbose {
-        0 => "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error",
-        1 => "warn,dag=debug,jobs=debug,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error",
+        0 => {
+            "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error"
+        }
+        1 => {
+            "warn,dag=debug,jobs=debug,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error"
+        }
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -28,7 +28,12 @@ pub fn runnable(p: &Pipeline, selected: &[NodeIndex]) -> Vec<NodeIndex> {
         .iter()
         .copied()
         .filter(|n| chosen.contains(n))
-        .filter(|n| !matches!(p.graph[*n].source, Source::Kafka { .. } | Source::Quarantine { .. }))
+        .filter(|n| {
+            !matches!(
+                p.graph[*n].source,
+                Source::Kafka { .. } | Source::Quarantine { .. }
+            )
+        })
         .collect()
 }
 
@@ -45,7 +50,11 @@ pub async fn run(
     }
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let s = settings(cfg, full_refresh);
-    let width = order.iter().map(|n| p.graph[*n].name.len()).max().unwrap_or(10);
+    let width = order
+        .iter()
+        .map(|n| p.graph[*n].name.len())
+        .max()
+        .unwrap_or(10);
     let mut failed: BTreeSet<NodeIndex> = BTreeSet::new();
     let mut counts = (0, 0, 0);
     for n in order {
@@ -74,7 +83,11 @@ pub async fn run(
         "\n{} model(s) ran, {} failed, {} skipped",
         counts.0, counts.1, counts.2
     );
-    Ok(if failed.is_empty() { Outcome::Success } else { Outcome::Failed })
+    Ok(if failed.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
 }
 
 /// One model's line: rows in/out/quarantined/duplicates, version, seconds.
@@ -89,7 +102,10 @@ pub fn line(r: &ModelReport, width: usize) -> String {
         Some(v) => {
             let mut s = format!("{name:<width$}  in {:>9}  out {:>9}", r.rows_in, r.rows_out);
             if r.quarantined > 0 || r.duplicates > 0 {
-                s += &format!("  quarantined {}  duplicates {}", r.quarantined, r.duplicates);
+                s += &format!(
+                    "  quarantined {}  duplicates {}",
+                    r.quarantined, r.duplicates
+                );
             }
             s + &format!("  -> v{v} {:>7.2}s", r.seconds)
         }

@@ -149,4 +149,3 @@ impl TableLocation {
             .with_storage_options(self.storage_options.clone()))
     }
 }
-

@@ -5,6 +5,7 @@ mod bronze;
 mod compose;
 mod config;
 mod fixtures;
+mod gold_sql;
 mod lake;
 mod loader;
 mod models;

@@ -38,7 +38,10 @@ impl Lake {
     fn new() -> Lake {
         let dir = tempfile::tempdir().expect("tempdir");
         Lake::write_config(dir.path(), &repo().join("data"));
-        Lake { dir, offsets: BTreeMap::new() }
+        Lake {
+            dir,
+            offsets: BTreeMap::new(),
+        }
     }
 
     fn write_config(root: &Path, data: &Path) {
@@ -66,15 +69,20 @@ impl Lake {
 
     /// Appends messages to the two bronze tables as one commit each, with
     /// `ingested_at` pinned.
-    async fn add(&mut self, records: &[(String, Vec<u8>, Option<Vec<u8>>)], ingested_at: DateTime<Utc>) {
-        for (name, topic) in [("bronze_vehicle_telemetry", TELEMETRY), ("bronze_traffic_fines", FINES)] {
+    async fn add(&mut self, records: &[Message], ingested_at: DateTime<Utc>) {
+        for (name, topic) in [
+            ("bronze_vehicle_telemetry", TELEMETRY),
+            ("bronze_traffic_fines", FINES),
+        ] {
             let mine: Vec<_> = records.iter().filter(|r| r.0 == topic).collect();
             if mine.is_empty() {
                 continue;
             }
             let loc = TableLocation::in_lake(&self.settings().lake, "bronze", name, HashMap::new())
                 .expect("location");
-            let mut table = BronzeTable::open_or_create(name, topic, loc).await.expect("bronze");
+            let mut table = BronzeTable::open_or_create(name, topic, loc)
+                .await
+                .expect("bronze");
             table.claim(&[0, 1, 2]).await.expect("claim");
             let mut b = BatchBuilder::new(topic);
             for (_, key, value) in mine {
@@ -115,12 +123,19 @@ impl Lake {
     }
 
     async fn table(&self, name: &str) -> DataFrame {
-        let t = catalog().open_input(name, &self.settings()).await.expect("open");
+        let t = catalog()
+            .open_input(name, &self.settings())
+            .await
+            .expect("open");
         t.read_all(None).await.expect("read")
     }
 
     async fn version(&self, name: &str) -> i64 {
-        catalog().open_input(name, &self.settings()).await.expect("open").version()
+        catalog()
+            .open_input(name, &self.settings())
+            .await
+            .expect("open")
+            .version()
     }
 }
 
@@ -147,12 +162,19 @@ const SILVER_GOLD: [(&str, &[&str]); 12] = [
 type Message = (String, Vec<u8>, Option<Vec<u8>>);
 
 /// Simulated messages as (kind, (topic, key, value)).
-fn simulate(seed: u64, events: u64, start: &str, counts: &mut BTreeMap<Kind, u64>) -> Vec<(Kind, Message)> {
+fn simulate(
+    seed: u64,
+    events: u64,
+    start: &str,
+    counts: &mut BTreeMap<Kind, u64>,
+) -> Vec<(Kind, Message)> {
     let fleet = Fleet::from_data_dir(&repo().join("data")).expect("fleet");
     let s = SimSettings {
         seed,
         events,
-        start: DateTime::parse_from_rfc3339(start).expect("start").with_timezone(&Utc),
+        start: DateTime::parse_from_rfc3339(start)
+            .expect("start")
+            .with_timezone(&Utc),
         // Spread over hours, so that days and windows get several runs.
         report_every: std::time::Duration::from_secs(3600),
         bad_share: 0.08,
@@ -173,7 +195,10 @@ fn simulate(seed: u64, events: u64, start: &str, counts: &mut BTreeMap<Kind, u64
 /// Rows sorted by `key`; floats compared with a relative 1e-9 (sums may
 /// add in another order), everything else exactly.
 fn assert_same(name: &str, a: &DataFrame, b: &DataFrame, key: &[&str]) {
-    let sort = |d: &DataFrame| d.sort(key.to_vec(), SortMultipleOptions::default()).expect("sort");
+    let sort = |d: &DataFrame| {
+        d.sort(key.to_vec(), SortMultipleOptions::default())
+            .expect("sort")
+    };
     let (a, b) = (sort(a), sort(b));
     assert_eq!(a.height(), b.height(), "{name}: row counts differ");
     for c in a.columns() {
@@ -190,7 +215,8 @@ fn assert_same(name: &str, a: &DataFrame, b: &DataFrame, key: &[&str]) {
             }
         } else {
             assert!(
-                c.as_materialized_series().equals_missing(other.as_materialized_series()),
+                c.as_materialized_series()
+                    .equals_missing(other.as_materialized_series()),
                 "{name}.{} differs:\n{c:?}\n{other:?}",
                 c.name()
             );
@@ -214,7 +240,12 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
     let mut counts = BTreeMap::new();
     let mut total_bronze = 0u64;
     let mut resent = 0u64;
-    let days = ["2026-11-18T06:00:00Z", "2026-11-19T06:00:00Z", "2026-11-19T18:00:00Z", "2026-11-20T06:00:00Z"];
+    let days = [
+        "2026-11-18T06:00:00Z",
+        "2026-11-19T06:00:00Z",
+        "2026-11-19T18:00:00Z",
+        "2026-11-20T06:00:00Z",
+    ];
     let mut earlier: Vec<Message> = Vec::new();
     for (step, start) in days.iter().enumerate() {
         let made = simulate(100 + step as u64, 1500, start, &mut counts);
@@ -226,9 +257,16 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
             resent += again.len() as u64;
             records.extend(again);
         }
-        earlier.extend(made.iter().filter(|(k, _)| *k == Kind::Telemetry).map(|(_, m)| m.clone()));
+        earlier.extend(
+            made.iter()
+                .filter(|(k, _)| *k == Kind::Telemetry)
+                .map(|(_, m)| m.clone()),
+        );
         total_bronze += records.len() as u64;
-        let ingested = DateTime::parse_from_rfc3339(start).expect("t").with_timezone(&Utc) + TimeDelta::days(1);
+        let ingested = DateTime::parse_from_rfc3339(start)
+            .expect("t")
+            .with_timezone(&Utc)
+            + TimeDelta::days(1);
         lake.add(&records, ingested).await;
         let out = lake.run(&[]);
         assert!(out.contains("silver_telemetry"), "{out}");
@@ -245,14 +283,26 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
         let q_fines = lake.table("quarantine_fines").await;
         let duplicates = n(Kind::Duplicate) + resent;
         assert_eq!(
-            silver.height() as u64 + fines.height() as u64 + quarantine.height() as u64 + q_fines.height() as u64 + duplicates,
+            silver.height() as u64
+                + fines.height() as u64
+                + quarantine.height() as u64
+                + q_fines.height() as u64
+                + duplicates,
             bronze,
             "step {step}: silver + quarantine + duplicates != bronze"
         );
-        assert_eq!(silver.height() as u64, n(Kind::Telemetry), "step {step}: valid distinct events");
+        assert_eq!(
+            silver.height() as u64,
+            n(Kind::Telemetry),
+            "step {step}: valid distinct events"
+        );
         assert_eq!(fines.height() as u64, n(Kind::Fine));
         assert_eq!(
-            silver.column("event_id").expect("id").n_unique().expect("n"),
+            silver
+                .column("event_id")
+                .expect("id")
+                .n_unique()
+                .expect("n"),
             silver.height(),
             "silver_telemetry has a duplicate event_id"
         );
@@ -278,13 +328,20 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
     }
     let out = lake.run(&[]);
     for (name, _) in SILVER_GOLD {
-        assert_eq!(lake.version(name).await, before[name], "{name} got a new version on a run with no new data:\n{out}");
+        assert_eq!(
+            lake.version(name).await,
+            before[name],
+            "{name} got a new version on a run with no new data:\n{out}"
+        );
     }
 
     // One full recompute over a copy of the same bronze equals the result
     // of the incremental runs, row for row.
     let full = Lake::new();
-    copy_dir(&lake.root().join("lake/bronze"), &full.root().join("lake/bronze"));
+    copy_dir(
+        &lake.root().join("lake/bronze"),
+        &full.root().join("lake/bronze"),
+    );
     full.run(&[]);
     for (name, key) in SILVER_GOLD {
         assert_same(name, &lake.table(name).await, &full.table(name).await, key);
@@ -298,7 +355,13 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
     // Unknown vehicles and drivers became inferred members; every fact
     // finds its dimension rows.
     let dim_v = lake.table("dim_vehicle").await;
-    let inferred = dim_v.column("is_inferred").expect("c").bool().expect("b").sum().unwrap_or(0);
+    let inferred = dim_v
+        .column("is_inferred")
+        .expect("c")
+        .bool()
+        .expect("b")
+        .sum()
+        .unwrap_or(0);
     assert!(inferred > 0, "no inferred vehicle");
     assert!(count_where(&dim_v, "vehicle_id", |v| v.starts_with("V9")) as u32 == inferred);
     for (fact, column, dim) in [
@@ -312,10 +375,19 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
         let orphans = f
             .lazy()
             .filter(col(column).is_not_null())
-            .join(d.lazy(), [col(column)], [col(column)], JoinArgs::new(JoinType::Anti))
+            .join(
+                d.lazy(),
+                [col(column)],
+                [col(column)],
+                JoinArgs::new(JoinType::Anti),
+            )
             .collect()
             .expect("join");
-        assert_eq!(orphans.height(), 0, "{fact}.{column} without {dim}: {orphans:?}");
+        assert_eq!(
+            orphans.height(),
+            0,
+            "{fact}.{column} without {dim}: {orphans:?}"
+        );
     }
 }
 
@@ -332,30 +404,61 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn event(id: &str, vehicle: &str, driver: &str, time: &str, speed: f64, rpm: i64, gear: i64) -> Message {
+fn event(
+    id: &str,
+    vehicle: &str,
+    driver: &str,
+    time: &str,
+    speed: f64,
+    rpm: i64,
+    gear: i64,
+) -> Message {
     let v = format!(
         r#"{{"event_id":"{id}","vehicle_id":"{vehicle}","driver_id":"{driver}","event_time":"{time}","lat":45.1,"lon":9.2,"speed_kmh":{speed},"rpm":{rpm},"gear":{gear}}}"#
     );
-    (TELEMETRY.into(), vehicle.as_bytes().to_vec(), Some(v.into_bytes()))
+    (
+        TELEMETRY.into(),
+        vehicle.as_bytes().to_vec(),
+        Some(v.into_bytes()),
+    )
 }
 
 fn fine(id: &str, vehicle: &str, time: &str, speed: f64, limit: f64, amount: &str) -> Message {
     let v = format!(
         r#"{{"fine_id":"{id}","vehicle_id":"{vehicle}","camera_id":"CAM1","issued_at":"{time}","speed_kmh":{speed},"limit_kmh":{limit},"amount_eur":{amount}}}"#
     );
-    (FINES.into(), vehicle.as_bytes().to_vec(), Some(v.into_bytes()))
+    (
+        FINES.into(),
+        vehicle.as_bytes().to_vec(),
+        Some(v.into_bytes()),
+    )
 }
 
 /// Rows of `a` that `b` does not hold identically, as their keys.
 fn changed_keys(a: &DataFrame, b: &DataFrame, key: &[&str]) -> Vec<String> {
-    let all: Vec<Expr> = a.get_column_names().iter().map(|c| col(c.as_str())).collect();
+    let all: Vec<Expr> = a
+        .get_column_names()
+        .iter()
+        .map(|c| col(c.as_str()))
+        .collect();
     let mut args = JoinArgs::new(JoinType::Anti);
     args.nulls_equal = true;
-    let diff = a.clone().lazy().join(b.clone().lazy(), &all, &all, args).collect().expect("diff");
+    let diff = a
+        .clone()
+        .lazy()
+        .join(b.clone().lazy(), &all, &all, args)
+        .collect()
+        .expect("diff");
     let mut keys: Vec<String> = (0..diff.height())
         .map(|i| {
             key.iter()
-                .map(|k| diff.column(k).expect("key").get(i).expect("row").to_string())
+                .map(|k| {
+                    diff.column(k)
+                        .expect("key")
+                        .get(i)
+                        .expect("row")
+                        .to_string()
+                })
                 .collect::<Vec<_>>()
                 .join("|")
         })
@@ -367,14 +470,55 @@ fn changed_keys(a: &DataFrame, b: &DataFrame, key: &[&str]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_event_changes_exactly_the_aggregate_rows_it_affects() {
     let mut lake = Lake::new();
-    let at = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z").expect("t").with_timezone(&Utc);
+    let at = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z")
+        .expect("t")
+        .with_timezone(&Utc);
     lake.add(
         &[
-            event("e1", "V0001", "D0001", "2026-11-20T10:00:00Z", 50.0, 2000, 2),
-            event("e2", "V0001", "D0001", "2026-11-20T10:20:00Z", 130.0, 3000, 4),
-            event("e3", "V0002", "D0003", "2026-11-20T12:00:00Z", 60.0, 2000, 2),
-            event("e5", "V0003", "D0004", "2026-11-20T11:00:00Z", 60.0, 7000, 2),
-            fine("f1", "V0001", "2026-11-20T10:30:00+00:00", 130.0, 100.0, "80.00"),
+            event(
+                "e1",
+                "V0001",
+                "D0001",
+                "2026-11-20T10:00:00Z",
+                50.0,
+                2000,
+                2,
+            ),
+            event(
+                "e2",
+                "V0001",
+                "D0001",
+                "2026-11-20T10:20:00Z",
+                130.0,
+                3000,
+                4,
+            ),
+            event(
+                "e3",
+                "V0002",
+                "D0003",
+                "2026-11-20T12:00:00Z",
+                60.0,
+                2000,
+                2,
+            ),
+            event(
+                "e5",
+                "V0003",
+                "D0004",
+                "2026-11-20T11:00:00Z",
+                60.0,
+                7000,
+                2,
+            ),
+            fine(
+                "f1",
+                "V0001",
+                "2026-11-20T10:30:00+00:00",
+                130.0,
+                100.0,
+                "80.00",
+            ),
             fine("f2", "V0002", "2026-11-20T12:30:00Z", 70.0, 50.0, "40.50"),
         ],
         at,
@@ -382,20 +526,51 @@ async fn a_late_event_changes_exactly_the_aggregate_rows_it_affects() {
     .await;
     lake.run(&[]);
     let before: Vec<DataFrame> = futures::future::join_all(
-        ["fact_fines", "agg_driver_daily", "agg_alerts_15min", "fact_telemetry"].map(|t| lake.table(t)),
+        [
+            "fact_fines",
+            "agg_driver_daily",
+            "agg_alerts_15min",
+            "fact_telemetry",
+        ]
+        .map(|t| lake.table(t)),
     )
     .await;
     let fines = &before[0];
-    let f1 = fines.clone().lazy().filter(col("fine_id").eq(lit("f1"))).collect().expect("f1");
-    assert_eq!(f1.column("driver_id").expect("c").str().expect("s").get(0), Some("D0001"));
+    let f1 = fines
+        .clone()
+        .lazy()
+        .filter(col("fine_id").eq(lit("f1")))
+        .collect()
+        .expect("f1");
+    assert_eq!(
+        f1.column("driver_id").expect("c").str().expect("s").get(0),
+        Some("D0001")
+    );
 
     // e4 arrives late: V0001 driven by D0002 at 10:25, an alert, and now the
     // latest event before fine f1 (10:30).
-    lake.add(&[event("e4", "V0001", "D0002", "2026-11-20T10:25:00.000001+00:00", 125.0, 3000, 4)], at + TimeDelta::hours(1))
-        .await;
+    lake.add(
+        &[event(
+            "e4",
+            "V0001",
+            "D0002",
+            "2026-11-20T10:25:00.000001+00:00",
+            125.0,
+            3000,
+            4,
+        )],
+        at + TimeDelta::hours(1),
+    )
+    .await;
     lake.run(&[]);
     let after: Vec<DataFrame> = futures::future::join_all(
-        ["fact_fines", "agg_driver_daily", "agg_alerts_15min", "fact_telemetry"].map(|t| lake.table(t)),
+        [
+            "fact_fines",
+            "agg_driver_daily",
+            "agg_alerts_15min",
+            "fact_telemetry",
+        ]
+        .map(|t| lake.table(t)),
     )
     .await;
     let changes = |i: usize, key: &[&str]| {
@@ -414,18 +589,63 @@ async fn a_late_event_changes_exactly_the_aggregate_rows_it_affects() {
     assert_eq!(changes(3, &["event_id"]), ["\"e4\""]);
     let daily = &after[1];
     let row = |driver: &str| {
-        daily.clone().lazy().filter(col("driver_id").eq(lit(driver))).collect().expect("row")
+        daily
+            .clone()
+            .lazy()
+            .filter(col("driver_id").eq(lit(driver)))
+            .collect()
+            .expect("row")
     };
     let d1 = row("D0001");
-    assert_eq!(d1.column("fines_count").expect("c").get(0).expect("v").to_string(), "0");
-    assert_eq!(d1.column("events").expect("c").get(0).expect("v").to_string(), "2");
+    assert_eq!(
+        d1.column("fines_count")
+            .expect("c")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "0"
+    );
+    assert_eq!(
+        d1.column("events")
+            .expect("c")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "2"
+    );
     let d2 = row("D0002");
-    assert_eq!(d2.column("fines_count").expect("c").get(0).expect("v").to_string(), "1");
-    assert_eq!(d2.column("alert_events").expect("c").get(0).expect("v").to_string(), "1");
+    assert_eq!(
+        d2.column("fines_count")
+            .expect("c")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "1"
+    );
+    assert_eq!(
+        d2.column("alert_events")
+            .expect("c")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "1"
+    );
     let windows = &after[2];
-    let w = windows.clone().lazy().filter(col("alert_events").eq(lit(2))).collect().expect("w");
+    let w = windows
+        .clone()
+        .lazy()
+        .filter(col("alert_events").eq(lit(2)))
+        .collect()
+        .expect("w");
     assert_eq!(w.height(), 1, "{windows:?}");
-    assert_eq!(w.column("max_speed_kmh").expect("c").get(0).expect("v").to_string(), "130.0");
+    assert_eq!(
+        w.column("max_speed_kmh")
+            .expect("c")
+            .get(0)
+            .expect("v")
+            .to_string(),
+        "130.0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -441,7 +661,10 @@ async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
             let start = format!("2026-11-{:02}T06:00:00Z", 10 + round);
             let made = simulate(500 + round, 4000, &start, &mut counts);
             let records: Vec<Message> = made.into_iter().map(|(_, m)| m).collect();
-            let at = DateTime::parse_from_rfc3339(&start).expect("t").with_timezone(&Utc) + TimeDelta::days(1);
+            let at = DateTime::parse_from_rfc3339(&start)
+                .expect("t")
+                .with_timezone(&Utc)
+                + TimeDelta::days(1);
             lake.add(&records, at).await;
         }
         let mut child = Command::new(testkit::dag_bin())
@@ -458,15 +681,31 @@ async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert!(kills >= 6, "only {kills} runs were killed mid-way: the test proves little");
+    assert!(
+        kills >= 6,
+        "only {kills} runs were killed mid-way: the test proves little"
+    );
     lake.run(&[]);
     let full = Lake::new();
-    copy_dir(&lake.root().join("lake/bronze"), &full.root().join("lake/bronze"));
+    copy_dir(
+        &lake.root().join("lake/bronze"),
+        &full.root().join("lake/bronze"),
+    );
     full.run(&[]);
     for (name, key) in SILVER_GOLD {
         let t = lake.table(name).await;
-        let unique = t.clone().lazy().select(key.iter().map(|k| col(*k)).collect::<Vec<_>>()).unique(None, UniqueKeepStrategy::First).collect().expect("u");
-        assert_eq!(unique.height(), t.height(), "{name}: duplicate keys after killed runs");
+        let unique = t
+            .clone()
+            .lazy()
+            .select(key.iter().map(|k| col(*k)).collect::<Vec<_>>())
+            .unique(None, UniqueKeepStrategy::First)
+            .collect()
+            .expect("u");
+        assert_eq!(
+            unique.height(),
+            t.height(),
+            "{name}: duplicate keys after killed runs"
+        );
         assert_same(name, &t, &full.table(name).await, key);
     }
 }
@@ -482,13 +721,22 @@ async fn seeds_reload_when_changed_and_name_a_repeated_key() {
     let out = lake.run(&["silver_drivers"]);
     assert!(out.contains("-> v1"), "{out}");
     let out = lake.run(&["silver_drivers"]);
-    assert!(out.contains("up to date (drivers.csv is unchanged)"), "{out}");
+    assert!(
+        out.contains("up to date (drivers.csv is unchanged)"),
+        "{out}"
+    );
     let mut text = std::fs::read_to_string(data.join("drivers.csv")).expect("read");
     text.push_str("D7777,New Driver,B,Turin\n");
     std::fs::write(data.join("drivers.csv"), &text).expect("write");
     let out = lake.run(&["silver_drivers"]);
     assert!(out.contains("-> v2"), "{out}");
-    let t = catalog().open_input("silver_drivers", &s).await.expect("open").read_all(None).await.expect("read");
+    let t = catalog()
+        .open_input("silver_drivers", &s)
+        .await
+        .expect("open")
+        .read_all(None)
+        .await
+        .expect("read");
     assert_eq!(count_where(&t, "driver_id", |d| d == "D7777"), 1);
     // A repeated key fails the seed, naming file and line; the table keeps
     // its last good version.
@@ -502,7 +750,17 @@ async fn seeds_reload_when_changed_and_name_a_repeated_key() {
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let expect = format!("drivers.csv:{}: key (driver_id) = (D0002) repeats line 3", lines + 1);
+    let expect = format!(
+        "drivers.csv:{}: key (driver_id) = (D0002) repeats line 3",
+        lines + 1
+    );
     assert!(stdout.contains(&expect), "{stdout}\nwanted: {expect}");
-    assert_eq!(catalog().open_input("silver_drivers", &s).await.expect("open").version(), 2);
+    assert_eq!(
+        catalog()
+            .open_input("silver_drivers", &s)
+            .await
+            .expect("open")
+            .version(),
+        2
+    );
 }

@@ -11,6 +11,7 @@
 
 use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
 use super::clock::Clock;
+pub use crate::lake::TableLocation;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
@@ -19,7 +20,6 @@ use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-pub use crate::lake::TableLocation;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use std::collections::BTreeMap;

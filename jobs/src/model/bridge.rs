@@ -124,8 +124,12 @@ fn cast_to(array: &ArrayRef, field: &Field) -> Result<ArrayRef, BridgeError> {
         (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz))
             if *unit != TimeUnit::Microsecond =>
         {
-            let micros = arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-            arrow::compute::cast(&micros, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))?
+            let micros =
+                arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            arrow::compute::cast(
+                &micros,
+                &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            )?
         }
         _ => arrow::compute::cast(array, field.data_type())?,
     };

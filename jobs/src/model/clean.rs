@@ -25,10 +25,28 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The bronze columns a cleaning run reads.
-const BRONZE_READ: [&str; 6] = ["topic", "partition", "offset", "value", "ingested_at", "ingest_date"];
+const BRONZE_READ: [&str; 6] = [
+    "topic",
+    "partition",
+    "offset",
+    "value",
+    "ingested_at",
+    "ingest_date",
+];
 
-pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<ModelReport, ModelError> {
-    let Source::Clean { input, quarantine, fields, dedupe, derive } = &model.source else {
+pub async fn run(
+    model: &Model,
+    catalog: &Catalog,
+    s: &Settings,
+) -> Result<ModelReport, ModelError> {
+    let Source::Clean {
+        input,
+        quarantine,
+        fields,
+        dedupe,
+        derive,
+    } = &model.source
+    else {
         unreachable!("clean::run on a {} model", model.source.kind_name());
     };
     let bronze = catalog.open_input(input, s).await?;
@@ -38,7 +56,10 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
     let (silver_from, quar_from) = if s.full_refresh {
         (-1, -1)
     } else {
-        (silver.txn(input).await?.unwrap_or(-1), quar.txn(input).await?.unwrap_or(-1))
+        (
+            silver.txn(input).await?.unwrap_or(-1),
+            quar.txn(input).await?.unwrap_or(-1),
+        )
     };
     let mut report = ModelReport::default();
     if silver_from >= to && quar_from >= to {
@@ -46,7 +67,12 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
         return Ok(report);
     }
     let txns = BTreeMap::from([(input.clone(), to)]);
-    let rule = Rules { fields, dedupe, derive, model };
+    let rule = Rules {
+        fields,
+        dedupe,
+        derive,
+        model,
+    };
     // Normally one pass writes both; after a crash between the two commits
     // each table catches up from its own watermark.
     let passes: Vec<(i64, bool, bool)> = if silver_from == quar_from {
@@ -67,9 +93,14 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
         let rows = if order.is_empty() {
             rows
         } else {
-            rows.sort(&order, SortMultipleOptions::default().with_maintain_order(true))?
+            rows.sort(
+                &order,
+                SortMultipleOptions::default().with_maintain_order(true),
+            )?
         };
-        let out = rule.clean(&rows, (!s.full_refresh).then_some(&silver)).await?;
+        let out = rule
+            .clean(&rows, (!s.full_refresh).then_some(&silver))
+            .await?;
         report.rows_in = rows.height() as u64;
         report.quarantined = out.quarantine.height() as u64;
         report.duplicates = out.duplicates;
@@ -91,7 +122,11 @@ pub async fn run(model: &Model, catalog: &Catalog, s: &Settings) -> Result<Model
 }
 
 async fn replaced(t: &ModelTable, full_refresh: bool) -> Result<Vec<DataFile>, ModelError> {
-    Ok(if full_refresh { t.files().await? } else { Vec::new() })
+    Ok(if full_refresh {
+        t.files().await?
+    } else {
+        Vec::new()
+    })
 }
 
 /// Bronze files with rows after version `from` (every file when nothing
@@ -130,7 +165,11 @@ impl Rules<'_> {
     /// Checks `rows` (bronze columns, in dedupe order) and dedupes them
     /// against themselves and `silver`.
     /// `silver`: the table whose keys already won (none on a full refresh).
-    async fn clean(&self, rows: &DataFrame, silver: Option<&ModelTable>) -> Result<Cleaned, ModelError> {
+    async fn clean(
+        &self,
+        rows: &DataFrame,
+        silver: Option<&ModelTable>,
+    ) -> Result<Cleaned, ModelError> {
         let (valid, quarantine) = check_rows(rows, self.fields)?;
         let passed = valid.height();
         let key: Vec<String> = self.dedupe.key.clone();
@@ -143,14 +182,24 @@ impl Rules<'_> {
             let existing = silver.read_all(Some(&cols)).await?;
             let existing = existing
                 .lazy()
-                .select(firsts.columns().iter().filter(|c| key.contains(&c.name().to_string()))
-                    .map(|c| col(c.name().clone()).cast(c.dtype().clone())).collect::<Vec<_>>())
+                .select(
+                    firsts
+                        .columns()
+                        .iter()
+                        .filter(|c| key.contains(&c.name().to_string()))
+                        .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
+                        .collect::<Vec<_>>(),
+                )
                 .collect()?;
             firsts = anti_join(firsts, existing, &key)?;
         }
         let duplicates = (passed - firsts.height()) as u64;
         let silver_rows = self.derive(firsts)?;
-        Ok(Cleaned { silver: silver_rows, quarantine, duplicates })
+        Ok(Cleaned {
+            silver: silver_rows,
+            quarantine,
+            duplicates,
+        })
     }
 
     /// Adds the derived columns (SQL expressions over the parsed fields).
@@ -161,7 +210,11 @@ impl Rules<'_> {
         let ctx = SQLContext::new();
         ctx.register("parsed", df.lazy());
         let mut ctx = ctx;
-        let select: Vec<String> = self.derive.iter().map(|d| format!("{} AS {}", d.sql, d.name)).collect();
+        let select: Vec<String> = self
+            .derive
+            .iter()
+            .map(|d| format!("{} AS {}", d.sql, d.name))
+            .collect();
         let q = format!("SELECT *, {} FROM parsed", select.join(", "));
         ctx.execute(&q)
             .and_then(|lf| lf.collect())
@@ -171,14 +224,22 @@ impl Rules<'_> {
 
 /// Applies the field rules to each row: typed columns of the rows that
 /// pass, and the quarantine rows (bronze coordinates, raw value, reason).
-pub fn check_rows(rows: &DataFrame, fields: &[FieldRule]) -> Result<(DataFrame, DataFrame), ModelError> {
-    let values = rows.column("value")?.as_materialized_series().binary()?.clone();
+pub fn check_rows(
+    rows: &DataFrame,
+    fields: &[FieldRule],
+) -> Result<(DataFrame, DataFrame), ModelError> {
+    let values = rows
+        .column("value")?
+        .as_materialized_series()
+        .binary()?
+        .clone();
     let ingested = rows
         .column("ingested_at")?
         .as_materialized_series()
         .cast(&DataType::Int64)?;
     let ingested = ingested.i64()?;
-    let mut builders: Vec<CellBuilder> = fields.iter().map(|f| CellBuilder::new(f.column)).collect();
+    let mut builders: Vec<CellBuilder> =
+        fields.iter().map(|f| CellBuilder::new(f.column)).collect();
     let mut rejected: Vec<IdxSize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for (i, (value, at)) in values.iter().zip(ingested.iter()).enumerate() {
@@ -195,13 +256,24 @@ pub fn check_rows(rows: &DataFrame, fields: &[FieldRule]) -> Result<(DataFrame, 
         }
     }
     let schema = Arc::new(Schema::new(
-        fields.iter().zip(&builders).map(|(f, b)| Field::new(&f.name, b.data_type(), true)).collect::<Vec<_>>(),
+        fields
+            .iter()
+            .zip(&builders)
+            .map(|(f, b)| Field::new(&f.name, b.data_type(), true))
+            .collect::<Vec<_>>(),
     ));
     let arrays: Vec<ArrayRef> = builders.into_iter().map(CellBuilder::finish).collect();
     let valid = batch_to_df(&RecordBatch::try_new(schema, arrays)?)?;
     let idx = IdxCa::from_vec("idx".into(), rejected);
     let mut quarantine = rows
-        .select(["topic", "partition", "offset", "value", "ingested_at", "ingest_date"])?
+        .select([
+            "topic",
+            "partition",
+            "offset",
+            "value",
+            "ingested_at",
+            "ingest_date",
+        ])?
         .take(&idx)?;
     quarantine.with_column(Column::new("reason".into(), reasons))?;
     Ok((valid, quarantine))
@@ -274,7 +346,9 @@ impl CellBuilder {
             CellBuilder::Int(mut b) => Arc::new(b.finish()),
             CellBuilder::Big(mut b) => Arc::new(b.finish()),
             CellBuilder::Dec(mut b, p, s) => Arc::new(
-                b.finish().with_precision_and_scale(p, s).expect("precision checked by the model spec"),
+                b.finish()
+                    .with_precision_and_scale(p, s)
+                    .expect("precision checked by the model spec"),
             ),
             CellBuilder::Micros(mut b) => Arc::new(b.finish()),
         }

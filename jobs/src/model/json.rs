@@ -31,7 +31,11 @@ const MAX_DEPTH: usize = 128;
 /// `None`: not strict JSON, or not an object.
 pub fn parse_object(bytes: &[u8]) -> Option<Vec<(Cow<'_, str>, Value<'_>)>> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     if p.peek()? != b'{' {
         return None;
@@ -278,7 +282,9 @@ mod tests {
 
     #[test]
     fn accepts_strict_objects() {
-        assert!(ok(r#"{"a": 1, "b": [1, {"c": null}], "d": "x\u00e9\ud83d\ude00"}"#));
+        assert!(ok(
+            r#"{"a": 1, "b": [1, {"c": null}], "d": "x\u00e9\ud83d\ude00"}"#
+        ));
         assert!(ok(" {}\n"));
         let m = parse_object(br#"{"n": -1.50e3, "s": "a\"b"}"#).unwrap();
         assert_eq!(m[0].1, Value::Number("-1.50e3"));
@@ -323,7 +329,10 @@ mod tests {
         ] {
             assert!(!ok(bad), "accepted {bad:?}");
         }
-        assert!(parse_object(b"{\"a\": \"\xff\"}").is_none(), "invalid UTF-8");
+        assert!(
+            parse_object(b"{\"a\": \"\xff\"}").is_none(),
+            "invalid UTF-8"
+        );
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(!ok(&format!("{{\"a\": {deep}}}")));
     }

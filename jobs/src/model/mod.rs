@@ -112,7 +112,10 @@ impl Catalog {
                 Source::Kafka { .. } => "run `dag ingest` first",
                 _ => "run its model first (`dag run +<model>` brings upstream up to date)",
             };
-            ModelError::Input(format!("input `{name}` has no table at {} yet: {how}", loc.url))
+            ModelError::Input(format!(
+                "input `{name}` has no table at {} yet: {how}",
+                loc.url
+            ))
         })
     }
 
@@ -169,7 +172,11 @@ pub async fn run_model(
             return Err(ModelError::Input(format!(
                 "`{name}` is a {}: it is written by {}, not run",
                 model.source.kind_name(),
-                if matches!(model.source, Source::Kafka { .. }) { "`dag ingest`" } else { "its cleaning model" }
+                if matches!(model.source, Source::Kafka { .. }) {
+                    "`dag ingest`"
+                } else {
+                    "its cleaning model"
+                }
             )));
         }
     };

@@ -8,7 +8,12 @@ use crate::spec::{ColumnType, Model};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
-pub async fn run(model: &Model, file: &str, catalog: &Catalog, s: &Settings) -> Result<ModelReport, ModelError> {
+pub async fn run(
+    model: &Model,
+    file: &str,
+    catalog: &Catalog,
+    s: &Settings,
+) -> Result<ModelReport, ModelError> {
     let path = s.data_dir.join(file);
     let bytes = std::fs::read(&path)
         .map_err(|e| ModelError::Input(format!("seed {}: {}: {e}", model.name, path.display())))?;
@@ -55,21 +60,46 @@ pub fn load(model: &Model, file: &str, bytes: &[u8]) -> Result<DataFrame, ModelE
     let mut columns = Vec::with_capacity(model.columns.len());
     for c in &model.columns {
         let text = raw.column(&c.name).map_err(|_| {
-            let have: Vec<String> = raw.get_column_names().iter().map(|n| n.to_string()).collect();
-            err(format!(":1: no column `{}` in the header (it has {})", c.name, have.join(", ")))
+            let have: Vec<String> = raw
+                .get_column_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            err(format!(
+                ":1: no column `{}` in the header (it has {})",
+                c.name,
+                have.join(", ")
+            ))
         })?;
         let text = text.as_materialized_series().str()?.clone();
         // Empty fields are missing values.
-        let text: StringChunked = text.apply(|v| v.filter(|s| !s.trim().is_empty()).map(std::borrow::Cow::Borrowed));
+        let text: StringChunked = text.apply(|v| {
+            v.filter(|s| !s.trim().is_empty())
+                .map(std::borrow::Cow::Borrowed)
+        });
         let typed = cast_text(&text.into_series(), c.ty)?;
         if let Some(i) = first_failed_cast(&text_nulls(&typed, &raw, &c.name)?) {
-            let v = raw.column(&c.name)?.as_materialized_series().str()?.get(i).unwrap_or("");
-            return Err(err(format!(":{}: column `{}`: `{v}` is not a {}", line(i), c.name, c.ty)));
+            let v = raw
+                .column(&c.name)?
+                .as_materialized_series()
+                .str()?
+                .get(i)
+                .unwrap_or("");
+            return Err(err(format!(
+                ":{}: column `{}`: `{v}` is not a {}",
+                line(i),
+                c.name,
+                c.ty
+            )));
         }
         if !c.nullable
             && let Some(i) = typed.is_null().iter().position(|n| n == Some(true))
         {
-            return Err(err(format!(":{}: column `{}` is empty (declared nullable: false)", line(i), c.name)));
+            return Err(err(format!(
+                ":{}: column `{}` is empty (declared nullable: false)",
+                line(i),
+                c.name
+            )));
         }
         columns.push(typed.with_name(c.name.as_str().into()).into_column());
     }
@@ -78,12 +108,21 @@ pub fn load(model: &Model, file: &str, bytes: &[u8]) -> Result<DataFrame, ModelE
         let mut seen: HashMap<Vec<String>, usize> = HashMap::new();
         let key_cols: Vec<Series> = key
             .iter()
-            .map(|k| df.column(k).and_then(|c| c.as_materialized_series().cast(&DataType::String)))
+            .map(|k| {
+                df.column(k)
+                    .and_then(|c| c.as_materialized_series().cast(&DataType::String))
+            })
             .collect::<Result<_, _>>()?;
         for i in 0..df.height() {
             let k: Vec<String> = key_cols
                 .iter()
-                .map(|s| s.str().ok().and_then(|s| s.get(i)).unwrap_or("").to_string())
+                .map(|s| {
+                    s.str()
+                        .ok()
+                        .and_then(|s| s.get(i))
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect();
             if let Some(first) = seen.insert(k.clone(), i) {
                 return Err(err(format!(
@@ -108,7 +147,9 @@ fn cast_text(s: &Series, ty: ColumnType) -> Result<Series, ModelError> {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date => DataType::Date,
         ColumnType::Timestamp => DataType::Datetime(TimeUnit::Microseconds, None),
-        ColumnType::Decimal { precision, scale } => DataType::Decimal(precision as usize, scale as usize),
+        ColumnType::Decimal { precision, scale } => {
+            DataType::Decimal(precision as usize, scale as usize)
+        }
         ColumnType::Binary => DataType::Binary,
     };
     Ok(s.cast(&dtype)?)

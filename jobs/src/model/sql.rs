@@ -44,7 +44,11 @@ pub async fn run(
         frames.insert(name.clone(), df);
     }
     let result = execute(model, sql, asof, &frames)?;
-    let how = if s.full_refresh { Materialization::Table } else { model.materialized };
+    let how = if s.full_refresh {
+        Materialization::Table
+    } else {
+        model.materialized
+    };
     let written = write::write(&mut out, result, how, &model.unique_key, &versions).await?;
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
@@ -88,9 +92,17 @@ pub fn execute(
     }
     let df = ctx.execute(sql).and_then(|lf| lf.collect()).map_err(fail)?;
     let names: Vec<&str> = model.columns.iter().map(|c| c.name.as_str()).collect();
-    let missing: Vec<&str> = names.iter().copied().filter(|n| df.column(n).is_err()).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| df.column(n).is_err())
+        .collect();
     if !missing.is_empty() {
-        let have: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+        let have: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         return Err(ModelError::Input(format!(
             "model {}: the query does not return declared column(s) {} (it returns {})",
             model.name,
@@ -118,13 +130,22 @@ pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResul
     let mut dedup_key: Vec<String> = a.by.clone();
     dedup_key.push(ON.into());
     let right = right
-        .sort(order, SortMultipleOptions::default().with_maintain_order(true))?
+        .sort(
+            order,
+            SortMultipleOptions::default().with_maintain_order(true),
+        )?
         .lazy()
         .select(keep)
         .collect()?
         .unique_stable(Some(&dedup_key), UniqueKeepStrategy::Last, None)?
-        .sort([ON], SortMultipleOptions::default().with_maintain_order(true))?;
-    let left = left.sort([a.left_on.as_str()], SortMultipleOptions::default().with_maintain_order(true))?;
+        .sort(
+            [ON],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )?;
+    let left = left.sort(
+        [a.left_on.as_str()],
+        SortMultipleOptions::default().with_maintain_order(true),
+    )?;
     let by: Vec<PlSmallStr> = a.by.iter().map(|c| c.as_str().into()).collect();
     let options = AsOfOptions {
         strategy: AsofStrategy::Backward,

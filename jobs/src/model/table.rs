@@ -20,7 +20,9 @@ use deltalake::parquet::arrow::ProjectionMask;
 // AsyncFileReader; it still does what we need (ranged reads through the
 // table's object store), so we keep it until deltalake moves on.
 #[allow(deprecated)]
-use deltalake::parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
+use deltalake::parquet::arrow::async_reader::{
+    ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -141,7 +143,12 @@ impl ModelTable {
             .fields()
             .map(|f| f.name().to_string())
             .collect();
-        let want: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
+        let want: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let (mut h, mut w) = (have.clone(), want.clone());
         h.sort();
         w.sort();
@@ -180,7 +187,11 @@ impl ModelTable {
     /// Every data file at the loaded version.
     pub async fn files(&self) -> Result<Vec<DataFile>, TableError> {
         let log = self.table.log_store();
-        let files = self.table.snapshot()?.snapshot().file_views(log.as_ref(), None);
+        let files = self
+            .table
+            .snapshot()?
+            .snapshot()
+            .file_views(log.as_ref(), None);
         let out: Vec<DataFile> = files
             .map_ok(|f| DataFile {
                 path: f.path().to_string(),
@@ -213,7 +224,11 @@ impl ModelTable {
                     }),
                     Action::Remove(r) if r.data_change => changes.removed.push(DataFile {
                         path: r.path,
-                        partition_values: r.partition_values.unwrap_or_default().into_iter().collect(),
+                        partition_values: r
+                            .partition_values
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect(),
                         size: r.size.unwrap_or(0),
                     }),
                     _ => {}
@@ -309,7 +324,11 @@ impl ModelTable {
                 .collect(),
         );
         let op = DeltaOperation::Write {
-            mode: if overwrite { SaveMode::Overwrite } else { SaveMode::Append },
+            mode: if overwrite {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            },
             partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
             predicate: None,
         };
@@ -350,7 +369,10 @@ async fn read_file(
         .filter_map(|f| builder.schema().index_of(f.name()).ok())
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), in_file);
-    let stream = builder.with_projection(mask).with_batch_size(64 * 1024).build()?;
+    let stream = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()?;
     let raw: Vec<RecordBatch> = stream.try_collect().await?;
     let mut out = Vec::with_capacity(raw.len());
     for b in raw {
@@ -377,7 +399,11 @@ async fn read_file(
 }
 
 /// A constant column from a partition value as the log stores it (text).
-fn partition_column(field: &Field, value: Option<&str>, rows: usize) -> Result<ArrayRef, TableError> {
+fn partition_column(
+    field: &Field,
+    value: Option<&str>,
+    rows: usize,
+) -> Result<ArrayRef, TableError> {
     let text: ArrayRef = Arc::new(arrow::array::StringArray::from(vec![value; rows]));
     Ok(match field.data_type() {
         DataType::Utf8 => text,

@@ -29,7 +29,11 @@ impl Decimal {
                 let e = &rest[at + 1..];
                 let e = e.strip_prefix('+').unwrap_or(e);
                 // Saturate absurd exponents: still compares correctly.
-                let exp = e.parse::<i64>().unwrap_or(if e.starts_with('-') { -(1 << 40) } else { 1 << 40 });
+                let exp = e.parse::<i64>().unwrap_or(if e.starts_with('-') {
+                    -(1 << 40)
+                } else {
+                    1 << 40
+                });
                 (&rest[..at], exp.clamp(-(1 << 40), 1 << 40))
             }
             None => (rest, 0),
@@ -47,9 +51,17 @@ impl Decimal {
             exp += 1;
         }
         if digits.is_empty() {
-            return Some(Decimal { negative: false, digits, exp: 0 });
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exp: 0,
+            });
         }
-        Some(Decimal { negative, digits, exp })
+        Some(Decimal {
+            negative,
+            digits,
+            exp,
+        })
     }
 
     fn from_f64(v: f64) -> Option<Decimal> {
@@ -62,7 +74,11 @@ impl Decimal {
 
     /// Decimal places of the exact value (`12.340` has 2, `1.2345e2` 2).
     pub fn decimal_places(&self) -> u64 {
-        if self.exp >= 0 { 0 } else { self.exp.unsigned_abs() }
+        if self.exp >= 0 {
+            0
+        } else {
+            self.exp.unsigned_abs()
+        }
     }
 
     /// The value times 10^`scale` as an integer, if it is one and fits.
@@ -126,11 +142,23 @@ pub fn in_interval(v: &Decimal, interval: &Interval) -> bool {
     };
     let low_ok = match bound(&interval.low) {
         None => true,
-        Some((l, incl)) => if incl { *v >= l } else { *v > l },
+        Some((l, incl)) => {
+            if incl {
+                *v >= l
+            } else {
+                *v > l
+            }
+        }
     };
     let high_ok = match bound(&interval.high) {
         None => true,
-        Some((h, incl)) => if incl { *v <= h } else { *v < h },
+        Some((h, incl)) => {
+            if incl {
+                *v <= h
+            } else {
+                *v < h
+            }
+        }
     };
     low_ok && high_ok
 }
@@ -143,10 +171,17 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |from: usize, len: usize| -> Option<u32> {
         let part = b.get(from..from + len)?;
         part.iter().all(u8::is_ascii_digit).then(|| {
-            part.iter().fold(0u32, |acc, d| acc * 10 + (d - b'0') as u32)
+            part.iter()
+                .fold(0u32, |acc, d| acc * 10 + (d - b'0') as u32)
         })
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
@@ -186,7 +221,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    let local = date.and_hms_opt(hour, minute, second)?.and_utc().timestamp();
+    let local = date
+        .and_hms_opt(hour, minute, second)?
+        .and_utc()
+        .timestamp();
     Some((local - offset_seconds) * 1_000_000 + micros)
 }
 
@@ -242,17 +280,28 @@ pub fn check_row(
     let mut cells = Vec::with_capacity(fields.len());
     for rule in fields {
         // Top-level members only; keys are unique (duplicates are malformed).
-        let value = members.iter().find(|(k, _)| k == &rule.name).map(|(_, v)| v);
+        let value = members
+            .iter()
+            .find(|(k, _)| k == &rule.name)
+            .map(|(_, v)| v);
         cells.push(check_field(rule, value, ingested_at_micros)?);
     }
     Ok(cells)
 }
 
-fn check_field(rule: &FieldRule, value: Option<&Value<'_>>, ingested_at: i64) -> Result<Cell, Reason> {
+fn check_field(
+    rule: &FieldRule,
+    value: Option<&Value<'_>>,
+    ingested_at: i64,
+) -> Result<Cell, Reason> {
     let name = || rule.name.clone();
     let value = match value {
         None | Some(Value::Null) => {
-            return if rule.required { Err(Reason::Missing(name())) } else { Ok(Cell::Null) };
+            return if rule.required {
+                Err(Reason::Missing(name()))
+            } else {
+                Ok(Cell::Null)
+            };
         }
         Some(Value::String(s)) if rule.required && s.chars().all(char::is_whitespace) => {
             return Err(Reason::Missing(name()));
@@ -265,7 +314,9 @@ fn check_field(rule: &FieldRule, value: Option<&Value<'_>>, ingested_at: i64) ->
             _ => Err(Reason::Type(name())),
         },
         FieldKind::Timestamp => {
-            let Value::String(s) = value else { return Err(Reason::Type(name())) };
+            let Value::String(s) = value else {
+                return Err(Reason::Type(name()));
+            };
             let micros = parse_rfc3339(s).ok_or_else(|| Reason::Type(name()))?;
             if let Some(ahead) = rule.max_ahead_of_ingest
                 && micros - ingested_at > ahead.as_micros() as i64
@@ -275,12 +326,17 @@ fn check_field(rule: &FieldRule, value: Option<&Value<'_>>, ingested_at: i64) ->
             Ok(Cell::Micros(micros))
         }
         FieldKind::Number | FieldKind::Integer => {
-            let Value::Number(token) = value else { return Err(Reason::Type(name())) };
+            let Value::Number(token) = value else {
+                return Err(Reason::Type(name()));
+            };
             let dec = Decimal::parse(token).ok_or_else(|| Reason::Type(name()))?;
             if rule.kind == FieldKind::Integer && !dec.is_integer() {
                 return Err(Reason::Type(name()));
             }
-            if rule.max_decimals.is_some_and(|m| dec.decimal_places() > m as u64) {
+            if rule
+                .max_decimals
+                .is_some_and(|m| dec.decimal_places() > m as u64)
+            {
                 return Err(Reason::Type(name()));
             }
             if let Some(range) = &rule.range
@@ -292,10 +348,20 @@ fn check_field(rule: &FieldRule, value: Option<&Value<'_>>, ingested_at: i64) ->
             match rule.column {
                 ColumnType::Decimal { scale, .. } => dec.scaled(scale as u32).map(Cell::Decimal),
                 ColumnType::Int | ColumnType::BigInt => {
-                    let limit = if rule.column == ColumnType::Int { i32::MAX as i128 } else { i64::MAX as i128 };
-                    dec.scaled(0).filter(|v| v.abs() <= limit).map(|v| Cell::Int(v as i64))
+                    let limit = if rule.column == ColumnType::Int {
+                        i32::MAX as i128
+                    } else {
+                        i64::MAX as i128
+                    };
+                    dec.scaled(0)
+                        .filter(|v| v.abs() <= limit)
+                        .map(|v| Cell::Int(v as i64))
                 }
-                _ => token.parse::<f64>().ok().filter(|f| f.is_finite()).map(Cell::Float),
+                _ => token
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(Cell::Float),
             }
             .ok_or_else(|| Reason::Type(name()))
         }
@@ -326,10 +392,20 @@ mod tests {
         assert!(dec("1e400") > dec("1e399"));
         assert_eq!(dec("0.000"), dec("-0"));
         let r = Interval::parse("[0, 300]").unwrap();
-        assert!(in_interval(&dec("0"), &r) && in_interval(&dec("300"), &r) && in_interval(&dec("3e2"), &r));
-        assert!(!in_interval(&dec("300.00000000000000001"), &r) && !in_interval(&dec("-0.001"), &r));
+        assert!(
+            in_interval(&dec("0"), &r)
+                && in_interval(&dec("300"), &r)
+                && in_interval(&dec("3e2"), &r)
+        );
+        assert!(
+            !in_interval(&dec("300.00000000000000001"), &r) && !in_interval(&dec("-0.001"), &r)
+        );
         let r = Interval::parse("(0, 100000]").unwrap();
-        assert!(!in_interval(&dec("0"), &r) && in_interval(&dec("0.01"), &r) && in_interval(&dec("100000"), &r));
+        assert!(
+            !in_interval(&dec("0"), &r)
+                && in_interval(&dec("0.01"), &r)
+                && in_interval(&dec("100000"), &r)
+        );
     }
 
     #[test]
@@ -337,9 +413,15 @@ mod tests {
         let t = parse_rfc3339("2026-11-21T08:15:30.123Z").unwrap();
         assert_eq!(t, 1_795_248_930_123_000);
         assert_eq!(parse_rfc3339("2026-11-21t10:15:30.123+02:00"), Some(t));
-        assert_eq!(parse_rfc3339("2026-11-21T08:15:30.123456789z"), Some(t + 456));
+        assert_eq!(
+            parse_rfc3339("2026-11-21T08:15:30.123456789z"),
+            Some(t + 456)
+        );
         assert_eq!(parse_rfc3339("2026-11-21T03:45:30.123-04:30"), Some(t));
-        assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").map(|v| v % 1_000_000), Some(0));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00Z").map(|v| v % 1_000_000),
+            Some(0)
+        );
         for bad in [
             "2026-11-21 08:15:30Z",
             "2026-11-21T08:15:30",

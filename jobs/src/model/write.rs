@@ -38,9 +38,10 @@ pub async fn write(
     match how {
         Materialization::Table => overwrite(table, &result, txns).await,
         Materialization::Append => append(table, result, unique_key, txns).await,
-        Materialization::Incremental if unique_key.is_empty() => {
-            Err(ModelError::Input(format!("{}: incremental needs a unique_key", table.name)))
-        }
+        Materialization::Incremental if unique_key.is_empty() => Err(ModelError::Input(format!(
+            "{}: incremental needs a unique_key",
+            table.name
+        ))),
         Materialization::Incremental => merge(table, result, unique_key, txns).await,
     }
 }
@@ -54,7 +55,11 @@ pub async fn overwrite(
     let old = table.files().await?;
     let adds = table.write_files(result).await?;
     let version = table.commit(adds, &old, txns, true).await?;
-    Ok(Written { version, rows: result.height() as u64, deleted: 0 })
+    Ok(Written {
+        version,
+        rows: result.height() as u64,
+        deleted: 0,
+    })
 }
 
 async fn append(
@@ -72,7 +77,11 @@ async fn append(
     };
     let adds = table.write_files(&new).await?;
     let version = table.commit(adds, &[], txns, false).await?;
-    Ok(Written { version, rows: new.height() as u64, deleted: 0 })
+    Ok(Written {
+        version,
+        rows: new.height() as u64,
+        deleted: 0,
+    })
 }
 
 async fn merge(
@@ -81,13 +90,22 @@ async fn merge(
     unique_key: &[String],
     txns: &BTreeMap<String, i64>,
 ) -> Result<Written, ModelError> {
-    let columns: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let columns: Vec<String> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let result = result.select(columns.iter().map(String::as_str))?;
     let files = table.files().await?;
     if files.is_empty() {
         let adds = table.write_files(&result).await?;
         let version = table.commit(adds, &[], txns, false).await?;
-        return Ok(Written { version, rows: result.height() as u64, deleted: 0 });
+        return Ok(Written {
+            version,
+            rows: result.height() as u64,
+            deleted: 0,
+        });
     }
     let existing = table.read(&files, None).await?;
     let existing = conform(existing, &result)?;
@@ -104,7 +122,11 @@ async fn merge(
     if affected.height() == 0 {
         // Same rows: only the watermark moves.
         let version = table.commit(Vec::new(), &[], txns, false).await?;
-        return Ok(Written { version, rows: 0, deleted: 0 });
+        return Ok(Written {
+            version,
+            rows: 0,
+            deleted: 0,
+        });
     }
     // The files holding an affected key are rewritten without those keys.
     let keys: Vec<&str> = unique_key.iter().map(String::as_str).collect();
@@ -130,7 +152,11 @@ async fn merge(
     }
     let adds = table.write_files(&out).await?;
     let version = table.commit(adds, &rewrite, txns, false).await?;
-    Ok(Written { version, rows: changed.height() as u64, deleted: gone.height() as u64 })
+    Ok(Written {
+        version,
+        rows: changed.height() as u64,
+        deleted: gone.height() as u64,
+    })
 }
 
 /// `existing` cast to the result's column types (a table read gives Delta's
@@ -144,11 +170,19 @@ fn conform(existing: DataFrame, result: &DataFrame) -> Result<DataFrame, ModelEr
     Ok(existing.lazy().select(casts).collect()?)
 }
 
-pub fn anti_join(left: DataFrame, right: DataFrame, on: &[String]) -> Result<DataFrame, ModelError> {
+pub fn anti_join(
+    left: DataFrame,
+    right: DataFrame,
+    on: &[String],
+) -> Result<DataFrame, ModelError> {
     keyed_join(left, right, on, JoinType::Anti)
 }
 
-pub fn semi_join(left: DataFrame, right: DataFrame, on: &[String]) -> Result<DataFrame, ModelError> {
+pub fn semi_join(
+    left: DataFrame,
+    right: DataFrame,
+    on: &[String],
+) -> Result<DataFrame, ModelError> {
     keyed_join(left, right, on, JoinType::Semi)
 }
 
@@ -162,5 +196,8 @@ fn keyed_join(
     let mut args = JoinArgs::new(how);
     args.nulls_equal = true;
     args.maintain_order = MaintainOrderJoin::Left;
-    Ok(left.lazy().join(right.lazy(), &keys, &keys, args).collect()?)
+    Ok(left
+        .lazy()
+        .join(right.lazy(), &keys, &keys, args)
+        .collect()?)
 }
