@@ -91,7 +91,6 @@ fn graph_draws_dot_and_mermaid() {
 #[test]
 fn commands_not_built_yet_fail_and_say_so() {
     for args in [
-        vec!["run"],
         vec!["trigger", "gold"],
         vec!["scheduler"],
         vec!["test"],
@@ -179,4 +178,41 @@ fn demo_validates_and_says_what_is_not_run() {
         "{stdout}"
     );
     assert!(stdout.contains("Not run yet"), "{stdout}");
+}
+
+#[test]
+fn run_without_bronze_fails_and_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::write(
+        dir.path().join("dag.toml"),
+        format!(
+            "pipeline = \"telematics\"\nmodels_dir = \"{}/models\"\ndata_dir = \"{}/data\"\n[lake]\nuri = \"./lake\"\n",
+            repo.display(),
+            repo.display()
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dag"))
+        .current_dir(dir.path())
+        .args(["run", "+fact_telemetry"])
+        .output()
+        .expect("dag run");
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("silver_telemetry  FAILED: input `bronze_vehicle_telemetry` has no table"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("run `dag ingest` first"), "{stdout}");
+    assert!(
+        stdout.contains("fact_telemetry    skipped: upstream failed"),
+        "{stdout}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dag"))
+        .current_dir(dir.path())
+        .args(["run", "no_such_model"])
+        .output()
+        .expect("dag run");
+    assert_eq!(out.status.code(), Some(2));
 }
