@@ -20,8 +20,9 @@ BIN="$CARGO_TARGET_DIR/release/dag"
 cargo build --release --workspace --quiet
 WORK="$(mktemp -d /var/tmp/dag-bench-models.XXXXXX)"
 trap 'kill "$BROKER_PID" 2>/dev/null || true; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
-# The mock broker keeps at most 100k messages per partition.
-PARTS=$(( N / 50000 + 4 ))
+# The mock broker keeps at most 5 MB (or 100k messages) per partition and
+# silently drops older ones: ~270-byte events need a partition per 15k.
+PARTS=$(( N / 15000 + 4 ))
 "$BIN" broker --bootstrap-file "$WORK/bootstrap" --partitions "$PARTS" \
   --topic vehicle-telemetry --topic traffic-fines > "$WORK/broker.log" 2>&1 &
 BROKER_PID=$!
@@ -50,6 +51,8 @@ timed() { # label, command...
 echo "producing and ingesting $N events..."
 "$BIN" produce --events "$N" --seed 1 --start 2026-11-21T00:00:00Z > /dev/null 2>&1
 "$BIN" ingest --until-caught-up > /dev/null 2>&1
+BRONZE=$(find lake/bronze/bronze_vehicle_telemetry -name '*.parquet' | wc -l)
+echo "bronze telemetry files: $BRONZE"
 timed "full ($N events)" "$BIN" run --full-refresh
 timed "no new data" "$BIN" run
 "$BIN" produce --events "$NEW" --seed 2 --start 2026-11-22T00:00:00Z > /dev/null 2>&1
