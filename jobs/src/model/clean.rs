@@ -24,7 +24,7 @@ use polars::sql::SQLContext;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The bronze columns a cleaning run reads.
+/// The bronze columns a cleaning run reads (and a quarantine row keeps).
 const BRONZE_READ: [&str; 6] = [
     "topic",
     "partition",
@@ -174,12 +174,15 @@ impl Rules<'_> {
         let passed = valid.height();
         let key: Vec<String> = self.dedupe.key.clone();
         let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
+        let files = match silver {
+            Some(t) if firsts.height() > 0 => t.files().await?,
+            _ => Vec::new(),
+        };
         if let Some(silver) = silver
-            && firsts.height() > 0
-            && !silver.files().await?.is_empty()
+            && !files.is_empty()
         {
             let cols: Vec<&str> = key.iter().map(String::as_str).collect();
-            let existing = silver.read_all(Some(&cols)).await?;
+            let existing = silver.read(&files, Some(&cols)).await?;
             let existing = existing
                 .lazy()
                 .select(
@@ -262,19 +265,13 @@ pub fn check_rows(
             .map(|(f, b)| Field::new(&f.name, b.data_type(), true))
             .collect::<Vec<_>>(),
     ));
-    let arrays: Vec<ArrayRef> = builders.into_iter().map(CellBuilder::finish).collect();
+    let arrays: Vec<ArrayRef> = builders
+        .into_iter()
+        .map(CellBuilder::finish)
+        .collect::<Result<_, _>>()?;
     let valid = batch_to_df(&RecordBatch::try_new(schema, arrays)?)?;
     let idx = IdxCa::from_vec("idx".into(), rejected);
-    let mut quarantine = rows
-        .select([
-            "topic",
-            "partition",
-            "offset",
-            "value",
-            "ingested_at",
-            "ingest_date",
-        ])?
-        .take(&idx)?;
+    let mut quarantine = rows.select(BRONZE_READ)?.take(&idx)?;
     quarantine.with_column(Column::new("reason".into(), reasons))?;
     Ok((valid, quarantine))
 }
@@ -339,18 +336,14 @@ impl CellBuilder {
         }
     }
 
-    fn finish(self) -> ArrayRef {
-        match self {
+    fn finish(self) -> Result<ArrayRef, arrow::error::ArrowError> {
+        Ok(match self {
             CellBuilder::Text(mut b) => Arc::new(b.finish()),
             CellBuilder::Float(mut b) => Arc::new(b.finish()),
             CellBuilder::Int(mut b) => Arc::new(b.finish()),
             CellBuilder::Big(mut b) => Arc::new(b.finish()),
-            CellBuilder::Dec(mut b, p, s) => Arc::new(
-                b.finish()
-                    .with_precision_and_scale(p, s)
-                    .expect("precision checked by the model spec"),
-            ),
+            CellBuilder::Dec(mut b, p, s) => Arc::new(b.finish().with_precision_and_scale(p, s)?),
             CellBuilder::Micros(mut b) => Arc::new(b.finish()),
-        }
+        })
     }
 }

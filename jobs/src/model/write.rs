@@ -75,8 +75,7 @@ async fn append(
         let existing = table.read_all(Some(&keys)).await?;
         anti_join(result, existing, unique_key)?
     };
-    let adds = table.write_files(&new).await?;
-    let version = table.commit(adds, &[], txns, false).await?;
+    let version = insert(table, &new, &[], txns).await?;
     Ok(Written {
         version,
         rows: new.height() as u64,
@@ -99,16 +98,25 @@ async fn merge(
     let result = result.select(columns.iter().map(String::as_str))?;
     let files = table.files().await?;
     if files.is_empty() {
-        let adds = table.write_files(&result).await?;
-        let version = table.commit(adds, &[], txns, false).await?;
+        let version = insert(table, &result, &[], txns).await?;
         return Ok(Written {
             version,
             rows: result.height() as u64,
             deleted: 0,
         });
     }
-    let existing = table.read(&files, None).await?;
-    let existing = conform(existing, &result)?;
+    // Each file read once: its rows make up `existing`, and say whether the
+    // file holds an affected key.
+    let mut per_file = Vec::with_capacity(files.len());
+    let mut existing = DataFrame::empty();
+    for file in files {
+        let rows = conform(
+            table.read(std::slice::from_ref(&file), None).await?,
+            &result,
+        )?;
+        stack(&mut existing, rows.clone())?;
+        per_file.push((file, rows));
+    }
     // Rows new or different (every column compared, nulls equal).
     let changed = anti_join(result.clone(), existing.clone(), &columns)?;
     // Keys the result no longer has.
@@ -129,34 +137,45 @@ async fn merge(
         });
     }
     // The files holding an affected key are rewritten without those keys.
-    let keys: Vec<&str> = unique_key.iter().map(String::as_str).collect();
     let mut rewrite: Vec<DataFile> = Vec::new();
     let mut kept = DataFrame::empty();
-    for file in &files {
-        let file_keys = table.read(std::slice::from_ref(file), Some(&keys)).await?;
-        let hit = semi_join(file_keys, affected.clone(), unique_key)?;
-        if hit.height() > 0 {
-            let rows = conform(table.read(std::slice::from_ref(file), None).await?, &result)?;
-            let rest = anti_join(rows, affected.clone(), unique_key)?;
-            if kept.width() == 0 {
-                kept = rest;
-            } else {
-                kept.vstack_mut_owned(rest)?;
-            }
-            rewrite.push(file.clone());
+    for (file, rows) in per_file {
+        let keys = rows.select(unique_key.iter().map(String::as_str))?;
+        if semi_join(keys, affected.clone(), unique_key)?.height() > 0 {
+            stack(&mut kept, anti_join(rows, affected.clone(), unique_key)?)?;
+            rewrite.push(file);
         }
     }
     let mut out = changed.clone();
-    if kept.width() > 0 {
-        out.vstack_mut_owned(kept)?;
-    }
-    let adds = table.write_files(&out).await?;
-    let version = table.commit(adds, &rewrite, txns, false).await?;
+    stack(&mut out, kept)?;
+    let version = insert(table, &out, &rewrite, txns).await?;
     Ok(Written {
         version,
         rows: changed.height() as u64,
         deleted: gone.height() as u64,
     })
+}
+
+/// Appends `more` below `acc` (a frame with no columns takes it as is).
+fn stack(acc: &mut DataFrame, more: DataFrame) -> Result<(), ModelError> {
+    if acc.width() == 0 {
+        *acc = more;
+    } else if more.width() > 0 {
+        acc.vstack_mut_owned(more)?;
+    }
+    Ok(())
+}
+
+/// Writes `rows` as new files and commits them with the removal of
+/// `removes` and the watermarks: how every write but an overwrite ends.
+async fn insert(
+    table: &mut ModelTable,
+    rows: &DataFrame,
+    removes: &[DataFile],
+    txns: &BTreeMap<String, i64>,
+) -> Result<i64, ModelError> {
+    let adds = table.write_files(rows).await?;
+    Ok(table.commit(adds, removes, txns, false).await?)
 }
 
 /// `existing` cast to the result's column types (a table read gives Delta's
