@@ -6,10 +6,12 @@
 #
 #   scripts/bench_models.sh [N]        (default 1000000)
 #
-# Bronze is filled the way users fill it (dag produce -> private broker ->
-# dag ingest), then timed: `dag run --full-refresh` (every model from all
-# of bronze) and `dag run` after 1% more events were ingested. KEEP=1 keeps
-# the work folder (its lake is the input of the comparison scripts).
+# Bronze is filled straight from the simulator (examples/fill_bronze.rs:
+# the messages `dag produce` would send, committed as an ingester would,
+# without a broker in between, so exactly N events arrive), then timed:
+# `dag run --full-refresh` (every model from all of bronze), `dag run` with
+# nothing new, and `dag run` after 1% more events. KEEP=1 keeps the work
+# folder (its lake is the input of scripts/bench_compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -17,27 +19,17 @@ source scripts/env.sh
 N="${1:-1000000}"
 NEW=$(( N / 100 ))
 BIN="$CARGO_TARGET_DIR/release/dag"
+FILL="$CARGO_TARGET_DIR/release/examples/fill_bronze"
 cargo build --release --workspace --quiet
+cargo build --release --example fill_bronze --quiet
 WORK="$(mktemp -d /var/tmp/dag-bench-models.XXXXXX)"
-trap 'kill "$BROKER_PID" 2>/dev/null || true; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
-# The mock broker keeps at most 5 MB (or 100k messages) per partition and
-# silently drops older ones: ~270-byte events need a partition per 15k.
-PARTS=$(( N / 15000 + 4 ))
-"$BIN" broker --bootstrap-file "$WORK/bootstrap" --partitions "$PARTS" \
-  --topic vehicle-telemetry --topic traffic-fines > "$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 100); do [[ -s "$WORK/bootstrap" ]] && break; sleep 0.1; done
+trap '[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
 cat > "$WORK/dag.toml" <<TOML
 pipeline = "telematics"
 models_dir = "$ROOT/models"
 data_dir = "$ROOT/data"
 [lake]
 uri = "./lake"
-[kafka]
-bootstrap_servers = "$(cat "$WORK/bootstrap")"
-session_timeout = "6s"
-[ingest]
-clock = "2026-12-01T00:00:00Z"
 TOML
 cd "$WORK"
 timed() { # label, command...
@@ -48,15 +40,11 @@ timed() { # label, command...
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt")
   printf '%-28s wall %8s  peak RSS %6d MB\n' "$label" "$wall" "$((rss / 1024))"
 }
-echo "producing and ingesting $N events..."
-"$BIN" produce --events "$N" --seed 1 --start 2026-11-21T00:00:00Z > /dev/null 2>&1
-"$BIN" ingest --until-caught-up > /dev/null 2>&1
-BRONZE=$(find lake/bronze/bronze_vehicle_telemetry -name '*.parquet' | wc -l)
-echo "bronze telemetry files: $BRONZE"
+echo "writing $N events to bronze..."
+"$FILL" "file://$WORK/lake" "$N" 1 2026-11-21T00:00:00Z 2026-12-01T00:00:00Z
 timed "full ($N events)" "$BIN" run --full-refresh
 timed "no new data" "$BIN" run
-"$BIN" produce --events "$NEW" --seed 2 --start 2026-11-22T00:00:00Z > /dev/null 2>&1
-"$BIN" ingest --until-caught-up > /dev/null 2>&1
+"$FILL" "file://$WORK/lake" "$NEW" 2 2026-11-22T00:00:00Z 2026-12-02T00:00:00Z > /dev/null
 timed "incremental (+$NEW events)" "$BIN" run
 echo; echo "per model, full run:"; sed 's/^/  /' "$WORK/full ($N events).out"
 echo; echo "per model, incremental run:"; sed 's/^/  /' "$WORK/incremental (+$NEW events).out"
