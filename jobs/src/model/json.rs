@@ -74,7 +74,10 @@ impl<'a> Parser<'a> {
         }
         self.eat(b'{')?;
         let mut members = Vec::new();
-        let mut seen: HashSet<Cow<'a, str>> = HashSet::new();
+        // Duplicate keys: a linear scan over the few keys of a typical
+        // object (hashing every key was a measurable cost), a set beyond.
+        let mut keys: Vec<Cow<'a, str>> = Vec::new();
+        let mut many: HashSet<Cow<'a, str>> = HashSet::new();
         self.ws();
         if self.eat(b'}').is_some() {
             return Some(members);
@@ -82,8 +85,18 @@ impl<'a> Parser<'a> {
         loop {
             self.ws();
             let key = self.string()?;
-            if !seen.insert(key.clone()) {
-                return None;
+            if keys.len() < 16 {
+                if keys.contains(&key) {
+                    return None;
+                }
+                keys.push(key.clone());
+            } else {
+                if many.is_empty() {
+                    many.extend(keys.iter().cloned());
+                }
+                if !many.insert(key.clone()) {
+                    return None;
+                }
             }
             self.ws();
             self.eat(b':')?;

@@ -7,7 +7,7 @@
 //! is skipped without writing.
 
 use super::{Catalog, ModelError, ModelReport, Settings, write};
-use crate::spec::{AsofJoin, Materialization, Model, sql_relations};
+use crate::spec::{AsofJoin, Materialization, Model, sql_columns, sql_relations};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,22 +37,61 @@ pub async fn run(
         report.note = Some("inputs unchanged".into());
         return Ok(report);
     }
+    let started = std::time::Instant::now();
+    let needed = columns_read(model, sql, asof)?;
     let mut frames = BTreeMap::new();
     for (name, t) in &tables {
-        let df = t.read_all(None).await?;
+        let mut cols: Vec<&str> = t
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|c| needed(name, c))
+            .collect();
+        if cols.is_empty() {
+            // Only counted (`COUNT(*)`): one column gives the row count.
+            cols.extend(t.schema().fields().first().map(|f| f.name().as_str()));
+        }
+        let df = t.read_all(Some(&cols)).await?;
         report.rows_in += df.height() as u64;
         frames.insert(name.clone(), df);
     }
+    let read = started.elapsed().as_secs_f64();
     let result = execute(model, sql, asof, &frames)?;
+    let executed = started.elapsed().as_secs_f64();
     let how = if s.full_refresh {
         Materialization::Table
     } else {
         model.materialized
     };
     let written = write::write(&mut out, result, how, &model.unique_key, &versions).await?;
+    tracing::debug!(model = %model.name, read, executed, written = started.elapsed().as_secs_f64(), "sql model");
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
     Ok(report)
+}
+
+/// Whether the model may read column (table, column): the query's words,
+/// its `*` tables, and the columns of its as-of joins. Only these are read,
+/// so a query over one column of a wide table reads that column.
+fn columns_read<'a>(
+    model: &Model,
+    sql: &str,
+    asof: &'a [AsofJoin],
+) -> Result<impl Fn(&str, &str) -> bool + 'a, ModelError> {
+    let used = sql_columns(sql).map_err(|e| ModelError::Input(format!("model {}: {e}", model.name)))?;
+    Ok(move |table: &str, column: &str| {
+        used.reads(table, column)
+            || asof.iter().any(|a| {
+                let side_keys = a.by.iter().any(|b| b == column)
+                    || (table == a.left && (column == a.left_on || used.wildcard_tables.contains(&a.name)))
+                    || (table == a.right
+                        && (column == a.right_on
+                            || a.tie_break.as_deref() == Some(column)
+                            || a.select.iter().any(|c| c == column)));
+                (table == a.left || table == a.right) && side_keys
+            })
+    })
 }
 
 /// The tables a SQL model reads: its query's relations (its as-of names
@@ -118,30 +157,24 @@ pub fn execute(
 /// greatest `tie_break`. Left rows without a match get nulls.
 pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResult<LazyFrame> {
     const ON: &str = "__asof_right_on";
+    const TIE: &str = "__asof_tie_break";
     let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
     keep.push(col(a.right_on.as_str()).alias(ON));
     keep.extend(a.select.iter().map(|c| col(c.as_str())));
-    let mut order: Vec<PlSmallStr> = a.by.iter().map(|c| c.as_str().into()).collect();
-    order.push(a.right_on.as_str().into());
+    let mut order = vec![col(ON)];
     if let Some(t) = &a.tie_break {
-        order.push(t.as_str().into());
+        keep.push(col(t.as_str()).alias(TIE));
+        order.push(col(TIE));
     }
-    // One right row per (by, right_on): the greatest tie_break.
-    let mut dedup_key: Vec<String> = a.by.clone();
-    dedup_key.push(ON.into());
+    // A backward as-of join takes the last right row at or before the left
+    // key, so with equal `right_on` the last in this order wins: the
+    // greatest tie_break. Sorting on `right_on` first also sorts it within
+    // each `by` group, which the join needs.
     let right = right
-        .sort(
-            order,
-            SortMultipleOptions::default().with_maintain_order(true),
-        )?
         .lazy()
         .select(keep)
-        .collect()?
-        .unique_stable(Some(&dedup_key), UniqueKeepStrategy::Last, None)?
-        .sort(
-            [ON],
-            SortMultipleOptions::default().with_maintain_order(true),
-        )?;
+        .sort_by_exprs(order, SortMultipleOptions::default())
+        .collect()?;
     let left = left.sort(
         [a.left_on.as_str()],
         SortMultipleOptions::default().with_maintain_order(true),
@@ -164,5 +197,5 @@ pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResul
         [col(ON)],
         JoinArgs::new(JoinType::AsOf(Box::new(options))),
     );
-    Ok(joined.select([all().exclude_cols([ON]).as_expr()]))
+    Ok(joined.select([all().exclude_cols([ON, TIE]).as_expr()]))
 }

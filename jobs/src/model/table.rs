@@ -281,16 +281,36 @@ impl ModelTable {
             return Ok(Vec::new());
         }
         let batch = df_to_batch(df, &self.schema)?;
-        let mut writer = RecordBatchWriter::for_table(&self.table)?.with_writer_properties(
-            WriterProperties::builder()
-                .set_compression(Compression::SNAPPY)
-                .build(),
-        );
-        // The writer splits by partition and rolls files at its target size.
-        for slice in chunks(&batch, 1 << 20) {
-            writer.write(slice).await?;
+        // Parquet encoding is single-threaded per writer and most of a big
+        // write: large outputs are split over one writer per core (one file
+        // each per partition).
+        let ways = if batch.num_rows() < PARALLEL_WRITE_ROWS {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for part in chunks(&batch, batch.num_rows().div_ceil(ways)) {
+            let mut writer = RecordBatchWriter::for_table(&self.table)?.with_writer_properties(
+                WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .build(),
+            );
+            tasks.spawn(async move {
+                // The writer splits by partition and rolls files at its target size.
+                for slice in chunks(&part, 1 << 20) {
+                    writer.write(slice).await?;
+                }
+                writer.flush().await
+            });
         }
-        Ok(writer.flush().await?)
+        let mut adds = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            adds.extend(done.map_err(|e| TableError::Schema(format!("{}: writer task: {e}", self.name)))??);
+        }
+        // Files in a stable order (join order is arbitrary).
+        adds.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(adds)
     }
 
     /// One atomic commit: `adds`, removal of `removes`, and the `txns`
@@ -341,6 +361,9 @@ impl ModelTable {
         Ok(version)
     }
 }
+
+/// Outputs from this many rows up are written by several writers at once.
+const PARALLEL_WRITE_ROWS: usize = 200_000;
 
 fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
     (0..batch.num_rows())

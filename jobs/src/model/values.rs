@@ -5,6 +5,7 @@
 
 use super::json::Value;
 use crate::spec::{Bound, ColumnType, FieldKind, FieldRule, Interval};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The exact value of a JSON number token: `digits` x 10^`exp`, with no
@@ -135,32 +136,44 @@ impl PartialOrd for Decimal {
 
 /// Whether the exact value lies in the interval.
 pub fn in_interval(v: &Decimal, interval: &Interval) -> bool {
-    let bound = |b: &Bound| match b {
-        Bound::Unbounded => None,
-        Bound::Inclusive(x) => Decimal::from_f64(*x).map(|d| (d, true)),
-        Bound::Exclusive(x) => Decimal::from_f64(*x).map(|d| (d, false)),
-    };
-    let low_ok = match bound(&interval.low) {
-        None => true,
-        Some((l, incl)) => {
-            if incl {
-                *v >= l
-            } else {
-                *v > l
-            }
+    ExactInterval::of(interval).contains(v)
+}
+
+/// An interval with its bounds as exact decimals, made once per run (a
+/// bound turned back into a decimal for every row was a tenth of the
+/// cleaning time).
+#[derive(Clone, Debug)]
+pub struct ExactInterval {
+    low: Option<(Decimal, bool)>,
+    high: Option<(Decimal, bool)>,
+}
+
+impl ExactInterval {
+    pub fn of(interval: &Interval) -> Self {
+        let bound = |b: &Bound| match b {
+            Bound::Unbounded => None,
+            Bound::Inclusive(x) => Decimal::from_f64(*x).map(|d| (d, true)),
+            Bound::Exclusive(x) => Decimal::from_f64(*x).map(|d| (d, false)),
+        };
+        Self {
+            low: bound(&interval.low),
+            high: bound(&interval.high),
         }
-    };
-    let high_ok = match bound(&interval.high) {
-        None => true,
-        Some((h, incl)) => {
-            if incl {
-                *v <= h
-            } else {
-                *v < h
-            }
-        }
-    };
-    low_ok && high_ok
+    }
+
+    pub fn contains(&self, v: &Decimal) -> bool {
+        let low_ok = match &self.low {
+            None => true,
+            Some((l, true)) => v >= l,
+            Some((l, false)) => v > l,
+        };
+        let high_ok = match &self.high {
+            None => true,
+            Some((h, true)) => v <= h,
+            Some((h, false)) => v < h,
+        };
+        low_ok && high_ok
+    }
 }
 
 /// An RFC 3339 timestamp with a required offset, as UTC microseconds:
@@ -230,9 +243,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 /// A checked field value, ready for its output column.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Cell {
+pub enum Cell<'a> {
     Null,
-    Text(String),
+    /// Borrowed from the raw value unless it had escapes.
+    Text(Cow<'a, str>),
     Float(f64),
     Int(i64),
     /// Scaled by the column's scale.
@@ -267,33 +281,62 @@ impl std::fmt::Display for Reason {
 
 /// Checks one raw bronze value against the field rules, in order; the
 /// first failing rule is the reason.
-pub fn check_row(
-    raw: Option<&[u8]>,
+pub fn check_row<'a>(
+    raw: Option<&'a [u8]>,
     ingested_at_micros: i64,
     fields: &[FieldRule],
-) -> Result<Vec<Cell>, Reason> {
-    let raw = match raw {
-        None | Some([]) => return Err(Reason::EmptyValue),
-        Some(r) => r,
-    };
-    let members = super::json::parse_object(raw).ok_or(Reason::MalformedJson)?;
-    let mut cells = Vec::with_capacity(fields.len());
-    for rule in fields {
-        // Top-level members only; keys are unique (duplicates are malformed).
-        let value = members
-            .iter()
-            .find(|(k, _)| k == &rule.name)
-            .map(|(_, v)| v);
-        cells.push(check_field(rule, value, ingested_at_micros)?);
-    }
-    Ok(cells)
+) -> Result<Vec<Cell<'a>>, Reason> {
+    RowChecker::new(fields).check(raw, ingested_at_micros)
 }
 
-fn check_field(
+/// The field rules of a model, prepared once for checking many rows.
+pub struct RowChecker<'r> {
+    fields: &'r [FieldRule],
+    ranges: Vec<Option<ExactInterval>>,
+}
+
+impl<'r> RowChecker<'r> {
+    pub fn new(fields: &'r [FieldRule]) -> Self {
+        Self {
+            fields,
+            ranges: fields
+                .iter()
+                .map(|f| f.range.as_ref().map(ExactInterval::of))
+                .collect(),
+        }
+    }
+
+    /// One row's cells in field order, or the first failing rule's reason.
+    pub fn check<'a>(
+        &self,
+        raw: Option<&'a [u8]>,
+        ingested_at_micros: i64,
+    ) -> Result<Vec<Cell<'a>>, Reason> {
+        let raw = match raw {
+            None | Some([]) => return Err(Reason::EmptyValue),
+            Some(r) => r,
+        };
+        let mut members = super::json::parse_object(raw).ok_or(Reason::MalformedJson)?;
+        let mut cells = Vec::with_capacity(self.fields.len());
+        for (rule, range) in self.fields.iter().zip(&self.ranges) {
+            // Top-level members only; keys are unique (duplicates are
+            // malformed), so a member can be moved out once found.
+            let value = members
+                .iter()
+                .position(|(k, _)| k == &rule.name)
+                .map(|at| members.swap_remove(at).1);
+            cells.push(check_field(rule, range.as_ref(), value, ingested_at_micros)?);
+        }
+        Ok(cells)
+    }
+}
+
+fn check_field<'a>(
     rule: &FieldRule,
-    value: Option<&Value<'_>>,
+    range: Option<&ExactInterval>,
+    value: Option<Value<'a>>,
     ingested_at: i64,
-) -> Result<Cell, Reason> {
+) -> Result<Cell<'a>, Reason> {
     let name = || rule.name.clone();
     let value = match value {
         None | Some(Value::Null) => {
@@ -310,14 +353,14 @@ fn check_field(
     };
     match rule.kind {
         FieldKind::String => match value {
-            Value::String(s) => Ok(Cell::Text(s.to_string())),
+            Value::String(s) => Ok(Cell::Text(s)),
             _ => Err(Reason::Type(name())),
         },
         FieldKind::Timestamp => {
             let Value::String(s) = value else {
                 return Err(Reason::Type(name()));
             };
-            let micros = parse_rfc3339(s).ok_or_else(|| Reason::Type(name()))?;
+            let micros = parse_rfc3339(&s).ok_or_else(|| Reason::Type(name()))?;
             if let Some(ahead) = rule.max_ahead_of_ingest
                 && micros - ingested_at > ahead.as_micros() as i64
             {
@@ -339,8 +382,8 @@ fn check_field(
             {
                 return Err(Reason::Type(name()));
             }
-            if let Some(range) = &rule.range
-                && !in_interval(&dec, range)
+            if let Some(range) = range
+                && !range.contains(&dec)
             {
                 return Err(Reason::Range(name()));
             }

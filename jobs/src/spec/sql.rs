@@ -53,6 +53,94 @@ pub fn sql_relations(sql: &str) -> Result<Vec<SqlRelation>, String> {
     Ok(found)
 }
 
+/// Which columns a query may read: every word of its text (a superset of
+/// the column names it mentions, `USING (...)` lists included), lowercased,
+/// and the tables it reads with `*` or `t.*`, which need every column.
+/// Over-approximate on purpose: reading a column too many costs a little,
+/// one too few breaks the query.
+#[derive(Clone, Debug, Default)]
+pub struct SqlColumns {
+    pub words: BTreeSet<String>,
+    pub wildcard_tables: BTreeSet<String>,
+}
+
+impl SqlColumns {
+    /// Whether `column` of `table` may be read.
+    pub fn reads(&self, table: &str, column: &str) -> bool {
+        self.wildcard_tables.contains(table) || self.words.contains(&column.to_lowercase())
+    }
+}
+
+pub fn sql_columns(sql: &str) -> Result<SqlColumns, String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let words = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let statements = Parser::parse_sql(&dialect, sql).map_err(|e| e.to_string())?;
+    let mut wildcard_tables = BTreeSet::new();
+    for statement in &statements {
+        let _ = sqlparser::ast::visit_statements(statement, |st| {
+            if let Statement::Query(q) = st {
+                wildcards_of_query(q, &mut wildcard_tables);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
+    Ok(SqlColumns {
+        words,
+        wildcard_tables,
+    })
+}
+
+fn wildcards_of_query(query: &Query, out: &mut BTreeSet<String>) {
+    if let Some(with) = &query.with {
+        for cte in &with.cte_tables {
+            wildcards_of_query(&cte.query, out);
+        }
+    }
+    wildcards_of_set(&query.body, out);
+}
+
+fn wildcards_of_set(set: &sqlparser::ast::SetExpr, out: &mut BTreeSet<String>) {
+    use sqlparser::ast::{SelectItem, SetExpr, TableFactor};
+    match set {
+        SetExpr::Select(select) => {
+            let star = select.projection.iter().any(|item| {
+                matches!(
+                    item,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            });
+            for from in &select.from {
+                let factors =
+                    std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation));
+                for factor in factors {
+                    match factor {
+                        TableFactor::Table { name, .. } if star => {
+                            out.insert(name.to_string().trim_matches('"').to_string());
+                        }
+                        TableFactor::Derived { subquery, .. } => wildcards_of_query(subquery, out),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        SetExpr::Query(q) => wildcards_of_query(q, out),
+        SetExpr::SetOperation { left, right, .. } => {
+            wildcards_of_set(left, out);
+            wildcards_of_set(right, out);
+        }
+        _ => {}
+    }
+}
+
 fn collect_ctes(query: &Query, out: &mut BTreeSet<String>) {
     if let Some(with) = &query.with {
         for cte in &with.cte_tables {
@@ -65,6 +153,21 @@ fn collect_ctes(query: &Query, out: &mut BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_are_words_and_stars_widen_their_tables() {
+        let c = sql_columns(
+            "WITH a AS (SELECT k, Speed FROM x JOIN v USING (vid)) SELECT * FROM a JOIN y USING (j) \
+             UNION ALL SELECT t.* FROM (SELECT * FROM z) t",
+        )
+        .expect("parses");
+        assert!(c.reads("x", "speed") && c.reads("x", "k") && !c.reads("x", "rpm"));
+        assert!(c.reads("v", "vid") && !c.reads("v", "other"));
+        // `SELECT * FROM a JOIN y`: y's every column; a is a CTE (its own
+        // list decides x's columns); z through a derived table.
+        assert!(c.reads("y", "anything") && c.reads("z", "anything"));
+        assert!(!c.reads("x", "anything"));
+    }
 
     #[test]
     fn finds_tables_and_skips_ctes() {

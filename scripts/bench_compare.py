@@ -1,0 +1,559 @@
+#!/usr/bin/env python3
+"""Comparison benchmark: the telematics silver + gold pipeline of `dag run`,
+computed in memory by another engine (DuckDB or Python polars) from the same
+bronze Delta tables.
+
+    bench_compare.py ENGINE LAKE_DIR DATA_DIR [--models DIR] [--write DIR]
+
+ENGINE is `duckdb` or `polars`. LAKE_DIR holds bronze/bronze_vehicle_telemetry
+and bronze/bronze_traffic_fines (bronze is append-only, so every *.parquet
+file under a table is live); DATA_DIR the reference CSVs. The gold queries
+are read from the models dir (default: models/telematics next to this
+script's folder) and run as written, but for one textual adaptation for
+DuckDB (see GOLD_ADAPT). Prints one JSON line: engine, versions, row counts
+per table, quarantine reasons and seconds per stage. --write DIR writes the
+silver and gold tables there as parquet (not timed) so results can be
+compared. See scripts/bench_compare.sh for how this differs from dag.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+# ---------------------------------------------------------------------------
+# The contract (shared/spec/telematics.md, models/telematics/silver/*.yml),
+# as data both engines build their cleaning from.
+# A field: (name, kind, required, range); kind is string | timestamp |
+# number | integer; range is (low, low_closed, high, high_closed), None for
+# an open end.
+
+TELEMETRY_FIELDS = [
+    ("event_id", "string", True, None),
+    ("vehicle_id", "string", True, None),
+    ("driver_id", "string", True, None),
+    ("event_time", "timestamp", True, None),
+    ("lat", "number", True, (-90, True, 90, True)),
+    ("lon", "number", True, (-180, True, 180, True)),
+    ("speed_kmh", "number", True, (0, True, 300, True)),
+    ("rpm", "integer", True, (0, True, 10000, True)),
+    ("gear", "integer", True, (0, True, 7, True)),
+    ("fuel_pct", "number", False, (0, True, 100, True)),
+]
+FINES_FIELDS = [
+    ("fine_id", "string", True, None),
+    ("vehicle_id", "string", True, None),
+    ("camera_id", "string", True, None),
+    ("issued_at", "timestamp", True, None),
+    ("speed_kmh", "number", True, (0, True, None, False)),
+    ("limit_kmh", "number", True, (0, True, None, False)),
+    ("amount_eur", "number", True, (0, False, 100000, True)),
+]
+# name -> (bronze table, fields, dedupe key, time field for event_date,
+#          field with the 5-minute future rule, fields with max 2 decimals)
+CLEAN = {
+    "silver_telemetry": (
+        "bronze_vehicle_telemetry", TELEMETRY_FIELDS, "event_id", "event_time",
+        "event_time", ()),
+    "silver_fines": (
+        "bronze_traffic_fines", FINES_FIELDS, "fine_id", "issued_at",
+        None, ("amount_eur",)),
+}
+INT_FIELDS = {"rpm", "gear"}          # silver type int
+DECIMAL_FIELDS = {"amount_eur"}       # silver type decimal(14,2)
+MAX_AHEAD_SECONDS = 300               # max_ahead_of_ingest: 5m
+DEDUPE_ORDER = ["ingested_at", "partition", "offset"]
+
+# Seeds: table -> (file, key, integer columns).
+SEEDS = {
+    "silver_car_colors": ("car_colors.csv", "color_id", ()),
+    "silver_car_models": ("car_models.csv", "model_id", ()),
+    "silver_drivers": ("drivers.csv", "driver_id", ()),
+    "silver_vehicles": ("vehicles.csv", "vehicle_id", ("model_year",)),
+}
+GOLD_ORDER = ["fact_telemetry", "fines_with_driver", "fact_fines", "dim_vehicle",
+              "dim_driver", "agg_driver_daily", "agg_alerts_15min"]
+GOLD = [g for g in GOLD_ORDER if g != "fines_with_driver"]
+
+# DuckDB cannot CAST a BIGINT (microseconds) to TIMESTAMP as polars SQL does:
+# the one textual adaptation, checked to apply exactly once.
+GOLD_ADAPT = {
+    ("duckdb", "agg_alerts_15min"): [
+        ("CAST(CAST(FLOOR(EXTRACT(EPOCH FROM t.event_time) / 900) AS BIGINT) * 900000000 AS TIMESTAMP)",
+         "make_timestamp(CAST(FLOOR(EXTRACT(EPOCH FROM t.event_time) / 900) AS BIGINT) * 900000000)"),
+    ],
+}
+
+# Unicode White_Space (what Rust's char::is_whitespace tests), as a regex
+# class both RE2 (DuckDB) and the regex crate (polars) read.
+WS_CLASS = (r"[\x{9}-\x{D}\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}"
+            r"\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]")
+# RFC 3339 with a required offset; hour <= 23, second <= 59; calendar
+# validity is left to the engine's date parser.
+RFC3339 = (r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]((?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])"
+           r"(?:\.([0-9]+))?(?:[Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))$")
+# The same for a rewrite to `date time.fraction[offset]`: digits beyond
+# microseconds outside group 3, the offset (none for Z: UTC) in group 4.
+RFC3339_TRUNC = (r"^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]((?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])"
+                 r"(?:\.([0-9]{1,6})[0-9]*)?(?:[Zz]|([+-](?:[01][0-9]|2[0-3]):[0-5][0-9]))$")
+
+
+def bronze_files(lake, table):
+    """Every parquet file of an append-only Delta table (not _delta_log)."""
+    root = Path(lake) / "bronze" / table
+    files = sorted(str(p) for p in root.rglob("*.parquet") if "_delta_log" not in p.parts)
+    if not files:
+        sys.exit(f"no parquet files under {root}")
+    return files
+
+
+def gold_sql(models, engine, name):
+    sql = (Path(models) / "gold" / f"{name}.sql").read_text()
+    for old, new in GOLD_ADAPT.get((engine, name), []):
+        if sql.count(old) != 1:
+            sys.exit(f"{name}.sql changed: cannot adapt it for {engine} ({old!r})")
+        sql = sql.replace(old, new)
+    return sql
+
+
+def range_parts(rng):
+    lo, lo_closed, hi, hi_closed = rng
+    parts = []
+    if lo is not None:
+        parts.append((">=" if lo_closed else ">", lo))
+    if hi is not None:
+        parts.append(("<=" if hi_closed else "<", hi))
+    return parts
+
+
+# ---------------------------------------------------------------------------
+# DuckDB
+
+def duckdb_clean_sql(bronze, fields, future_field, two_dec):
+    """One SELECT: per bronze row, its reason (NULL when valid) and the typed
+    fields. Inside: (1) the JSON checks and each field's JSON text
+    (json_transform parses the document once; JSON null and an absent key
+    both give NULL); (2) types, values and the reason. Costly checks sit in
+    CASE branches so only the rows needing them pay."""
+    structure = "{" + ", ".join(f'"{f[0]}": "JSON"' for f in fields) + "}"
+    present_known = " + ".join(f"(j.{f[0]} IS NOT NULL)::INT" for f in fields)
+    stage1 = rf"""
+WITH src AS (
+    SELECT "partition", "offset", ingested_at,
+           value IS NULL OR octet_length(value) = 0 AS is_empty,
+           CASE WHEN octet_length(value) > 0 THEN try(decode(value)) END AS txt
+    FROM {bronze}
+),
+obj AS (
+    SELECT *, CASE WHEN json_valid(txt) AND json_type(txt) = 'OBJECT' THEN txt END AS doc
+    FROM src
+),
+parsed AS (
+    SELECT *, json_transform(doc, '{structure}') AS j FROM obj
+)
+SELECT "partition", "offset", ingested_at, is_empty,
+    doc IS NOT NULL
+    -- DuckDB's reader accepts trailing commas and NaN/Infinity: reject them
+    -- outside string literals (a cheap test first, the exact one second)
+    AND CASE WHEN contains(doc, 'NaN') OR contains(doc, 'Infinity')
+                  OR regexp_matches(doc, ',[ \t\n\r]*[}}\]]')
+             THEN NOT regexp_matches(regexp_replace(doc, '"(?:[^"\\]|\\.)*"', '""', 'g'),
+                                     ',[ \t\n\r]*[}}\]]|NaN|Infinity')
+             ELSE TRUE END
+    -- duplicate top-level keys (DuckDB keeps the first): only a row with
+    -- more keys than contract fields with a non-null value can have one
+    AND CASE WHEN len(json_keys(doc)) = {present_known} THEN TRUE
+             ELSE len(list_distinct(json_keys(doc))) = len(json_keys(doc)) END AS json_ok,
+    {", ".join(f"j.{f[0]} AS v_{f[0]}" for f in fields)}
+FROM parsed
+"""
+    cols, checks = [], []
+    fast_ts = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+               r"(?:\.[0-9]{1,6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+    for name, kind, required, rng in fields:
+        v = f"v_{name}"
+        is_str = f"left({v}, 1) = '\"'"
+        is_num = f"(left({v}, 1) BETWEEN '0' AND '9' OR left({v}, 1) = '-')"
+        cols.append(f"{v} IS NULL AS absent_{name}")
+        cols.append(f"{is_str} AS is_str_{name}")
+        # the string's value: unescape only when there is an escape
+        s = f"CASE WHEN contains({v}, '\\') THEN {v}->>'$' ELSE {v}[2:-2] END"
+        cols.append(f"CASE WHEN {is_str} THEN {s} END AS s_{name}")
+        if kind in ("number", "integer"):
+            cols.append(f"{is_num} AS is_num_{name}")
+            cols.append(f"CASE WHEN {is_num} THEN TRY_CAST({v} AS DOUBLE) END AS n_{name}")
+        if name in two_dec:
+            cols.append(f"CASE WHEN {is_num} THEN TRY_CAST({v} AS DECIMAL(38, 10)) END AS d_{name}")
+    typed = []
+    for name, kind, required, rng in fields:
+        s = f"s_{name}"
+        # all-whitespace (Unicode White_Space); the regex only when the first
+        # character is not plain printable ASCII
+        typed.append(f"""CASE WHEN {s} IS NULL THEN FALSE WHEN {s} = '' THEN TRUE
+                 WHEN ascii({s}) > 32 AND ascii({s}) < 127 THEN FALSE
+                 ELSE regexp_full_match({s}, '{WS_CLASS}*') END AS blank_{name}""")
+        if kind == "timestamp":
+            # the common shape goes straight to DuckDB's cast (which checks
+            # the calendar); lower-case t/z and fractions beyond microseconds
+            # (truncated) are rewritten to `date time.fraction[offset]` first
+            canon = f"regexp_replace({s}, '{RFC3339_TRUNC}', " r"'\1 \2.\30\4')"
+            typed.append(f"""CASE WHEN regexp_full_match({s}, '{fast_ts}') THEN TRY_CAST({s} AS TIMESTAMPTZ)
+                 WHEN regexp_full_match({s}, '{RFC3339}') THEN TRY_CAST({canon} AS TIMESTAMPTZ)
+                 END AS ts_{name}""")
+    for name, kind, required, rng in fields:
+        absent = f"absent_{name}"
+        if required:
+            checks.append((f"{absent} OR blank_{name}", f"missing:{name}"))
+        if kind == "string":
+            checks.append((f"NOT is_str_{name}", f"type:{name}"))
+        elif kind == "timestamp":
+            checks.append((f"ts_{name} IS NULL", f"type:{name}"))
+            if name == future_field:
+                checks.append((f"ts_{name} > ingested_at + INTERVAL {MAX_AHEAD_SECONDS} SECOND",
+                               "future_event_time"))
+        else:
+            bad = [f"n_{name} IS NULL"]
+            if kind == "integer":
+                bad.append(f"n_{name} <> trunc(n_{name})")
+            if name in two_dec:
+                bad.append(f"d_{name} <> round(d_{name}, 2)")
+            checks.append((f"NOT {absent} AND ({' OR '.join(bad)})", f"type:{name}"))
+            if rng:
+                ok = " AND ".join(f"n_{name} {op} {v}" for op, v in range_parts(rng))
+                checks.append((f"NOT {absent} AND NOT ({ok})", f"range:{name}"))
+            # a value that is no finite double is a type error, after range
+            checks.append((f"NOT {absent} AND NOT isfinite(n_{name})", f"type:{name}"))
+    whens = "\n            ".join(f"WHEN {c} THEN '{r}'" for c, r in checks)
+    out = []
+    for name, kind, _, _ in fields:
+        if kind == "string":
+            out.append(f"s_{name} AS {name}")
+        elif kind == "timestamp":
+            out.append(f"ts_{name} AS {name}")
+        elif name in INT_FIELDS:
+            out.append(f"CAST(n_{name} AS INTEGER) AS {name}")
+        elif name in DECIMAL_FIELDS:
+            out.append(f"CAST(d_{name} AS DECIMAL(14, 2)) AS {name}")
+        else:
+            out.append(f"n_{name} AS {name}")
+    sep = ",\n        "
+    return f"""
+SELECT "partition", "offset", ingested_at,
+    CASE WHEN is_empty THEN 'empty_value'
+         WHEN NOT json_ok THEN 'malformed_json'
+            {whens}
+    END AS reason,
+    {", ".join(out)}
+FROM (
+    SELECT *, {sep.join(typed)}
+    FROM (
+        SELECT "partition", "offset", ingested_at, is_empty, json_ok, {sep.join(cols)}
+        FROM ({stage1})
+    )
+)
+"""
+
+
+def run_duckdb(lake, data, models):
+    import duckdb
+    con = duckdb.connect()
+
+    def q(sql, *params):
+        return con.execute(sql, list(params)).fetchall()
+
+    q("SET TimeZone = 'UTC'")
+    rows, reasons, t = {}, {}, {}
+    t0 = time.perf_counter()
+    for table in ("bronze_vehicle_telemetry", "bronze_traffic_fines"):
+        files = bronze_files(lake, table)
+        q(f"""CREATE TABLE {table} AS SELECT "partition", "offset", value, ingested_at
+              FROM read_parquet(?, hive_partitioning = false)""", files)
+        rows[table] = q(f"SELECT count(*) FROM {table}")[0][0]
+    t["read"] = time.perf_counter() - t0
+
+    for model, (bronze, fields, key, time_field, future, two_dec) in CLEAN.items():
+        q(f"CREATE TEMP TABLE {model}_parsed AS {duckdb_clean_sql(bronze, fields, future, two_dec)}")
+        order = ", ".join(f'"{c}"' for c in DEDUPE_ORDER)
+        q(f"""CREATE TABLE {model} AS
+              SELECT {', '.join(f[0] for f in fields)}, CAST({time_field} AS DATE) AS event_date
+              FROM {model}_parsed WHERE reason IS NULL
+              QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1""")
+        quarantine = model.replace("silver_", "quarantine_")
+        reasons[quarantine] = dict(q(f"""SELECT reason, count(*) FROM {model}_parsed
+                                         WHERE reason IS NOT NULL GROUP BY reason ORDER BY 2 DESC"""))
+        rows[model] = q(f"SELECT count(*) FROM {model}")[0][0]
+        rows[quarantine] = sum(reasons[quarantine].values())
+        rows[model.replace("silver_", "duplicates_")] = (
+            q(f"SELECT count(*) FROM {model}_parsed WHERE reason IS NULL")[0][0] - rows[model])
+        q(f"DROP TABLE {model}_parsed")
+        q(f"DROP TABLE {bronze}")
+
+    for seed, (file, key, ints) in SEEDS.items():
+        path = str(Path(data) / file)
+        q(f"CREATE TABLE {seed}_raw AS SELECT * FROM read_csv(?, header = true, all_varchar = true)", path)
+        dup = q(f"SELECT {key}, count(*) FROM {seed}_raw GROUP BY 1 HAVING count(*) > 1 LIMIT 1")
+        if dup:
+            sys.exit(f"{file}: repeated key {dup[0][0]!r}")
+        cols = [r[0] for r in q(f"DESCRIBE {seed}_raw")]
+        sel = ", ".join(f"CAST({c} AS INTEGER) AS {c}" if c in ints else c for c in cols)
+        q(f"CREATE TABLE {seed} AS SELECT {sel} FROM {seed}_raw")
+        rows[seed] = q(f"SELECT count(*) FROM {seed}")[0][0]
+    t["read_clean"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    for name in GOLD_ORDER:
+        if name == "fines_with_driver":
+            # fact_fines.yml `asof`: the driver of the vehicle's latest event at
+            # or before issued_at; ties on event_time: greatest event_id.
+            q("""CREATE TABLE fines_with_driver AS
+                 SELECT f.*, t.driver_id
+                 FROM silver_fines f
+                 ASOF LEFT JOIN (
+                     SELECT vehicle_id, event_time, arg_max(driver_id, event_id) AS driver_id
+                     FROM fact_telemetry GROUP BY vehicle_id, event_time
+                 ) t ON f.vehicle_id = t.vehicle_id AND t.event_time <= f.issued_at""")
+        else:
+            q(f"CREATE TABLE {name} AS {gold_sql(models, 'duckdb', name)}")
+            rows[name] = q(f"SELECT count(*) FROM {name}")[0][0]
+    t["gold"] = time.perf_counter() - t1
+    t["total"] = time.perf_counter() - t0
+
+    def write(out_dir):
+        for name in ["silver_telemetry", "silver_fines"] + GOLD:
+            q(f"COPY {name} TO '{Path(out_dir) / (name + '.parquet')}' (FORMAT parquet)")
+
+    return rows, reasons, t, write, {"duckdb": duckdb.__version__}
+
+
+# ---------------------------------------------------------------------------
+# polars
+
+def polars_text(values):
+    """Binary -> UTF-8 text, NULL where the bytes are not UTF-8 (polars has no
+    per-row checked cast: the whole-column cast fails on one bad row, so the
+    fallback decodes row by row in Python)."""
+    import polars as pl
+    try:
+        return values.cast(pl.String)
+    except Exception:
+        def dec(b):
+            try:
+                return b.decode("utf-8")
+            except (UnicodeDecodeError, AttributeError):
+                return None
+        return pl.Series(values.name, [dec(b) for b in values.to_list()], dtype=pl.String)
+
+
+def polars_clean(df, fields, future_field, two_dec):
+    """Every bronze row with its reason (null when valid) and typed columns."""
+    import re
+    import polars as pl
+    txt = pl.col("txt")
+    jws = "[ \t\n\r]*"
+    # strict RFC 8259 (serde_json): null on malformed text; it re-serializes
+    # the object and keeps the last of duplicate keys, so a duplicate at any
+    # depth shows as fewer `"key":` than the original has.
+    reser = txt.str.json_path_match("$")
+    key_colon = '"' + jws + ":"
+    json_ok = (reser.is_not_null()
+               & txt.str.strip_chars_start(" \t\n\r").str.starts_with("{")
+               & (reser.str.count_matches(key_colon) >= txt.str.count_matches(key_colon)))
+    exprs = [json_ok.alias("json_ok")]
+    for name, kind, _, _ in fields:
+        # the raw token of the key (first occurrence; keys are unique here)
+        exprs.append(txt.str.extract(
+            "[{,]" + jws + '"' + re.escape(name) + '"' + jws + ":" + jws
+            + r'("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false|null|\{|\[)', 1).alias(f"k_{name}"))
+    df = df.with_columns(
+        txt=polars_text(df["value"]),
+        is_empty=pl.col("value").is_null() | (pl.col("value").bin.size() == 0),
+    ).lazy().with_columns(exprs)
+
+    cols, checks = [], []
+    for name, kind, required, rng in fields:
+        tok = pl.col(f"k_{name}")
+        is_str = tok.str.starts_with('"')
+        is_num = tok.str.contains(r"^-?[0-9]")
+        s = pl.when(is_str).then(tok.str.json_path_match("$"))
+        cols += [is_str.alias(f"is_str_{name}"), is_num.alias(f"is_num_{name}"), s.alias(f"s_{name}")]
+        if kind in ("number", "integer"):
+            cols.append(pl.when(is_num).then(tok.cast(pl.Float64, strict=False)).alias(f"n_{name}"))
+            # decimal places of the token's exact value: fraction digits
+            # (trailing zeros dropped) minus the exponent
+            frac = tok.str.extract(r"\.([0-9]+)", 1).str.strip_chars_end("0").str.len_chars().fill_null(0)
+            exp = tok.str.extract(r"[eE]([+-]?[0-9]+)", 1).cast(pl.Int64, strict=False).fill_null(0)
+            cols.append((frac.cast(pl.Int64) - exp).clip(lower_bound=0).alias(f"places_{name}"))
+    df = df.with_columns(cols)
+
+    ts_cols = []
+    for name, kind, _, _ in fields:
+        if kind != "timestamp":
+            continue
+        p = pl.col(f"s_{name}").str.extract_groups(
+            RFC3339.replace("([0-9]{4}", "(?P<d>[0-9]{4}", 1)
+            .replace("((?:[01]", "(?P<t>(?:[01]", 1)
+            .replace(r"(?:\.([0-9]+))", r"(?:\.(?P<f>[0-9]+))", 1)
+            .replace("([+-])([01][0-9]|2[0-3]):([0-5][0-9])",
+                     "(?P<sg>[+-])(?P<oh>[01][0-9]|2[0-3]):(?P<om>[0-5][0-9])", 1))
+        local = pl.concat_str([p.struct.field("d"), pl.lit(" "), p.struct.field("t")]).str.strptime(
+            pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False)
+        micros = p.struct.field("f").str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64).fill_null(0)
+        sign = pl.when(p.struct.field("sg") == "-").then(-1).otherwise(1)
+        off = sign * (p.struct.field("oh").cast(pl.Int64).fill_null(0) * 60
+                      + p.struct.field("om").cast(pl.Int64).fill_null(0))
+        ts_cols.append((local + pl.duration(microseconds=micros) - pl.duration(minutes=off))
+                       .dt.replace_time_zone("UTC").alias(f"ts_{name}"))
+    df = df.with_columns(ts_cols)
+
+    for name, kind, required, rng in fields:
+        tok = pl.col(f"k_{name}")
+        is_str, n = pl.col(f"is_str_{name}"), pl.col(f"n_{name}")
+        absent = tok.is_null() | (tok == "null")
+        present = ~absent
+        if required:
+            blank = is_str & pl.col(f"s_{name}").str.contains("^" + WS_CLASS + "*$")
+            checks.append((absent | blank, f"missing:{name}"))
+        if kind == "string":
+            checks.append((~is_str, f"type:{name}"))
+        elif kind == "timestamp":
+            checks.append((~is_str | pl.col(f"ts_{name}").is_null(), f"type:{name}"))
+            if name == future_field:
+                checks.append((pl.col(f"ts_{name}") > pl.col("ingested_at")
+                               + pl.duration(seconds=MAX_AHEAD_SECONDS), "future_event_time"))
+        else:
+            bad = ~pl.col(f"is_num_{name}") | n.is_null()
+            if kind == "integer":
+                bad = bad | (pl.col(f"places_{name}") > 0)
+            if name in two_dec:
+                bad = bad | (pl.col(f"places_{name}") > 2)
+            checks.append((present & bad, f"type:{name}"))
+            if rng:
+                ok = pl.lit(True)
+                for op, v in range_parts(rng):
+                    ok = ok & {">=": n >= v, ">": n > v, "<=": n <= v, "<": n < v}[op]
+                checks.append((present & ~ok, f"range:{name}"))
+            checks.append((present & ~n.is_finite(), f"type:{name}"))
+    reason = pl.when(pl.col("is_empty")).then(pl.lit("empty_value")).when(
+        ~pl.col("json_ok")).then(pl.lit("malformed_json"))
+    for cond, r in checks:
+        reason = reason.when(cond).then(pl.lit(r))
+    return df.with_columns(reason.otherwise(pl.lit(None, dtype=pl.String)).alias("reason"))
+
+
+def run_polars(lake, data, models):
+    import polars as pl
+    rows, reasons, t, tables = {}, {}, {}, {}
+    t0 = time.perf_counter()
+    bronze = {}
+    for table in ("bronze_vehicle_telemetry", "bronze_traffic_fines"):
+        bronze[table] = pl.read_parquet(
+            bronze_files(lake, table), columns=["partition", "offset", "value", "ingested_at"],
+            hive_partitioning=False,
+        ).with_columns(pl.col("ingested_at").cast(pl.Datetime("us", "UTC")))
+        rows[table] = bronze[table].height
+    t["read"] = time.perf_counter() - t0
+
+    for model, (btable, fields, key, time_field, future, two_dec) in CLEAN.items():
+        parsed = polars_clean(bronze.pop(btable), fields, future, two_dec)
+        out = []
+        for name, kind, _, _ in fields:
+            if kind == "string":
+                out.append(pl.col(f"s_{name}").alias(name))
+            elif kind == "timestamp":
+                out.append(pl.col(f"ts_{name}").alias(name))
+            elif name in INT_FIELDS:
+                out.append(pl.col(f"n_{name}").cast(pl.Int32).alias(name))
+            elif name in DECIMAL_FIELDS:
+                out.append(pl.col(f"k_{name}").str.to_decimal(scale=2).cast(pl.Decimal(14, 2)).alias(name))
+            else:
+                out.append(pl.col(f"n_{name}").alias(name))
+        parsed = parsed.select(out + [pl.col(c) for c in DEDUPE_ORDER] + [pl.col("reason")]).collect()
+        valid = parsed.filter(pl.col("reason").is_null())
+        silver = (valid.sort(DEDUPE_ORDER, maintain_order=True)
+                  .unique(subset=[key], keep="first", maintain_order=True)
+                  .select([f[0] for f in fields])
+                  .with_columns(pl.col(time_field).dt.date().alias("event_date")))
+        tables[model] = silver
+        quarantine = model.replace("silver_", "quarantine_")
+        counts = parsed.filter(pl.col("reason").is_not_null())["reason"].value_counts(sort=True)
+        reasons[quarantine] = dict(zip(counts["reason"].to_list(), counts["count"].to_list()))
+        rows[model] = silver.height
+        rows[quarantine] = sum(reasons[quarantine].values())
+        rows[model.replace("silver_", "duplicates_")] = valid.height - silver.height
+        del parsed, valid
+
+    for seed, (file, key, ints) in SEEDS.items():
+        df = pl.read_csv(Path(data) / file, infer_schema=False)
+        dup = df.filter(pl.col(key).is_duplicated())
+        if dup.height:
+            sys.exit(f"{file}: repeated key {dup[key][0]!r}")
+        tables[seed] = df.with_columns([pl.col(c).cast(pl.Int32) for c in ints])
+        rows[seed] = tables[seed].height
+    t["read_clean"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    ctx = pl.SQLContext(frames=tables)
+    for name in GOLD_ORDER:
+        if name == "fines_with_driver":
+            # fact_fines.yml `asof`: the driver of the vehicle's latest event at
+            # or before issued_at; ties on event_time: greatest event_id.
+            right = (tables["fact_telemetry"].lazy()
+                     .select("vehicle_id", "event_time", "event_id", "driver_id")
+                     .sort("event_id", descending=True)
+                     .unique(subset=["vehicle_id", "event_time"], keep="first")
+                     .select("vehicle_id", "event_time", "driver_id")
+                     .sort("event_time"))
+            out = (tables["silver_fines"].lazy().sort("issued_at")
+                   .join_asof(right, left_on="issued_at", right_on="event_time",
+                              by="vehicle_id", strategy="backward")
+                   .drop("event_time").collect())
+        else:
+            out = ctx.execute(gold_sql(models, "polars", name), eager=True)
+            rows[name] = out.height
+        tables[name] = out
+        ctx.register(name, out)
+    t["gold"] = time.perf_counter() - t1
+    t["total"] = time.perf_counter() - t0
+
+    def write(out_dir):
+        for name in ["silver_telemetry", "silver_fines"] + GOLD:
+            tables[name].write_parquet(Path(out_dir) / f"{name}.parquet")
+
+    return rows, reasons, t, write, {"polars": pl.__version__}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("engine", choices=["duckdb", "polars"])
+    ap.add_argument("lake")
+    ap.add_argument("data")
+    ap.add_argument("--models", default=str(Path(__file__).resolve().parent.parent / "models" / "telematics"))
+    ap.add_argument("--write", metavar="DIR", help="write silver and gold tables here as parquet")
+    a = ap.parse_args()
+    run = run_duckdb if a.engine == "duckdb" else run_polars
+    rows, reasons, t, write, versions = run(a.lake, a.data, a.models)
+    result = {
+        "engine": a.engine,
+        "versions": versions,
+        "rows": rows,
+        "quarantine_reasons": reasons,
+        "seconds": {
+            "read": round(t["read"], 3),
+            "read_clean": round(t["read_clean"], 3),
+            "gold": round(t["gold"], 3),
+            "total": round(t["total"], 3),
+        },
+    }
+    if a.write:
+        os.makedirs(a.write, exist_ok=True)
+        t2 = time.perf_counter()
+        write(a.write)
+        result["seconds"]["write"] = round(time.perf_counter() - t2, 3)
+        result["written_to"] = a.write
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
