@@ -61,9 +61,12 @@ async fn main() -> anyhow::Result<()> {
             for r in chunk.iter().filter(|r| &r.topic == topic) {
                 let key = r.key.as_deref();
                 // FNV-1a of the key, like a partitioner: one vehicle, one partition.
-                let h = key.unwrap_or_default().iter().fold(0xcbf29ce484222325u64, |h, c| {
-                    (h ^ *c as u64).wrapping_mul(0x100000001b3)
-                });
+                let h = key
+                    .unwrap_or_default()
+                    .iter()
+                    .fold(0xcbf29ce484222325u64, |h, c| {
+                        (h ^ *c as u64).wrapping_mul(0x100000001b3)
+                    });
                 let p = (h % parts as u64) as i32;
                 let off = offsets.entry((topic.clone(), p)).or_insert(0);
                 b.push(

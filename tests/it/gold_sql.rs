@@ -14,7 +14,7 @@ fn run(model: &str, inputs: &[(&str, DataFrame)]) -> DataFrame {
     let p = Pipeline::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/telematics"))
         .expect("pipeline");
     let m = p.model(model).expect("model");
-    let Source::Sql { sql, asof } = &m.source else {
+    let Source::Sql { sql, asof, .. } = &m.source else {
         panic!("{model} is not SQL")
     };
     let frames: BTreeMap<String, DataFrame> = inputs

@@ -363,3 +363,33 @@ fn all_problems_are_reported_at_once() {
     );
     assert!(lines[2].contains("unknown folder `extra`"), "{err}");
 }
+
+#[test]
+fn a_scope_is_checked_against_the_model_and_its_inputs() {
+    let files = [
+        (
+            "silver/s.yml",
+            "kind: seed\nfile: s.csv\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n  - {name: d, type: date}\n",
+        ),
+        (
+            "silver/t.yml",
+            "kind: seed\nfile: t.csv\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n",
+        ),
+        (
+            "gold/a.yml",
+            "kind: sql\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n  - {name: d, type: date}\nscope:\n  s: {k: k, d: dd}\n  t: {k: k}\n  u: {kk: k}\n",
+        ),
+        ("gold/a.sql", "SELECT s.k, s.d FROM s JOIN t ON t.k = s.k"),
+    ];
+    let (err, _) = load_err(&files);
+    for want in [
+        "`scope` needs `materialized: incremental`",
+        "model `s` has no column `dd`",
+        "every input must map the same output columns",
+        "`scope` names `u`, which the model's query does not read",
+        "`scope.u` names output column `kk`, which the model does not declare",
+        "gold/a.yml:7:3: ",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

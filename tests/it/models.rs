@@ -28,6 +28,20 @@ const TELEMETRY: &str = "vehicle-telemetry";
 const FINES: &str = "traffic-fines";
 
 /// A project folder using the repo's pipeline and data, with its own lake.
+/// The `in` count `dag run` printed for `model`.
+fn rows_in(out: &str, model: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(model))
+        .unwrap_or_else(|| panic!("no line for {model} in:\n{out}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "in")
+        .expect("an `in` count");
+    words[at + 1].parse().expect("a number")
+}
+
 struct Lake {
     dir: tempfile::TempDir,
     /// Next offset per (topic, partition).
@@ -267,9 +281,26 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
             .expect("t")
             .with_timezone(&Utc)
             + TimeDelta::days(1);
+        let silver_before = if step > 0 {
+            lake.table("silver_telemetry").await.height() as u64
+        } else {
+            0
+        };
         lake.add(&records, ingested).await;
         let out = lake.run(&[]);
         assert!(out.contains("silver_telemetry"), "{out}");
+        if step > 0 {
+            // Scoped incremental runs: the fact reads only the events silver
+            // gained; the aggregates read only the facts of affected
+            // (driver, day) rows and windows, never a full recompute.
+            let gained = lake.table("silver_telemetry").await.height() as u64 - silver_before;
+            assert_eq!(rows_in(&out, "fact_telemetry"), gained, "{out}");
+            let facts = lake.table("fact_telemetry").await.height() as u64;
+            for m in ["agg_driver_daily", "agg_alerts_15min"] {
+                assert!(rows_in(&out, m) < facts, "{m} read every fact:\n{out}");
+            }
+            assert!(!out.contains("full recompute"), "{out}");
+        }
 
         // The invariant: every bronze row is in exactly one of silver, the
         // duplicates (simulated re-sends of valid messages) or quarantine.

@@ -250,10 +250,17 @@ fn integer_order(rows: &DataFrame, order: &[String]) -> Result<Option<Vec<IdxSiz
     if order.len() > 3 {
         return Ok(None);
     }
-    let mut keys: Vec<([i64; 3], IdxSize)> = (0..rows.height() as IdxSize).map(|i| ([0; 3], i)).collect();
+    let mut keys: Vec<([i64; 3], IdxSize)> =
+        (0..rows.height() as IdxSize).map(|i| ([0; 3], i)).collect();
     for (k, name) in order.iter().enumerate() {
-        let column = rows.column(name)?.as_materialized_series().to_physical_repr();
-        if !column.dtype().is_integer() || column.null_count() > 0 || column.dtype() == &DataType::UInt64 {
+        let column = rows
+            .column(name)?
+            .as_materialized_series()
+            .to_physical_repr();
+        if !column.dtype().is_integer()
+            || column.null_count() > 0
+            || column.dtype() == &DataType::UInt64
+        {
             return Ok(None);
         }
         let column = column.cast(&DataType::Int64)?;
@@ -327,7 +334,10 @@ pub fn check_rows(
             .map(|h| h.join().expect("a row-checking thread panicked"))
             .collect()
     });
-    let mut valid = finish(fields, fields.iter().map(|f| CellBuilder::new(f.column)).collect())?;
+    let mut valid = finish(
+        fields,
+        fields.iter().map(|f| CellBuilder::new(f.column)).collect(),
+    )?;
     let mut rejected: Vec<IdxSize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
     for part in parts {

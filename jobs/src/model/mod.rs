@@ -18,6 +18,7 @@
 pub mod bridge;
 pub mod clean;
 pub mod json;
+pub mod scope;
 pub mod seed;
 pub mod sql;
 pub mod table;
@@ -167,7 +168,9 @@ pub async fn run_model(
     let mut report = match &model.source {
         Source::Clean { .. } => clean::run(model, catalog, settings).await?,
         Source::Seed { file } => seed::run(model, file, catalog, settings).await?,
-        Source::Sql { sql, asof } => sql::run(model, sql, asof, catalog, settings).await?,
+        Source::Sql { sql, asof, scope } => {
+            sql::run(model, sql, asof, scope, catalog, settings).await?
+        }
         Source::Kafka { .. } | Source::Quarantine { .. } => {
             return Err(ModelError::Input(format!(
                 "`{name}` is a {}: it is written by {}, not run",

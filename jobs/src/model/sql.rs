@@ -1,13 +1,17 @@
 //! SQL models: a SELECT in polars SQL over other models, plus the as-of
 //! joins a model declares (made available to its query by name).
 //!
-//! Inputs are read whole and the query recomputes the model; the
-//! materialization then writes only what changed (see [`super::write`]).
+//! Inputs are read whole (only the columns the query names) and the query
+//! recomputes the model, unless the model declares a `scope`: then an
+//! incremental run reads and recomputes only the affected rows (see
+//! [`super::scope`]). The materialization writes only what changed (see
+//! [`super::write`]).
 //! A model whose inputs all sit at the versions its last commit recorded
 //! is skipped without writing.
 
+use super::scope::{self, Plan};
 use super::{Catalog, ModelError, ModelReport, Settings, write};
-use crate::spec::{AsofJoin, Materialization, Model, sql_columns, sql_relations};
+use crate::spec::{AsofJoin, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +20,7 @@ pub async fn run(
     model: &Model,
     sql: &str,
     asof: &[AsofJoin],
+    scope: &[ScopeInput],
     catalog: &Catalog,
     s: &Settings,
 ) -> Result<ModelReport, ModelError> {
@@ -38,6 +43,27 @@ pub async fn run(
         return Ok(report);
     }
     let started = std::time::Instant::now();
+    let incremental = model.materialized == Materialization::Incremental && !s.full_refresh;
+    let plan = if !incremental || scope.is_empty() || out.files().await?.is_empty() {
+        Plan::Full(String::new())
+    } else {
+        scope::plan(scope, &tables, &out, catalog).await?
+    };
+    let scoped = match plan {
+        Plan::Nothing => {
+            // Commits without data changes upstream: nothing to recompute.
+            report.version = Some(out.commit(Vec::new(), &[], &versions, false).await?);
+            report.note = Some("no input rows changed".into());
+            return Ok(report);
+        }
+        Plan::Full(why) => {
+            if !why.is_empty() {
+                report.note = Some(format!("full recompute: {why}"));
+            }
+            None
+        }
+        Plan::Scoped(scoped) => Some(scoped),
+    };
     let needed = columns_read(model, sql, asof)?;
     let mut frames = BTreeMap::new();
     for (name, t) in &tables {
@@ -52,20 +78,42 @@ pub async fn run(
             // Only counted (`COUNT(*)`): one column gives the row count.
             cols.extend(t.schema().fields().first().map(|f| f.name().as_str()));
         }
-        let df = t.read_all(Some(&cols)).await?;
+        let mapped = scope.iter().find(|m| &m.input == name);
+        let df = match (&scoped, mapped) {
+            (Some(sc), Some(mapping)) => {
+                let files = sc.files.get(name).map(Vec::as_slice).unwrap_or_default();
+                scope::read_in_scope(t, files, &cols, mapping, &sc.affected).await?
+            }
+            _ => t.read_all(Some(&cols)).await?,
+        };
         report.rows_in += df.height() as u64;
         frames.insert(name.clone(), df);
     }
     let read = started.elapsed().as_secs_f64();
-    let result = execute(model, sql, asof, &frames)?;
+    let mut result = execute(model, sql, asof, &frames)?;
     let executed = started.elapsed().as_secs_f64();
     let how = if s.full_refresh {
         Materialization::Table
     } else {
         model.materialized
     };
-    let written = write::write(&mut out, result, how, &model.unique_key, &versions).await?;
-    tracing::debug!(model = %model.name, read, executed, written = started.elapsed().as_secs_f64(), "sql model");
+    let affected = match &scoped {
+        Some(sc) => {
+            result = scope::restrict(result, &sc.affected)?;
+            Some(&sc.affected)
+        }
+        None => None,
+    };
+    let written = write::write(
+        &mut out,
+        result,
+        how,
+        &model.unique_key,
+        &versions,
+        affected,
+    )
+    .await?;
+    tracing::debug!(model = %model.name, read, executed, written = started.elapsed().as_secs_f64(), scoped = scoped.is_some(), "sql model");
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
     Ok(report)
@@ -79,12 +127,14 @@ fn columns_read<'a>(
     sql: &str,
     asof: &'a [AsofJoin],
 ) -> Result<impl Fn(&str, &str) -> bool + 'a, ModelError> {
-    let used = sql_columns(sql).map_err(|e| ModelError::Input(format!("model {}: {e}", model.name)))?;
+    let used =
+        sql_columns(sql).map_err(|e| ModelError::Input(format!("model {}: {e}", model.name)))?;
     Ok(move |table: &str, column: &str| {
         used.reads(table, column)
             || asof.iter().any(|a| {
                 let side_keys = a.by.iter().any(|b| b == column)
-                    || (table == a.left && (column == a.left_on || used.wildcard_tables.contains(&a.name)))
+                    || (table == a.left
+                        && (column == a.left_on || used.wildcard_tables.contains(&a.name)))
                     || (table == a.right
                         && (column == a.right_on
                             || a.tie_break.as_deref() == Some(column)

@@ -163,6 +163,11 @@ impl ModelTable {
         Ok(())
     }
 
+    /// The table's partition columns.
+    pub fn partition_by(&self) -> &[String] {
+        &self.partition_by
+    }
+
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
@@ -306,7 +311,9 @@ impl ModelTable {
         }
         let mut adds = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            adds.extend(done.map_err(|e| TableError::Schema(format!("{}: writer task: {e}", self.name)))??);
+            adds.extend(
+                done.map_err(|e| TableError::Schema(format!("{}: writer task: {e}", self.name)))??,
+            );
         }
         // Files in a stable order (join order is arbitrary).
         adds.sort_by(|a, b| a.path.cmp(&b.path));

@@ -325,7 +325,12 @@ impl<'r> RowChecker<'r> {
                 .iter()
                 .position(|(k, _)| k == &rule.name)
                 .map(|at| members.swap_remove(at).1);
-            cells.push(check_field(rule, range.as_ref(), value, ingested_at_micros)?);
+            cells.push(check_field(
+                rule,
+                range.as_ref(),
+                value,
+                ingested_at_micros,
+            )?);
         }
         Ok(cells)
     }

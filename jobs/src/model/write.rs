@@ -34,6 +34,7 @@ pub async fn write(
     how: Materialization,
     unique_key: &[String],
     txns: &BTreeMap<String, i64>,
+    scope: Option<&DataFrame>,
 ) -> Result<Written, ModelError> {
     match how {
         Materialization::Table => overwrite(table, &result, txns).await,
@@ -42,7 +43,7 @@ pub async fn write(
             "{}: incremental needs a unique_key",
             table.name
         ))),
-        Materialization::Incremental => merge(table, result, unique_key, txns).await,
+        Materialization::Incremental => merge(table, result, unique_key, txns, scope).await,
     }
 }
 
@@ -83,11 +84,16 @@ async fn append(
     })
 }
 
+/// `scope`: when set, `result` holds exactly the rows of these scope values
+/// (columns named as the table's), and only table rows with these values
+/// are compared, replaced or deleted; files that cannot hold them (other
+/// partitions) are not read.
 async fn merge(
     table: &mut ModelTable,
     result: DataFrame,
     unique_key: &[String],
     txns: &BTreeMap<String, i64>,
+    scope: Option<&DataFrame>,
 ) -> Result<Written, ModelError> {
     let columns: Vec<String> = table
         .schema()
@@ -96,7 +102,16 @@ async fn merge(
         .map(|f| f.name().clone())
         .collect();
     let result = result.select(columns.iter().map(String::as_str))?;
-    let files = table.files().await?;
+    let mut files = table.files().await?;
+    if let Some(affected) = scope {
+        let by_partition: Vec<(String, String)> = table
+            .partition_by()
+            .iter()
+            .filter(|p| affected.column(p).is_ok())
+            .map(|p| (p.clone(), p.clone()))
+            .collect();
+        files = super::scope::prune(files, &by_partition, affected)?;
+    }
     if files.is_empty() {
         let version = insert(table, &result, &[], txns).await?;
         return Ok(Written {
@@ -119,9 +134,25 @@ async fn merge(
     }
     // Rows new or different (every column compared, nulls equal).
     let changed = anti_join(result.clone(), existing.clone(), &columns)?;
-    // Keys the result no longer has.
+    // Keys the result no longer has (in scope: the rows outside it are
+    // not this result's to delete).
+    let in_scope = match scope {
+        Some(affected) if existing.width() > 0 => {
+            let keys: Vec<String> = affected
+                .get_column_names()
+                .iter()
+                .map(|c| c.to_string())
+                .collect();
+            semi_join(
+                existing.clone(),
+                super::scope::conform_to(affected, &existing)?,
+                &keys,
+            )?
+        }
+        _ => existing.clone(),
+    };
     let gone = anti_join(
-        existing.select(unique_key.iter().map(String::as_str))?,
+        in_scope.select(unique_key.iter().map(String::as_str))?,
         result.select(unique_key.iter().map(String::as_str))?,
         unique_key,
     )?;

@@ -55,6 +55,7 @@ struct RawModel {
     derive: Option<S<Vec<RawDerive>>>,
     file: Option<S<String>>,
     asof: Option<S<Vec<RawAsof>>>,
+    scope: Option<S<BTreeMap<String, BTreeMap<String, String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +240,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
             "tests",
             "warehouse",
             "asof",
+            "scope",
         ],
         _ => &COMMON,
     }
@@ -398,7 +400,7 @@ pub fn parse_model_file(
 
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
-    let present: [(&str, Option<&serde_saphyr::Location>); 17] = [
+    let present: [(&str, Option<&serde_saphyr::Location>); 18] = [
         (
             "description",
             raw.description.as_ref().map(|s| &s.referenced),
@@ -425,6 +427,7 @@ pub fn parse_model_file(
         ("derive", raw.derive.as_ref().map(|s| &s.referenced)),
         ("file", raw.file.as_ref().map(|s| &s.referenced)),
         ("asof", raw.asof.as_ref().map(|s| &s.referenced)),
+        ("scope", raw.scope.as_ref().map(|s| &s.referenced)),
     ];
     for (key, loc) in present {
         if let Some(loc) = loc
@@ -614,6 +617,7 @@ pub fn parse_model_file(
                 Source::Sql {
                     sql: String::new(),
                     asof: vec![],
+                    scope: vec![],
                 }
             }
             Some((sql_path, sql_text)) => {
@@ -632,9 +636,19 @@ pub fn parse_model_file(
                         }
                     }
                 }
+                let scope = parse_scope(
+                    path,
+                    &raw,
+                    &mut diags,
+                    &col_names,
+                    &inputs,
+                    &asof,
+                    &mut foreign_columns,
+                );
                 Source::Sql {
                     sql: sql_text.to_string(),
                     asof,
+                    scope,
                 }
             }
         },
@@ -958,6 +972,75 @@ fn parse_clean(
         dedupe,
         derive,
     }
+}
+
+/// The `scope` block of an incremental SQL model: input -> {output column:
+/// SQL expression over the input}. Every input maps the same output
+/// columns; a bare column name is checked against the input's columns.
+#[allow(clippy::too_many_arguments)]
+fn parse_scope(
+    path: &Path,
+    raw: &RawModel,
+    diags: &mut Diagnostics,
+    columns: &[&str],
+    inputs: &[Reference],
+    asof: &[AsofJoin],
+    foreign_columns: &mut Vec<(String, String, Pos)>,
+) -> Vec<ScopeInput> {
+    let Some(block) = &raw.scope else {
+        return vec![];
+    };
+    let pos = Pos::at(path, &block.referenced);
+    if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
+        diags.push(pos.clone(), "`scope` needs `materialized: incremental`");
+    }
+    let mut first: Option<Vec<&String>> = None;
+    let mut out = Vec::new();
+    for (input, map) in &block.value {
+        let reads = inputs.iter().any(|r| &r.model == input)
+            || asof.iter().any(|a| &a.left == input || &a.right == input);
+        if !reads {
+            diags.push(
+                pos.clone(),
+                format!("`scope` names `{input}`, which the model's query does not read"),
+            );
+        }
+        let outs: Vec<&String> = map.keys().collect();
+        if map.is_empty() {
+            diags.push(pos.clone(), format!("`scope.{input}` maps no column"));
+        }
+        for c in &outs {
+            if !columns.contains(&c.as_str()) {
+                diags.push(
+                    pos.clone(),
+                    format!(
+                        "`scope.{input}` names output column `{c}`, which the model does not declare{}",
+                        did_you_mean(c, columns.iter().copied())
+                    ),
+                );
+            }
+        }
+        match &first {
+            Some(f) if *f != outs => diags.push(
+                pos.clone(),
+                format!(
+                    "`scope.{input}` maps columns {outs:?}; every input must map the same output columns ({f:?})"
+                ),
+            ),
+            Some(_) => {}
+            None => first = Some(outs),
+        }
+        for expr in map.values() {
+            if is_identifier(expr) {
+                foreign_columns.push((input.clone(), expr.clone(), pos.clone()));
+            }
+        }
+        out.push(ScopeInput {
+            input: input.clone(),
+            columns: map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        });
+    }
+    out
 }
 
 fn parse_asof(

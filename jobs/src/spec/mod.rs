@@ -237,6 +237,20 @@ pub struct AsofJoin {
     pub select: Vec<String>,
 }
 
+/// For an incremental SQL model, how the changed rows of one input name the
+/// output rows they can affect: each scope column of the output is a SQL
+/// expression over the input's row. An incremental run recomputes only the
+/// output rows whose scope values some changed input row has, from the
+/// input rows with those values. Valid when every output row depends only
+/// on input rows with its own scope values (a group by, a per-row
+/// transform); see models/README.md.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScopeInput {
+    pub input: String,
+    /// (output column, SQL expression over the input), in output-column order.
+    pub columns: Vec<(String, String)>,
+}
+
 /// Where a model's rows come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -259,6 +273,9 @@ pub enum Source {
         /// The query text, from `<name>.sql`.
         sql: String,
         asof: Vec<AsofJoin>,
+        /// How an incremental run finds the output rows to recompute (empty:
+        /// the query runs over whole inputs).
+        scope: Vec<ScopeInput>,
     },
 }
 

@@ -1,0 +1,284 @@
+//! Incremental scope: which output rows of a SQL model a run recomputes,
+//! and which input rows it reads to do so.
+//!
+//! A model's `scope` maps each input to the output's scope columns (SQL
+//! expressions over the input's rows). The rows an input gained or lost
+//! since the version the model last consumed (the data files its commits
+//! added and removed) give the affected scope values; the query then runs
+//! over only the input rows with those values, and the merge replaces only
+//! the output rows with those values. Removed rows count as much as added
+//! ones: an update that moves a row from one scope to another affects both.
+//!
+//! Falls back to a full recompute, and says why, when that cannot be
+//! exact: an input never consumed, an input that changed but has no
+//! mapping, or a removed file that is gone (vacuumed).
+
+use super::table::{DataFile, ModelTable};
+use super::{Catalog, ModelError};
+use crate::spec::{Model, ScopeInput, Source, sql_columns};
+use polars::prelude::*;
+use polars::sql::SQLContext;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// What an incremental run of a scoped model does.
+pub enum Plan {
+    /// Recompute over whole inputs (the reason, for the run's report).
+    Full(String),
+    /// No input has data changes: only the watermarks move.
+    Nothing,
+    Scoped(Scoped),
+}
+
+pub struct Scoped {
+    /// Distinct scope values to recompute, columns named as the output's.
+    pub affected: DataFrame,
+    /// Per mapped input: the files that can hold rows in scope.
+    pub files: BTreeMap<String, Vec<DataFile>>,
+}
+
+/// Finds the affected scope values from the changes of each input since
+/// the version `out` recorded for it.
+pub async fn plan(
+    scope: &[ScopeInput],
+    tables: &BTreeMap<String, ModelTable>,
+    out: &ModelTable,
+    catalog: &Catalog,
+) -> Result<Plan, ModelError> {
+    let mut affected: Option<DataFrame> = None;
+    let mut changed_inputs = Vec::new();
+    let mut added_files: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    for (name, table) in tables {
+        let Some(from) = out.txn(name).await? else {
+            return Ok(Plan::Full(format!("{name} was never consumed")));
+        };
+        if from >= table.version() {
+            continue;
+        }
+        let changes = table.changes(from).await?;
+        if changes.added.is_empty() && changes.removed.is_empty() {
+            continue;
+        }
+        let Some(mapping) = scope.iter().find(|m| &m.input == name) else {
+            return Ok(Plan::Full(format!(
+                "{name} changed and `scope` does not map it"
+            )));
+        };
+        let mut files = changes.added.clone();
+        files.extend(changes.removed.iter().cloned());
+        let cols = expression_columns(table, mapping)?;
+        let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+        let rows = match table.read(&files, Some(&cols)).await {
+            Ok(rows) => rows,
+            Err(e) if !changes.removed.is_empty() => {
+                return Ok(Plan::Full(format!(
+                    "a file {name} removed cannot be read ({e})"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let values = evaluate(rows, mapping, false)?;
+        stack_cast(&mut affected, values)?;
+        changed_inputs.push(name.clone());
+        added_files.insert(name.clone(), changes.added);
+    }
+    let Some(affected) = affected else {
+        return Ok(Plan::Nothing);
+    };
+    let affected = affected.unique_stable(None, UniqueKeepStrategy::First, None)?;
+    let mut files = BTreeMap::new();
+    for mapping in scope {
+        let Some(table) = tables.get(&mapping.input) else {
+            continue;
+        };
+        let live = table.files().await?;
+        // Rows of an input keyed by what the scope maps one to one: the
+        // rows in scope are the ones its own changes brought, so only the
+        // files it added (and still has) are read.
+        let only_changes = changed_inputs.as_slice() == [mapping.input.clone()]
+            && maps_own_key(catalog.model(&mapping.input)?, mapping);
+        let candidates = if only_changes {
+            let added: HashSet<&str> = added_files
+                .get(&mapping.input)
+                .map(|f| f.iter().map(|f| f.path.as_str()).collect())
+                .unwrap_or_default();
+            live.into_iter()
+                .filter(|f| added.contains(f.path.as_str()))
+                .collect()
+        } else {
+            let by_partition: Vec<(String, String)> = mapping
+                .columns
+                .iter()
+                .filter(|(_, expr)| table.partition_by().contains(expr))
+                .map(|(out, expr)| (expr.clone(), out.clone()))
+                .collect();
+            prune(live, &by_partition, &affected)?
+        };
+        files.insert(mapping.input.clone(), candidates);
+    }
+    Ok(Plan::Scoped(Scoped { affected, files }))
+}
+
+/// Whether `mapping` maps the input's key columns one to one (a row-wise
+/// model over it, such as a fact over its silver table).
+fn maps_own_key(input: &Model, mapping: &ScopeInput) -> bool {
+    let key: &[String] = match &input.source {
+        _ if !input.unique_key.is_empty() => &input.unique_key,
+        Source::Clean { dedupe, .. } => &dedupe.key,
+        _ => return false,
+    };
+    !key.is_empty()
+        && key
+            .iter()
+            .all(|k| mapping.columns.iter().any(|(_, expr)| expr == k))
+}
+
+/// The input columns the scope expressions read.
+fn expression_columns(table: &ModelTable, mapping: &ScopeInput) -> Result<Vec<String>, ModelError> {
+    let select: Vec<&str> = mapping.columns.iter().map(|(_, e)| e.as_str()).collect();
+    let used = sql_columns(&format!("SELECT {} FROM t", select.join(", ")))
+        .map_err(|e| ModelError::Input(format!("scope of {}: {e}", mapping.input)))?;
+    Ok(table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|c| used.reads("t", c))
+        .collect())
+}
+
+/// The input rows (of `files`, columns `cols`) whose scope values are
+/// affected.
+pub async fn read_in_scope(
+    table: &ModelTable,
+    files: &[DataFile],
+    cols: &[&str],
+    mapping: &ScopeInput,
+    affected: &DataFrame,
+) -> Result<DataFrame, ModelError> {
+    let mut all: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
+    for c in expression_columns(table, mapping)? {
+        if !all.contains(&c) {
+            all.push(c);
+        }
+    }
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let rows = table.read(files, Some(&refs)).await?;
+    let with_scope = evaluate(rows, mapping, true)?;
+    let keys: Vec<String> = mapping.columns.iter().map(|(c, _)| hidden(c)).collect();
+    let wanted = affected
+        .clone()
+        .lazy()
+        .select(
+            mapping
+                .columns
+                .iter()
+                .map(|(c, _)| {
+                    let dtype = with_scope.column(&hidden(c)).map(|s| s.dtype().clone());
+                    col(c.as_str())
+                        .cast(dtype.unwrap_or(DataType::Null))
+                        .alias(hidden(c))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .collect()?;
+    let inside = super::write::semi_join(with_scope, wanted, &keys)?;
+    Ok(inside.select(cols.iter().copied())?)
+}
+
+/// The output rows of `result` inside the scope (a query over filtered
+/// inputs may still produce rows outside it, e.g. from an unfiltered
+/// input; those are not this run's to write).
+pub fn restrict(result: DataFrame, affected: &DataFrame) -> Result<DataFrame, ModelError> {
+    let keys: Vec<String> = affected
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let wanted = conform_to(affected, &result)?;
+    super::write::semi_join(result, wanted, &keys)
+}
+
+/// `affected` with its columns cast to the types `like` has for them.
+pub fn conform_to(affected: &DataFrame, like: &DataFrame) -> Result<DataFrame, ModelError> {
+    let casts: Vec<Expr> = affected
+        .columns()
+        .iter()
+        .map(|c| {
+            let to = like
+                .column(c.name())
+                .map(|l| l.dtype().clone())
+                .unwrap_or_else(|_| c.dtype().clone());
+            col(c.name().clone()).cast(to)
+        })
+        .collect();
+    Ok(affected.clone().lazy().select(casts).collect()?)
+}
+
+/// The scope expressions over `rows`: only the scope columns, or (`keep`)
+/// every row column plus the scope columns under hidden names.
+fn evaluate(rows: DataFrame, mapping: &ScopeInput, keep: bool) -> Result<DataFrame, ModelError> {
+    let mut ctx = SQLContext::new();
+    ctx.register("t", rows.lazy());
+    let exprs: Vec<String> = mapping
+        .columns
+        .iter()
+        .map(|(c, e)| {
+            let name = if keep { hidden(c) } else { c.clone() };
+            format!("{e} AS \"{name}\"")
+        })
+        .collect();
+    let star = if keep { "*, " } else { "" };
+    let q = format!("SELECT {star}{} FROM t", exprs.join(", "));
+    ctx.execute(&q)
+        .and_then(|lf| lf.collect())
+        .map_err(|e| ModelError::Input(format!("scope of {}: {e}", mapping.input)))
+}
+
+fn hidden(c: &str) -> String {
+    format!("__scope_{c}")
+}
+
+/// Appends `more` to `acc`, cast to `acc`'s column types.
+fn stack_cast(acc: &mut Option<DataFrame>, more: DataFrame) -> Result<(), ModelError> {
+    match acc {
+        None => *acc = Some(more),
+        Some(a) => {
+            let more = conform_to(&more, a)?;
+            let names: Vec<String> = a.get_column_names().iter().map(|c| c.to_string()).collect();
+            a.vstack_mut_owned(more.select(names)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The files whose partition values can match an affected value:
+/// `by_partition` pairs a partition column with the scope column holding
+/// its values. Partition values are text in the log, so only types whose
+/// text form is unambiguous (dates, integers, strings, booleans) prune.
+pub fn prune(
+    files: Vec<DataFile>,
+    by_partition: &[(String, String)],
+    affected: &DataFrame,
+) -> Result<Vec<DataFile>, ModelError> {
+    let mut allowed: Vec<(String, BTreeSet<Option<String>>)> = Vec::new();
+    for (part, scope_col) in by_partition {
+        let values = affected.column(scope_col)?.as_materialized_series();
+        let dtype = values.dtype();
+        if !(dtype.is_integer()
+            || matches!(dtype, DataType::Date | DataType::String | DataType::Boolean))
+        {
+            continue;
+        }
+        let text = values.cast(&DataType::String)?;
+        let set = text.str()?.iter().map(|v| v.map(str::to_string)).collect();
+        allowed.push((part.clone(), set));
+    }
+    Ok(files
+        .into_iter()
+        .filter(|f| {
+            allowed
+                .iter()
+                .all(|(part, set)| set.contains(&f.partition_values.get(part).cloned().flatten()))
+        })
+        .collect())
+}
