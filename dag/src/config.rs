@@ -45,8 +45,23 @@ pub struct Config {
     pub s3: S3Config,
     pub kafka: KafkaConfig,
     pub ingest: IngestConfig,
+    pub models: ModelsConfig,
     pub warehouse: WarehouseConfig,
     pub scheduler: SchedulerConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Silver cleaning reads bronze in batches of about this many MiB
+    /// (a bound on memory; raw values are most of it).
+    pub clean_batch_mb: i64,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { clean_batch_mb: 96 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +140,7 @@ impl Default for Config {
             s3: S3Config::default(),
             kafka: KafkaConfig::default(),
             ingest: IngestConfig::default(),
+            models: ModelsConfig::default(),
             warehouse: WarehouseConfig::default(),
             scheduler: SchedulerConfig::default(),
         }
@@ -666,6 +682,7 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
         ("ingest.checkpoint_every", c.ingest.checkpoint_every, 0),
         ("ingest.compact_min_files", c.ingest.compact_min_files, 2),
         ("ingest.target_file_mb", c.ingest.target_file_mb, 1),
+        ("models.clean_batch_mb", c.models.clean_batch_mb, 0),
     ] {
         if value < min {
             return Err(invalid(

@@ -18,6 +18,7 @@ pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
         storage_options: cfg.storage_options(),
         data_dir: cfg.data_dir(),
         full_refresh,
+        clean_batch_bytes: cfg.config.models.clean_batch_mb << 20,
     }
 }
 

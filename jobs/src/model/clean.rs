@@ -84,35 +84,81 @@ pub async fn run(
             .collect()
     };
     let mut versions = Vec::new();
+    let order: Vec<&str> = dedupe.order.iter().map(String::as_str).collect();
+    let mut cols: Vec<&str> = BRONZE_READ.to_vec();
+    cols.extend(order.iter().filter(|c| !BRONZE_READ.contains(c)));
     for (from, to_silver, to_quar) in passes {
         let files = new_files(&bronze, from).await?;
-        let order: Vec<&str> = dedupe.order.iter().map(String::as_str).collect();
-        let mut cols: Vec<&str> = BRONZE_READ.to_vec();
-        cols.extend(order.iter().filter(|c| !BRONZE_READ.contains(c)));
-        let started = std::time::Instant::now();
-        let rows = bronze.read(&files, Some(&cols)).await?;
-        tracing::debug!(model = %model.name, rows = rows.height(), files = files.len(), seconds = started.elapsed().as_secs_f64(), "bronze read");
-        let out = rule
-            .clean(&rows, (!s.full_refresh).then_some(&silver))
-            .await?;
-        report.rows_in = rows.height() as u64;
-        report.quarantined = out.quarantine.height() as u64;
-        report.duplicates = out.duplicates;
-        report.rows_out = out.silver.height() as u64;
-        // A full refresh replaces each table in one commit.
+        // Keys that already won: silver's (unless replaced), then each
+        // batch's. Read once, only when a batch has rows to dedupe.
+        let mut seen: Option<DataFrame> = s.full_refresh.then(DataFrame::empty);
+        let (mut silver_adds, mut quar_adds) = (Vec::new(), Vec::new());
+        for batch in batches(files, order.first().copied(), s.clean_batch_bytes) {
+            let started = std::time::Instant::now();
+            let rows = bronze.read(&batch, Some(&cols)).await?;
+            tracing::debug!(model = %model.name, rows = rows.height(), files = batch.len(), seconds = started.elapsed().as_secs_f64(), "bronze read");
+            let out = rule.clean(&rows, &silver, &mut seen).await?;
+            report.rows_in += rows.height() as u64;
+            report.quarantined += out.quarantine.height() as u64;
+            report.duplicates += out.duplicates;
+            report.rows_out += out.silver.height() as u64;
+            if to_quar {
+                quar_adds.extend(quar.write_files(&out.quarantine).await?);
+            }
+            if to_silver {
+                silver_adds.extend(silver.write_files(&out.silver).await?);
+            }
+        }
+        // One commit per table, whatever the number of batches; a full
+        // refresh replaces each table in that commit.
         if to_quar {
             let old = replaced(&quar, s.full_refresh).await?;
-            let adds = quar.write_files(&out.quarantine).await?;
-            quar.commit(adds, &old, &txns, s.full_refresh).await?;
+            quar.commit(quar_adds, &old, &txns, s.full_refresh).await?;
         }
         if to_silver {
             let old = replaced(&silver, s.full_refresh).await?;
-            let adds = silver.write_files(&out.silver).await?;
-            versions.push(silver.commit(adds, &old, &txns, s.full_refresh).await?);
+            versions.push(
+                silver
+                    .commit(silver_adds, &old, &txns, s.full_refresh)
+                    .await?,
+            );
         }
     }
     report.version = versions.last().copied();
     Ok(report)
+}
+
+/// `files` in batches of about `limit` bytes that can be cleaned one
+/// after another: by their statistics, every row of a batch comes before
+/// every row of the next on the first dedupe-order column (strictly, so
+/// ties never straddle two batches). Without statistics, one batch.
+fn batches(mut files: Vec<DataFile>, first_order: Option<&str>, limit: i64) -> Vec<Vec<DataFile>> {
+    let Some(column) = first_order else {
+        return vec![files];
+    };
+    let bounds: Option<Vec<(i64, i64)>> = files.iter().map(|f| f.bounds(column)).collect();
+    let Some(bounds) = bounds else {
+        return vec![files];
+    };
+    let mut keyed: Vec<((i64, i64), DataFile)> = bounds.into_iter().zip(files.drain(..)).collect();
+    keyed.sort_by_key(|(b, _)| *b);
+    let mut out: Vec<Vec<DataFile>> = Vec::new();
+    let (mut current, mut bytes, mut max) = (Vec::new(), 0i64, i64::MIN);
+    for ((lo, hi), f) in keyed {
+        // Statistics may truncate timestamps (to ms), never round up: a
+        // truncated min above a truncated max is still strictly after it.
+        if bytes >= limit && lo > max {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += f.size;
+        max = max.max(hi);
+        current.push(f);
+    }
+    if !current.is_empty() || out.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 async fn replaced(t: &ModelTable, full_refresh: bool) -> Result<Vec<DataFile>, ModelError> {
@@ -157,12 +203,13 @@ struct Rules<'a> {
 
 impl Rules<'_> {
     /// Checks `rows` (bronze columns) and dedupes them, in the declared
-    /// order, against themselves and `silver`.
-    /// `silver`: the table whose keys already won (none on a full refresh).
+    /// order, against themselves and the keys that already won: `seen`,
+    /// filled from `silver` on first use, and given this batch's winners.
     async fn clean(
         &self,
         rows: &DataFrame,
-        silver: Option<&ModelTable>,
+        silver: &ModelTable,
+        seen: &mut Option<DataFrame>,
     ) -> Result<Cleaned, ModelError> {
         let started = std::time::Instant::now();
         let order = dedupe_order(rows, &self.dedupe.order)?;
@@ -172,27 +219,41 @@ impl Rules<'_> {
         let passed = valid.height();
         let key: Vec<String> = self.dedupe.key.clone();
         let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
-        let files = match silver {
-            Some(t) if firsts.height() > 0 => t.files().await?,
-            _ => Vec::new(),
-        };
-        if let Some(silver) = silver
-            && !files.is_empty()
-        {
-            let cols: Vec<&str> = key.iter().map(String::as_str).collect();
-            let existing = silver.read(&files, Some(&cols)).await?;
-            let existing = existing
-                .lazy()
-                .select(
-                    firsts
-                        .columns()
-                        .iter()
-                        .filter(|c| key.contains(&c.name().to_string()))
-                        .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
-                        .collect::<Vec<_>>(),
-                )
-                .collect()?;
-            firsts = anti_join(firsts, existing, &key)?;
+        let key_cols: Vec<&str> = key.iter().map(String::as_str).collect();
+        if seen.is_none() && firsts.height() > 0 {
+            let files = silver.files().await?;
+            *seen = Some(if files.is_empty() {
+                DataFrame::empty()
+            } else {
+                silver.read(&files, Some(&key_cols)).await?
+            });
+        }
+        if let Some(won) = seen.as_mut() {
+            if won.height() > 0 {
+                let casts: Vec<Expr> = firsts
+                    .columns()
+                    .iter()
+                    .filter(|c| key.contains(&c.name().to_string()))
+                    .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
+                    .collect();
+                let existing = won.clone().lazy().select(casts).collect()?;
+                firsts = anti_join(firsts, existing, &key)?;
+            }
+            let mine = firsts.select(key_cols.iter().copied())?;
+            if won.width() == 0 {
+                *won = mine;
+            } else {
+                let mine = mine
+                    .lazy()
+                    .select(
+                        won.columns()
+                            .iter()
+                            .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
+                            .collect::<Vec<_>>(),
+                    )
+                    .collect()?;
+                won.vstack_mut_owned(mine)?;
+            }
         }
         let duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");

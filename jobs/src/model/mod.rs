@@ -43,6 +43,8 @@ pub struct Settings {
     /// Rebuild from scratch: read every input row, ignore what the table
     /// holds and replace it (one commit per table).
     pub full_refresh: bool,
+    /// Silver cleaning reads bronze in batches of about this many bytes.
+    pub clean_batch_bytes: i64,
 }
 
 impl Settings {

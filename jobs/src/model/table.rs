@@ -54,6 +54,26 @@ pub struct DataFile {
     pub path: String,
     pub partition_values: BTreeMap<String, Option<String>>,
     pub size: i64,
+    /// The writer's statistics (Delta `stats` JSON), when recorded.
+    pub stats: Option<String>,
+}
+
+impl DataFile {
+    /// (min, max) of an integer or timestamp column from the statistics,
+    /// timestamps as epoch microseconds.
+    pub fn bounds(&self, column: &str) -> Option<(i64, i64)> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        let value = |side: &str| -> Option<i64> {
+            match stats.get(side)?.get(column)? {
+                serde_json::Value::Number(n) => n.as_i64(),
+                serde_json::Value::String(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .ok()
+                    .map(|t| t.timestamp_micros()),
+                _ => None,
+            }
+        };
+        Some((value("minValues")?, value("maxValues")?))
+    }
 }
 
 /// What the commits after some version did to the data (rewrites without
@@ -202,6 +222,7 @@ impl ModelTable {
                 path: f.path().to_string(),
                 partition_values: f.partition_values_map().into_iter().collect(),
                 size: f.size(),
+                stats: f.stats(),
             })
             .try_collect()
             .await?;
@@ -226,6 +247,7 @@ impl ModelTable {
                         path: a.path,
                         partition_values: a.partition_values.into_iter().collect(),
                         size: a.size,
+                        stats: a.stats,
                     }),
                     Action::Remove(r) if r.data_change => changes.removed.push(DataFile {
                         path: r.path,
@@ -235,6 +257,7 @@ impl ModelTable {
                             .into_iter()
                             .collect(),
                         size: r.size.unwrap_or(0),
+                        stats: None,
                     }),
                     _ => {}
                 }
