@@ -155,12 +155,13 @@ parsed AS (
 )
 SELECT "partition", "offset", ingested_at, is_empty,
     doc IS NOT NULL
-    -- DuckDB's reader accepts trailing commas and NaN/Infinity: reject them
-    -- outside string literals (a cheap test first, the exact one second)
-    AND CASE WHEN contains(doc, 'NaN') OR contains(doc, 'Infinity')
-                  OR regexp_matches(doc, ',[ \t\n\r]*[}}\]]')
+    -- DuckDB's reader accepts trailing commas and NaN/Infinity/inf/nan in
+    -- any case: reject them outside string literals (a cheap test first,
+    -- the exact one, with the strings blanked, second)
+    AND CASE WHEN regexp_matches(doc, ',[ \t\n\r]*[}}\]]') OR regexp_matches(doc, '[Nn][Aa][Nn]')
+                  OR regexp_matches(doc, '[Ii][Nn][Ff]')
              THEN NOT regexp_matches(regexp_replace(doc, '"(?:[^"\\]|\\.)*"', '""', 'g'),
-                                     ',[ \t\n\r]*[}}\]]|NaN|Infinity')
+                                     ',[ \t\n\r]*[}}\]]|[Nn][Aa][Nn]|[Ii][Nn][Ff]')
              ELSE TRUE END
     -- duplicate top-level keys (DuckDB keeps the first): only a row with
     -- more keys than contract fields with a non-null value can have one
@@ -330,20 +331,70 @@ def run_duckdb(lake, data, models):
 # ---------------------------------------------------------------------------
 # polars
 
-def polars_text(values):
-    """Binary -> UTF-8 text, NULL where the bytes are not UTF-8 (polars has no
-    per-row checked cast: the whole-column cast fails on one bad row, so the
-    fallback decodes row by row in Python)."""
+def polars_text(values, chunk=256):
+    """Binary -> UTF-8 text, NULL where the bytes are not UTF-8. polars has no
+    per-row checked cast (casting a column fails on its first bad row), so
+    the column is cast in slices of `chunk` rows and only a slice that fails
+    is decoded row by row in Python."""
     import polars as pl
     try:
         return values.cast(pl.String)
     except Exception:
-        def dec(b):
-            try:
-                return b.decode("utf-8")
-            except (UnicodeDecodeError, AttributeError):
-                return None
-        return pl.Series(values.name, [dec(b) for b in values.to_list()], dtype=pl.String)
+        pass
+
+    def dec(b):
+        try:
+            return b.decode("utf-8")
+        except (UnicodeDecodeError, AttributeError):
+            return None
+    parts = []
+    for at in range(0, len(values), chunk):
+        part = values.slice(at, chunk)
+        try:
+            parts.append(part.cast(pl.String))
+        except Exception:
+            parts.append(pl.Series(values.name, [dec(b) for b in part.to_list()], dtype=pl.String))
+    return pl.concat(parts, rechunk=True)
+
+
+# Strict RFC 8259 for an object whose values are all scalars: the fast path
+# of the polars JSON check (exact for such objects; surrogate escapes, nested
+# values and anything malformed take the slow path).
+_JWS = r"[ \t\n\r]*"
+_JSTR = r'"(?:[^"\\\x00-\x1F]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*"'
+_JNUM = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_JMEMBER = f"{_JSTR}{_JWS}:{_JWS}(?:{_JSTR}|{_JNUM}|true|false|null)"
+FLAT_OBJECT = f"^{_JWS}\\{{{_JWS}(?:{_JMEMBER}(?:{_JWS},{_JWS}{_JMEMBER})*)?{_JWS}\\}}{_JWS}$"
+KEY = r'"(?:[^"\\]|\\.)*"' + _JWS + ":"
+
+
+def polars_json_ok(txt, tokens_found):
+    """Per row: is the text one strict JSON object without duplicate keys?
+    txt: String Series (null: not UTF-8 or empty); tokens_found: how many
+    contract fields the row's tokens name."""
+    import polars as pl
+    d = pl.DataFrame({"txt": txt, "found": tokens_found})
+    fast = d.select(
+        (pl.col("txt").str.contains(FLAT_OBJECT)
+         & ~pl.col("txt").str.contains(r"\\u[dD][89a-fA-F]")).fill_null(False)
+        # a flat object with no more keys than contract fields it names has
+        # no duplicate
+        & (pl.col("txt").str.count_matches(KEY) == pl.col("found"))).to_series()
+    ok = fast
+    slow_idx = d.with_row_index("i").filter(~fast & pl.col("txt").is_not_null())
+    if slow_idx.height:
+        # serde_json (json_path_match) is strict but for duplicate keys, of
+        # which it keeps the last when it re-serializes the object: one at
+        # any depth shows as fewer `"key":` than the original has
+        reser = pl.col("txt").str.json_path_match("$")
+        slow = slow_idx.select(
+            "i",
+            ok=(reser.is_not_null()
+                & pl.col("txt").str.strip_chars_start(" \t\n\r").str.starts_with("{")
+                & (reser.str.count_matches(KEY) >= pl.col("txt").str.count_matches(KEY))
+                ).fill_null(False))
+        ok = ok.scatter(slow["i"], slow["ok"])
+    return ok
 
 
 def polars_clean(df, fields, future_field, two_dec):
@@ -351,32 +402,30 @@ def polars_clean(df, fields, future_field, two_dec):
     import re
     import polars as pl
     txt = pl.col("txt")
-    jws = "[ \t\n\r]*"
-    # strict RFC 8259 (serde_json): null on malformed text; it re-serializes
-    # the object and keeps the last of duplicate keys, so a duplicate at any
-    # depth shows as fewer `"key":` than the original has.
-    reser = txt.str.json_path_match("$")
-    key_colon = '"' + jws + ":"
-    json_ok = (reser.is_not_null()
-               & txt.str.strip_chars_start(" \t\n\r").str.starts_with("{")
-               & (reser.str.count_matches(key_colon) >= txt.str.count_matches(key_colon)))
-    exprs = [json_ok.alias("json_ok")]
+    exprs = []
     for name, kind, _, _ in fields:
-        # the raw token of the key (first occurrence; keys are unique here)
+        # the raw token of the key: its first occurrence after `{` or `,`
+        # (a valid row has one; duplicates are malformed)
         exprs.append(txt.str.extract(
-            "[{,]" + jws + '"' + re.escape(name) + '"' + jws + ":" + jws
+            "[{,]" + _JWS + '"' + re.escape(name) + '"' + _JWS + ":" + _JWS
             + r'("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false|null|\{|\[)', 1).alias(f"k_{name}"))
     df = df.with_columns(
         txt=polars_text(df["value"]),
         is_empty=pl.col("value").is_null() | (pl.col("value").bin.size() == 0),
-    ).lazy().with_columns(exprs)
+    ).with_columns(exprs)
+    found = df.select(pl.sum_horizontal(
+        [pl.col(f"k_{f[0]}").is_not_null().cast(pl.UInt32) for f in fields])).to_series()
+    df = df.with_columns(json_ok=polars_json_ok(df["txt"], found)).drop("txt", "value").lazy()
 
     cols, checks = [], []
     for name, kind, required, rng in fields:
         tok = pl.col(f"k_{name}")
         is_str = tok.str.starts_with('"')
         is_num = tok.str.contains(r"^-?[0-9]")
-        s = pl.when(is_str).then(tok.str.json_path_match("$"))
+        # the string's value: serde_json unescapes it, only when escaped
+        escaped = pl.when(is_str & tok.str.contains("\\", literal=True)).then(tok)
+        s = pl.when(is_str).then(pl.coalesce(
+            escaped.str.json_path_match("$"), tok.str.slice(1, tok.str.len_chars() - 2)))
         cols += [is_str.alias(f"is_str_{name}"), is_num.alias(f"is_num_{name}"), s.alias(f"s_{name}")]
         if kind in ("number", "integer"):
             cols.append(pl.when(is_num).then(tok.cast(pl.Float64, strict=False)).alias(f"n_{name}"))
@@ -466,7 +515,8 @@ def run_polars(lake, data, models):
             elif name in INT_FIELDS:
                 out.append(pl.col(f"n_{name}").cast(pl.Int32).alias(name))
             elif name in DECIMAL_FIELDS:
-                out.append(pl.col(f"k_{name}").str.to_decimal(scale=2).cast(pl.Decimal(14, 2)).alias(name))
+                out.append(pl.when(pl.col(f"is_num_{name}")).then(pl.col(f"k_{name}"))
+                           .str.to_decimal(scale=2).cast(pl.Decimal(14, 2)).alias(name))
             else:
                 out.append(pl.col(f"n_{name}").alias(name))
         parsed = parsed.select(out + [pl.col(c) for c in DEDUPE_ORDER] + [pl.col("reason")]).collect()
@@ -500,14 +550,12 @@ def run_polars(lake, data, models):
             # fact_fines.yml `asof`: the driver of the vehicle's latest event at
             # or before issued_at; ties on event_time: greatest event_id.
             right = (tables["fact_telemetry"].lazy()
-                     .select("vehicle_id", "event_time", "event_id", "driver_id")
-                     .sort("event_id", descending=True)
-                     .unique(subset=["vehicle_id", "event_time"], keep="first")
-                     .select("vehicle_id", "event_time", "driver_id")
+                     .group_by("vehicle_id", "event_time")
+                     .agg(pl.col("driver_id").sort_by("event_id").last())
                      .sort("event_time"))
             out = (tables["silver_fines"].lazy().sort("issued_at")
                    .join_asof(right, left_on="issued_at", right_on="event_time",
-                              by="vehicle_id", strategy="backward")
+                              by="vehicle_id", strategy="backward", check_sortedness=False)
                    .drop("event_time").collect())
         else:
             out = ctx.execute(gold_sql(models, "polars", name), eager=True)
