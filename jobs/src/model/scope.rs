@@ -120,7 +120,7 @@ pub async fn plan(
 
 /// Whether `mapping` maps the input's key columns one to one (a row-wise
 /// model over it, such as a fact over its silver table).
-fn maps_own_key(input: &Model, mapping: &ScopeInput) -> bool {
+pub fn maps_own_key(input: &Model, mapping: &ScopeInput) -> bool {
     let key: &[String] = match &input.source {
         _ if !input.unique_key.is_empty() => &input.unique_key,
         Source::Clean { dedupe, .. } => &dedupe.key,

@@ -10,6 +10,7 @@
 //! is skipped without writing.
 
 use super::scope::{self, Plan};
+use super::table::DataFile;
 use super::{Catalog, ModelError, ModelReport, Settings, write};
 use crate::spec::{AsofJoin, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use polars::prelude::*;
@@ -65,6 +66,39 @@ pub async fn run(
         Plan::Scoped(scoped) => Some(scoped),
     };
     let needed = columns_read(model, sql, asof)?;
+    // A row-wise model over one input (its scope maps that input's key),
+    // rebuilt whole: computed batch by batch of input files, so memory
+    // stays bounded whatever the table's size; one commit at the end.
+    let whole = s.full_refresh || out.files().await?.is_empty();
+    if whole
+        && scoped.is_none()
+        && asof.is_empty()
+        && let ([mapping], [(name, table)]) = (scope, tables.iter().collect::<Vec<_>>().as_slice())
+        && &mapping.input == *name
+        && scope::maps_own_key(catalog.model(name)?, mapping)
+    {
+        let cols: Vec<&str> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|c| needed(name, c))
+            .collect();
+        let files = table.files().await?;
+        let mut adds = Vec::new();
+        for batch in size_batches(files, ROWWISE_BATCH_BYTES) {
+            let df = table.read(&batch, Some(&cols)).await?;
+            report.rows_in += df.height() as u64;
+            let frames = BTreeMap::from([((*name).clone(), df)]);
+            let result = execute(model, sql, asof, &frames)?;
+            report.rows_out += result.height() as u64;
+            adds.extend(out.write_files(&result).await?);
+        }
+        let old = out.files().await?;
+        report.version = Some(out.commit(adds, &old, &versions, true).await?);
+        tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "row-wise rebuild");
+        return Ok(report);
+    }
     let mut frames = BTreeMap::new();
     for (name, t) in &tables {
         let mut cols: Vec<&str> = t
@@ -117,6 +151,24 @@ pub async fn run(
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
     Ok(report)
+}
+
+/// Input read per batch when a row-wise model is rebuilt.
+const ROWWISE_BATCH_BYTES: i64 = 48 << 20;
+
+/// `files` in groups of about `limit` bytes, in the order given.
+fn size_batches(files: Vec<DataFile>, limit: i64) -> Vec<Vec<DataFile>> {
+    let mut out: Vec<Vec<DataFile>> = Vec::new();
+    let mut bytes = 0;
+    for f in files {
+        if out.is_empty() || bytes >= limit {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += f.size;
+        out.last_mut().expect("a batch").push(f);
+    }
+    out
 }
 
 /// Whether the model may read column (table, column): the query's words,

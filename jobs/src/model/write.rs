@@ -120,25 +120,32 @@ async fn merge(
             deleted: 0,
         });
     }
-    // Each file read once: its rows make up `existing`, and say whether the
-    // file holds an affected key.
+    // First only the keys (and scope columns) of each file: which result
+    // rows are new, which keys are gone, which files hold either.
+    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
+    let mut probe_cols = key_cols.clone();
+    if let Some(affected) = scope {
+        for c in affected.get_column_names() {
+            if !probe_cols.contains(&c.as_str()) {
+                probe_cols.push(c.as_str());
+            }
+        }
+    }
     let mut per_file = Vec::with_capacity(files.len());
     let mut existing = DataFrame::empty();
     for file in files {
-        let rows = conform(
-            table.read(std::slice::from_ref(&file), None).await?,
-            &result,
+        let keys = conform(
+            table
+                .read(std::slice::from_ref(&file), Some(&probe_cols))
+                .await?,
+            &result.select(probe_cols.iter().copied())?,
         )?;
-        stack(&mut existing, rows.clone())?;
-        per_file.push((file, rows));
+        stack(&mut existing, keys.clone())?;
+        per_file.push((file, keys));
     }
-    // Rows new or different (every column compared, nulls equal).
-    let changed = anti_join(result.clone(), existing.clone(), &columns)?;
-    // Keys the result no longer has (in scope: the rows outside it are
-    // not this result's to delete).
     let in_scope = match scope {
         Some(affected) if existing.width() > 0 => {
-            let keys: Vec<String> = affected
+            let names: Vec<String> = affected
                 .get_column_names()
                 .iter()
                 .map(|c| c.to_string())
@@ -146,17 +153,52 @@ async fn merge(
             semi_join(
                 existing.clone(),
                 super::scope::conform_to(affected, &existing)?,
-                &keys,
+                &names,
             )?
         }
         _ => existing.clone(),
     };
+    let result_keys = result.select(key_cols.iter().copied())?;
+    let existing_keys = existing.select(key_cols.iter().copied())?;
+    // Keys the result no longer has (in scope: rows outside it are not this
+    // result's to delete).
     let gone = anti_join(
-        in_scope.select(unique_key.iter().map(String::as_str))?,
-        result.select(unique_key.iter().map(String::as_str))?,
+        in_scope.select(key_cols.iter().copied())?,
+        result_keys.clone(),
         unique_key,
     )?;
-    let mut affected = changed.select(unique_key.iter().map(String::as_str))?;
+    let new_rows = anti_join(result.clone(), existing_keys.clone(), unique_key)?;
+    // Keys in both: compared row by row, reading only the files holding them.
+    let both = semi_join(result_keys, existing_keys, unique_key)?;
+    let mut touched = both.clone();
+    touched.vstack_mut_owned(gone.clone())?;
+    let mut holders = Vec::new();
+    let mut old_rows = DataFrame::empty();
+    for (file, keys) in per_file {
+        if touched.height() > 0
+            && semi_join(
+                keys.select(key_cols.iter().copied())?,
+                touched.clone(),
+                unique_key,
+            )?
+            .height()
+                > 0
+        {
+            let rows = conform(
+                table.read(std::slice::from_ref(&file), None).await?,
+                &result,
+            )?;
+            stack(&mut old_rows, rows.clone())?;
+            holders.push((file, rows));
+        }
+    }
+    let mut changed = new_rows;
+    if both.height() > 0 {
+        let candidates = semi_join(result.clone(), both, unique_key)?;
+        // Rows different from the table's (every column compared, nulls equal).
+        stack(&mut changed, anti_join(candidates, old_rows, &columns)?)?;
+    }
+    let mut affected = changed.select(key_cols.iter().copied())?;
     affected.vstack_mut_owned(gone.clone())?;
     if affected.height() == 0 {
         // Same rows: only the watermark moves.
@@ -170,8 +212,8 @@ async fn merge(
     // The files holding an affected key are rewritten without those keys.
     let mut rewrite: Vec<DataFile> = Vec::new();
     let mut kept = DataFrame::empty();
-    for (file, rows) in per_file {
-        let keys = rows.select(unique_key.iter().map(String::as_str))?;
+    for (file, rows) in holders {
+        let keys = rows.select(key_cols.iter().copied())?;
         if semi_join(keys, affected.clone(), unique_key)?.height() > 0 {
             stack(&mut kept, anti_join(rows, affected.clone(), unique_key)?)?;
             rewrite.push(file);
