@@ -264,11 +264,14 @@ s3_start() {
     echo "=== $(date -u +%FT%TZ) services.sh start s3 ($("$VENV/bin/weed" version 2>/dev/null | head -n 1))" >>"$dir/log"
     # Started through setsid (its own session: a terminal's ^C or the
     # caller's exit does not reach it) and nohup; both exec, so $! is weed.
+    # Volume count is otherwise derived from free disk (1 GiB each) and every
+    # test bucket takes several: small volumes, a fixed generous maximum.
     AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET" \
       setsid nohup "$VENV/bin/weed" mini -dir="$dir/data" \
       -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false \
       -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
       -s3.port="$S3_PORT" -bucket="$S3_BUCKET" \
+      -master.volumeSizeLimitMB=256 -volume.max=400 \
       -s3.localSocket="$dir/s3.sock" -filer.localSocket="$dir/filer.sock" \
       </dev/null >>"$dir/log" 2>&1 9>&- &
     pid=$!
