@@ -392,7 +392,11 @@ pub fn check_rows(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("a row-checking thread panicked"))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ModelError::Input("a row-checking thread panicked".into()))
+                })
+            })
             .collect()
     });
     let mut valid = finish(

@@ -10,7 +10,7 @@
 //! is skipped without writing.
 
 use super::scope::{self, Plan};
-use super::table::DataFile;
+use super::table::{DataFile, ModelTable};
 use super::{Catalog, ModelError, ModelReport, Settings, write};
 use crate::spec::{AsofJoin, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use polars::prelude::*;
@@ -77,13 +77,7 @@ pub async fn run(
         && &mapping.input == *name
         && scope::maps_own_key(catalog.model(name)?, mapping)
     {
-        let cols: Vec<&str> = table
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|c| needed(name, c))
-            .collect();
+        let cols = columns_of(table, name, &needed);
         let files = table.files().await?;
         let mut adds = Vec::new();
         for batch in size_batches(files, ROWWISE_BATCH_BYTES) {
@@ -101,17 +95,7 @@ pub async fn run(
     }
     let mut frames = BTreeMap::new();
     for (name, t) in &tables {
-        let mut cols: Vec<&str> = t
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|c| needed(name, c))
-            .collect();
-        if cols.is_empty() {
-            // Only counted (`COUNT(*)`): one column gives the row count.
-            cols.extend(t.schema().fields().first().map(|f| f.name().as_str()));
-        }
+        let cols = columns_of(t, name, &needed);
         let mapped = scope.iter().find(|m| &m.input == name);
         let df = match (&scoped, mapped) {
             (Some(sc), Some(mapping)) => {
@@ -153,20 +137,43 @@ pub async fn run(
     Ok(report)
 }
 
+/// The columns of input `name` the query needs, in table order; at least
+/// one (a query that only counts rows still needs the row count).
+fn columns_of<'t>(
+    table: &'t ModelTable,
+    name: &str,
+    needed: &impl Fn(&str, &str) -> bool,
+) -> Vec<&'t str> {
+    let fields = table.schema().fields();
+    let mut cols: Vec<&str> = fields
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|c| needed(name, c))
+        .collect();
+    if cols.is_empty() {
+        cols.extend(fields.first().map(|f| f.name().as_str()));
+    }
+    cols
+}
+
 /// Input read per batch when a row-wise model is rebuilt.
 const ROWWISE_BATCH_BYTES: i64 = 48 << 20;
 
 /// `files` in groups of about `limit` bytes, in the order given.
 fn size_batches(files: Vec<DataFile>, limit: i64) -> Vec<Vec<DataFile>> {
     let mut out: Vec<Vec<DataFile>> = Vec::new();
+    let mut current = Vec::new();
     let mut bytes = 0;
     for f in files {
-        if out.is_empty() || bytes >= limit {
-            out.push(Vec::new());
+        if !current.is_empty() && bytes >= limit {
+            out.push(std::mem::take(&mut current));
             bytes = 0;
         }
         bytes += f.size;
-        out.last_mut().expect("a batch").push(f);
+        current.push(f);
+    }
+    if !current.is_empty() {
+        out.push(current);
     }
     out
 }
