@@ -50,7 +50,10 @@ async fn main() -> anyhow::Result<()> {
         }
         tables.insert(topic.clone(), t);
     }
-    let mut sim = Simulator::new(settings, &fleet).peekable();
+    let events = settings.events;
+    let sim = Simulator::new(settings, &fleet);
+    let after = sim.time_of(events);
+    let mut sim = sim.peekable();
     let mut commit_at = at;
     let mut total = 0usize;
     while sim.peek().is_some() {
@@ -96,5 +99,7 @@ async fn main() -> anyhow::Result<()> {
         table.checkpoint().await?;
     }
     println!("{total} messages written to bronze");
+    // For a follow-up call that continues the timeline (incremental runs).
+    println!("next start: {}", after.to_rfc3339());
     Ok(())
 }

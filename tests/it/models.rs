@@ -298,11 +298,13 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
         if step > 0 {
             // Scoped incremental runs: the fact reads only the events silver
             // gained; the aggregates read only the facts of affected
-            // (driver, day) rows and windows, never a full recompute.
+            // (driver, day) rows and windows; fact_fines only the fines in
+            // scope and the telemetry their as-of join needs; never a full
+            // recompute.
             let gained = lake.table("silver_telemetry").await.height() as u64 - silver_before;
             assert_eq!(rows_in(&out, "fact_telemetry"), gained, "{out}");
             let facts = lake.table("fact_telemetry").await.height() as u64;
-            for m in ["agg_driver_daily", "agg_alerts_15min"] {
+            for m in ["agg_driver_daily", "agg_alerts_15min", "fact_fines"] {
                 assert!(rows_in(&out, m) < facts, "{m} read every fact:\n{out}");
             }
             assert!(!out.contains("full recompute"), "{out}");
@@ -601,7 +603,12 @@ async fn a_late_event_changes_exactly_the_aggregate_rows_it_affects() {
         at + TimeDelta::hours(1),
     )
     .await;
-    lake.run(&[]);
+    let out = lake.run(&[]);
+    // f1 re-attributed through the as-of scope: the one fine of V0001 at or
+    // after 10:25 and V0001's telemetry up to 10:30 (e1, e2, e4), not every
+    // fine and fact.
+    assert!(!out.contains("full recompute"), "{out}");
+    assert_eq!(rows_in(&out, "fact_fines"), 4, "{out}");
     let after: Vec<DataFrame> = futures::future::join_all(
         [
             "fact_fines",

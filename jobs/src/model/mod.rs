@@ -15,6 +15,7 @@
 //! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
 //! - [`json`], [`values`]: the parsing rules, exactly.
 
+pub mod asof_scope;
 pub mod bridge;
 pub mod clean;
 pub mod json;

@@ -9,13 +9,17 @@
 //! the output rows with those values. Removed rows count as much as added
 //! ones: an update that moves a row from one scope to another affects both.
 //!
+//! The right side of an as-of join needs no mapping when the left side
+//! has one: its changes affect the left rows they can re-match (see
+//! [`super::asof_scope`]).
+//!
 //! Falls back to a full recompute, and says why, when that cannot be
 //! exact: an input never consumed, an input that changed but has no
 //! mapping, or a removed file that is gone (vacuumed).
 
 use super::table::{DataFile, ModelTable};
 use super::{Catalog, ModelError};
-use crate::spec::{Model, ScopeInput, Source, sql_columns};
+use crate::spec::{AsofJoin, Model, ScopeInput, Source, sql_columns};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -34,12 +38,19 @@ pub struct Scoped {
     pub affected: DataFrame,
     /// Per mapped input: the files that can hold rows in scope.
     pub files: BTreeMap<String, Vec<DataFile>>,
+    /// The output cannot hold a row in scope yet, so the result is only
+    /// appended (no merge probe): the one changed input maps its own
+    /// unique key and only gained files, so every key in scope is new to
+    /// it, and the output's rows in scope could only have come from it.
+    pub new_keys_only: bool,
 }
 
 /// Finds the affected scope values from the changes of each input since
-/// the version `out` recorded for it.
+/// the version `out` recorded for it. `asof_only` are the as-of joins whose
+/// right side the query reads only through the join.
 pub async fn plan(
     scope: &[ScopeInput],
+    asof_only: &[&AsofJoin],
     tables: &BTreeMap<String, ModelTable>,
     out: &ModelTable,
     catalog: &Catalog,
@@ -47,6 +58,7 @@ pub async fn plan(
     let mut affected: Option<DataFrame> = None;
     let mut changed_inputs = Vec::new();
     let mut added_files: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    let mut removed_any: BTreeMap<String, bool> = BTreeMap::new();
     for (name, table) in tables {
         let Some(from) = out.txn(name).await? else {
             return Ok(Plan::Full(format!("{name} was never consumed")));
@@ -58,13 +70,41 @@ pub async fn plan(
         if changes.added.is_empty() && changes.removed.is_empty() {
             continue;
         }
-        let Some(mapping) = scope.iter().find(|m| &m.input == name) else {
-            return Ok(Plan::Full(format!(
-                "{name} changed and `scope` does not map it"
-            )));
-        };
         let mut files = changes.added.clone();
         files.extend(changes.removed.iter().cloned());
+        let Some(mapping) = scope.iter().find(|m| &m.input == name) else {
+            let through = asof_only.iter().filter(|a| &a.right == name).find_map(|a| {
+                let left = scope.iter().find(|m| m.input == a.left)?;
+                Some((*a, left, tables.get(&a.left)?))
+            });
+            let Some((a, left_map, left)) = through else {
+                return Ok(Plan::Full(format!(
+                    "{name} changed and `scope` does not map it"
+                )));
+            };
+            let mut cols: Vec<&str> = a.by.iter().map(String::as_str).collect();
+            cols.push(&a.right_on);
+            let rows = match table.read(&files, Some(&cols)).await {
+                Ok(rows) => rows,
+                Err(e) if !changes.removed.is_empty() => {
+                    return Ok(Plan::Full(format!(
+                        "a file {name} removed cannot be read ({e})"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut need = expression_columns(left, left_map)?;
+            for c in a.by.iter().chain([&a.left_on]) {
+                if !need.contains(c) {
+                    need.push(c.clone());
+                }
+            }
+            let need: Vec<&str> = need.iter().map(String::as_str).collect();
+            let rows = super::asof_scope::affected_left(a, rows, left, &need).await?;
+            stack_cast(&mut affected, evaluate(rows, left_map, false)?)?;
+            changed_inputs.push(name.clone());
+            continue;
+        };
         let cols = expression_columns(table, mapping)?;
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         let rows = match table.read(&files, Some(&cols)).await {
@@ -79,6 +119,7 @@ pub async fn plan(
         let values = evaluate(rows, mapping, false)?;
         stack_cast(&mut affected, values)?;
         changed_inputs.push(name.clone());
+        removed_any.insert(name.clone(), !changes.removed.is_empty());
         added_files.insert(name.clone(), changes.added);
     }
     let Some(affected) = affected else {
@@ -86,6 +127,7 @@ pub async fn plan(
     };
     let affected = affected.unique_stable(None, UniqueKeepStrategy::First, None)?;
     let mut files = BTreeMap::new();
+    let mut new_keys_only = false;
     for mapping in scope {
         let Some(table) = tables.get(&mapping.input) else {
             continue;
@@ -97,6 +139,7 @@ pub async fn plan(
         let only_changes = changed_inputs.as_slice() == [mapping.input.clone()]
             && maps_own_key(catalog.model(&mapping.input)?, mapping);
         let candidates = if only_changes {
+            new_keys_only = removed_any.get(&mapping.input) == Some(&false);
             let added: HashSet<&str> = added_files
                 .get(&mapping.input)
                 .map(|f| f.iter().map(|f| f.path.as_str()).collect())
@@ -115,7 +158,11 @@ pub async fn plan(
         };
         files.insert(mapping.input.clone(), candidates);
     }
-    Ok(Plan::Scoped(Scoped { affected, files }))
+    Ok(Plan::Scoped(Scoped {
+        affected,
+        files,
+        new_keys_only,
+    }))
 }
 
 /// Whether `mapping` maps the input's key columns one to one (a row-wise

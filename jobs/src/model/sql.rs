@@ -45,10 +45,18 @@ pub async fn run(
     }
     let started = std::time::Instant::now();
     let incremental = model.materialized == Materialization::Incremental && !s.full_refresh;
+    // As-of joins whose right side the query reads only through the join
+    // (and `scope` does not map): scoped runs read that side only as far
+    // back as the left rows in scope need.
+    let direct = direct_inputs(model, sql, asof)?;
+    let asof_only: Vec<&AsofJoin> = asof
+        .iter()
+        .filter(|a| !direct.contains(&a.right) && !scope.iter().any(|m| m.input == a.right))
+        .collect();
     let plan = if !incremental || scope.is_empty() || out.files().await?.is_empty() {
         Plan::Full(String::new())
     } else {
-        scope::plan(scope, &tables, &out, catalog).await?
+        scope::plan(scope, &asof_only, &tables, &out, catalog).await?
     };
     let scoped = match plan {
         Plan::Nothing => {
@@ -94,9 +102,16 @@ pub async fn run(
         return Ok(report);
     }
     let mut frames = BTreeMap::new();
+    let mut deferred = Vec::new();
     for (name, t) in &tables {
         let cols = columns_of(t, name, &needed);
         let mapped = scope.iter().find(|m| &m.input == name);
+        if let (Some(_), Some(a)) = (&scoped, asof_only.iter().find(|a| &a.right == name))
+            && scope.iter().any(|m| m.input == a.left)
+        {
+            deferred.push((*a, t, cols));
+            continue;
+        }
         let df = match (&scoped, mapped) {
             (Some(sc), Some(mapping)) => {
                 let files = sc.files.get(name).map(Vec::as_slice).unwrap_or_default();
@@ -107,30 +122,35 @@ pub async fn run(
         report.rows_in += df.height() as u64;
         frames.insert(name.clone(), df);
     }
+    // Right sides of scoped as-of joins, once their left rows are known.
+    for (a, t, cols) in deferred {
+        let left = frames.get(&a.left).cloned().unwrap_or_default();
+        let df = super::asof_scope::read_right(a, t, &cols, &left).await?;
+        report.rows_in += df.height() as u64;
+        frames.insert(a.right.clone(), df);
+    }
     let read = started.elapsed().as_secs_f64();
     let mut result = execute(model, sql, asof, &frames)?;
     let executed = started.elapsed().as_secs_f64();
-    let how = if s.full_refresh {
+    let mut how = if s.full_refresh {
         Materialization::Table
     } else {
         model.materialized
     };
+    let mut key: &[String] = &model.unique_key;
     let affected = match &scoped {
+        Some(sc) if sc.new_keys_only => {
+            result = scope::restrict(result, &sc.affected)?;
+            (how, key) = (Materialization::Append, &[]);
+            None
+        }
         Some(sc) => {
             result = scope::restrict(result, &sc.affected)?;
             Some(&sc.affected)
         }
         None => None,
     };
-    let written = write::write(
-        &mut out,
-        result,
-        how,
-        &model.unique_key,
-        &versions,
-        affected,
-    )
-    .await?;
+    let written = write::write(&mut out, result, how, key, &versions, affected).await?;
     tracing::debug!(model = %model.name, read, executed, written = started.elapsed().as_secs_f64(), scoped = scoped.is_some(), "sql model");
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
@@ -206,18 +226,27 @@ fn columns_read<'a>(
 /// The tables a SQL model reads: its query's relations (its as-of names
 /// excluded) and the two sides of each as-of join.
 pub fn inputs(model: &Model, sql: &str, asof: &[AsofJoin]) -> Result<BTreeSet<String>, ModelError> {
-    let named: BTreeSet<&str> = asof.iter().map(|a| a.name.as_str()).collect();
-    let mut out: BTreeSet<String> = sql_relations(sql)
-        .map_err(|e| ModelError::Input(format!("model {}: {e}", model.name)))?
-        .into_iter()
-        .map(|r| r.name)
-        .filter(|n| !named.contains(n.as_str()))
-        .collect();
+    let mut out = direct_inputs(model, sql, asof)?;
     for a in asof {
         out.insert(a.left.clone());
         out.insert(a.right.clone());
     }
     Ok(out)
+}
+
+/// The tables the query itself names (its as-of names excluded).
+fn direct_inputs(
+    model: &Model,
+    sql: &str,
+    asof: &[AsofJoin],
+) -> Result<BTreeSet<String>, ModelError> {
+    let named: BTreeSet<&str> = asof.iter().map(|a| a.name.as_str()).collect();
+    Ok(sql_relations(sql)
+        .map_err(|e| ModelError::Input(format!("model {}: {e}", model.name)))?
+        .into_iter()
+        .map(|r| r.name)
+        .filter(|n| !named.contains(n.as_str()))
+        .collect())
 }
 
 /// Runs the query over `frames` (input name -> rows) and returns the

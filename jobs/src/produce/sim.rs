@@ -189,8 +189,9 @@ impl Simulator {
         }
     }
 
-    /// Event time of the n-th telemetry message.
-    fn time_of(&self, n: u64) -> DateTime<Utc> {
+    /// Event time of the n-th telemetry message (`events` gives the time
+    /// right after the last one: where a follow-up run may start).
+    pub fn time_of(&self, n: u64) -> DateTime<Utc> {
         self.s.start + self.step * n as i32
     }
 

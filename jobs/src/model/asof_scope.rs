@@ -1,0 +1,195 @@
+//! Incremental scope through an as-of join.
+//!
+//! A model whose `scope` maps the left side of an as-of join (fact_fines:
+//! `silver_fines` by `fine_id`) need not map the right side: the engine
+//! knows what a change there can affect. A right row gained or lost with
+//! `by` values B at `right_on` t can change the match of exactly the left
+//! rows with `by` = B and `left_on` >= t (a backward join takes the latest
+//! right row at or before `left_on`). Those left rows join the affected
+//! scope ([`affected_left`]).
+//!
+//! The run then reads the right side only as far back as the left rows in
+//! scope need ([`read_right`]): files in descending order of their
+//! `right_on` statistics, until every left row has a match that no unread
+//! file can beat. New fines at the end of the timeline read the newest
+//! telemetry files, not the whole fact table.
+
+use super::ModelError;
+use super::table::{DataFile, ModelTable};
+use super::write::semi_join;
+use crate::spec::AsofJoin;
+use polars::prelude::*;
+
+/// Timestamp statistics in the Delta log may be truncated (to the
+/// millisecond or the second, by writer): file bounds are widened by this
+/// much before they decide anything.
+const STATS_SLACK_US: i64 = 1_000_000;
+
+/// Right-side files read per step of [`read_right`].
+const STEP_BYTES: i64 = 32 << 20;
+
+/// The rows of `left` (columns `cols`, which must hold `by` and `left_on`)
+/// whose match can change because `changed` (right rows gained or lost:
+/// `by` and `right_on`) changed.
+pub async fn affected_left(
+    a: &AsofJoin,
+    changed: DataFrame,
+    left: &ModelTable,
+    cols: &[&str],
+) -> Result<DataFrame, ModelError> {
+    const EARLIEST: &str = "__asof_earliest";
+    let by: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    let earliest = changed
+        .lazy()
+        .group_by(by.clone())
+        .agg([col(a.right_on.as_str()).min().alias(EARLIEST)])
+        .collect()?;
+    let Some(from) = micros(earliest.column(EARLIEST)?.as_materialized_series())?.min() else {
+        return Ok(left.read(&[], Some(cols)).await?);
+    };
+    // Files whose every left_on precedes the earliest change cannot hold
+    // an affected row.
+    let files: Vec<DataFile> = left
+        .files()
+        .await?
+        .into_iter()
+        .filter(|f| {
+            f.bounds(&a.left_on)
+                .is_none_or(|(_, hi)| hi + STATS_SLACK_US >= from)
+        })
+        .collect();
+    let rows = left.read(&files, Some(cols)).await?;
+    let left_type = rows.column(&a.left_on)?.dtype().clone();
+    let keep: Vec<Expr> = cols.iter().map(|c| col(*c)).collect();
+    Ok(rows
+        .lazy()
+        .join(
+            earliest.lazy(),
+            by.clone(),
+            by,
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(col(a.left_on.as_str()).gt_eq(col(EARLIEST).cast(left_type)))
+        .select(keep)
+        .collect()?)
+}
+
+/// The right rows (columns `cols`) the as-of join of `left` needs: rows
+/// with `by` values `left` has and `right_on` at or before its latest
+/// `left_on`, read newest file first and only until each left row's match
+/// is certain (found, and later than anything an unread file holds).
+pub async fn read_right(
+    a: &AsofJoin,
+    right: &ModelTable,
+    cols: &[&str],
+    left: &DataFrame,
+) -> Result<DataFrame, ModelError> {
+    let mut acc = right.read(&[], Some(cols)).await?;
+    let Some(hi) = micros(left.column(&a.left_on)?.as_materialized_series())?.max() else {
+        return Ok(acc);
+    };
+    let by_values = left
+        .select(a.by.iter().map(String::as_str))?
+        .unique_stable(None, UniqueKeepStrategy::First, None)?;
+    let bound = |f: &DataFile| f.bounds(&a.right_on);
+    let mut files: Vec<DataFile> = right
+        .files()
+        .await?
+        .into_iter()
+        .filter(|f| bound(f).is_none_or(|(lo, _)| lo <= hi))
+        .collect();
+    // Newest first; files without statistics first of all (they could
+    // hold anything).
+    files.sort_by_key(|f| std::cmp::Reverse(bound(f).map_or(i64::MAX, |(_, max)| max)));
+    let mut rest = files.as_slice();
+    while !rest.is_empty() {
+        let mut take = 0;
+        let mut bytes = 0;
+        while take < rest.len() && (take == 0 || bytes < STEP_BYTES) {
+            bytes += rest[take].size;
+            take += 1;
+        }
+        let (step, later) = rest.split_at(take);
+        rest = later;
+        let rows = right.read(step, Some(cols)).await?;
+        let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(hi);
+        let rows = semi_join(rows.filter(&early)?, by_values.clone(), &a.by)?;
+        acc.vstack_mut_owned(rows)?;
+        let Some(next) = rest.first() else { break };
+        let unread_max =
+            bound(next).map_or(i64::MAX, |(_, max)| max.saturating_add(STATS_SLACK_US));
+        if settled(a, left, &acc, unread_max)? {
+            break;
+        }
+    }
+    Ok(acc)
+}
+
+/// Whether every left row already has a match in `acc` later than
+/// `unread_max`: a right row no unread file can displace (ties on
+/// `right_on` go by tie_break, so equal is not enough).
+fn settled(
+    a: &AsofJoin,
+    left: &DataFrame,
+    acc: &DataFrame,
+    unread_max: i64,
+) -> Result<bool, ModelError> {
+    const MATCH: &str = "__asof_match";
+    let by: Vec<PlSmallStr> = a.by.iter().map(|c| c.as_str().into()).collect();
+    let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    keep.push(col(a.right_on.as_str()).alias(MATCH));
+    let right = acc
+        .clone()
+        .lazy()
+        .select(keep)
+        .sort([MATCH], SortMultipleOptions::default())
+        .collect()?;
+    let mut lkeep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    lkeep.push(col(a.left_on.as_str()));
+    let left = left
+        .clone()
+        .lazy()
+        .select(lkeep)
+        .sort([a.left_on.as_str()], SortMultipleOptions::default())
+        .collect()?;
+    let options = AsOfOptions {
+        strategy: AsofStrategy::Backward,
+        tolerance: None,
+        tolerance_str: None,
+        left_by: Some(by.clone()),
+        right_by: Some(by),
+        allow_eq: true,
+        check_sortedness: false,
+    };
+    let joined = left
+        .lazy()
+        .join(
+            right.lazy(),
+            [col(a.left_on.as_str())],
+            [col(MATCH)],
+            JoinArgs::new(JoinType::AsOf(Box::new(options))),
+        )
+        .collect()?;
+    let matches = micros(joined.column(MATCH)?.as_materialized_series())?;
+    Ok(matches.null_count() == 0 && matches.min().is_none_or(|m| m > unread_max))
+}
+
+/// A timestamp column as microseconds since the epoch (the unit of the
+/// Delta statistics).
+fn micros(s: &Series) -> Result<Int64Chunked, ModelError> {
+    let DataType::Datetime(unit, _) = s.dtype() else {
+        return Err(ModelError::Input(format!(
+            "as-of column `{}` is {}, not a timestamp",
+            s.name(),
+            s.dtype()
+        )));
+    };
+    let unit = *unit;
+    let phys = s.to_physical_repr();
+    let v = phys.i64()?;
+    Ok(match unit {
+        TimeUnit::Nanoseconds => v / 1000,
+        TimeUnit::Microseconds => v.clone(),
+        TimeUnit::Milliseconds => v * 1000,
+    })
+}
