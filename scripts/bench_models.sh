@@ -30,6 +30,8 @@ models_dir = "$ROOT/models"
 data_dir = "$ROOT/data"
 [lake]
 uri = "./lake"
+[warehouse]
+enabled = false
 TOML
 cd "$WORK"
 timed() { # label, command...

@@ -82,6 +82,9 @@ pub enum Command {
         /// Rebuild incremental models from scratch.
         #[arg(long)]
         full_refresh: bool,
+        /// Do not load the warehouse afterwards (see also warehouse.enabled).
+        #[arg(long)]
+        no_load: bool,
     },
     /// Ask the running scheduler to run a selection now.
     Trigger {
@@ -142,6 +145,8 @@ pub enum Command {
     Status { run: Option<String> },
     /// Apply the warehouse and run-metadata migrations.
     Migrate,
+    /// Load the selected gold models into the warehouse (default: all).
+    Load { selector: Vec<String> },
     /// A Kafka-protocol broker in this process (librdkafka's in-memory mock
     /// cluster), for development and tests without Kafka.
     Broker {

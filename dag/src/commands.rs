@@ -128,11 +128,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Run {
             selector,
             full_refresh,
+            no_load,
         } => {
             let cfg = load_config(explicit)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
-            crate::run::run(&cfg, &p, &nodes, full_refresh).await
+            let load = cfg.config.warehouse.enabled && !no_load;
+            crate::run::run(&cfg, &p, &nodes, full_refresh, load).await
         }
         Command::Trigger { .. } => not_available(
             "trigger",
@@ -157,7 +159,16 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Status { .. } => {
             not_available("status", "run history in PostgreSQL is being built")
         }
-        Command::Migrate => not_available("migrate", "the warehouse migrations are being built"),
+        Command::Migrate => {
+            let cfg = load_config(explicit)?;
+            crate::warehouse::migrate_command(&cfg).await
+        }
+        Command::Load { selector } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = select(&p, &selector)?;
+            crate::warehouse::load_command(&cfg, &p, &nodes).await
+        }
     }
 }
 

@@ -119,6 +119,10 @@ pub struct IngestConfig {
 pub struct WarehouseConfig {
     /// A PostgreSQL URL without password.
     pub url: String,
+    /// Whether `dag run` loads gold into the warehouse after its models.
+    pub enabled: bool,
+    /// How long an unreachable warehouse is retried before a load fails.
+    pub retry_timeout: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +199,8 @@ impl Default for WarehouseConfig {
     fn default() -> Self {
         Self {
             url: "postgres://dag@localhost:5432/dag".into(),
+            enabled: true,
+            retry_timeout: "1m".into(),
         }
     }
 }
@@ -276,6 +282,15 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// Where the warehouse is, secrets applied (validated at load).
+    pub fn warehouse_settings(&self) -> jobs::warehouse::WarehouseSettings {
+        jobs::warehouse::WarehouseSettings {
+            url: self.warehouse_url.clone(),
+            retry_timeout: jobs::spec::parse_duration(&self.config.warehouse.retry_timeout)
+                .unwrap_or(std::time::Duration::from_secs(60)),
+        }
+    }
+
     /// The bronze ingest settings this configuration describes (validated
     /// at load, so parsing cannot fail here).
     pub fn ingest_settings(&self) -> jobs::bronze::IngestSettings {
@@ -672,6 +687,7 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
     duration("kafka.session_timeout", &c.kafka.session_timeout)?;
     duration("ingest.batch_interval", &c.ingest.batch_interval)?;
     duration("ingest.retry_timeout", &c.ingest.retry_timeout)?;
+    duration("warehouse.retry_timeout", &c.warehouse.retry_timeout)?;
     if c.ingest.compact_every != "off" {
         jobs::spec::parse_duration(&c.ingest.compact_every)
             .map_err(|e| invalid(ro, "ingest.compact_every", format!("{e}, or \"off\"")))?;

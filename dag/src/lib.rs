@@ -13,3 +13,4 @@ pub mod produce;
 pub mod render;
 pub mod run;
 pub mod select;
+pub mod warehouse;

@@ -9,6 +9,7 @@ use crate::config::Loaded;
 use crate::pipeline::Pipeline;
 use jobs::model::{Catalog, ModelReport, Settings, run_model};
 use jobs::spec::Source;
+use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::BTreeSet;
 
@@ -43,6 +44,7 @@ pub async fn run(
     p: &Pipeline,
     selected: &[NodeIndex],
     full_refresh: bool,
+    load: bool,
 ) -> Result<Outcome, CliError> {
     let order = runnable(p, selected);
     if order.is_empty() {
@@ -84,11 +86,24 @@ pub async fn run(
         "\n{} model(s) ran, {} failed, {} skipped",
         counts.0, counts.1, counts.2
     );
-    Ok(if failed.is_empty() {
+    let mut outcome = if failed.is_empty() {
         Outcome::Success
     } else {
         Outcome::Failed
-    })
+    };
+    if load {
+        // Until data tests gate it, a failed model closes the gate: the
+        // warehouse keeps the last complete state.
+        let gate = match failed.iter().next() {
+            None => Gate::Open,
+            Some(n) => Gate::Closed(format!("model {} failed", p.graph[*n].name)),
+        };
+        println!();
+        if crate::warehouse::load_selected(cfg, p, selected, gate).await? == Outcome::Failed {
+            outcome = Outcome::Failed;
+        }
+    }
+    Ok(outcome)
 }
 
 /// One model's line: rows in/out/quarantined/duplicates, version, seconds.

@@ -96,7 +96,6 @@ fn commands_not_built_yet_fail_and_say_so() {
         vec!["test"],
         vec!["runs"],
         vec!["status"],
-        vec!["migrate"],
     ] {
         let out = dag(&args);
         let (_, stderr) = text(&out);

@@ -10,3 +10,4 @@ pub mod lake;
 pub mod model;
 pub mod produce;
 pub mod spec;
+pub mod warehouse;

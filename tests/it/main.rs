@@ -11,3 +11,4 @@ mod loader;
 mod models;
 mod selectors;
 mod services;
+mod warehouse;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -42,14 +42,14 @@ fn rows_in(out: &str, model: &str) -> u64 {
     words[at + 1].parse().expect("a number")
 }
 
-struct Lake {
+pub(crate) struct Lake {
     dir: tempfile::TempDir,
     /// Next offset per (topic, partition).
     offsets: BTreeMap<(String, i32), i64>,
 }
 
 impl Lake {
-    fn new() -> Lake {
+    pub(crate) fn new() -> Lake {
         let dir = tempfile::tempdir().expect("tempdir");
         Lake::write_config(dir.path(), &repo().join("data"));
         Lake {
@@ -60,7 +60,7 @@ impl Lake {
 
     fn write_config(root: &Path, data: &Path) {
         let toml = format!(
-            "pipeline = \"telematics\"\nmodels_dir = \"{}\"\ndata_dir = \"{}\"\n[lake]\nuri = \"file://{}/lake\"\n",
+            "pipeline = \"telematics\"\nmodels_dir = \"{}\"\ndata_dir = \"{}\"\n[warehouse]\nenabled = false\n[lake]\nuri = \"file://{}/lake\"\n",
             repo().join("models").display(),
             data.display(),
             root.display()
@@ -68,11 +68,11 @@ impl Lake {
         std::fs::write(root.join("dag.toml"), toml).expect("write dag.toml");
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         Settings {
             lake: format!("file://{}/lake", self.root().display()),
             storage_options: HashMap::new(),
@@ -84,7 +84,7 @@ impl Lake {
 
     /// Appends messages to the two bronze tables as one commit each, with
     /// `ingested_at` pinned.
-    async fn add(&mut self, records: &[Message], ingested_at: DateTime<Utc>) {
+    pub(crate) async fn add(&mut self, records: &[Message], ingested_at: DateTime<Utc>) {
         for (name, topic) in [
             ("bronze_vehicle_telemetry", TELEMETRY),
             ("bronze_traffic_fines", FINES),
@@ -121,11 +121,11 @@ impl Lake {
         }
     }
 
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         self.run_with(args, &[])
     }
 
-    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+    pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
         let out = Command::new(testkit::dag_bin())
             .current_dir(self.root())
             .arg("run")
@@ -142,7 +142,7 @@ impl Lake {
         text
     }
 
-    async fn table(&self, name: &str) -> DataFrame {
+    pub(crate) async fn table(&self, name: &str) -> DataFrame {
         let t = catalog()
             .open_input(name, &self.settings())
             .await
@@ -159,7 +159,7 @@ impl Lake {
     }
 }
 
-fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     let p = Pipeline::load(&repo().join("models/telematics")).expect("pipeline");
     Catalog::new(p.graph.node_weights().cloned())
 }
@@ -179,10 +179,10 @@ const SILVER_GOLD: [(&str, &[&str]); 12] = [
     ("agg_alerts_15min", &["window_start"]),
 ];
 
-type Message = (String, Vec<u8>, Option<Vec<u8>>);
+pub(crate) type Message = (String, Vec<u8>, Option<Vec<u8>>);
 
 /// Simulated messages as (kind, (topic, key, value)).
-fn simulate(
+pub(crate) fn simulate(
     seed: u64,
     events: u64,
     start: &str,
@@ -445,7 +445,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn event(
+pub(crate) fn event(
     id: &str,
     vehicle: &str,
     driver: &str,
@@ -476,7 +476,7 @@ fn fine(id: &str, vehicle: &str, time: &str, speed: f64, limit: f64, amount: &st
 }
 
 /// Rows of `a` that `b` does not hold identically, as their keys.
-fn changed_keys(a: &DataFrame, b: &DataFrame, key: &[&str]) -> Vec<String> {
+pub(crate) fn changed_keys(a: &DataFrame, b: &DataFrame, key: &[&str]) -> Vec<String> {
     let all: Vec<Expr> = a
         .get_column_names()
         .iter()

@@ -1,0 +1,374 @@
+//! The load: gold tables into the warehouse, all in one transaction.
+//!
+//! Per table, from the Delta version `dag.loaded_versions` records to the
+//! table's current version:
+//! - `initial`: the warehouse table is empty: every row COPY'd straight in.
+//! - `changes`: the rows of the data files added since (still live) are
+//!   COPY'd into a staging table and upserted by key, skipping rows equal
+//!   to what the table holds (so an unchanged row gets no new row
+//!   version); keys of the removed files that no added file holds are
+//!   deleted.
+//! - `full` (no version recorded yet over a non-empty table, a table
+//!   recreated, a removed file already vacuumed): every row staged and
+//!   upserted, keys gold no longer has deleted.
+//!
+//! Then the new versions are recorded in the same transaction, so a
+//! repeated load is a no-op and a crash leaves the previous state whole.
+//! Concurrent loads serialize on an advisory lock.
+
+use super::connect::retrying;
+use super::{WarehouseError, WarehouseSettings, csv, quote, schema};
+use crate::model::table::{DataFile, ModelTable};
+use crate::model::{Catalog, Settings};
+use crate::spec::Model;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashSet;
+use std::time::Instant;
+
+/// Advisory lock key of loads ("dagload").
+const LOCK: i64 = 0x0064_6167_6c6f_6164;
+
+/// Input files read per COPY chunk.
+const CHUNK_BYTES: i64 = 32 << 20;
+
+/// Whether the run's data tests let this load happen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Blocked, and why (a failing error-severity test, a failed model).
+    Closed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Initial,
+    Changes,
+    Full,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Initial => "initial",
+            Mode::Changes => "changes",
+            Mode::Full => "full",
+        }
+    }
+}
+
+/// What one table's load did.
+#[derive(Clone, Debug)]
+pub struct TableLoad {
+    pub model: String,
+    pub from: Option<i64>,
+    pub to: i64,
+    pub mode: Mode,
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    /// Tables that changed, in load order.
+    pub tables: Vec<TableLoad>,
+    /// Tables already at their gold version.
+    pub current: Vec<String>,
+    /// Tables without a gold table yet (their model never ran).
+    pub missing: Vec<String>,
+    /// Set when the gate was closed: nothing was loaded.
+    pub blocked: Option<String>,
+}
+
+/// Loads `models` (those with a warehouse target) if the gate is open,
+/// retrying the whole transaction while PostgreSQL is unreachable.
+pub async fn load(
+    ws: &WarehouseSettings,
+    pool: &PgPool,
+    models: &[&Model],
+    catalog: &Catalog,
+    s: &Settings,
+    gate: Gate,
+) -> Result<LoadReport, WarehouseError> {
+    if let Gate::Closed(why) = gate {
+        return Ok(LoadReport {
+            blocked: Some(why),
+            ..LoadReport::default()
+        });
+    }
+    let models: Vec<&Model> = models
+        .iter()
+        .copied()
+        .filter(|m| m.warehouse.is_some())
+        .collect();
+    retrying(ws, "loading the warehouse", || {
+        load_once(pool, &models, catalog, s)
+    })
+    .await
+}
+
+async fn load_once(
+    pool: &PgPool,
+    models: &[&Model],
+    catalog: &Catalog,
+    s: &Settings,
+) -> Result<LoadReport, WarehouseError> {
+    let mut report = LoadReport::default();
+    let mut tables = Vec::new();
+    for m in models {
+        match catalog.open_input(&m.name, s).await {
+            Ok(t) => tables.push((*m, t)),
+            Err(crate::model::ModelError::Input(_)) => report.missing.push(m.name.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let present: Vec<&Model> = tables.iter().map(|(m, _)| *m).collect();
+    schema::check(&mut tx, &present).await?;
+    let load_id = uuid::Uuid::new_v4();
+    for (m, table) in &tables {
+        let loaded: Option<i64> =
+            sqlx::query_scalar("SELECT delta_version FROM dag.loaded_versions WHERE model = $1")
+                .bind(&m.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let to = table.version();
+        if loaded == Some(to) {
+            report.current.push(m.name.clone());
+            continue;
+        }
+        let started = Instant::now();
+        let mut done = load_table(&mut tx, m, table, loaded).await?;
+        done.seconds = started.elapsed().as_secs_f64();
+        sqlx::query(
+            "INSERT INTO dag.loaded_versions (model, delta_version, loaded_at) VALUES ($1, $2, now())
+             ON CONFLICT (model) DO UPDATE SET delta_version = EXCLUDED.delta_version, loaded_at = now()",
+        )
+        .bind(&m.name)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO dag.load_history
+             (load_id, model, from_version, to_version, mode, inserted, updated, deleted, seconds)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(load_id)
+        .bind(&m.name)
+        .bind(loaded)
+        .bind(to)
+        .bind(done.mode.as_str())
+        .bind(done.inserted as i64)
+        .bind(done.updated as i64)
+        .bind(done.deleted as i64)
+        .bind(done.seconds)
+        .execute(&mut *tx)
+        .await?;
+        tracing::debug!(model = %m.name, mode = done.mode.as_str(), seconds = done.seconds, "loaded");
+        report.tables.push(done);
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// The load of one table inside the transaction.
+async fn load_table(
+    conn: &mut PgConnection,
+    m: &Model,
+    table: &ModelTable,
+    loaded: Option<i64>,
+) -> Result<TableLoad, WarehouseError> {
+    let Some(target) = &m.warehouse else {
+        return Err(WarehouseError::Schema(format!(
+            "model {} has no warehouse table",
+            m.name
+        )));
+    };
+    let qualified = format!("{}.{}", quote(&target.schema), quote(&target.table));
+    let cols: Vec<&str> = m.columns.iter().map(|c| c.name.as_str()).collect();
+    let col_list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let key: Vec<&str> = m.unique_key.iter().map(String::as_str).collect();
+    let mut done = TableLoad {
+        model: m.name.clone(),
+        from: loaded,
+        to: table.version(),
+        mode: Mode::Full,
+        inserted: 0,
+        updated: 0,
+        deleted: 0,
+        seconds: 0.0,
+    };
+    let live = table.files().await?;
+    // What changed since the loaded version, when that can be known.
+    let changes = match loaded {
+        Some(v) if v < table.version() => table.changes(v).await.ok(),
+        _ => None,
+    };
+    let gone_keys = match &changes {
+        Some(ch) if !ch.removed.is_empty() => match table.read(&ch.removed, Some(&key)).await {
+            Ok(keys) => Some(Some(keys)),
+            Err(e) => {
+                tracing::info!(model = %m.name, "a removed file cannot be read ({e}): full load");
+                None
+            }
+        },
+        Some(_) => Some(None),
+        None => None,
+    };
+    let empty: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {qualified})"
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    if empty {
+        // Nothing to compare with: COPY straight into the table.
+        done.mode = Mode::Initial;
+        let copy = format!("COPY {qualified} ({col_list}) FROM STDIN WITH (FORMAT csv)");
+        done.inserted = copy_files(conn, &copy, table, &live, &cols).await?;
+        return Ok(done);
+    }
+    let stage = quote(&format!("dag_stage_{}", m.name));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TEMP TABLE {stage} (LIKE {qualified}) ON COMMIT DROP"
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let (files, gone) = match (&changes, gone_keys) {
+        (Some(ch), Some(gone)) => {
+            done.mode = Mode::Changes;
+            let added: HashSet<&str> = ch.added.iter().map(|f| f.path.as_str()).collect();
+            let files: Vec<DataFile> = live
+                .iter()
+                .filter(|f| added.contains(f.path.as_str()))
+                .cloned()
+                .collect();
+            (files, gone)
+        }
+        _ => (live.clone(), None),
+    };
+    let copy = format!("COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv)");
+    let staged = copy_files(conn, &copy, table, &files, &cols).await?;
+    if staged > 10_000 {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {stage}")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let key_list = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let same_key = |a: &str, b: &str| {
+        key.iter()
+            .map(|k| format!("{a}.{q} = {b}.{q}", q = quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    // Deletions: keys gold no longer has.
+    done.deleted = match (done.mode, gone) {
+        (Mode::Changes, None) => 0,
+        (Mode::Changes, Some(mut keys)) => {
+            let gone_table = quote(&format!("dag_gone_{}", m.name));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE TEMP TABLE {gone_table} ON COMMIT DROP AS SELECT {key_list} FROM {qualified} WITH NO DATA"
+            )))
+            .execute(&mut *conn)
+            .await?;
+            let mut copy = conn
+                .copy_in_raw(&format!(
+                    "COPY {gone_table} ({key_list}) FROM STDIN WITH (FORMAT csv)"
+                ))
+                .await?;
+            copy.send(csv::encode(&mut keys)?).await?;
+            copy.finish().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {qualified} t USING {gone_table} g WHERE {} AND NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
+                same_key("t", "g"),
+                same_key("s", "g")
+            )))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        }
+        _ => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {qualified} t WHERE NOT EXISTS (SELECT 1 FROM {stage} s WHERE {})",
+            same_key("s", "t")
+        )))
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+    };
+    // Upsert: new keys inserted, changed rows updated, equal rows left
+    // alone (no new row version).
+    let others: Vec<&str> = cols.iter().copied().filter(|c| !key.contains(c)).collect();
+    let on_conflict = if others.is_empty() {
+        "DO NOTHING".to_string()
+    } else {
+        let set = others
+            .iter()
+            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mine = others
+            .iter()
+            .map(|c| format!("t.{}", quote(c)))
+            .collect::<Vec<_>>();
+        let theirs = others
+            .iter()
+            .map(|c| format!("EXCLUDED.{}", quote(c)))
+            .collect::<Vec<_>>();
+        format!(
+            "DO UPDATE SET {set} WHERE ({}) IS DISTINCT FROM ({})",
+            mine.join(", "),
+            theirs.join(", ")
+        )
+    };
+    let (inserted, updated): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH up AS (
+            INSERT INTO {qualified} AS t ({col_list}) SELECT {col_list} FROM {stage}
+            ON CONFLICT ({key_list}) {on_conflict}
+            RETURNING (xmax = 0) AS inserted)
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    done.inserted = inserted as u64;
+    done.updated = updated as u64;
+    Ok(done)
+}
+
+/// COPYs the rows of `files` (columns `cols`, in this order) with the
+/// `copy` statement, a chunk of files at a time; returns the rows copied.
+async fn copy_files(
+    conn: &mut PgConnection,
+    copy: &str,
+    table: &ModelTable,
+    files: &[DataFile],
+    cols: &[&str],
+) -> Result<u64, WarehouseError> {
+    let mut sink = conn.copy_in_raw(copy).await?;
+    let mut start = 0;
+    let result = async {
+        while start < files.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < files.len() && (end == start || bytes < CHUNK_BYTES) {
+                bytes += files[end].size;
+                end += 1;
+            }
+            let mut df = table.read(&files[start..end], Some(cols)).await?;
+            start = end;
+            sink.send(csv::encode(&mut df)?).await?;
+        }
+        Ok::<_, WarehouseError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(sink.finish().await?),
+        Err(e) => {
+            let _ = sink.abort(e.to_string()).await;
+            Err(e)
+        }
+    }
+}

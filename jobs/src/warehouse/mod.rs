@@ -1,0 +1,69 @@
+//! The warehouse: gold models copied into PostgreSQL, exactly once.
+//!
+//! - [`migrate`]: the refinery migrations of `migrations/` (schemas `gold`
+//!   and `dag`), applied under an advisory lock.
+//! - [`schema`]: each warehouse table compared with its model before a row
+//!   is written.
+//! - [`load`]: per table, the rows changed since the Delta version the
+//!   warehouse holds, COPY'd into staging and upserted by key, keys gold no
+//!   longer has deleted; every table of a load and the versions loaded in
+//!   one transaction.
+//! - [`connect`]: connections and transactions retried with backoff while
+//!   PostgreSQL is down or restarting, then reported.
+
+pub mod connect;
+pub mod csv;
+pub mod load;
+pub mod migrate;
+pub mod schema;
+
+use crate::model::ModelError;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error(
+        "PostgreSQL at {target} is unreachable: gave up after {attempts} attempt(s) over {seconds:.0}s (warehouse.retry_timeout); last error: {last}"
+    )]
+    Unreachable {
+        target: String,
+        attempts: u32,
+        seconds: f64,
+        last: String,
+    },
+    /// A warehouse table does not match its model (nothing was written).
+    #[error("{0}")]
+    Schema(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+    /// A lost connection under another library (refinery): retried.
+    #[error("{0}")]
+    Transient(String),
+    #[error("PostgreSQL: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Polars(#[from] polars::prelude::PolarsError),
+}
+
+impl From<crate::model::table::TableError> for WarehouseError {
+    fn from(e: crate::model::table::TableError) -> Self {
+        WarehouseError::Model(e.into())
+    }
+}
+
+/// Where the warehouse is and how long to wait for it.
+#[derive(Clone, Debug)]
+pub struct WarehouseSettings {
+    /// postgres:// URL, password included when given by the environment.
+    pub url: String,
+    /// How long connection losses are retried before the load fails.
+    pub retry_timeout: Duration,
+}
+
+/// `"name"` with inner quotes doubled: identifiers come from model files
+/// (checked to be plain identifiers) and are quoted anyway.
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
