@@ -135,7 +135,6 @@ fn settled(
     unread_max: i64,
 ) -> Result<bool, ModelError> {
     const MATCH: &str = "__asof_match";
-    let by: Vec<PlSmallStr> = a.by.iter().map(|c| c.as_str().into()).collect();
     let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
     keep.push(col(a.right_on.as_str()).alias(MATCH));
     let right = acc
@@ -152,24 +151,8 @@ fn settled(
         .select(lkeep)
         .sort([a.left_on.as_str()], SortMultipleOptions::default())
         .collect()?;
-    let options = AsOfOptions {
-        strategy: AsofStrategy::Backward,
-        tolerance: None,
-        tolerance_str: None,
-        left_by: Some(by.clone()),
-        right_by: Some(by),
-        allow_eq: true,
-        check_sortedness: false,
-    };
-    let joined = left
-        .lazy()
-        .join(
-            right.lazy(),
-            [col(a.left_on.as_str())],
-            [col(MATCH)],
-            JoinArgs::new(JoinType::AsOf(Box::new(options))),
-        )
-        .collect()?;
+    let joined =
+        super::sql::backward_asof(left.lazy(), right.lazy(), &a.left_on, MATCH, &a.by).collect()?;
     let matches = micros(joined.column(MATCH)?.as_materialized_series())?;
     Ok(matches.null_count() == 0 && matches.min().is_none_or(|m| m > unread_max))
 }

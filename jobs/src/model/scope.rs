@@ -70,42 +70,24 @@ pub async fn plan(
         if changes.added.is_empty() && changes.removed.is_empty() {
             continue;
         }
-        let mut files = changes.added.clone();
-        files.extend(changes.removed.iter().cloned());
-        let Some(mapping) = scope.iter().find(|m| &m.input == name) else {
-            let through = asof_only.iter().filter(|a| &a.right == name).find_map(|a| {
-                let left = scope.iter().find(|m| m.input == a.left)?;
-                Some((*a, left, tables.get(&a.left)?))
-            });
-            let Some((a, left_map, left)) = through else {
+        let mapping = scope.iter().find(|m| &m.input == name);
+        // An unmapped input may still be the right side of an as-of join
+        // whose left side is mapped: its changes re-match left rows.
+        let through = asof_only.iter().filter(|a| &a.right == name).find_map(|a| {
+            let left = scope.iter().find(|m| m.input == a.left)?;
+            Some((*a, left, tables.get(&a.left)?))
+        });
+        let cols: Vec<String> = match (mapping, through) {
+            (Some(m), _) => expression_columns(table, m)?,
+            (None, Some((a, ..))) => a.by.iter().chain([&a.right_on]).cloned().collect(),
+            (None, None) => {
                 return Ok(Plan::Full(format!(
                     "{name} changed and `scope` does not map it"
                 )));
-            };
-            let mut cols: Vec<&str> = a.by.iter().map(String::as_str).collect();
-            cols.push(&a.right_on);
-            let rows = match table.read(&files, Some(&cols)).await {
-                Ok(rows) => rows,
-                Err(e) if !changes.removed.is_empty() => {
-                    return Ok(Plan::Full(format!(
-                        "a file {name} removed cannot be read ({e})"
-                    )));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut need = expression_columns(left, left_map)?;
-            for c in a.by.iter().chain([&a.left_on]) {
-                if !need.contains(c) {
-                    need.push(c.clone());
-                }
             }
-            let need: Vec<&str> = need.iter().map(String::as_str).collect();
-            let rows = super::asof_scope::affected_left(a, rows, left, &need).await?;
-            stack_cast(&mut affected, evaluate(rows, left_map, false)?)?;
-            changed_inputs.push(name.clone());
-            continue;
         };
-        let cols = expression_columns(table, mapping)?;
+        let mut files = changes.added.clone();
+        files.extend(changes.removed.iter().cloned());
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         let rows = match table.read(&files, Some(&cols)).await {
             Ok(rows) => rows,
@@ -116,9 +98,24 @@ pub async fn plan(
             }
             Err(e) => return Err(e.into()),
         };
+        changed_inputs.push(name.clone());
+        let Some(mapping) = mapping else {
+            let Some((a, left_map, left)) = through else {
+                continue;
+            };
+            let mut need = expression_columns(left, left_map)?;
+            for c in a.by.iter().chain([&a.left_on]) {
+                if !need.contains(c) {
+                    need.push(c.clone());
+                }
+            }
+            let need: Vec<&str> = need.iter().map(String::as_str).collect();
+            let rows = super::asof_scope::affected_left(a, rows, left, &need).await?;
+            stack_cast(&mut affected, evaluate(rows, left_map, false)?)?;
+            continue;
+        };
         let values = evaluate(rows, mapping, false)?;
         stack_cast(&mut affected, values)?;
-        changed_inputs.push(name.clone());
         removed_any.insert(name.clone(), !changes.removed.is_empty());
         added_files.insert(name.clone(), changes.added);
     }

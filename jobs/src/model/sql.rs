@@ -317,7 +317,22 @@ pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResul
         [a.left_on.as_str()],
         SortMultipleOptions::default().with_maintain_order(true),
     )?;
-    let by: Vec<PlSmallStr> = a.by.iter().map(|c| c.as_str().into()).collect();
+    let joined = backward_asof(left.lazy(), right.lazy(), &a.left_on, ON, &a.by);
+    Ok(joined.select([all().exclude_cols([ON, TIE]).as_expr()]))
+}
+
+/// A backward as-of join (allow equal keys) of `left` on `left_on` with
+/// `right` on `right_on`, within equal `by` values. Both sides must be
+/// sorted on their key: polars cannot check sortedness within `by` groups
+/// and would only print a warning, so the check is off.
+pub fn backward_asof(
+    left: LazyFrame,
+    right: LazyFrame,
+    left_on: &str,
+    right_on: &str,
+    by: &[String],
+) -> LazyFrame {
+    let by: Vec<PlSmallStr> = by.iter().map(|c| c.as_str().into()).collect();
     let options = AsOfOptions {
         strategy: AsofStrategy::Backward,
         tolerance: None,
@@ -325,15 +340,12 @@ pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResul
         left_by: Some(by.clone()),
         right_by: Some(by),
         allow_eq: true,
-        // Sorted above; polars cannot check sortedness within `by` groups
-        // and would only print a warning.
         check_sortedness: false,
     };
-    let joined = left.lazy().join(
-        right.lazy(),
-        [col(a.left_on.as_str())],
-        [col(ON)],
+    left.join(
+        right,
+        [col(left_on)],
+        [col(right_on)],
         JoinArgs::new(JoinType::AsOf(Box::new(options))),
-    );
-    Ok(joined.select([all().exclude_cols([ON, TIE]).as_expr()]))
+    )
 }
