@@ -2,6 +2,7 @@
 //! Services (PostgreSQL, S3, the broker) come from `testkit`.
 
 mod bronze;
+mod chain;
 mod compose;
 mod config;
 mod fixtures;
