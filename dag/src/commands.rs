@@ -19,6 +19,8 @@ use std::path::PathBuf;
 pub enum Outcome {
     Success,
     Failed,
+    /// The work could not run (`dag test`: a test could not be evaluated).
+    Unrunnable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +156,23 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             crate::produce::run(&cfg, &p, args).await
         }
-        Command::Test { .. } => not_available("test", "the data test engine is being built"),
+        Command::Test {
+            selector,
+            junit,
+            markdown,
+            json,
+            full,
+        } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = select(&p, &selector)?;
+            let files = crate::datatest::ReportFiles {
+                junit,
+                markdown,
+                json,
+            };
+            crate::datatest::test_command(&cfg, &p, &nodes, full, &files).await
+        }
         Command::Runs { .. } => not_available("runs", "run history in PostgreSQL is being built"),
         Command::Status { .. } => {
             not_available("status", "run history in PostgreSQL is being built")

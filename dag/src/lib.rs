@@ -6,6 +6,7 @@ pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod datatest;
 pub mod ingest;
 pub mod logging;
 pub mod pipeline;

@@ -39,13 +39,21 @@ pub async fn migrate_command(cfg: &Loaded) -> Result<Outcome, CliError> {
     Ok(Outcome::Success)
 }
 
-/// `dag load`: the selected warehouse models at their current gold versions.
+/// `dag load`: the selected warehouse models at their current gold
+/// versions, once their data tests pass there (only the rows since each
+/// test last passed are checked, so an audited state costs nothing more).
 pub async fn load_command(
     cfg: &Loaded,
     p: &Pipeline,
     selected: &[NodeIndex],
 ) -> Result<Outcome, CliError> {
-    load_selected(cfg, p, selected, Gate::Open).await
+    let loaded: Vec<NodeIndex> = selected
+        .iter()
+        .copied()
+        .filter(|n| p.graph[*n].warehouse.is_some())
+        .collect();
+    let gate = crate::datatest::audit(cfg, p, &loaded).await?;
+    load_selected(cfg, p, selected, gate).await
 }
 
 /// Loads the warehouse models among `selected` through `gate`, printing a

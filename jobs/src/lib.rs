@@ -6,6 +6,7 @@
 //! what runs when and calls in here.
 
 pub mod bronze;
+pub mod datatest;
 pub mod lake;
 pub mod model;
 pub mod produce;

@@ -1,0 +1,241 @@
+//! The results table, `<lake>/_dag/test_results`: one row per test run,
+//! appended in one commit per `dag run` / `dag test`, so that history can
+//! be queried across runs (it is a Delta table like any other). Each
+//! test's base, the last version it passed at with no failing row, is read
+//! back from it.
+
+use super::{Status, TestResult};
+use crate::lake::TableLocation;
+use crate::model::table::{ModelTable, arrow_schema};
+use crate::model::{ModelError, Settings};
+use crate::spec::{Column as SpecColumn, ColumnType};
+use chrono::{DateTime, Utc};
+use polars::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// Where the results table lives in the lake.
+pub const LAYER: &str = "_dag";
+pub const TABLE: &str = "test_results";
+
+/// The results table's columns.
+pub fn columns() -> Vec<SpecColumn> {
+    let c = |name: &str, ty, nullable, description: &str| SpecColumn {
+        name: name.into(),
+        ty,
+        nullable,
+        description: description.into(),
+    };
+    use ColumnType::*;
+    vec![
+        c(
+            "run_id",
+            String,
+            false,
+            "the dag run or dag test that ran it",
+        ),
+        c("tested_at", Timestamp, false, "the run's clock"),
+        c("test", String, false, "the test's name"),
+        c("model", String, false, "the model tested"),
+        c("kind", String, false, "not_null, unique, ..."),
+        c("severity", String, false, "error or warn"),
+        c(
+            "columns",
+            String,
+            true,
+            "the tested columns, comma-separated",
+        ),
+        c(
+            "version",
+            BigInt,
+            false,
+            "the Delta version of the model tested",
+        ),
+        c(
+            "since_version",
+            BigInt,
+            true,
+            "only rows committed after this version were read (null: every row)",
+        ),
+        c(
+            "compared_version",
+            BigInt,
+            true,
+            "the version of the model compared with (relationships, row_count)",
+        ),
+        c("rows_checked", BigInt, false, "rows read or counted"),
+        c("status", String, false, "pass, warn, fail or error"),
+        c("failing", BigInt, false, "failing rows"),
+        c("seconds", Double, false, "time taken"),
+        c("message", String, true, "what failed, or how it passed"),
+        c("sample", String, true, "JSON array of up to N failing rows"),
+        c("declared_at", String, false, "file:line of the declaration"),
+    ]
+}
+
+fn location(s: &Settings) -> Result<TableLocation, ModelError> {
+    Ok(TableLocation::in_lake(
+        &s.lake,
+        LAYER,
+        TABLE,
+        s.storage_options.clone(),
+    )?)
+}
+
+/// Where a test last passed with no failing row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Base {
+    pub version: i64,
+    pub compared_version: Option<i64>,
+}
+
+/// Each test's base, from the results table.
+#[derive(Clone, Debug, Default)]
+pub struct Bases {
+    by_test: HashMap<String, Base>,
+}
+
+impl Bases {
+    pub async fn read(s: &Settings) -> Result<Bases, ModelError> {
+        let schema = arrow_schema(&columns());
+        let Some(table) = ModelTable::open(TABLE, &location(s)?, schema).await? else {
+            return Ok(Bases::default());
+        };
+        let df = table
+            .read_all(Some(&[
+                "test",
+                "version",
+                "compared_version",
+                "status",
+                "failing",
+            ]))
+            .await?;
+        let tests = df.column("test")?.str()?.clone();
+        let versions = df.column("version")?.i64()?.clone();
+        let compared = df.column("compared_version")?.i64()?.clone();
+        let status = df.column("status")?.str()?.clone();
+        let failing = df.column("failing")?.i64()?.clone();
+        let mut by_test: HashMap<String, Base> = HashMap::new();
+        for i in 0..df.height() {
+            if status.get(i) != Some(Status::Pass.as_str()) || failing.get(i) != Some(0) {
+                continue;
+            }
+            let (Some(t), Some(v)) = (tests.get(i), versions.get(i)) else {
+                continue;
+            };
+            let base = Base {
+                version: v,
+                compared_version: compared.get(i),
+            };
+            // Files are read in log order: a later equal version wins.
+            match by_test.get(t) {
+                Some(b) if b.version > v => {}
+                _ => {
+                    by_test.insert(t.to_string(), base);
+                }
+            }
+        }
+        Ok(Bases { by_test })
+    }
+
+    pub fn base(&self, test: &str) -> Option<Base> {
+        self.by_test.get(test).copied()
+    }
+
+    /// Records a clean pass made in this process.
+    pub fn passed(&mut self, test: &str, version: i64, compared_version: Option<i64>) {
+        self.by_test.insert(
+            test.to_string(),
+            Base {
+                version,
+                compared_version,
+            },
+        );
+    }
+}
+
+/// Appends `results` in one commit (nothing when there are none).
+pub async fn append(
+    s: &Settings,
+    run_id: &str,
+    clock: DateTime<Utc>,
+    results: &[TestResult],
+) -> Result<(), ModelError> {
+    if results.is_empty() {
+        return Ok(());
+    }
+    let cols = columns();
+    let mut table = ModelTable::open_or_create(
+        TABLE,
+        &location(s)?,
+        arrow_schema(&cols),
+        &[],
+        "dag data test results, one row per test run",
+    )
+    .await?;
+    let n = results.len();
+    let text =
+        |f: &dyn Fn(&TestResult) -> String| -> Vec<String> { results.iter().map(f).collect() };
+    let sample = |r: &TestResult| -> Option<String> {
+        (!r.sample.is_empty()).then(|| serde_json::Value::from(r.sample.clone()).to_string())
+    };
+    let tested_at = Column::new("tested_at".into(), vec![clock.timestamp_micros(); n])
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new("run_id".into(), vec![run_id.to_string(); n]),
+            tested_at,
+            Column::new("test".into(), text(&|r| r.test.clone())),
+            Column::new("model".into(), text(&|r| r.model.clone())),
+            Column::new("kind".into(), text(&|r| r.kind.clone())),
+            Column::new("severity".into(), text(&|r| r.severity.clone())),
+            Column::new(
+                "columns".into(),
+                results
+                    .iter()
+                    .map(|r| (!r.columns.is_empty()).then(|| r.columns.join(",")))
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "version".into(),
+                results.iter().map(|r| r.version).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "since_version".into(),
+                results.iter().map(|r| r.since_version).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "compared_version".into(),
+                results
+                    .iter()
+                    .map(|r| r.compared_version)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "rows_checked".into(),
+                results
+                    .iter()
+                    .map(|r| r.rows_checked as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("status".into(), text(&|r| r.status.as_str().to_string())),
+            Column::new(
+                "failing".into(),
+                results.iter().map(|r| r.failing as i64).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "seconds".into(),
+                results.iter().map(|r| r.seconds).collect::<Vec<_>>(),
+            ),
+            Column::new("message".into(), text(&|r| r.message.clone())),
+            Column::new(
+                "sample".into(),
+                results.iter().map(sample).collect::<Vec<_>>(),
+            ),
+            Column::new("declared_at".into(), text(&|r| r.declared_at.clone())),
+        ],
+    )?;
+    let adds = table.write_files(&df).await?;
+    table.commit(adds, &[], &BTreeMap::new(), false).await?;
+    Ok(())
+}
