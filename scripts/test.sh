@@ -3,7 +3,9 @@
 # CI runs through .ci/run (CI=true, no stdin, a fresh clone, nothing
 # running). Installs what is missing, builds, starts
 # the services the end-to-end tests use (scripts/services.sh), runs the test
-# suite and exits with its status. Services this run started are stopped on
+# suite, writes the shipped pipeline's data-quality report to
+# ci-artifacts/data-quality (scripts/quality_report.sh) and exits with the
+# suite's status (or the report's, when the suite passed). Services this run started are stopped on
 # exit; services that were already running are left alone.
 set -euo pipefail
 
@@ -70,4 +72,8 @@ step "cargo test --release --workspace --no-fail-fast $*" cargo test --release -
 if [ "$test_rc" -ne 0 ]; then
   echo "==> tests failed; service logs: $DAG_SERVICES_DIR/{postgres,s3,broker}/log"
 fi
-exit "$test_rc"
+# The CI artifact: the shipped pipeline's data-quality report on sample data.
+report_rc=0
+step "data-quality report (ci-artifacts/data-quality)" "$ROOT/scripts/quality_report.sh" </dev/null || report_rc=$?
+[ "$test_rc" -ne 0 ] && exit "$test_rc"
+exit "$report_rc"

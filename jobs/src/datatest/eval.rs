@@ -209,10 +209,21 @@ fn needed_columns(
     named: &[&str],
     extra_sql: &str,
 ) -> Result<Vec<String>, ModelError> {
-    let sql = format!("{} {extra_sql}", test.filter.as_deref().unwrap_or(""));
+    // One parseable query naming every condition: `SELECT (a), (b)`.
+    let parts: Vec<String> = test
+        .filter
+        .iter()
+        .map(String::as_str)
+        .chain(Some(extra_sql).filter(|e| !e.trim().is_empty()))
+        .map(|p| format!("({p})"))
+        .collect();
     let words = sql_columns(&format!(
-        "SELECT {} ",
-        if sql.trim().is_empty() { "1" } else { &sql }
+        "SELECT {}",
+        if parts.is_empty() {
+            "1".to_string()
+        } else {
+            parts.join(", ")
+        }
     ))
     .map_err(|e| input_error(test, e))?;
     let mut out: Vec<String> = Vec::new();
