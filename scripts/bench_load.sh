@@ -29,18 +29,12 @@ cleanup() {
 trap cleanup EXIT
 "$PSQL" -q "$ADMIN" -c "CREATE DATABASE $DB" -c "CREATE DATABASE $CEIL"
 cd "$WORK"
-timed() { # label, command...
-  local label="$1"; shift
-  /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/$label.out" 2> "$WORK/$label.err"
-  local rss wall
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/time.txt")
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt")
-  printf '%-24s wall %8s  peak RSS %6d MB\n' "$label" "$wall" "$((rss / 1024))"
-  grep '^load' "$WORK/$label.out" | sed 's/^/    /'
-}
+# shellcheck source=bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 export DATABASE_URL; DATABASE_URL="$(url "$DB")"
 "$BIN" migrate > /dev/null
 timed "initial load" "$BIN" load
+grep '^load' "$WORK/initial load.out" | sed 's/^/    /'
 ROWS=$("$PSQL" -Atq "$DATABASE_URL" -c "SELECT count(*) FROM gold.fact_telemetry")
 # The ceiling: the same fact rows, as CSV, COPY'd into an empty table with
 # its primary key (schema from the same migrations).
@@ -54,3 +48,4 @@ NEW=$(( ROWS / 100 ))
 "$FILL" "file://$WORK/lake" "$NEW" 3 2026-12-20T00:00:00Z 2026-12-21T00:00:00Z > /dev/null
 "$BIN" run --no-load > "$WORK/run-for-load.out"
 timed "incremental load (+1%)" "$BIN" load
+grep '^load' "$WORK/incremental load (+1%).out" | sed 's/^/    /'

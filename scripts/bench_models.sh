@@ -34,14 +34,8 @@ uri = "./lake"
 enabled = false
 TOML
 cd "$WORK"
-timed() { # label, command...
-  local label="$1"; shift
-  /usr/bin/time -v -o "$WORK/time.txt" "$@" > "$WORK/$label.out" 2> "$WORK/$label.err"
-  local rss wall
-  rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/time.txt")
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt")
-  printf '%-28s wall %8s  peak RSS %6d MB\n' "$label" "$wall" "$((rss / 1024))"
-}
+# shellcheck source=bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
 echo "writing $N events to bronze..."
 NEXT=$("$FILL" "file://$WORK/lake" "$N" 1 2026-11-21T00:00:00Z 2026-12-01T00:00:00Z | awk '/^next start:/ {print $3}')
 timed "full ($N events)" "$BIN" run --full-refresh

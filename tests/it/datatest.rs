@@ -4,6 +4,7 @@
 //! What is proven: every kind passes on good data and fails on bad data
 //! with the exact failing count and the failing rows in its sample;
 //! `where`, `warn_if`/`error_if` and `severity: warn` decide the status;
+//! a parent that loses keys sends `relationships` back over every row;
 //! exit codes 0/1/2; the JUnit report validates against the JUnit schema
 //! CI systems read (`tests/fixtures/junit.xsd`, with xmllint) and the JSON
 //! report against `docs/data-test-report.schema.json`; results land in
@@ -263,6 +264,26 @@ fn each_kind_passes_on_good_rows_and_fails_on_bad_ones_with_count_and_sample() {
         assert_eq!(r["status"], "pass", "{name}: {r:#}");
     }
     assert_valid_reports(&p);
+
+    // The parent loses p2 while things stay as they were: the rows already
+    // checked are checked again, and t2 is an orphan now.
+    let parents = p.root().join("data/parents.csv");
+    std::fs::write(&parents, "id,kind\np1,a\np3,a\np4,b\n").expect("write");
+    let out = p.dag(&["run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (code, _, doc) = p.test(&[]);
+    assert_eq!(code, 1);
+    let r = by_name(&doc);
+    let orphan = one(&r, "relationships_things_parent_id");
+    check(orphan, "fail", 1);
+    assert_eq!(sampled(orphan, "parent_id"), ["p2"]);
+    assert!(orphan["since_version"].is_null(), "{orphan:#}");
+    std::fs::write(&parents, "id,kind\np1,a\np2,a\np3,a\np4,b\n").expect("write");
 
     // Bad rows: two t1, a green, n out of range twice (warn severity), an
     // orphan parent, an expression failure, red rows without a label, an

@@ -96,9 +96,15 @@ pub async fn evaluate(
             | TestKind::AcceptedValues { .. }
             | TestKind::Expression { .. }
             | TestKind::Unique { .. }
-            | TestKind::Relationships { .. }
     ) {
+        // (relationships sets its own: it may widen to every row)
         out.since_version = scope.since;
+    }
+    if let Some(since) = out.since_version
+        && out.rows_checked == 0
+        && out.failing == 0
+    {
+        out.message = format!("nothing committed since v{since}, where it passed");
     }
     Ok(out)
 }
@@ -369,6 +375,9 @@ async fn unique(
     let named: Vec<&str> = columns.iter().map(String::as_str).collect();
     let needed = needed_columns(model, table, test, &named, "")?;
     let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
+    if scope.since.is_none() {
+        return unique_everywhere(ctx, test, table, &scope.files, &named, &cols).await;
+    }
     let keys: Vec<Expr> = named.iter().map(|c| col(*c)).collect();
     // Rows in scope (with `where`), and how often each key occurs there.
     let new = filtered(table.read(&scope.files, Some(&cols)).await?, test)?;
@@ -453,6 +462,105 @@ async fn unique(
             named.join(", ")
         )
     };
+    Ok(out)
+}
+
+/// `unique` over every row, in bounded memory: a first pass keeps only a
+/// 64-bit hash per row, chunk by chunk; a second pass reads back only the
+/// rows whose hash repeats and counts their keys exactly (a collision
+/// costs a candidate, never a wrong answer).
+async fn unique_everywhere(
+    ctx: &Context<'_>,
+    test: &DataTest,
+    table: &ModelTable,
+    files: &[DataFile],
+    key: &[&str],
+    cols: &[&str],
+) -> Result<Outcome, ModelError> {
+    // The first pass reads the key and what `where` needs, nothing else.
+    let mut first: Vec<String> = key.iter().map(|c| c.to_string()).collect();
+    for c in filter_columns(table, test)? {
+        if !first.contains(&c) {
+            first.push(c);
+        }
+    }
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let mut hashes: Vec<u64> = Vec::new();
+    for chunk in chunks(files) {
+        let rows = filtered(table.read(chunk, Some(&first)).await?, test)?;
+        hashes.extend(row_hashes(&rows, key)?);
+    }
+    let checked = hashes.len() as u64;
+    hashes.sort_unstable();
+    let repeated: std::collections::HashSet<u64> = hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    drop(hashes);
+    let mut out = Outcome {
+        rows_checked: checked,
+        ..Outcome::default()
+    };
+    if !repeated.is_empty() {
+        let keys: Vec<Expr> = key.iter().map(|c| col(*c)).collect();
+        let mut candidates: Vec<DataFrame> = Vec::new();
+        for chunk in chunks(files) {
+            let rows = filtered(table.read(chunk, Some(cols)).await?, test)?;
+            let mask: BooleanChunked = row_hashes(&rows, key)?
+                .into_iter()
+                .map(|h| repeated.contains(&h))
+                .collect();
+            candidates.push(rows.filter(&mask)?);
+        }
+        let mut all = candidates.into_iter();
+        let mut rows = all.next().unwrap_or_default();
+        for more in all {
+            rows.vstack_mut(&more)?;
+        }
+        let repeated_keys = rows
+            .clone()
+            .lazy()
+            .group_by(keys.clone())
+            .agg([len().alias("__n")])
+            .filter(col("__n").gt(lit(1)))
+            .select(keys.clone())
+            .collect()?;
+        let bad = rows
+            .lazy()
+            .join(
+                repeated_keys.lazy(),
+                keys.clone(),
+                keys,
+                JoinArgs::new(JoinType::Semi),
+            )
+            .collect()?;
+        out.failing = bad.height() as u64;
+        add_sample(&mut out.sample, &bad, ctx.opts.sample_rows);
+    }
+    out.message = if out.failing == 0 {
+        format!("{checked} row(s) checked, every ({}) once", key.join(", "))
+    } else {
+        format!(
+            "{} row(s) share their ({}) with another row",
+            out.failing,
+            key.join(", ")
+        )
+    };
+    Ok(out)
+}
+
+/// One 64-bit hash per row of the `key` columns (any types, via text).
+fn row_hashes(df: &DataFrame, key: &[&str]) -> Result<Vec<u64>, ModelError> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut out = vec![0u64; df.height()];
+    for c in key {
+        let text = df.column(c)?.cast(&DataType::String)?;
+        for (h, v) in out.iter_mut().zip(text.str()?.iter()) {
+            *h = h.rotate_left(17) ^ hasher.hash_one(v);
+        }
+    }
     Ok(out)
 }
 
@@ -549,19 +657,15 @@ async fn relationships(
     let mut files = scope.files.clone();
     let mut since = scope.since;
     if let (Some(_), Some(b)) = (since, base) {
-        match b.compared_version {
+        let stands = match b.compared_version {
             Some(pv) if pv <= parent.version() => {
-                if !lost_keys(&parent, pv, field, &keys, column).await? {
-                    // Nothing lost: the scope stands.
-                } else {
-                    files = all.to_vec();
-                    since = None;
-                }
+                !lost_keys(&parent, pv, field, &keys, column).await?
             }
-            _ => {
-                files = all.to_vec();
-                since = None;
-            }
+            _ => false,
+        };
+        if !stands {
+            files = all.to_vec();
+            since = None;
         }
     }
     let needed = needed_columns(model, table, test, &[column], "")?;
