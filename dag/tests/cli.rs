@@ -93,7 +93,6 @@ fn commands_not_built_yet_fail_and_say_so() {
     for args in [
         vec!["trigger", "gold"],
         vec!["scheduler"],
-        vec!["test"],
         vec!["runs"],
         vec!["status"],
     ] {
