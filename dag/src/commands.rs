@@ -1,9 +1,8 @@
 //! What each command does, and the errors that map to exit codes.
 //!
 //! Exit codes: 0 success; 1 the work ran and failed (a failing run or test);
-//! 2 bad input (configuration, pipeline files, selectors, arguments);
-//! 69 (EX_UNAVAILABLE) the command's engine is not in this build yet, so it
-//! never pretends to succeed.
+//! 2 bad input (configuration, pipeline files, selectors, arguments), or
+//! (`dag test`) a test that could not run.
 
 use crate::cli::{Cli, Command, ListFormat};
 use crate::config::{self, ConfigError, Loaded};
@@ -31,11 +30,6 @@ pub enum CliError {
     Pipeline { path: PathBuf, diags: Diagnostics },
     #[error("selector: {0}")]
     Selector(String),
-    #[error("`dag {command}` is not available in this build yet: {what}")]
-    NotAvailable {
-        command: &'static str,
-        what: &'static str,
-    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -44,7 +38,6 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Pipeline { .. } | CliError::Selector(_) => 2,
-            CliError::NotAvailable { .. } => 69,
             CliError::Other(_) => 1,
         }
     }
@@ -71,10 +64,6 @@ fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeInd
     Selector::parse_args(words)
         .and_then(|s| s.resolve(p))
         .map_err(CliError::Selector)
-}
-
-fn not_available(command: &'static str, what: &'static str) -> Result<Outcome, CliError> {
-    Err(CliError::NotAvailable { command, what })
 }
 
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
@@ -138,11 +127,16 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let load = cfg.config.warehouse.enabled && !no_load;
             crate::run::run(&cfg, &p, &nodes, full_refresh, load).await
         }
-        Command::Trigger { .. } => not_available(
-            "trigger",
-            "the scheduler and its run state in PostgreSQL are being built",
-        ),
-        Command::Scheduler => not_available("scheduler", "the scheduler is being built"),
+        Command::Trigger { selector, wait } => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            crate::trigger::trigger(&cfg, &p, &selector, wait).await
+        }
+        Command::Scheduler => {
+            let cfg = load_config(explicit)?;
+            let p = load_pipeline(&cfg)?;
+            crate::scheduler::serve(&cfg, p).await
+        }
         Command::Ingest {
             sources,
             until_caught_up,
@@ -173,9 +167,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             };
             crate::datatest::test_command(&cfg, &p, &nodes, full, &files).await
         }
-        Command::Runs { .. } => not_available("runs", "run history in PostgreSQL is being built"),
-        Command::Status { .. } => {
-            not_available("status", "run history in PostgreSQL is being built")
+        Command::Runs { limit } => {
+            let cfg = load_config(explicit)?;
+            crate::trigger::runs(&cfg, limit).await
+        }
+        Command::Status { run } => {
+            let cfg = load_config(explicit)?;
+            crate::trigger::status(&cfg, run.as_deref()).await
         }
         Command::Migrate => {
             let cfg = load_config(explicit)?;

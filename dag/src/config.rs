@@ -130,8 +130,32 @@ pub struct WarehouseConfig {
 pub struct SchedulerConfig {
     /// IANA time zone the cron schedules are read in.
     pub timezone: String,
-    /// Most tasks running at once.
+    /// Most tasks running at once, over every scheduler sharing the database.
     pub max_concurrency: u32,
+    /// Attempts after the first for a failing task.
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub retry_backoff: String,
+    /// A task running longer fails (and is retried).
+    pub task_timeout: String,
+    /// How long a claim holds without renewal: a scheduler that dies has
+    /// its tasks handed to another after this.
+    pub lease: String,
+    /// A schedule firing while its previous run is still going: "skip"
+    /// records a skipped run, "queue" starts it after the previous one.
+    pub overlap: String,
+    /// How often to look for work when no notification arrives.
+    pub poll_interval: String,
+    /// On SIGTERM, how long in-flight tasks may finish before they are
+    /// handed back.
+    pub grace_period: String,
+    /// Keep the bronze ingesters streaming in the scheduler process.
+    pub ingest: bool,
+    /// Prometheus metrics on this address ("off": none).
+    pub metrics_addr: String,
+    /// "system", or "<RFC 3339 instant> x<speed>": a clock that starts at
+    /// that instant and runs <speed> times faster (tests, replays).
+    pub clock: String,
 }
 
 impl Default for Config {
@@ -210,6 +234,16 @@ impl Default for SchedulerConfig {
         Self {
             timezone: "UTC".into(),
             max_concurrency: 4,
+            retries: 2,
+            retry_backoff: "10s".into(),
+            task_timeout: "1h".into(),
+            lease: "30s".into(),
+            overlap: "skip".into(),
+            poll_interval: "1s".into(),
+            grace_period: "30s".into(),
+            ingest: true,
+            metrics_addr: "127.0.0.1:9187".into(),
+            clock: "system".into(),
         }
     }
 }
@@ -719,6 +753,39 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             ),
         ));
     }
+    for (key, text) in [
+        ("scheduler.retry_backoff", &c.scheduler.retry_backoff),
+        ("scheduler.task_timeout", &c.scheduler.task_timeout),
+        ("scheduler.lease", &c.scheduler.lease),
+        ("scheduler.poll_interval", &c.scheduler.poll_interval),
+        ("scheduler.grace_period", &c.scheduler.grace_period),
+    ] {
+        duration(key, text)?;
+    }
+    if !matches!(c.scheduler.overlap.as_str(), "skip" | "queue") {
+        return Err(invalid(
+            ro,
+            "scheduler.overlap",
+            format!("`{}`: use skip or queue", c.scheduler.overlap),
+        ));
+    }
+    if c.scheduler.metrics_addr != "off"
+        && c.scheduler
+            .metrics_addr
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+    {
+        return Err(invalid(
+            ro,
+            "scheduler.metrics_addr",
+            format!(
+                "`{}` must be host:port (an IP address) or \"off\"",
+                c.scheduler.metrics_addr
+            ),
+        ));
+    }
+    crate::scheduler::clock::Clock::parse(&c.scheduler.clock)
+        .map_err(|e| invalid(ro, "scheduler.clock", e))?;
     if c.scheduler.max_concurrency == 0 {
         return Err(invalid(
             ro,

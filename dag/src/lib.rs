@@ -13,5 +13,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod render;
 pub mod run;
+pub mod scheduler;
 pub mod select;
+pub mod trigger;
 pub mod warehouse;

@@ -89,28 +89,6 @@ fn graph_draws_dot_and_mermaid() {
 }
 
 #[test]
-fn commands_not_built_yet_fail_and_say_so() {
-    for args in [
-        vec!["trigger", "gold"],
-        vec!["scheduler"],
-        vec!["runs"],
-        vec!["status"],
-    ] {
-        let out = dag(&args);
-        let (_, stderr) = text(&out);
-        assert_eq!(
-            out.status.code(),
-            Some(69),
-            "{args:?} must not pretend to succeed: {stderr}"
-        );
-        assert!(
-            stderr.contains("is not available in this build yet"),
-            "{args:?}: {stderr}"
-        );
-    }
-}
-
-#[test]
 fn ingest_and_produce_name_bad_input_and_send_nothing() {
     let out = dag(&["ingest", "bronze_vehicle_telemetri"]);
     let (_, stderr) = text(&out);

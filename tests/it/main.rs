@@ -12,6 +12,7 @@ mod json_schema;
 mod lake;
 mod loader;
 mod models;
+mod scheduler;
 mod selectors;
 mod services;
 mod warehouse;

@@ -35,7 +35,7 @@ pub struct Schedule {
 
 /// A loaded, consistent pipeline: models as nodes, "reads from" as edges
 /// (input -> model).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Pipeline {
     pub name: String,
     pub root: PathBuf,

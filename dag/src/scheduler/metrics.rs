@@ -1,0 +1,141 @@
+//! Prometheus metrics of a scheduler on `GET /metrics` (text format 0.0.4):
+//! runs by state and the last successful warehouse load (from the
+//! database, so every scheduler reports the same), and this process's task
+//! counts, durations and rows written per node.
+
+use super::store::Done;
+use sqlx::{PgPool, Row};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Default)]
+struct NodeStats {
+    success: u64,
+    failed: u64,
+    seconds: f64,
+    rows_out: u64,
+}
+
+/// What this scheduler's tasks did.
+#[derive(Default)]
+pub struct Metrics {
+    nodes: Mutex<BTreeMap<String, NodeStats>>,
+}
+
+impl Metrics {
+    pub fn record(&self, node: &str, outcome: &Result<Done, String>) {
+        let Ok(mut nodes) = self.nodes.lock() else {
+            return;
+        };
+        let s = nodes.entry(node.to_string()).or_default();
+        match outcome {
+            Ok(d) => {
+                s.success += 1;
+                s.seconds += d.seconds;
+                s.rows_out += d.rows_out.unwrap_or(0).max(0) as u64;
+            }
+            Err(_) => s.failed += 1,
+        }
+    }
+
+    fn render_tasks(&self, out: &mut String) {
+        let Ok(nodes) = self.nodes.lock() else {
+            return;
+        };
+        out.push_str("# HELP dag_tasks_total Tasks this scheduler ran, by node and outcome.\n# TYPE dag_tasks_total counter\n");
+        for (n, s) in nodes.iter() {
+            let _ = writeln!(
+                out,
+                "dag_tasks_total{{node=\"{n}\",outcome=\"success\"}} {}",
+                s.success
+            );
+            let _ = writeln!(
+                out,
+                "dag_tasks_total{{node=\"{n}\",outcome=\"failed\"}} {}",
+                s.failed
+            );
+        }
+        out.push_str("# HELP dag_task_seconds_total Seconds spent in successful tasks, by node.\n# TYPE dag_task_seconds_total counter\n");
+        for (n, s) in nodes.iter() {
+            let _ = writeln!(
+                out,
+                "dag_task_seconds_total{{node=\"{n}\"}} {:.6}",
+                s.seconds
+            );
+        }
+        out.push_str("# HELP dag_rows_written_total Rows models wrote, by node.\n# TYPE dag_rows_written_total counter\n");
+        for (n, s) in nodes.iter() {
+            let _ = writeln!(out, "dag_rows_written_total{{node=\"{n}\"}} {}", s.rows_out);
+        }
+    }
+}
+
+async fn render(pool: &PgPool, m: &Metrics) -> String {
+    let mut out = String::new();
+    out.push_str("# HELP dag_runs Runs in the database, by state.\n# TYPE dag_runs gauge\n");
+    if let Ok(rows) =
+        sqlx::query("SELECT state, count(*) FROM dag.runs GROUP BY state ORDER BY state")
+            .fetch_all(pool)
+            .await
+    {
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "dag_runs{{state=\"{}\"}} {}",
+                r.get::<String, _>(0),
+                r.get::<i64, _>(1)
+            );
+        }
+    }
+    if let Ok(Some(t)) = sqlx::query_scalar::<_, Option<f64>>(
+        "SELECT extract(epoch FROM max(loaded_at))::float8 FROM dag.load_history",
+    )
+    .fetch_one(pool)
+    .await
+    {
+        out.push_str("# HELP dag_last_load_timestamp_seconds When the warehouse last loaded a change.\n# TYPE dag_last_load_timestamp_seconds gauge\n");
+        let _ = writeln!(out, "dag_last_load_timestamp_seconds {t:.3}");
+    }
+    m.render_tasks(&mut out);
+    out
+}
+
+/// Serves `/metrics` until `stop`.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    pool: PgPool,
+    m: std::sync::Arc<Metrics>,
+    stop: std::sync::Arc<super::Stop>,
+) {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("metrics on {addr}: {e} (scheduler.metrics_addr); serving none");
+            return;
+        }
+    };
+    tracing::info!("metrics on http://{addr}/metrics");
+    while !stop.is_set() {
+        let Ok(Ok((mut sock, _))) =
+            tokio::time::timeout(std::time::Duration::from_millis(500), listener.accept()).await
+        else {
+            continue;
+        };
+        let mut buf = [0u8; 2048];
+        let n = sock.read(&mut buf).await.unwrap_or(0);
+        let request = String::from_utf8_lossy(&buf[..n]);
+        let (status, body) = if request.starts_with("GET /metrics") {
+            ("200 OK", render(&pool, &m).await)
+        } else {
+            ("404 Not Found", "GET /metrics\n".to_string())
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        let _ = sock.write_all(head.as_bytes()).await;
+        let _ = sock.write_all(body.as_bytes()).await;
+    }
+}

@@ -1,0 +1,435 @@
+//! `dag scheduler`: one long-running process that keeps the bronze
+//! ingesters streaming, fires the pipeline's schedules, and runs the tasks
+//! of queued runs (from schedules or `dag trigger`), with their state in
+//! PostgreSQL so that several schedulers can share the work.
+//!
+//! - [`clock`]: the (system or virtual) clock and cron fire times.
+//! - [`store`]: runs and tasks in the database: claims, leases, outcomes.
+//! - [`task`]: the tasks of a run and what each one does.
+//!
+//! Work is picked up on `NOTIFY dag_work` (a trigger, a finished task) or
+//! every `poll_interval`. Each claimed task renews its lease every third of
+//! it; a scheduler that dies stops renewing, and the others retry its
+//! tasks once the lease ran out. SIGTERM drains: no new claims, in-flight
+//! tasks get `grace_period` to finish (a model's commit is atomic, so one
+//! cut short has written nothing), then are handed back; ingesters flush.
+
+pub mod clock;
+pub mod store;
+pub mod task;
+
+use crate::commands::{CliError, Outcome};
+use crate::config::Loaded;
+use crate::pipeline::Pipeline;
+use clock::{Clock, Schedule};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+use store::{Claim, Trigger};
+use task::Runner;
+
+/// The `[scheduler]` settings, parsed (validated when the config loaded).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub tz: chrono_tz::Tz,
+    pub max_concurrency: i64,
+    pub max_attempts: i32,
+    pub retry_backoff: Duration,
+    pub task_timeout: Duration,
+    pub lease: Duration,
+    pub queue_overlaps: bool,
+    pub poll_interval: Duration,
+    pub grace_period: Duration,
+    pub ingest: bool,
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub clock: Clock,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &Loaded) -> Settings {
+        let c = &cfg.config.scheduler;
+        let d =
+            |t: &str, secs: u64| jobs::spec::parse_duration(t).unwrap_or(Duration::from_secs(secs));
+        Settings {
+            tz: c.timezone.parse().unwrap_or(chrono_tz::UTC),
+            max_concurrency: i64::from(c.max_concurrency.max(1)),
+            max_attempts: c.retries as i32 + 1,
+            retry_backoff: d(&c.retry_backoff, 10),
+            task_timeout: d(&c.task_timeout, 3600),
+            lease: d(&c.lease, 30),
+            queue_overlaps: c.overlap == "queue",
+            poll_interval: d(&c.poll_interval, 1),
+            grace_period: d(&c.grace_period, 30),
+            ingest: c.ingest,
+            metrics_addr: c.metrics_addr.parse().ok(),
+            clock: Clock::parse(&c.clock).unwrap_or(Clock::System),
+        }
+    }
+}
+
+/// The pipeline's schedules: pipeline.yml's and each model's own.
+pub fn schedules(p: &Pipeline, tz: chrono_tz::Tz) -> Result<Vec<Schedule>, String> {
+    let mut out = Vec::new();
+    for s in &p.schedules {
+        out.push(Schedule::new(&s.select, &s.cron, tz)?);
+    }
+    for m in p.graph.node_weights() {
+        if let Some(cron) = &m.schedule {
+            out.push(Schedule::new(&m.name, cron, tz)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The drain signal: a flag, and a wake-up for whoever waits on it.
+#[derive(Default)]
+pub struct Stop {
+    flag: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Stop {
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Returns once the stop is set.
+    pub async fn wait(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_set() {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
+
+/// A scheduler's id: host, pid and a random suffix.
+fn scheduler_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &id[..6])
+}
+
+pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
+    let s = Settings::from_config(cfg);
+    let schedules = schedules(&p, s.tz).map_err(|e| anyhow::anyhow!(e))?;
+    let pool = crate::warehouse::ready(cfg).await?;
+    let me = scheduler_id();
+    store::heartbeat(&pool, &me)
+        .await
+        .map_err(anyhow::Error::from)?;
+    println!(
+        "scheduler {me}: {} schedule(s) in {}, up to {} task(s) at once",
+        schedules.len(),
+        s.tz,
+        s.max_concurrency
+    );
+    let stop = Arc::new(Stop::default());
+    let stopping = stop_on_signals(stop.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(keep_alive(pool.clone(), me.clone(), stop.clone()));
+    for sch in schedules {
+        background.spawn(fire(
+            pool.clone(),
+            p.clone(),
+            cfg.config.warehouse.enabled,
+            sch,
+            s.clone(),
+            stop.clone(),
+        ));
+    }
+    if let Some(addr) = s.metrics_addr {
+        background.spawn(metrics::serve(
+            addr,
+            pool.clone(),
+            metrics.clone(),
+            stop.clone(),
+        ));
+    }
+    let ingest = if s.ingest
+        && p.graph
+            .node_weights()
+            .any(|m| m.layer == jobs::spec::Layer::Bronze)
+    {
+        let (cfg, p) = (cfg.clone(), p.clone());
+        Some(tokio::spawn(async move {
+            if let Err(e) = crate::ingest::run(&cfg, &p, &[], false).await {
+                tracing::error!("ingest stopped: {e:#}");
+            }
+        }))
+    } else {
+        None
+    };
+    let runner = Arc::new(Runner::new(cfg, p));
+    work(&pool, &me, &s, runner, &stop, &metrics).await;
+    let _ = stopping;
+    store::stopped(&pool, &me).await.ok();
+    if let Some(i) = ingest {
+        let _ = i.await;
+    }
+    background.abort_all();
+    println!("scheduler {me}: stopped");
+    Ok(Outcome::Success)
+}
+
+/// Sets `stop` on the first SIGTERM/SIGINT.
+fn stop_on_signals(stop: Arc<Stop>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("draining: no new tasks; in-flight ones finish or are handed back");
+        stop.set();
+    })
+}
+
+/// Heartbeat, and handing out the tasks of schedulers that went silent.
+async fn keep_alive(pool: PgPool, me: String, stop: Arc<Stop>) {
+    while !stop.is_set() {
+        if let Err(e) = store::heartbeat(&pool, &me).await {
+            tracing::warn!("heartbeat: {e}");
+        }
+        match store::expire_leases(&pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                "{n} task(s) whose scheduler stopped renewing its lease go back to the queue"
+            ),
+            Err(e) => tracing::warn!("expiring leases: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Fires one schedule: a run at each fire time (once, whichever scheduler
+/// gets there first), or a skipped run while the previous one still goes.
+async fn fire(pool: PgPool, p: Pipeline, load: bool, sch: Schedule, s: Settings, stop: Arc<Stop>) {
+    let key = sch.key();
+    // Start after the last fire time recorded (by anyone), or now.
+    let mut after = match store::last_fired(&pool, &key).await {
+        Ok(Some(t)) if t > s.clock.now() - chrono::TimeDelta::minutes(1) => t,
+        _ => s.clock.now(),
+    };
+    while !stop.is_set() {
+        let Some(next) = sch.next_after(after) else {
+            tracing::error!("schedule {key} never fires again");
+            return;
+        };
+        // Sleep in short steps so that a drain is not held up.
+        let wait = s.clock.until(next);
+        if wait > Duration::ZERO {
+            tokio::time::sleep(wait.min(Duration::from_millis(500))).await;
+            continue;
+        }
+        after = next;
+        let created = async {
+            if !s.queue_overlaps
+                && let Some(prev) = store::open_run_of(&pool, &key).await?
+            {
+                store::skip_run(&pool, &sch.select, &key, next, prev).await?;
+                tracing::info!("schedule {key} at {next}: skipped, run {prev} still going");
+                return Ok::<_, anyhow::Error>(());
+            }
+            let nodes = crate::select::Selector::parse(&sch.select)
+                .and_then(|sel| sel.resolve(&p))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let nodes = crate::run::runnable(&p, &nodes);
+            let tasks = task::plan(&p, &nodes, load);
+            let trigger = Trigger::Schedule {
+                key: key.clone(),
+                at: next,
+            };
+            if let Some(id) =
+                store::create_run(&pool, &sch.select, &trigger, &tasks, s.max_attempts).await?
+            {
+                tracing::info!("schedule {key} at {next}: run {id} queued");
+            }
+            Ok(())
+        };
+        if let Err(e) = created.await {
+            tracing::error!("schedule {key} at {next}: {e:#}");
+        }
+    }
+}
+
+/// Claims and runs tasks until `stop`, then drains.
+async fn work(
+    pool: &PgPool,
+    me: &str,
+    s: &Settings,
+    runner: Arc<Runner>,
+    stop: &Stop,
+    metrics: &Arc<metrics::Metrics>,
+) {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(mut l) => match l.listen(store::CHANNEL).await {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::warn!("LISTEN failed ({e}); polling every {:?}", s.poll_interval);
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!("LISTEN failed ({e}); polling every {:?}", s.poll_interval);
+            None
+        }
+    };
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    while !stop.is_set() {
+        // Claim while there is room here (the global limit is the claim's).
+        while running.load(Ordering::SeqCst) < s.max_concurrency as usize {
+            match store::claim(pool, me, s.lease, s.max_concurrency).await {
+                Ok(Some(c)) => {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let (pool, me, s, runner, running, metrics) = (
+                        pool.clone(),
+                        me.to_string(),
+                        s.clone(),
+                        runner.clone(),
+                        running.clone(),
+                        metrics.clone(),
+                    );
+                    tasks.spawn(async move {
+                        run_claim(&pool, &me, &s, &runner, &c, &metrics).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("claiming: {e}");
+                    break;
+                }
+            }
+        }
+        // Wait for a notification, a finished task, the next retry that
+        // falls due, or the poll interval.
+        let due = store::next_retry_in(pool).await.ok().flatten();
+        let tick = tokio::time::sleep(
+            // (at least 50 ms: a due retry may wait for a slot)
+            due.map_or(s.poll_interval, |d| {
+                d.clamp(Duration::from_millis(50), s.poll_interval)
+            }),
+        );
+        tokio::select! {
+            _ = tick => {}
+            _ = stop.wait() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            n = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Err(e) = n {
+                    tracing::warn!("notifications: {e}; polling");
+                    listener = None;
+                }
+            }
+        }
+    }
+    // Drain: in-flight tasks get the grace period, then go back.
+    if !tasks.is_empty() {
+        println!(
+            "draining {} task(s) (up to {:?})",
+            running.load(Ordering::SeqCst),
+            s.grace_period
+        );
+        let drained = tokio::time::timeout(s.grace_period, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    match store::hand_back(pool, me).await {
+        Ok(0) => {}
+        Ok(n) => println!("handed back {n} unfinished task(s)"),
+        Err(e) => tracing::error!("handing back tasks: {e}"),
+    }
+}
+
+/// Runs one claimed task under its timeout, renewing the lease, and
+/// records the outcome.
+async fn run_claim(
+    pool: &PgPool,
+    me: &str,
+    s: &Settings,
+    runner: &Runner,
+    c: &Claim,
+    metrics: &metrics::Metrics,
+) {
+    let nodes = match store::run_nodes(pool, c.run_id).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!("run {}: {e}", c.run_id);
+            return;
+        }
+    };
+    let work = runner.execute(c.run_id, &nodes, &c.node);
+    tokio::pin!(work);
+    let renew_every = s.lease / 3;
+    let outcome = tokio::time::timeout(s.task_timeout, async {
+        loop {
+            tokio::select! {
+                r = &mut work => break Some(r),
+                _ = tokio::time::sleep(renew_every) => {
+                    match store::renew(pool, me, c, s.lease).await {
+                        Ok(true) => {}
+                        Ok(false) => break None,
+                        Err(e) => tracing::warn!("renewing the lease of {}: {e}", c.node),
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let outcome = match outcome {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            tracing::warn!("run {} {}: claim lost, result dropped", c.run_id, c.node);
+            return;
+        }
+        Err(_) => Err(format!("timed out after {:?}", s.task_timeout)),
+    };
+    metrics.record(&c.node, &outcome);
+    match &outcome {
+        Ok(d) => println!("run {} {}: success in {:.2}s", c.run_id, c.node, d.seconds),
+        Err(e) => println!(
+            "run {} {} (attempt {}/{}): failed: {e}",
+            c.run_id, c.node, c.attempt, c.max_attempts
+        ),
+    }
+    match store::finish(pool, me, c, outcome, s.retry_backoff).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "run {} {}: claim lost before the result was written",
+            c.run_id,
+            c.node
+        ),
+        Err(e) => tracing::error!("run {} {}: recording the outcome: {e}", c.run_id, c.node),
+    }
+}
+
+pub mod metrics;

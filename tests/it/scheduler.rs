@@ -1,0 +1,478 @@
+//! The scheduler against a real PostgreSQL (a database per test), as
+//! separate `dag scheduler` processes, on a small pipeline of two
+//! independent branches (seed a -> c, seed b -> d) whose tasks are fast.
+//!
+//! What is proven: `dag trigger --wait` from another process is picked up
+//! within a second (by notification: polling is set to 30 s) and
+//! succeeds; a failing node leaves its downstream upstream_failed while
+//! the other branch succeeds; retries wait their backoff, then succeed or
+//! fail; two schedulers over 100 runs never run a task twice and leave none
+//! stuck; a scheduler killed mid-task has it finished by the other once its
+//! lease runs out; schedules fire at the right instants across a DST
+//! change (virtual clock); SIGTERM drains and exits; `dag trigger` with no
+//! scheduler says so.
+
+use sqlx::Row;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use testkit::TestDb;
+
+struct Project {
+    dir: tempfile::TempDir,
+    db: TestDb,
+}
+
+const SEED: &str = "kind: seed\nfile: {f}.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: v, type: string}\n";
+const SQL_YML: &str = "kind: sql\nmaterialized: table\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: v, type: string}\n";
+
+impl Project {
+    /// The pipeline, with `scheduler` settings appended to dag.toml and
+    /// `pipeline_yml` as pipeline.yml.
+    async fn new(scheduler: &str, pipeline_yml: &str) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let silver = root.join("models/p/silver");
+        let gold = root.join("models/p/gold");
+        std::fs::create_dir_all(&silver).expect("mkdir");
+        std::fs::create_dir_all(&gold).expect("mkdir");
+        for (seed, model) in [("a", "c"), ("b", "d")] {
+            std::fs::write(
+                silver.join(format!("{seed}.yml")),
+                SEED.replace("{f}", seed),
+            )
+            .expect("write");
+            std::fs::write(gold.join(format!("{model}.yml")), SQL_YML).expect("write");
+            std::fs::write(
+                gold.join(format!("{model}.sql")),
+                format!("SELECT id, v FROM {seed}\n"),
+            )
+            .expect("write");
+        }
+        std::fs::write(root.join("models/p/pipeline.yml"), pipeline_yml).expect("write");
+        std::fs::create_dir_all(root.join("data")).expect("mkdir");
+        std::fs::write(root.join("data/a.csv"), "id,v\n1,x\n2,y\n").expect("write");
+        std::fs::write(root.join("data/b.csv"), "id,v\n1,x\n").expect("write");
+        std::fs::write(
+            root.join("dag.toml"),
+            format!(
+                "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n\
+                 [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"30s\"\n\
+                 retry_backoff = \"1s\"\nlease = \"3s\"\ngrace_period = \"5s\"\n{scheduler}\n",
+                root.display()
+            ),
+        )
+        .expect("write");
+        Project {
+            dir,
+            db: TestDb::create().await.expect("db"),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dag(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(testkit::dag_bin());
+        c.current_dir(self.root())
+            .args(args)
+            .env("DATABASE_URL", &self.db.url);
+        c
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.dag(args).output().expect("dag")
+    }
+
+    fn scheduler(&self, log: &str) -> Child {
+        let file = |ext: &str| {
+            std::fs::File::create(self.root().join(format!("{log}.{ext}"))).expect("log")
+        };
+        self.dag(&["scheduler"])
+            .stdout(Stdio::from(file("out")))
+            .stderr(Stdio::from(file("err")))
+            .spawn()
+            .expect("spawn scheduler")
+    }
+
+    fn log(&self, log: &str) -> String {
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.root().join(format!("{log}.{ext}"))).unwrap_or_default()
+        };
+        format!("{}\n{}", read("out"), read("err"))
+    }
+
+    /// Waits until `n` schedulers have a heartbeat.
+    async fn wait_for_schedulers(&self, n: i64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let live: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM dag.schedulers WHERE stopped_at IS NULL \
+                 AND heartbeat_at > now() - interval '5 seconds'",
+            )
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap_or(0);
+            if live >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {n} live scheduler(s)");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn tasks(&self, run: i64) -> Vec<(String, String, i32)> {
+        sqlx::query(
+            "SELECT node, state, attempt FROM dag.task_runs WHERE run_id = $1 ORDER BY node",
+        )
+        .bind(run)
+        .fetch_all(&self.db.pool)
+        .await
+        .expect("tasks")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    }
+
+    async fn run_state(&self, run: i64) -> String {
+        sqlx::query_scalar("SELECT state FROM dag.runs WHERE id = $1")
+            .bind(run)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("run")
+    }
+
+    async fn wait_run(&self, run: i64, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.run_state(run).await;
+            if matches!(s.as_str(), "success" | "failed" | "skipped") {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run} still {s}: {:?}",
+                self.tasks(run).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn stdout(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn run_id(out: &Output) -> i64 {
+    let text = stdout(out);
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no run id in:\n{text}"))
+}
+
+fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for a child to exit within `within`; its exit code.
+fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+const NO_SCHEDULES: &str = "description: test\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trigger_from_another_process_is_picked_up_within_a_second_and_succeeds() {
+    let p = Project::new("", NO_SCHEDULES).await;
+    // No scheduler yet: it says so and offers `dag run`.
+    let out = p.output(&["trigger", "gold"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no scheduler is running"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("dag run gold"), "{}", stdout(&out));
+
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let out = p.output(&["trigger", "gold", "--wait"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), p.log("s1"));
+    let id = run_id(&out);
+    assert!(
+        stdout(&out).contains(&format!("run {id}: success")),
+        "{}",
+        stdout(&out)
+    );
+    // Upstream brought along: the seeds ran before the gold models.
+    let tasks = p.tasks(id).await;
+    let nodes: Vec<&str> = tasks.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(nodes, ["a", "b", "c", "d"]);
+    assert!(
+        tasks.iter().all(|t| t.1 == "success" && t.2 == 1),
+        "{tasks:?}"
+    );
+    let lag: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM min(t.started_at) - r.created_at)::float8 \
+         FROM dag.runs r JOIN dag.task_runs t ON t.run_id = r.id WHERE r.id = $1 GROUP BY r.id",
+    )
+    .bind(id)
+    .fetch_one(&p.db.pool)
+    .await
+    .expect("lag");
+    assert!(lag < 1.0, "picked up after {lag:.3}s");
+    // History and per-node status from any shell.
+    let runs = stdout(&p.output(&["runs"]));
+    assert!(runs.contains("success") && runs.contains("4/0/4"), "{runs}");
+    let status = stdout(&p.output(&["status", &id.to_string()]));
+    assert!(
+        status.contains(&format!("run {id} (manual `gold`): success")),
+        "{status}"
+    );
+
+    // SIGTERM: drains and exits.
+    sigterm(&s);
+    assert_eq!(
+        wait_exit(&mut s, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        p.log("s1")
+    );
+    assert!(p.log("s1").contains("stopped"), "{}", p.log("s1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_node_fails_its_downstream_and_the_other_branch_succeeds() {
+    let p = Project::new("retries = 0", NO_SCHEDULES).await;
+    std::fs::remove_file(p.root().join("data/b.csv")).expect("rm");
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let out = p.output(&["trigger", "c", "d", "--wait"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let id = run_id(&out);
+    let tasks = p.tasks(id).await;
+    assert_eq!(
+        tasks,
+        [
+            ("a".to_string(), "success".to_string(), 1),
+            ("b".to_string(), "failed".to_string(), 1),
+            ("c".to_string(), "success".to_string(), 1),
+            ("d".to_string(), "upstream_failed".to_string(), 0),
+        ]
+    );
+    assert_eq!(p.run_state(id).await, "failed");
+    let status = stdout(&p.output(&["status"]));
+    assert!(
+        status.contains("b.csv"),
+        "the error names the file: {status}"
+    );
+    kill9(&mut s);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_wait_their_backoff_then_succeed_or_fail() {
+    let p = Project::new("retries = 2", NO_SCHEDULES).await;
+    std::fs::remove_file(p.root().join("data/b.csv")).expect("rm");
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let id = run_id(&p.output(&["trigger", "b"]));
+    // After the first failure the file appears: the retry succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.tasks(id).await[0].1 != "up_for_retry" {
+        assert!(Instant::now() < deadline, "{:?}", p.tasks(id).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(p.root().join("data/b.csv"), "id,v\n1,x\n").expect("write");
+    assert_eq!(p.wait_run(id, Duration::from_secs(20)).await, "success");
+    assert_eq!(
+        p.tasks(id).await,
+        [("b".to_string(), "success".to_string(), 2)]
+    );
+
+    // Never there: 3 attempts, each retry after 1 s then 2 s, then failed.
+    std::fs::remove_file(p.root().join("data/b.csv")).expect("rm");
+    let id = run_id(&p.output(&["trigger", "b"]));
+    assert_eq!(p.wait_run(id, Duration::from_secs(30)).await, "failed");
+    let starts: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM started_at)::float8 FROM dag.task_attempts \
+         WHERE run_id = $1 ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(starts.len(), 3, "{starts:?}");
+    assert!(starts[1] - starts[0] >= 1.0, "{starts:?}");
+    assert!(starts[2] - starts[1] >= 2.0, "backoff doubles: {starts:?}");
+    kill9(&mut s);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_schedulers_share_100_runs_and_never_run_a_task_twice() {
+    let p = Project::new("max_concurrency = 4", NO_SCHEDULES).await;
+    let mut s1 = p.scheduler("s1");
+    let mut s2 = p.scheduler("s2");
+    p.wait_for_schedulers(2).await;
+    let mut ids = Vec::new();
+    for i in 0..100 {
+        let sel = if i % 2 == 0 { "c" } else { "d" };
+        let out = p.output(&["trigger", sel]);
+        assert!(out.status.success(), "{}", stdout(&out));
+        ids.push(run_id(&out));
+    }
+    for id in &ids {
+        assert_eq!(
+            p.wait_run(*id, Duration::from_secs(120)).await,
+            "success",
+            "run {id}"
+        );
+    }
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT run_id, node FROM dag.task_attempts \
+         GROUP BY run_id, node HAVING count(*) > 1) x",
+    )
+    .fetch_one(&p.db.pool)
+    .await
+    .expect("count");
+    assert_eq!(twice, 0, "a task ran twice");
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM dag.task_attempts")
+        .fetch_one(&p.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(attempts, 200, "two tasks per run, each once");
+    let open: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dag.task_runs WHERE state <> 'success'")
+            .fetch_one(&p.db.pool)
+            .await
+            .expect("count");
+    assert_eq!(open, 0, "tasks left behind");
+    let by: i64 = sqlx::query_scalar("SELECT count(DISTINCT scheduler) FROM dag.task_attempts")
+        .fetch_one(&p.db.pool)
+        .await
+        .expect("count");
+    assert_eq!(by, 2, "both schedulers took work");
+    kill9(&mut s1);
+    kill9(&mut s2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_killed_mid_task_has_it_finished_by_the_other() {
+    let p = Project::new("", NO_SCHEDULES).await;
+    // A seed big enough to take a while to load.
+    let mut csv = String::from("id,v\n");
+    for i in 0..1_500_000 {
+        csv += &format!("{i},value number {i}\n");
+    }
+    std::fs::write(p.root().join("data/a.csv"), csv).expect("write");
+    let mut first = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let id = run_id(&p.output(&["trigger", "a"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = p.tasks(id).await;
+        if t[0].1 == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{t:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    kill9(&mut first);
+    let mut second = p.scheduler("s2");
+    assert_eq!(
+        p.wait_run(id, Duration::from_secs(60)).await,
+        "success",
+        "{}",
+        p.log("s2")
+    );
+    let attempts: Vec<(i32, String, Option<String>)> = sqlx::query(
+        "SELECT attempt, scheduler, outcome FROM dag.task_attempts WHERE run_id = $1 ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("attempts")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(
+        attempts[0].2.as_deref(),
+        Some("lease expired"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1].2.as_deref(), Some("success"), "{attempts:?}");
+    assert_ne!(attempts[0].1, attempts[1].1);
+    kill9(&mut second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedules_fire_at_their_local_times_across_a_dst_change() {
+    // 09:00 Berlin daily; the clock starts 2026-03-27 12:00Z and runs
+    // 20,000x (a day in 4.3 s). DST starts 2026-03-29 (+01 -> +02).
+    let p = Project::new(
+        "timezone = \"Europe/Berlin\"\nclock = \"2026-03-27T12:00:00Z x20000\"",
+        "schedules:\n  - {select: a, cron: \"0 0 9 * * *\"}\n",
+    )
+    .await;
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fired: Vec<String> = loop {
+        let fired: Vec<String> = sqlx::query_scalar(
+            "SELECT to_char(scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') \
+             FROM dag.runs WHERE trigger = 'schedule' ORDER BY scheduled_for",
+        )
+        .fetch_all(&p.db.pool)
+        .await
+        .expect("runs");
+        if fired.len() >= 3 {
+            break fired;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fired {fired:?}\n{}",
+            p.log("s1")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        fired[..3],
+        [
+            "2026-03-28T08:00:00",
+            "2026-03-29T07:00:00",
+            "2026-03-30T07:00:00"
+        ]
+    );
+    sigterm(&s);
+    assert_eq!(
+        wait_exit(&mut s, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        p.log("s1")
+    );
+}
