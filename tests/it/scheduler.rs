@@ -57,9 +57,14 @@ impl Project {
             root.join("dag.toml"),
             format!(
                 "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n\
-                 [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"30s\"\n\
-                 retry_backoff = \"1s\"\nlease = \"3s\"\ngrace_period = \"5s\"\n{scheduler}\n",
-                root.display()
+                 [scheduler]\ningest = false\npoll_interval = \"30s\"\n\
+                 retry_backoff = \"1s\"\nlease = \"3s\"\ngrace_period = \"5s\"\n{}{scheduler}\n",
+                root.display(),
+                if scheduler.contains("metrics_addr") {
+                    ""
+                } else {
+                    "metrics_addr = \"off\"\n"
+                }
             ),
         )
         .expect("write");
@@ -204,11 +209,28 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     None
 }
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(sock, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    sock.read_to_string(&mut text).expect("read");
+    text
+}
+
 const NO_SCHEDULES: &str = "description: test\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_from_another_process_is_picked_up_within_a_second_and_succeeds() {
-    let p = Project::new("", NO_SCHEDULES).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let p = Project::new(
+        &format!("metrics_addr = \"127.0.0.1:{port}\""),
+        NO_SCHEDULES,
+    )
+    .await;
     // No scheduler yet: it says so and offers `dag run`.
     let out = p.output(&["trigger", "gold"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -254,6 +276,17 @@ async fn a_trigger_from_another_process_is_picked_up_within_a_second_and_succeed
         status.contains(&format!("run {id} (manual `gold`): success")),
         "{status}"
     );
+
+    // Prometheus metrics.
+    let metrics = http_get(port, "/metrics");
+    for want in [
+        "dag_runs{state=\"success\"} 1",
+        "dag_tasks_total{node=\"c\",outcome=\"success\"} 1",
+        "dag_task_seconds_total{node=\"a\"}",
+        "dag_rows_written_total{node=\"c\"} 2",
+    ] {
+        assert!(metrics.contains(want), "{want} not in:\n{metrics}");
+    }
 
     // SIGTERM: drains and exits.
     sigterm(&s);
@@ -380,33 +413,53 @@ async fn two_schedulers_share_100_runs_and_never_run_a_task_twice() {
     kill9(&mut s2);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_scheduler_killed_mid_task_has_it_finished_by_the_other() {
-    let p = Project::new("", NO_SCHEDULES).await;
-    // A seed big enough to take a while to load.
+/// A seed big enough to take a while (a second or two) to load.
+fn big_seed(p: &Project) {
     let mut csv = String::from("id,v\n");
     for i in 0..1_500_000 {
         csv += &format!("{i},value number {i}\n");
     }
     std::fs::write(p.root().join("data/a.csv"), csv).expect("write");
-    let mut first = p.scheduler("s1");
-    p.wait_for_schedulers(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_killed_mid_task_has_it_finished_by_the_other() {
+    let p = Project::new("", NO_SCHEDULES).await;
+    big_seed(&p);
+    let mut children = [p.scheduler("s1"), p.scheduler("s2")];
+    p.wait_for_schedulers(2).await;
     let id = run_id(&p.output(&["trigger", "a"]));
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = p.tasks(id).await;
-        if t[0].1 == "running" {
-            break;
+    let holder: String = loop {
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT claimed_by FROM dag.task_runs WHERE run_id = $1 AND state = 'running'",
+        )
+        .bind(id)
+        .fetch_optional(&p.db.pool)
+        .await
+        .expect("claim");
+        if let Some(h) = held {
+            break h;
         }
-        assert!(Instant::now() < deadline, "{t:?}");
+        assert!(Instant::now() < deadline, "{:?}", p.tasks(id).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Scheduler ids are host:pid:suffix.
+    let pid: u32 = holder
+        .split(':')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let (dead, alive): (Vec<_>, Vec<_>) = children.iter_mut().partition(|c| c.id() == pid);
+    assert_eq!(dead.len(), 1, "{holder}");
+    for c in dead {
+        kill9(c);
     }
-    kill9(&mut first);
-    let mut second = p.scheduler("s2");
     assert_eq!(
         p.wait_run(id, Duration::from_secs(60)).await,
         "success",
-        "{}",
+        "{}\n{}",
+        p.log("s1"),
         p.log("s2")
     );
     let attempts: Vec<(i32, String, Option<String>)> = sqlx::query(
@@ -427,7 +480,9 @@ async fn a_scheduler_killed_mid_task_has_it_finished_by_the_other() {
     );
     assert_eq!(attempts[1].2.as_deref(), Some("success"), "{attempts:?}");
     assert_ne!(attempts[0].1, attempts[1].1);
-    kill9(&mut second);
+    for c in alive {
+        kill9(c);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -475,4 +530,78 @@ async fn schedules_fire_at_their_local_times_across_a_dst_change() {
         "{}",
         p.log("s1")
     );
+}
+
+/// The runs of the schedule: (state, note, started, finished) in epoch s.
+async fn scheduled_runs(p: &Project) -> Vec<(String, String, Option<f64>, Option<f64>)> {
+    sqlx::query(
+        "SELECT state, coalesce(note, ''), extract(epoch FROM started_at)::float8, \
+         extract(epoch FROM finished_at)::float8 FROM dag.runs \
+         WHERE trigger = 'schedule' ORDER BY scheduled_for",
+    )
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("runs")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+/// An hourly schedule on a clock 14,400x fast fires every 0.25 s while
+/// the first run (a 1.5M-row seed) takes longer than that.
+async fn overlapping(overlap: &str) -> (Project, Vec<(String, String, Option<f64>, Option<f64>)>) {
+    let p = Project::new(
+        &format!("overlap = \"{overlap}\"\nclock = \"2026-06-01T00:00:00Z x14400\""),
+        "schedules:\n  - {select: a, cron: \"0 0 * * * *\"}\n",
+    )
+    .await;
+    big_seed(&p);
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    // Until the first run and 5 more fires are settled.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let runs = loop {
+        let runs = scheduled_runs(&p).await;
+        let done = runs
+            .iter()
+            .filter(|r| r.0 != "queued" && r.0 != "running")
+            .count();
+        if runs.first().is_some_and(|r| r.0 == "success") && done >= 6 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "{runs:?}\n{}", p.log("s1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    sigterm(&s);
+    assert_eq!(
+        wait_exit(&mut s, Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        p.log("s1")
+    );
+    (p, runs)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_firing_during_its_previous_run_skips_or_queues() {
+    let (_p, runs) = overlapping("skip").await;
+    let skipped: Vec<_> = runs.iter().filter(|r| r.0 == "skipped").collect();
+    assert!(!skipped.is_empty(), "{runs:?}");
+    assert!(
+        skipped.iter().all(|r| r.1.contains("still going")),
+        "{runs:?}"
+    );
+    assert_eq!(runs[0].0, "success", "{runs:?}");
+
+    let (_p, runs) = overlapping("queue").await;
+    assert!(runs.iter().all(|r| r.0 != "skipped"), "{runs:?}");
+    // Queued runs start only after the one before has finished.
+    let done: Vec<_> = runs.iter().filter(|r| r.0 == "success").collect();
+    assert!(done.len() >= 6, "{runs:?}");
+    for w in done.windows(2) {
+        let (Some(prev_end), Some(next_start)) = (w[0].3, w[1].2) else {
+            panic!("{runs:?}");
+        };
+        assert!(next_start >= prev_end, "runs overlap: {runs:?}");
+    }
 }

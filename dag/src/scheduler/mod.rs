@@ -174,7 +174,7 @@ pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
     };
     let runner = Arc::new(Runner::new(cfg, p));
     work(&pool, &me, &s, runner, &stop, &metrics).await;
-    let _ = stopping;
+    stopping.abort();
     store::stopped(&pool, &me).await.ok();
     if let Some(i) = ingest {
         let _ = i.await;
