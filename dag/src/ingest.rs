@@ -85,6 +85,21 @@ pub async fn run(
     names: &[String],
     until_caught_up: bool,
 ) -> Result<Outcome, CliError> {
+    run_sharing(cfg, p, names, until_caught_up, &SharedStats::default()).await
+}
+
+/// Each running ingester's counters, by source (for the scheduler's
+/// metrics).
+pub type SharedStats = Arc<std::sync::Mutex<Vec<(String, Arc<IngestStats>)>>>;
+
+/// [`run`], publishing each ingester's counters into `shared`.
+pub async fn run_sharing(
+    cfg: &Loaded,
+    p: &Pipeline,
+    names: &[String],
+    until_caught_up: bool,
+    shared: &SharedStats,
+) -> Result<Outcome, CliError> {
     let specs = sources(cfg, p, names)?;
     if specs.is_empty() {
         println!("pipeline {} has no Kafka sources", p.name);
@@ -99,6 +114,9 @@ pub async fn run(
     for spec in specs {
         let stats = Arc::new(IngestStats::default());
         all_stats.push((spec.name.clone(), stats.clone()));
+        if let Ok(mut s) = shared.lock() {
+            s.push((spec.name.clone(), stats.clone()));
+        }
         let (settings, stop, rt) = (
             settings.clone(),
             stop.clone(),

@@ -7,6 +7,10 @@
 //! `gold.fact_fines` one per valid fine_id), recomputed here from the
 //! simulator's own record of what it sent; a second produce + ingest + run
 //! adds exactly the new events, and a run with nothing new changes nothing.
+//! The same through `dag scheduler`: its ingesters stream the produced
+//! messages into bronze (its metrics show every message committed and no
+//! lag), and `dag trigger gold --wait` brings silver and gold up to date,
+//! tests them and loads PostgreSQL.
 
 use chrono::{DateTime, Utc};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
@@ -74,6 +78,31 @@ impl Project {
             telemetry,
             fines,
         }
+    }
+
+    fn spawn(&self, db: &TestDb, args: &[&str], log: &str) -> std::process::Child {
+        let file = |ext: &str| {
+            std::fs::File::create(self.dir.path().join(format!("{log}.{ext}"))).expect("log")
+        };
+        Command::new(testkit::dag_bin())
+            .current_dir(self.dir.path())
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .stdout(std::process::Stdio::from(file("out")))
+            .stderr(std::process::Stdio::from(file("err")))
+            .spawn()
+            .expect("spawn dag")
+    }
+
+    fn log(&self, log: &str) -> String {
+        ["out", "err"]
+            .iter()
+            .map(|ext| {
+                std::fs::read_to_string(self.dir.path().join(format!("{log}.{ext}")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn dag(&self, db: &TestDb, args: &[&str]) -> String {
@@ -270,4 +299,80 @@ async fn every_valid_event_reaches_postgresql_exactly_once() {
             .await
             .expect("xmin");
     assert_eq!(xmins, again, "a run with nothing new rewrote fact rows");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut sock) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(sock, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut text = String::new();
+    let _ = sock.read_to_string(&mut text);
+    text
+}
+
+/// The sum of a metric's samples (0 when absent).
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_streams_bronze_and_a_triggered_run_loads_postgresql() {
+    let p = Project::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let toml = p.dir.path().join("dag.toml");
+    let mut cfg = std::fs::read_to_string(&toml).expect("read");
+    cfg += &format!("[scheduler]\nmetrics_addr = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n");
+    std::fs::write(&toml, cfg).expect("write");
+    let db = TestDb::create().await.expect("db");
+    let mut scheduler = p.spawn(&db, &["scheduler"], "scheduler");
+    let (seed, events) = (21, 4000);
+    p.dag(
+        &db,
+        &[
+            "produce",
+            "--seed",
+            "21",
+            "--events",
+            "4000",
+            "--start",
+            START,
+            "--bad-share",
+            "0.05",
+        ],
+    );
+    let sent = p.sent(seed, events, START);
+    let messages: u64 = sent.kinds.values().sum();
+    // Every message reaches bronze through the scheduler's ingesters.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let m = http_get(port, "/metrics");
+        let committed = metric_sum(&m, "dag_bronze_rows_committed_total");
+        if committed as u64 == messages && metric_sum(&m, "dag_consumer_lag") == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bronze has {committed} of {messages}:\n{m}\n{}",
+            p.log("scheduler")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = p.dag(&db, &["trigger", "gold", "--wait"]);
+    assert!(out.contains("success"), "{out}\n{}", p.log("scheduler"));
+    assert_invariant(&db, &sent, "scheduled run").await;
+    let status = p.dag(&db, &["status"]);
+    assert!(status.contains("load:warehouse"), "{status}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &scheduler.id().to_string()])
+        .status();
+    let code = scheduler.wait().expect("wait").code();
+    assert_eq!(code, Some(0), "{}", p.log("scheduler"));
 }

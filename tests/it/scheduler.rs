@@ -409,6 +409,16 @@ async fn two_schedulers_share_100_runs_and_never_run_a_task_twice() {
         .await
         .expect("count");
     assert_eq!(by, 2, "both schedulers took work");
+    // The global limit held over both: never more than 4 tasks at once.
+    let most: i64 = sqlx::query_scalar(
+        "SELECT max((SELECT count(*) FROM dag.task_attempts b \
+                     WHERE b.started_at <= a.started_at AND b.finished_at > a.started_at)) \
+         FROM dag.task_attempts a",
+    )
+    .fetch_one(&p.db.pool)
+    .await
+    .expect("overlap");
+    assert!((1..=4).contains(&most), "{most} tasks at once");
     kill9(&mut s1);
     kill9(&mut s2);
 }

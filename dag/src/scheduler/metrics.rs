@@ -1,7 +1,8 @@
 //! Prometheus metrics of a scheduler on `GET /metrics` (text format 0.0.4):
 //! runs by state and the last successful warehouse load (from the
-//! database, so every scheduler reports the same), and this process's task
-//! counts, durations and rows written per node.
+//! database, so every scheduler reports the same); this process's task
+//! counts and durations per node, rows written per layer, and its bronze
+//! ingesters' rows and consumer lag per partition.
 
 use super::store::Done;
 use sqlx::{PgPool, Row};
@@ -18,14 +19,20 @@ struct NodeStats {
     rows_out: u64,
 }
 
-/// What this scheduler's tasks did.
+/// What this scheduler's tasks and ingesters did.
 #[derive(Default)]
 pub struct Metrics {
     nodes: Mutex<BTreeMap<String, NodeStats>>,
+    layers: Mutex<BTreeMap<String, u64>>,
+    /// The in-process ingesters' counters.
+    pub ingest: crate::ingest::SharedStats,
 }
 
 impl Metrics {
-    pub fn record(&self, node: &str, outcome: &Result<Done, String>) {
+    pub fn record(&self, node: &str, layer: &str, outcome: &Result<Done, String>) {
+        if let (Ok(d), Ok(mut layers)) = (outcome, self.layers.lock()) {
+            *layers.entry(layer.to_string()).or_default() += d.rows_out.unwrap_or(0).max(0) as u64;
+        }
         let Ok(mut nodes) = self.nodes.lock() else {
             return;
         };
@@ -68,6 +75,33 @@ impl Metrics {
         out.push_str("# HELP dag_rows_written_total Rows models wrote, by node.\n# TYPE dag_rows_written_total counter\n");
         for (n, s) in nodes.iter() {
             let _ = writeln!(out, "dag_rows_written_total{{node=\"{n}\"}} {}", s.rows_out);
+        }
+        if let Ok(layers) = self.layers.lock() {
+            out.push_str("# HELP dag_layer_rows_written_total Rows models wrote, by layer.\n# TYPE dag_layer_rows_written_total counter\n");
+            for (l, n) in layers.iter() {
+                let _ = writeln!(out, "dag_layer_rows_written_total{{layer=\"{l}\"}} {n}");
+            }
+        }
+        if let Ok(ingest) = self.ingest.lock()
+            && !ingest.is_empty()
+        {
+            out.push_str("# HELP dag_bronze_rows_committed_total Messages committed to bronze, by source.\n# TYPE dag_bronze_rows_committed_total counter\n");
+            for (source, s) in ingest.iter() {
+                let _ = writeln!(
+                    out,
+                    "dag_bronze_rows_committed_total{{source=\"{source}\"}} {}",
+                    s.committed_rows.load(std::sync::atomic::Ordering::Relaxed)
+                );
+            }
+            out.push_str("# HELP dag_consumer_lag Messages behind the partition's high watermark.\n# TYPE dag_consumer_lag gauge\n");
+            for (source, s) in ingest.iter() {
+                for (p, lag) in s.lags() {
+                    let _ = writeln!(
+                        out,
+                        "dag_consumer_lag{{source=\"{source}\",partition=\"{p}\"}} {lag}"
+                    );
+                }
+            }
         }
     }
 }

@@ -163,9 +163,9 @@ pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
             .node_weights()
             .any(|m| m.layer == jobs::spec::Layer::Bronze)
     {
-        let (cfg, p) = (cfg.clone(), p.clone());
+        let (cfg, p, shared) = (cfg.clone(), p.clone(), metrics.ingest.clone());
         Some(tokio::spawn(async move {
-            if let Err(e) = crate::ingest::run(&cfg, &p, &[], false).await {
+            if let Err(e) = crate::ingest::run_sharing(&cfg, &p, &[], false, &shared).await {
                 tracing::error!("ingest stopped: {e:#}");
             }
         }))
@@ -413,7 +413,11 @@ async fn run_claim(
         }
         Err(_) => Err(format!("timed out after {:?}", s.task_timeout)),
     };
-    metrics.record(&c.node, &outcome);
+    let layer = runner
+        .p
+        .model(&c.node)
+        .map_or("warehouse", |m| m.layer.as_str());
+    metrics.record(&c.node, layer, &outcome);
     match &outcome {
         Ok(d) => println!("run {} {}: success in {:.2}s", c.run_id, c.node, d.seconds),
         Err(e) => println!(
