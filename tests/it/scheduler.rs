@@ -53,18 +53,25 @@ impl Project {
         std::fs::create_dir_all(root.join("data")).expect("mkdir");
         std::fs::write(root.join("data/a.csv"), "id,v\n1,x\n2,y\n").expect("write");
         std::fs::write(root.join("data/b.csv"), "id,v\n1,x\n").expect("write");
+        // Test defaults, unless `scheduler` sets the key itself.
+        let defaults: String = [
+            ("ingest", "false"),
+            ("metrics_addr", "\"off\""),
+            ("poll_interval", "\"30s\""),
+            ("retry_backoff", "\"1s\""),
+            ("lease", "\"3s\""),
+            ("grace_period", "\"5s\""),
+        ]
+        .iter()
+        .filter(|(k, _)| !scheduler.contains(&format!("{k} =")))
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
         std::fs::write(
             root.join("dag.toml"),
             format!(
                 "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n\
-                 [scheduler]\ningest = false\npoll_interval = \"30s\"\n\
-                 retry_backoff = \"1s\"\nlease = \"3s\"\ngrace_period = \"5s\"\n{}{scheduler}\n",
+                 [scheduler]\n{defaults}{scheduler}\n",
                 root.display(),
-                if scheduler.contains("metrics_addr") {
-                    ""
-                } else {
-                    "metrics_addr = \"off\"\n"
-                }
             ),
         )
         .expect("write");
@@ -614,4 +621,47 @@ async fn a_schedule_firing_during_its_previous_run_skips_or_queues() {
         };
         assert!(next_start >= prev_end, "runs overlap: {runs:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_back_a_task_that_cannot_finish_within_the_grace_period() {
+    let p = Project::new("grace_period = \"100ms\"", NO_SCHEDULES).await;
+    big_seed(&p);
+    let mut first = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let id = run_id(&p.output(&["trigger", "a"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while p.tasks(id).await[0].1 != "running" {
+        assert!(Instant::now() < deadline, "{:?}", p.tasks(id).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sigterm(&first);
+    assert_eq!(
+        wait_exit(&mut first, Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        p.log("s1")
+    );
+    assert!(p.log("s1").contains("handed back 1"), "{}", p.log("s1"));
+    assert_eq!(p.tasks(id).await[0].1, "queued");
+    // Another scheduler finishes it; the cut-short attempt is on record.
+    let mut second = p.scheduler("s2");
+    assert_eq!(
+        p.wait_run(id, Duration::from_secs(60)).await,
+        "success",
+        "{}",
+        p.log("s2")
+    );
+    let outcomes: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT outcome FROM dag.task_attempts WHERE run_id = $1 ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(
+        outcomes,
+        [Some("handed back".to_string()), Some("success".to_string())]
+    );
+    kill9(&mut second);
 }

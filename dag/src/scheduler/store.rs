@@ -434,13 +434,14 @@ pub async fn expire_leases(pool: &PgPool) -> DbResult<u64> {
 }
 
 /// On shutdown: this scheduler's running tasks go back to the queue
-/// without using up an attempt.
+/// without using up an attempt (attempt numbers only grow, so the next
+/// one gets a new number and one more is allowed).
 pub async fn hand_back(pool: &PgPool, me: &str) -> DbResult<u64> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
         "UPDATE dag.task_runs SET state = 'queued', claimed_by = NULL, lease_until = NULL, \
-           attempt = attempt - 1, started_at = NULL \
-         WHERE claimed_by = $1 AND state = 'running' RETURNING run_id, node, attempt + 1",
+           max_attempts = max_attempts + 1, started_at = NULL \
+         WHERE claimed_by = $1 AND state = 'running' RETURNING run_id, node, attempt",
     )
     .bind(me)
     .fetch_all(&mut *tx)
