@@ -92,7 +92,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             println!("{}", summary(&cfg, &p));
             Ok(Outcome::Success)
         }
-        Command::Demo { events, keep } => demo(explicit, events, keep),
+        Command::Demo { events, keep } => crate::demo::demo(explicit, events, keep).await,
         Command::Broker {
             bootstrap_file,
             partitions,
@@ -215,23 +215,4 @@ fn summary(cfg: &Loaded, p: &Pipeline) -> String {
             .unwrap_or_else(|| "built-in defaults".into()),
         cfg.lake_url(),
     )
-}
-
-/// Until the engines land, the demo checks what it can and says so plainly.
-fn demo(explicit: Option<&std::path::Path>, events: u64, _keep: bool) -> Result<Outcome, CliError> {
-    let cfg = load_config(explicit)?;
-    let p = load_pipeline(&cfg)?;
-    println!("dag demo: the configuration and the pipeline are valid.\n");
-    println!("{}\n", summary(&cfg, &p));
-    print!("{}", render::list_text(&p, p.topo_order()));
-    println!("\nThe pipeline as Mermaid (paste into any Markdown viewer):\n");
-    print!(
-        "{}",
-        render::graph(&p, p.topo_order(), render::GraphFormat::Mermaid)
-    );
-    println!(
-        "\nNot run yet: this build only validates and draws the pipeline. Producing {events} events, \
-         bronze ingest, silver/gold models, data tests and the PostgreSQL load land with their engines."
-    );
-    Ok(Outcome::Success)
 }

@@ -85,20 +85,31 @@ pub async fn run(
     names: &[String],
     until_caught_up: bool,
 ) -> Result<Outcome, CliError> {
-    run_sharing(cfg, p, names, until_caught_up, &SharedStats::default()).await
+    let stop = stop_on_signals();
+    run_sharing(
+        cfg,
+        p,
+        names,
+        until_caught_up,
+        &SharedStats::default(),
+        stop,
+    )
+    .await
 }
 
 /// Each running ingester's counters, by source (for the scheduler's
 /// metrics).
 pub type SharedStats = Arc<std::sync::Mutex<Vec<(String, Arc<IngestStats>)>>>;
 
-/// [`run`], publishing each ingester's counters into `shared`.
+/// [`run`], publishing each ingester's counters into `shared`, until
+/// caught up or `stop` is set (then it commits what is pending).
 pub async fn run_sharing(
     cfg: &Loaded,
     p: &Pipeline,
     names: &[String],
     until_caught_up: bool,
     shared: &SharedStats,
+    stop: Arc<AtomicBool>,
 ) -> Result<Outcome, CliError> {
     let specs = sources(cfg, p, names)?;
     if specs.is_empty() {
@@ -107,7 +118,6 @@ pub async fn run_sharing(
     }
     let mut settings = cfg.ingest_settings();
     settings.until_caught_up = until_caught_up;
-    let stop = stop_on_signals();
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod datatest;
+pub mod demo;
 pub mod ingest;
 pub mod logging;
 pub mod pipeline;

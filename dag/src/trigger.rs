@@ -18,7 +18,7 @@ const LIVE: Duration = Duration::from_secs(10);
 
 /// The selection and everything upstream of it: a trigger brings stale
 /// inputs up to date first (cheap: every model is incremental).
-fn with_upstream(p: &Pipeline, nodes: &[NodeIndex]) -> Vec<NodeIndex> {
+pub fn with_upstream(p: &Pipeline, nodes: &[NodeIndex]) -> Vec<NodeIndex> {
     let mut all: BTreeSet<NodeIndex> = nodes.iter().copied().collect();
     let mut stack: Vec<NodeIndex> = nodes.to_vec();
     while let Some(n) = stack.pop() {

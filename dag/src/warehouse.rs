@@ -64,6 +64,17 @@ pub async fn load_selected(
     selected: &[NodeIndex],
     gate: Gate,
 ) -> Result<Outcome, CliError> {
+    load_reporting(cfg, p, selected, gate, true).await
+}
+
+/// [`load_selected`], printing the per-table lines only when `print`.
+pub async fn load_reporting(
+    cfg: &Loaded,
+    p: &Pipeline,
+    selected: &[NodeIndex],
+    gate: Gate,
+    print: bool,
+) -> Result<Outcome, CliError> {
     let models: Vec<&Model> = selected
         .iter()
         .map(|n| &p.graph[*n])
@@ -90,7 +101,9 @@ pub async fn load_selected(
     )
     .await
     .map_err(anyhow::Error::from)?;
-    print!("{}", render(&report));
+    if print {
+        print!("{}", render(&report));
+    }
     Ok(Outcome::Success)
 }
 

@@ -6,6 +6,7 @@ mod chain;
 mod compose;
 mod config;
 mod datatest;
+mod demo;
 mod fixtures;
 mod gold_sql;
 mod json_schema;

@@ -45,6 +45,8 @@ pub struct Settings {
     pub ingest: bool,
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub clock: Clock,
+    /// No lines on stdout (an in-process scheduler).
+    pub quiet: bool,
 }
 
 impl Settings {
@@ -65,6 +67,7 @@ impl Settings {
             ingest: c.ingest,
             metrics_addr: c.metrics_addr.parse().ok(),
             clock: Clock::parse(&c.clock).unwrap_or(Clock::System),
+            quiet: false,
         }
     }
 }
@@ -121,23 +124,41 @@ fn scheduler_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &id[..6])
 }
 
+/// `dag scheduler`: until SIGTERM/SIGINT.
 pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
-    let s = Settings::from_config(cfg);
+    let stop = Arc::new(Stop::default());
+    let stopping = stop_on_signals(stop.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let outcome = serve_until(cfg, p, stop, metrics, false).await;
+    stopping.abort();
+    outcome
+}
+
+/// A scheduler until `stop` (`dag demo` runs one in-process, `quiet`, and
+/// reads its `metrics`).
+pub async fn serve_until(
+    cfg: &Loaded,
+    p: Pipeline,
+    stop: Arc<Stop>,
+    metrics: Arc<metrics::Metrics>,
+    quiet: bool,
+) -> Result<Outcome, CliError> {
+    let mut s = Settings::from_config(cfg);
+    s.quiet = quiet;
     let schedules = schedules(&p, s.tz).map_err(|e| anyhow::anyhow!(e))?;
     let pool = crate::warehouse::ready(cfg).await?;
     let me = scheduler_id();
     store::heartbeat(&pool, &me)
         .await
         .map_err(anyhow::Error::from)?;
-    println!(
-        "scheduler {me}: {} schedule(s) in {}, up to {} task(s) at once",
-        schedules.len(),
-        s.tz,
-        s.max_concurrency
-    );
-    let stop = Arc::new(Stop::default());
-    let stopping = stop_on_signals(stop.clone());
-    let metrics = Arc::new(metrics::Metrics::default());
+    if !quiet {
+        println!(
+            "scheduler {me}: {} schedule(s) in {}, up to {} task(s) at once",
+            schedules.len(),
+            s.tz,
+            s.max_concurrency
+        );
+    }
     let mut background = tokio::task::JoinSet::new();
     background.spawn(keep_alive(pool.clone(), me.clone(), stop.clone()));
     for sch in schedules {
@@ -164,23 +185,33 @@ pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
             .any(|m| m.layer == jobs::spec::Layer::Bronze)
     {
         let (cfg, p, shared) = (cfg.clone(), p.clone(), metrics.ingest.clone());
+        // The ingesters stop (committing what is pending) with the scheduler.
+        let flag = Arc::new(AtomicBool::new(false));
+        let (set, on) = (flag.clone(), stop.clone());
+        tokio::spawn(async move {
+            on.wait().await;
+            set.store(true, Ordering::SeqCst);
+        });
         Some(tokio::spawn(async move {
-            if let Err(e) = crate::ingest::run_sharing(&cfg, &p, &[], false, &shared).await {
+            if let Err(e) = crate::ingest::run_sharing(&cfg, &p, &[], false, &shared, flag).await {
                 tracing::error!("ingest stopped: {e:#}");
             }
         }))
     } else {
         None
     };
-    let runner = Arc::new(Runner::new(cfg, p));
+    let mut runner = Runner::new(cfg, p);
+    runner.print = !quiet;
+    let runner = Arc::new(runner);
     work(&pool, &me, &s, runner, &stop, &metrics).await;
-    stopping.abort();
     store::stopped(&pool, &me).await.ok();
     if let Some(i) = ingest {
         let _ = i.await;
     }
     background.abort_all();
-    println!("scheduler {me}: stopped");
+    if !quiet {
+        println!("scheduler {me}: stopped");
+    }
     Ok(Outcome::Success)
 }
 
@@ -349,11 +380,13 @@ async fn work(
     }
     // Drain: in-flight tasks get the grace period, then go back.
     if !tasks.is_empty() {
-        println!(
-            "draining {} task(s) (up to {:?})",
-            running.load(Ordering::SeqCst),
-            s.grace_period
-        );
+        if !s.quiet {
+            println!(
+                "draining {} task(s) (up to {:?})",
+                running.load(Ordering::SeqCst),
+                s.grace_period
+            );
+        }
         let drained = tokio::time::timeout(s.grace_period, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -418,12 +451,14 @@ async fn run_claim(
         .model(&c.node)
         .map_or("warehouse", |m| m.layer.as_str());
     metrics.record(&c.node, layer, &outcome);
-    match &outcome {
-        Ok(d) => println!("run {} {}: success in {:.2}s", c.run_id, c.node, d.seconds),
-        Err(e) => println!(
-            "run {} {} (attempt {}/{}): failed: {e}",
-            c.run_id, c.node, c.attempt, c.max_attempts
-        ),
+    if !s.quiet {
+        match &outcome {
+            Ok(d) => println!("run {} {}: success in {:.2}s", c.run_id, c.node, d.seconds),
+            Err(e) => println!(
+                "run {} {} (attempt {}/{}): failed: {e}",
+                c.run_id, c.node, c.attempt, c.max_attempts
+            ),
+        }
     }
     match store::finish(pool, me, c, outcome, s.retry_backoff).await {
         Ok(true) => {}

@@ -54,6 +54,8 @@ pub fn plan(p: &Pipeline, nodes: &[NodeIndex], load: bool) -> Vec<NewTask> {
 
 /// Runs tasks for one scheduler: the pipeline, where the lake is.
 pub struct Runner {
+    /// Print the load's lines (not for an in-process scheduler).
+    pub print: bool,
     pub cfg: Loaded,
     pub p: Pipeline,
     catalog: Catalog,
@@ -63,6 +65,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(cfg: &Loaded, p: Pipeline) -> Runner {
         Runner {
+            print: true,
             catalog: Catalog::new(p.graph.node_weights().cloned()),
             settings: crate::run::settings(cfg, false),
             cfg: cfg.clone(),
@@ -111,10 +114,15 @@ impl Runner {
         if node == LOAD_NODE {
             let selected: Vec<NodeIndex> =
                 run_nodes.iter().filter_map(|n| self.p.node(n)).collect();
-            let outcome =
-                crate::warehouse::load_selected(&self.cfg, &self.p, &selected, Gate::Open)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
+            let outcome = crate::warehouse::load_reporting(
+                &self.cfg,
+                &self.p,
+                &selected,
+                Gate::Open,
+                self.print,
+            )
+            .await
+            .map_err(|e| format!("{e:#}"))?;
             if outcome != crate::commands::Outcome::Success {
                 return Err("the warehouse load failed".into());
             }

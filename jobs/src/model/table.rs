@@ -232,9 +232,21 @@ impl ModelTable {
     /// Files added and removed with a data change by commits after
     /// `after` (exclusive) up to the loaded version.
     pub async fn changes(&self, after: i64) -> Result<Changes, TableError> {
+        self.changes_in((after + 1).max(0)..=self.version()).await
+    }
+
+    /// What commit `v` alone did to the data.
+    pub async fn commit_changes(&self, v: i64) -> Result<Changes, TableError> {
+        self.changes_in(v..=v).await
+    }
+
+    async fn changes_in(
+        &self,
+        versions: std::ops::RangeInclusive<i64>,
+    ) -> Result<Changes, TableError> {
         let log = self.table.log_store();
         let mut changes = Changes::default();
-        for v in (after + 1).max(0)..=self.version() {
+        for v in versions {
             let bytes = log.read_commit_entry(v as u64).await?.ok_or_else(|| {
                 TableError::Schema(format!(
                     "{}: commit {v} is gone from the log (cleaned up?); rebuild with a full refresh",

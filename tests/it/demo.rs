@@ -1,0 +1,50 @@
+//! `dag demo` as the README runs it, in a scratch folder with the shipped
+//! pipeline: the in-process broker, the lake, PostgreSQL (the test's
+//! database as DATABASE_URL), the scheduler; exit 0 and a summary whose
+//! every count matches what the simulator sent.
+
+use std::process::Command;
+use testkit::TestDb;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = crate::models::repo();
+    for sub in ["models", "data"] {
+        let out = Command::new("cp")
+            .args(["-r"])
+            .arg(repo.join(sub))
+            .arg(dir.path())
+            .status()
+            .expect("cp");
+        assert!(out.success());
+    }
+    let db = TestDb::create().await.expect("db");
+    let out = Command::new(testkit::dag_bin())
+        .current_dir(dir.path())
+        .args(["demo", "--events", "20000"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("dag demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "invariant   holds",
+        "39 passed, 0 warned, 0 failed",
+        "(= gold)",
+        "freshness   produce -> row in PostgreSQL: p50",
+    ] {
+        assert!(stdout.contains(want), "{want} not in:\n{stdout}");
+    }
+    assert!(!stdout.contains("  !"), "{stdout}");
+    for report in ["junit.xml", "data-quality.md", "data-quality.json"] {
+        assert!(
+            dir.path().join("demo/report").join(report).exists(),
+            "{report}"
+        );
+    }
+}
