@@ -7,6 +7,7 @@ mod compose;
 mod config;
 mod datatest;
 mod demo;
+mod faults;
 mod fixtures;
 mod gold_sql;
 mod json_schema;

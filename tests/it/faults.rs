@@ -1,0 +1,372 @@
+//! The whole chain under faults: the shipped pipeline against the separate
+//! broker process, the lake on S3 and PostgreSQL. While a producer sends
+//! simulated messages (every bad kind among them), the test kills -9 the
+//! ingester and the scheduler and terminates PostgreSQL's client
+//! connections at random points, at least 30 times; a schedule runs
+//! silver, gold, the tests and the load every 2 seconds throughout. Then
+//! everything restarts clean and a final `dag trigger gold --wait` runs.
+//!
+//! The invariant is checked against an independent recomputation from
+//! the produced messages (the simulator's own record): PostgreSQL's
+//! gold.fact_telemetry holds exactly one row per distinct valid event_id,
+//! gold.fact_fines one per valid fine_id, and agg_driver_daily's event
+//! counts per (driver, day) equal a count over the valid events.
+
+use chrono::{DateTime, Utc};
+use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
+use rand::Rng;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testkit::{TestDb, TestS3};
+
+const START: &str = "2026-11-21T08:00:00Z";
+const SEED: u64 = 77;
+const EVENTS: u64 = 24_000;
+
+struct Chain {
+    dir: tempfile::TempDir,
+    db: TestDb,
+    _s3: TestS3,
+    telemetry: String,
+    fines: String,
+}
+
+impl Chain {
+    async fn new() -> Chain {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let repo = crate::models::repo();
+        for sub in ["models", "data"] {
+            let ok = Command::new("cp")
+                .arg("-r")
+                .arg(repo.join(sub))
+                .arg(root)
+                .status()
+                .expect("cp");
+            assert!(ok.success());
+        }
+        let telemetry = testkit::unique_topic("fault-tel");
+        let fines = testkit::unique_topic("fault-fin");
+        let bronze = root.join("models/telematics/bronze");
+        for (file, topic) in [
+            ("bronze_vehicle_telemetry.yml", &telemetry),
+            ("bronze_traffic_fines.yml", &fines),
+        ] {
+            let path = bronze.join(file);
+            let yml = std::fs::read_to_string(&path).expect("read");
+            let yml: Vec<String> = yml
+                .lines()
+                .map(|l| {
+                    if l.starts_with("topic:") {
+                        format!("topic: {topic}")
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect();
+            std::fs::write(&path, yml.join("\n") + "\n").expect("write");
+        }
+        std::fs::write(
+            root.join("models/telematics/pipeline.yml"),
+            "description: faults\nschedules:\n  - {select: \"silver gold\", cron: \"*/2 * * * * *\"}\n",
+        )
+        .expect("write");
+        let s3 = TestS3::create().expect("test s3");
+        let toml = format!(
+            "pipeline = \"telematics\"\n[lake]\nuri = \"{}/lake\"\n[s3]\nendpoint = \"{}\"\n\
+             [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"g-{}\"\nsession_timeout = \"6s\"\n\
+             [ingest]\nbatch_interval = \"300ms\"\nclock = \"2026-12-01T00:00:00Z\"\n\
+             [warehouse]\nenabled = true\nretry_timeout = \"30s\"\n\
+             [scheduler]\ningest = false\nmetrics_addr = \"off\"\nlease = \"2s\"\nretries = 8\n\
+             retry_backoff = \"300ms\"\npoll_interval = \"1s\"\ngrace_period = \"1s\"\n",
+            s3.url(),
+            s3.endpoint,
+            testkit::kafka_bootstrap().expect("broker"),
+            testkit::unique_suffix()
+        );
+        std::fs::write(root.join("dag.toml"), toml).expect("write");
+        Chain {
+            dir,
+            db: TestDb::create().await.expect("db"),
+            _s3: s3,
+            telemetry,
+            fines,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dag(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(testkit::dag_bin());
+        c.current_dir(self.root())
+            .args(args)
+            .env("DATABASE_URL", &self.db.url)
+            .env("AWS_ACCESS_KEY_ID", testkit::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", testkit::S3_SECRET_KEY);
+        c
+    }
+
+    fn spawn(&self, args: &[&str], log: &str) -> Child {
+        let file = |ext: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.root().join(format!("{log}.{ext}")))
+                .expect("log")
+        };
+        self.dag(args)
+            .stdout(Stdio::from(file("out")))
+            .stderr(Stdio::from(file("err")))
+            .spawn()
+            .expect("spawn")
+    }
+
+    fn log(&self, log: &str) -> String {
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.root().join(format!("{log}.{ext}"))).unwrap_or_default()
+        };
+        let text = format!("{}\n{}", read("out"), read("err"));
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Terminates every client connection to the test database but ours.
+    async fn kill_connections(&self) -> i64 {
+        let name: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("db name");
+        sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend') x",
+        )
+        .bind(name)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap_or(0)
+    }
+}
+
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The independent recomputation: what the simulator sent.
+struct Truth {
+    events: BTreeSet<String>,
+    fines: BTreeSet<String>,
+    /// (driver_id, UTC date) -> valid events.
+    per_driver_day: BTreeMap<(String, String), i64>,
+    kinds: BTreeMap<Kind, u64>,
+}
+
+fn truth(c: &Chain) -> Truth {
+    let fleet = Fleet::from_data_dir(&c.root().join("data")).expect("fleet");
+    let settings = SimSettings {
+        seed: SEED,
+        events: EVENTS,
+        telemetry_topic: c.telemetry.clone(),
+        fines_topic: c.fines.clone(),
+        start: DateTime::parse_from_rfc3339(START)
+            .expect("start")
+            .with_timezone(&Utc),
+        bad_share: 0.05,
+        ..SimSettings::default()
+    };
+    let mut t = Truth {
+        events: BTreeSet::new(),
+        fines: BTreeSet::new(),
+        per_driver_day: BTreeMap::new(),
+        kinds: BTreeMap::new(),
+    };
+    let mut sim = Simulator::new(settings, &fleet);
+    for (kind, record) in sim.by_ref() {
+        let Some(v) = record
+            .value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+        else {
+            continue;
+        };
+        match kind {
+            Kind::Telemetry => {
+                let id = v["event_id"].as_str().expect("event_id").to_string();
+                if t.events.insert(id) {
+                    let driver = v["driver_id"].as_str().expect("driver").to_string();
+                    let day = DateTime::parse_from_rfc3339(v["event_time"].as_str().expect("time"))
+                        .expect("rfc3339")
+                        .with_timezone(&Utc)
+                        .format("%Y-%m-%d")
+                        .to_string();
+                    *t.per_driver_day.entry((driver, day)).or_default() += 1;
+                }
+            }
+            Kind::Fine => {
+                t.fines
+                    .insert(v["fine_id"].as_str().expect("fine_id").to_string());
+            }
+            _ => {}
+        }
+    }
+    t.kinds = sim.counts.clone();
+    t
+}
+
+async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_all(&c.db.pool)
+        .await
+        .expect("query")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_invariant_holds_in_postgresql_after_30_kills_across_the_chain() {
+    let c = Chain::new().await;
+    let t = truth(&c);
+    for kind in [
+        Kind::MalformedJson,
+        Kind::Duplicate,
+        Kind::Tombstone,
+        Kind::FutureEventTime,
+    ] {
+        assert!(
+            t.kinds.get(&kind).copied().unwrap_or(0) > 0,
+            "{:?}",
+            t.kinds
+        );
+    }
+    let out = c.dag(&["migrate"]).output().expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut producer = c.spawn(
+        &[
+            "produce",
+            "--seed",
+            &SEED.to_string(),
+            "--events",
+            &EVENTS.to_string(),
+            "--rate",
+            "1000",
+            "--start",
+            START,
+            "--bad-share",
+            "0.05",
+        ],
+        "producer",
+    );
+    let mut ingester = c.spawn(&["ingest"], "ingest");
+    let mut scheduler = c.spawn(&["scheduler"], "scheduler");
+    let mut rng = rand::rng();
+    let (mut kills, mut ingest_kills, mut scheduler_kills, mut pg_kills) = (0, 0, 0, 0);
+    let started = Instant::now();
+    // Faults while the producer runs (and a little after), at least 30.
+    while kills < 30 || producer.try_wait().expect("producer").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the producer never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        match rng.random_range(0..3) {
+            0 => {
+                kill9(&mut ingester);
+                ingester = c.spawn(&["ingest"], "ingest");
+                ingest_kills += 1;
+            }
+            1 => {
+                kill9(&mut scheduler);
+                scheduler = c.spawn(&["scheduler"], "scheduler");
+                scheduler_kills += 1;
+            }
+            _ => {
+                c.kill_connections().await;
+                pg_kills += 1;
+            }
+        }
+        kills += 1;
+    }
+    assert!(
+        producer.wait().expect("producer").success(),
+        "{}",
+        c.log("producer")
+    );
+    // Clean: bronze catches up, then one run brings everything up to date.
+    kill9(&mut ingester);
+    let out = c
+        .dag(&["ingest", "--until-caught-up"])
+        .output()
+        .expect("ingest");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut done = false;
+    for _ in 0..5 {
+        let out = c
+            .dag(&["trigger", "gold", "--wait"])
+            .output()
+            .expect("trigger");
+        if out.status.success() {
+            done = true;
+            break;
+        }
+        eprintln!(
+            "final run not clean yet: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert!(
+        done,
+        "the final run never succeeded:\n{}",
+        c.log("scheduler")
+    );
+    kill9(&mut scheduler);
+    eprintln!(
+        "faults: {kills} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {pg_kills} PostgreSQL connection kills) in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let events: Vec<String> = set_of(&c, "SELECT event_id FROM gold.fact_telemetry").await;
+    let distinct: BTreeSet<String> = events.iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        events.len(),
+        "repeated event_ids in PostgreSQL"
+    );
+    let missing: Vec<_> = t.events.difference(&distinct).take(5).collect();
+    let extra: Vec<_> = distinct.difference(&t.events).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "fact_telemetry: {} rows for {} valid events; missing {missing:?}, extra {extra:?}",
+        distinct.len(),
+        t.events.len()
+    );
+    let fines: BTreeSet<String> = set_of(&c, "SELECT fine_id FROM gold.fact_fines")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(fines, t.fines, "fact_fines");
+    let per_day: BTreeMap<(String, String), i64> = sqlx::query(
+        "SELECT driver_id, event_date::text, events FROM gold.agg_driver_daily WHERE events > 0",
+    )
+    .fetch_all(&c.db.pool)
+    .await
+    .expect("agg")
+    .iter()
+    .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+    .collect();
+    assert_eq!(
+        per_day, t.per_driver_day,
+        "agg_driver_daily.events vs a recount"
+    );
+    assert!(kills >= 30 && ingest_kills > 0 && scheduler_kills > 0 && pg_kills > 0);
+}
