@@ -47,6 +47,9 @@ step "setup" "$ROOT/scripts/setup.sh" </dev/null
 # just installed it (the next run would otherwise rebuild everything).
 . "$ROOT/scripts/env.sh"
 
+# Stale binaries of our own crates fill the disk otherwise (never a clean).
+"$ROOT/scripts/prune_target.sh" || true
+
 # The same cargo invocation as a developer's full build, so CI reuses it
 # (one feature set, one target dir); it also builds the dag binary that
 # hosts the separate broker process.

@@ -71,6 +71,10 @@ pub enum Command {
         /// Simulated events to produce.
         #[arg(long, default_value_t = 100_000)]
         events: u64,
+        /// Events per second (default: all of them in about 10 s, at
+        /// least 1,000/s); a steady rate for a freshness measurement.
+        #[arg(long)]
+        rate: Option<u64>,
         /// Leave the services running afterwards, for exploring.
         #[arg(long)]
         keep: bool,

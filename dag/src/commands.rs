@@ -92,7 +92,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             println!("{}", summary(&cfg, &p));
             Ok(Outcome::Success)
         }
-        Command::Demo { events, keep } => crate::demo::demo(explicit, events, keep).await,
+        Command::Demo { events, rate, keep } => {
+            crate::demo::demo(explicit, events, rate, keep).await
+        }
         Command::Broker {
             bootstrap_file,
             partitions,

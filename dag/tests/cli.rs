@@ -145,18 +145,6 @@ fn bad_selector_and_bad_config_exit_2_with_the_reason() {
 }
 
 #[test]
-fn demo_validates_and_says_what_is_not_run() {
-    let out = dag(&["demo", "--events", "10"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stdout.contains("16 models (2 bronze, 8 silver, 6 gold), 19 edges"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("Not run yet"), "{stdout}");
-}
-
-#[test]
 fn run_without_bronze_fails_and_says_what_to_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -172,7 +172,7 @@ pub async fn demo(explicit: Option<&Path>, events: u64, keep: bool) -> Result<Ou
 
     // What the producer will send: the same simulator, same settings.
     let fleet = Fleet::from_data_dir(&cfg.data_dir()).map_err(|e| anyhow::anyhow!(e))?;
-    let rate = (events / 10).max(1000);
+    let rate = rate.unwrap_or((events / 10).max(1000)).max(1);
     let defaults = SimSettings::default();
     let span =
         defaults.report_every.as_secs_f64() * events as f64 / fleet.vehicles.len().max(1) as f64;
