@@ -93,7 +93,12 @@ async fn count(pool: &PgPool, table: &str) -> i64 {
     .unwrap_or(0)
 }
 
-pub async fn demo(explicit: Option<&Path>, events: u64, keep: bool) -> Result<Outcome, CliError> {
+pub async fn demo(
+    explicit: Option<&Path>,
+    events: u64,
+    rate: Option<u64>,
+    keep: bool,
+) -> Result<Outcome, CliError> {
     let started = Instant::now();
     let cwd = std::env::current_dir().map_err(|e| CliError::Other(e.into()))?;
     let dir = cwd.join("demo");
