@@ -33,34 +33,7 @@ impl Project {
     fn new() -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let repo = crate::models::repo();
-        copy_dir(
-            &repo.join("models/telematics"),
-            &root.join("models/telematics"),
-        );
-        copy_dir(&repo.join("data"), &root.join("data"));
-        let telemetry = testkit::unique_topic("chain-tel");
-        let fines = testkit::unique_topic("chain-fin");
-        let bronze = root.join("models/telematics/bronze");
-        for (file, topic) in [
-            ("bronze_vehicle_telemetry.yml", &telemetry),
-            ("bronze_traffic_fines.yml", &fines),
-        ] {
-            let path = bronze.join(file);
-            let yml = std::fs::read_to_string(&path).expect("read model");
-            let rewritten: Vec<String> = yml
-                .lines()
-                .map(|l| {
-                    if l.starts_with("topic:") {
-                        format!("topic: {topic}")
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect();
-            assert_ne!(yml, rewritten.join("\n"), "{file} names no topic");
-            std::fs::write(&path, rewritten.join("\n") + "\n").expect("write model");
-        }
+        let (telemetry, fines) = shipped_pipeline(root, "chain");
         // The ingest clock is pinned after every valid event (they start
         // at START), so only the simulator's future events are "future".
         let toml = format!(
@@ -194,6 +167,40 @@ impl Sent {
             *self.kinds.entry(k).or_default() += n;
         }
     }
+}
+
+/// Copies the shipped pipeline (models and data) into `root`, its two
+/// bronze sources reading topics of their own; returns (telemetry, fines).
+pub(crate) fn shipped_pipeline(root: &Path, label: &str) -> (String, String) {
+    let repo = crate::models::repo();
+    copy_dir(
+        &repo.join("models/telematics"),
+        &root.join("models/telematics"),
+    );
+    copy_dir(&repo.join("data"), &root.join("data"));
+    let telemetry = testkit::unique_topic(&format!("{label}-tel"));
+    let fines = testkit::unique_topic(&format!("{label}-fin"));
+    let bronze = root.join("models/telematics/bronze");
+    for (file, topic) in [
+        ("bronze_vehicle_telemetry.yml", &telemetry),
+        ("bronze_traffic_fines.yml", &fines),
+    ] {
+        let path = bronze.join(file);
+        let yml = std::fs::read_to_string(&path).expect("read model");
+        let rewritten: Vec<String> = yml
+            .lines()
+            .map(|l| {
+                if l.starts_with("topic:") {
+                    format!("topic: {topic}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert_ne!(yml, rewritten.join("\n"), "{file} names no topic");
+        std::fs::write(&path, rewritten.join("\n") + "\n").expect("write model");
+    }
+    (telemetry, fines)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -38,37 +38,7 @@ impl Chain {
     async fn new() -> Chain {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
-        let repo = crate::models::repo();
-        for sub in ["models", "data"] {
-            let ok = Command::new("cp")
-                .arg("-r")
-                .arg(repo.join(sub))
-                .arg(root)
-                .status()
-                .expect("cp");
-            assert!(ok.success());
-        }
-        let telemetry = testkit::unique_topic("fault-tel");
-        let fines = testkit::unique_topic("fault-fin");
-        let bronze = root.join("models/telematics/bronze");
-        for (file, topic) in [
-            ("bronze_vehicle_telemetry.yml", &telemetry),
-            ("bronze_traffic_fines.yml", &fines),
-        ] {
-            let path = bronze.join(file);
-            let yml = std::fs::read_to_string(&path).expect("read");
-            let yml: Vec<String> = yml
-                .lines()
-                .map(|l| {
-                    if l.starts_with("topic:") {
-                        format!("topic: {topic}")
-                    } else {
-                        l.to_string()
-                    }
-                })
-                .collect();
-            std::fs::write(&path, yml.join("\n") + "\n").expect("write");
-        }
+        let (telemetry, fines) = crate::chain::shipped_pipeline(root, "fault");
         std::fs::write(
             root.join("models/telematics/pipeline.yml"),
             "description: faults\nschedules:\n  - {select: \"silver gold\", cron: \"*/2 * * * * *\"}\n",

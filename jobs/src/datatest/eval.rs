@@ -36,6 +36,25 @@ pub struct Context<'a> {
     pub opts: &'a Options,
 }
 
+/// Keyed filters: `semi_on(right, keys)` keeps the rows whose key
+/// values `right` holds, `anti_on` those it does not.
+trait KeyedFilter {
+    fn semi_on(self, right: impl IntoLazy, keys: impl AsRef<[Expr]>) -> LazyFrame;
+    fn anti_on(self, right: impl IntoLazy, keys: impl AsRef<[Expr]>) -> LazyFrame;
+}
+
+impl KeyedFilter for LazyFrame {
+    fn semi_on(self, right: impl IntoLazy, keys: impl AsRef<[Expr]>) -> LazyFrame {
+        let k = keys.as_ref().to_vec();
+        self.join(right.lazy(), k.clone(), k, JoinArgs::new(JoinType::Semi))
+    }
+
+    fn anti_on(self, right: impl IntoLazy, keys: impl AsRef<[Expr]>) -> LazyFrame {
+        let k = keys.as_ref().to_vec();
+        self.join(right.lazy(), k.clone(), k, JoinArgs::new(JoinType::Anti))
+    }
+}
+
 /// Files of this many bytes (on disk) at most are read at once.
 const CHUNK_BYTES: i64 = 256 << 20;
 
@@ -411,12 +430,7 @@ async fn unique(
             let rows = filtered(table.read(chunk, Some(&other_cols)).await?, test)?;
             let hits = rows
                 .lazy()
-                .join(
-                    wanted.clone().lazy(),
-                    keys.clone(),
-                    keys.clone(),
-                    JoinArgs::new(JoinType::Semi),
-                )
+                .semi_on(wanted.clone(), keys.clone())
                 .group_by(keys.clone())
                 .agg([len().alias("__n")])
                 .collect()?;
@@ -436,12 +450,7 @@ async fn unique(
     let bad = new
         .clone()
         .lazy()
-        .join(
-            repeated.lazy(),
-            keys.clone(),
-            keys,
-            JoinArgs::new(JoinType::Semi),
-        )
+        .semi_on(repeated, keys.clone())
         .collect()?;
     let mut out = Outcome {
         rows_checked: new.height() as u64,
@@ -526,15 +535,7 @@ async fn unique_everywhere(
             .filter(col("__n").gt(lit(1)))
             .select(keys.clone())
             .collect()?;
-        let bad = rows
-            .lazy()
-            .join(
-                repeated_keys.lazy(),
-                keys.clone(),
-                keys,
-                JoinArgs::new(JoinType::Semi),
-            )
-            .collect()?;
+        let bad = rows.lazy().semi_on(repeated_keys, keys.clone()).collect()?;
         out.failing = bad.height() as u64;
         add_sample(&mut out.sample, &bad, ctx.opts.sample_rows);
     }
@@ -678,15 +679,7 @@ async fn relationships(
         let rows = table.read(chunk, Some(&cols)).await?;
         out.rows_checked += rows.height() as u64;
         let rows = select(rows, test, &format!("{column} IS NOT NULL"))?;
-        let orphans = rows
-            .lazy()
-            .join(
-                keys.clone().lazy(),
-                [col(column)],
-                [col(column)],
-                JoinArgs::new(JoinType::Anti),
-            )
-            .collect()?;
+        let orphans = rows.lazy().anti_on(keys.clone(), [col(column)]).collect()?;
         out.failing += orphans.height() as u64;
         add_sample(&mut out.sample, &orphans, ctx.opts.sample_rows);
     }
@@ -732,12 +725,7 @@ async fn lost_keys(
         .lazy()
         .select([col(field).alias(alias)])
         .filter(col(alias).is_not_null())
-        .join(
-            current.clone().lazy(),
-            [col(alias)],
-            [col(alias)],
-            JoinArgs::new(JoinType::Anti),
-        )
+        .anti_on(current.clone(), [col(alias)])
         .collect()?;
     Ok(lost.height() > 0)
 }
