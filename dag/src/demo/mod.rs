@@ -158,10 +158,12 @@ pub async fn demo(
     }
     let cfg = crate::config::load(explicit, &env, &cwd)?;
     let mut p = load_pipeline(&cfg)?;
+    // 8 partitions: the mock broker keeps 5 MB per partition, which a
+    // steady run must not outpace between two ingest commits.
     for m in p.graph.node_weights() {
         if let Source::Kafka { topic } = &m.source {
             cluster
-                .create_topic(topic, 3, 1)
+                .create_topic(topic, 8, 1)
                 .map_err(|e| anyhow::anyhow!("creating topic {topic}: {e}"))?;
         }
     }
