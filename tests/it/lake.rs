@@ -113,3 +113,51 @@ async fn on_s3() {
     let url = Url::parse(&format!("{}/lake/bronze_t", s3.url())).expect("url");
     offsets_commit_with_rows_exactly_once(url, options.storage_options()).await;
 }
+
+/// A model table (silver, gold, the test results) checkpoints every 100
+/// commits, so a table a scheduler commits to every few seconds opens
+/// without replaying its whole log; every row stays readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_tables_checkpoint_every_100_commits() {
+    use jobs::model::table::{CHECKPOINT_EVERY, ModelTable, arrow_schema};
+    use jobs::spec::{Column, ColumnType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loc = jobs::lake::TableLocation::in_lake(
+        &format!("file://{}", dir.path().display()),
+        "gold",
+        "t",
+        HashMap::new(),
+    )
+    .expect("location");
+    let columns = [Column {
+        name: "n".into(),
+        ty: ColumnType::BigInt,
+        nullable: false,
+        description: String::new(),
+    }];
+    let mut table = ModelTable::open_or_create("t", &loc, arrow_schema(&columns), &[], "")
+        .await
+        .expect("table");
+    for i in 0..CHECKPOINT_EVERY {
+        let df = polars::df!("n" => [i]).expect("frame");
+        let adds = table.write_files(&df).await.expect("write");
+        table
+            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
+            .await
+            .expect("commit");
+    }
+    assert_eq!(table.version(), CHECKPOINT_EVERY);
+    let log = dir.path().join("gold/t/_delta_log");
+    assert!(
+        log.join(format!("{CHECKPOINT_EVERY:020}.checkpoint.parquet"))
+            .exists(),
+        "no checkpoint in {}",
+        log.display()
+    );
+    let reopened = ModelTable::open("t", &loc, arrow_schema(&columns))
+        .await
+        .expect("open")
+        .expect("a table");
+    let df = reopened.read_all(None).await.expect("read");
+    assert_eq!(df.height() as i64, CHECKPOINT_EVERY);
+}

@@ -400,9 +400,20 @@ impl ModelTable {
             .await?;
         let version = finalized.version() as i64;
         self.table.state = Some(finalized.snapshot());
+        // A scheduled model commits every few seconds: without checkpoints
+        // every open would replay its whole JSON log. A failed checkpoint
+        // costs only speed.
+        if version > 0 && version % CHECKPOINT_EVERY == 0 {
+            if let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await {
+                tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
+            }
+        }
         Ok(version)
     }
 }
+
+/// A model table writes a Delta checkpoint every this many commits.
+pub const CHECKPOINT_EVERY: i64 = 100;
 
 /// Outputs from this many rows up are written by several writers at once.
 const PARALLEL_WRITE_ROWS: usize = 200_000;
