@@ -403,10 +403,11 @@ impl ModelTable {
         // A scheduled model commits every few seconds: without checkpoints
         // every open would replay its whole JSON log. A failed checkpoint
         // costs only speed.
-        if version > 0 && version % CHECKPOINT_EVERY == 0 {
-            if let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await {
-                tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
-            }
+        if version > 0
+            && version % CHECKPOINT_EVERY == 0
+            && let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await
+        {
+            tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
         }
         Ok(version)
     }
