@@ -23,7 +23,14 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run()),
+        Ok(rt) => {
+            let code = rt.block_on(run());
+            // A scheduler that handed its tasks back may leave their
+            // blocking work running: do not wait for it (its commits are
+            // atomic, and the task runs again elsewhere).
+            rt.shutdown_timeout(std::time::Duration::from_millis(500));
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(1)

@@ -341,7 +341,7 @@ async fn work(
                         metrics.clone(),
                     );
                     tasks.spawn(async move {
-                        run_claim(&pool, &me, &s, &runner, &c, &metrics).await;
+                        run_claim(&pool, &me, &s, runner, &c, &metrics).await;
                         running.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -409,7 +409,7 @@ async fn run_claim(
     pool: &PgPool,
     me: &str,
     s: &Settings,
-    runner: &Runner,
+    runner: Arc<Runner>,
     c: &Claim,
     metrics: &metrics::Metrics,
 ) {
@@ -420,7 +420,20 @@ async fn run_claim(
             return;
         }
     };
-    let work = runner.execute(c.run_id, &nodes, &c.node);
+    // The task runs on the blocking pool: a model's CPU-bound stretches
+    // must not hold up this loop's lease renewals (nor the heartbeat) on
+    // the async workers, or a live scheduler would lose its claim.
+    let work = {
+        let (runner, node, run_id) = (runner.clone(), c.node.clone(), c.run_id);
+        let rt = tokio::runtime::Handle::current();
+        let job = tokio::task::spawn_blocking(move || {
+            rt.block_on(async move { runner.execute(run_id, &nodes, &node).await })
+        });
+        async move {
+            job.await
+                .unwrap_or_else(|e| Err(format!("the task panicked or was cancelled: {e}")))
+        }
+    };
     tokio::pin!(work);
     let renew_every = s.lease / 3;
     let outcome = tokio::time::timeout(s.task_timeout, async {
