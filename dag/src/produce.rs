@@ -12,7 +12,7 @@ use std::time::Duration;
 pub use crate::cli::ProduceArgs;
 
 /// The topic of a bronze source of the pipeline, by model name.
-fn topic_of(p: &Pipeline, model: &str, default: &str) -> String {
+pub(crate) fn topic_of(p: &Pipeline, model: &str, default: &str) -> String {
     p.graph
         .node_weights()
         .find_map(|m| match &m.source {

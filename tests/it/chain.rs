@@ -330,13 +330,10 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_scheduler_streams_bronze_and_a_triggered_run_loads_postgresql() {
     let p = Project::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
     let toml = p.dir.path().join("dag.toml");
     let mut cfg = std::fs::read_to_string(&toml).expect("read");
-    cfg += &format!("[scheduler]\nmetrics_addr = \"127.0.0.1:{port}\"\npoll_interval = \"10s\"\n");
+    // Port 0: the scheduler binds a free port and prints it.
+    cfg += "[scheduler]\nmetrics_addr = \"127.0.0.1:0\"\npoll_interval = \"10s\"\n";
     std::fs::write(&toml, cfg).expect("write");
     let db = TestDb::create().await.expect("db");
     let mut scheduler = p.spawn(&db, &["scheduler"], "scheduler");
@@ -356,6 +353,15 @@ async fn the_scheduler_streams_bronze_and_a_triggered_run_loads_postgresql() {
         ],
     );
     let sent = p.sent(seed, events, START);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let port = loop {
+        let log = p.log("scheduler");
+        if log.contains("metrics on http://") {
+            break crate::scheduler::metrics_port(&log);
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let messages: u64 = sent.kinds.values().sum();
     // Every message reaches bronze through the scheduler's ingesters.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);

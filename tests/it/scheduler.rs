@@ -216,6 +216,19 @@ fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     None
 }
 
+/// The port a scheduler's log says its metrics listen on.
+pub(crate) fn metrics_port(log: &str) -> u16 {
+    log.lines()
+        .find_map(|l| {
+            l.strip_prefix("metrics on http://127.0.0.1:")?
+                .split('/')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no metrics address in:\n{log}"))
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -229,15 +242,8 @@ const NO_SCHEDULES: &str = "description: test\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trigger_from_another_process_is_picked_up_within_a_second_and_succeeds() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let p = Project::new(
-        &format!("metrics_addr = \"127.0.0.1:{port}\""),
-        NO_SCHEDULES,
-    )
-    .await;
+    // Port 0: the scheduler binds a free port and prints it.
+    let p = Project::new("metrics_addr = \"127.0.0.1:0\"", NO_SCHEDULES).await;
     // No scheduler yet: it says so and offers `dag run`.
     let out = p.output(&["trigger", "gold"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -285,6 +291,7 @@ async fn a_trigger_from_another_process_is_picked_up_within_a_second_and_succeed
     );
 
     // Prometheus metrics.
+    let port = metrics_port(&p.log("s1"));
     let metrics = http_get(port, "/metrics");
     for want in [
         "dag_runs{state=\"success\"} 1",

@@ -442,6 +442,9 @@ async fn connections_killed_mid_load_are_retried_and_the_load_completes() {
     let db = TestDb::create().await.expect("db");
     let lake = simulated_lake(40_000).await;
     ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    // Migrated first: only the load's own statements match COPY below
+    // (the migrations' comments mention it too).
+    ok(dag(&lake, &db, &["migrate"], &[]));
     let child = Command::new(testkit::dag_bin())
         .current_dir(lake.root())
         .args(["-v", "load"])

@@ -184,15 +184,7 @@ pub async fn demo(
     let span =
         defaults.report_every.as_secs_f64() * events as f64 / fleet.vehicles.len().max(1) as f64;
     let start = Utc::now() - chrono::TimeDelta::milliseconds((span * 1000.0) as i64);
-    let topic = |model: &str, default: &str| {
-        p.graph
-            .node_weights()
-            .find_map(|m| match &m.source {
-                Source::Kafka { topic } if m.name == model => Some(topic.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| default.to_string())
-    };
+    let topic = |model: &str, default: &str| crate::produce::topic_of(&p, model, default);
     let sim = SimSettings {
         seed: 42,
         events,

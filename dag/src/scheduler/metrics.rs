@@ -150,7 +150,11 @@ pub async fn serve(
             return;
         }
     };
-    tracing::info!("metrics on http://{addr}/metrics");
+    // Port 0 picks a free one: say which (tests read it from here).
+    match listener.local_addr() {
+        Ok(bound) => println!("metrics on http://{bound}/metrics"),
+        Err(_) => println!("metrics on http://{addr}/metrics"),
+    }
     while !stop.is_set() {
         let Ok(Ok((mut sock, _))) =
             tokio::time::timeout(std::time::Duration::from_millis(500), listener.accept()).await
