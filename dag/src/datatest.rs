@@ -102,35 +102,22 @@ pub async fn test_command(
     full: bool,
     files: &ReportFiles,
 ) -> Result<Outcome, CliError> {
-    let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let s = crate::run::settings(cfg, false);
     let opts = Options {
         full,
         ..Options::default()
     };
     let clock = opts.clock;
     let id = run_id();
-    let mut tester = Tester::new(catalog, s, opts)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let w = width(p, selected);
-    let mut pending = Pending::of(p, selected);
-    if pending.is_empty() {
+    if Pending::of(p, selected).is_empty() {
         println!("no data tests are declared on the selected models");
     }
-    // Every table is as it is: all tests are ready at once.
-    let everything: BTreeSet<String> = p.graph.node_weights().map(|m| m.name.clone()).collect();
-    for (n, t) in pending.ready(&everything) {
-        let r = tester.run(&p.graph[n], &t).await;
-        println!("{}", line(&r, w));
-    }
-    let results = tester.finish(&id).await.map_err(anyhow::Error::from)?;
+    let results = run_on_current(cfg, p, selected, opts, &id, true).await?;
     let meta = Meta {
         run_id: id,
         generated_at: clock,
         full,
     };
-    write_reports(&meta, &results, files)?;
+    write_reports(&meta, &results, files, true)?;
     let summary = Summary::of(&results);
     println!(
         "\n{} test(s): {} passed, {} warned, {} failed, {} could not run",
@@ -143,7 +130,13 @@ pub async fn test_command(
     })
 }
 
-fn write_reports(meta: &Meta, results: &[TestResult], files: &ReportFiles) -> Result<(), CliError> {
+/// Writes the reports asked for (creating folders); names each when `print`.
+pub fn write_reports(
+    meta: &Meta,
+    results: &[TestResult],
+    files: &ReportFiles,
+    print: bool,
+) -> Result<(), CliError> {
     let write = |path: &Option<PathBuf>, text: String| -> Result<(), CliError> {
         if let Some(path) = path {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -152,7 +145,9 @@ fn write_reports(meta: &Meta, results: &[TestResult], files: &ReportFiles) -> Re
             }
             std::fs::write(path, text)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-            println!("report: {}", path.display());
+            if print {
+                println!("report: {}", path.display());
+            }
         }
         Ok(())
     };
@@ -170,28 +165,40 @@ pub async fn audit(
     nodes: &[NodeIndex],
 ) -> Result<jobs::warehouse::load::Gate, CliError> {
     use jobs::warehouse::load::Gate;
-    let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let s = crate::run::settings(cfg, false);
-    let mut tester = Tester::new(catalog, s, Options::default())
-        .await
-        .map_err(anyhow::Error::from)?;
-    let w = width(p, nodes);
-    let everything: BTreeSet<String> = p.graph.node_weights().map(|m| m.name.clone()).collect();
-    let mut blocking = Vec::new();
-    for (n, t) in Pending::of(p, nodes).ready(&everything) {
-        let r = tester.run(&p.graph[n], &t).await;
-        println!("{}", line(&r, w));
-        if r.status.blocks() {
-            blocking.push(format!("test {} failed", r.test));
-        }
-    }
-    tester
-        .finish(&run_id())
-        .await
-        .map_err(anyhow::Error::from)?;
+    let results = run_on_current(cfg, p, nodes, Options::default(), &run_id(), true).await?;
+    let blocking: Vec<String> = results
+        .iter()
+        .filter(|r| r.status.blocks())
+        .map(|r| format!("test {} failed", r.test))
+        .collect();
     Ok(if blocking.is_empty() {
         Gate::Open
     } else {
         Gate::Closed(blocking.join(", "))
     })
+}
+
+/// Every test of `nodes` on the tables as they are (all ready at once),
+/// one line each when `print`; the results are appended under `id`.
+pub async fn run_on_current(
+    cfg: &Loaded,
+    p: &Pipeline,
+    nodes: &[NodeIndex],
+    opts: Options,
+    id: &str,
+    print: bool,
+) -> Result<Vec<TestResult>, CliError> {
+    let catalog = Catalog::new(p.graph.node_weights().cloned());
+    let mut tester = Tester::new(catalog, crate::run::settings(cfg, false), opts)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let w = width(p, nodes);
+    let everything: BTreeSet<String> = p.graph.node_weights().map(|m| m.name.clone()).collect();
+    for (n, t) in Pending::of(p, nodes).ready(&everything) {
+        let r = tester.run(&p.graph[n], &t).await;
+        if print {
+            println!("{}", line(&r, w));
+        }
+    }
+    Ok(tester.finish(id).await.map_err(anyhow::Error::from)?)
 }

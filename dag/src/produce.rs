@@ -22,6 +22,14 @@ pub(crate) fn topic_of(p: &Pipeline, model: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// The first event time that makes `events` simulated events end about
+/// now (so none is in the future).
+pub fn default_start(events: u64, fleet: &Fleet) -> chrono::DateTime<chrono::Utc> {
+    let span = SimSettings::default().report_every.as_secs_f64() * events.min(10_000_000) as f64
+        / fleet.vehicles.len().max(1) as f64;
+    chrono::Utc::now() - chrono::Duration::milliseconds((span * 1000.0) as i64)
+}
+
 pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcome, CliError> {
     let bootstrap = cfg.config.kafka.bootstrap_servers.clone();
     let stop = crate::ingest::stop_on_signals();
@@ -49,11 +57,7 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
                     })?
                     .with_timezone(&chrono::Utc),
                 // Ending about now, so that event times are not in the future.
-                None => {
-                    let span = defaults.report_every.as_secs_f64() * events.min(10_000_000) as f64
-                        / fleet.vehicles.len().max(1) as f64;
-                    chrono::Utc::now() - chrono::Duration::milliseconds((span * 1000.0) as i64)
-                }
+                None => default_start(events, &fleet),
             };
             Some(Simulator::new(
                 SimSettings {

@@ -16,10 +16,9 @@ use crate::pipeline::Schedule;
 use crate::scheduler::metrics::Metrics;
 use crate::scheduler::store::{self, Trigger};
 use crate::scheduler::{Settings, Stop, task};
-use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobs::datatest::report::{self, Meta, Summary};
-use jobs::datatest::{Options, Tester};
+use jobs::datatest::Options;
+use jobs::datatest::report::{Meta, Summary};
 use jobs::model::Catalog;
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use jobs::spec::{Pos, Source};
@@ -180,10 +179,7 @@ pub async fn demo(
     // What the producer will send: the same simulator, same settings.
     let fleet = Fleet::from_data_dir(&cfg.data_dir()).map_err(|e| anyhow::anyhow!(e))?;
     let rate = rate.unwrap_or((events / 10).max(1000)).max(1);
-    let defaults = SimSettings::default();
-    let span =
-        defaults.report_every.as_secs_f64() * events as f64 / fleet.vehicles.len().max(1) as f64;
-    let start = Utc::now() - chrono::TimeDelta::milliseconds((span * 1000.0) as i64);
+    let start = crate::produce::default_start(events, &fleet);
     let topic = |model: &str, default: &str| crate::produce::topic_of(&p, model, default);
     let sim = SimSettings {
         seed: 42,
@@ -192,7 +188,7 @@ pub async fn demo(
         bad_share: 0.02,
         telemetry_topic: topic("bronze_vehicle_telemetry", "vehicle-telemetry"),
         fines_topic: topic("bronze_traffic_fines", "traffic-fines"),
-        ..defaults
+        ..SimSettings::default()
     };
     let want = expected(&sim, &fleet);
     say(format!(
@@ -308,41 +304,37 @@ pub async fn demo(
     let _ = producer.await;
 
     // The data-quality report (every row).
-    let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let settings = crate::run::settings(&cfg, false);
     let opts = Options {
         full: true,
         ..Options::default()
     };
     let clock = opts.clock;
-    let mut tester = Tester::new(catalog.clone(), settings.clone(), opts)
-        .await
-        .map_err(anyhow::Error::from)?;
-    for m in p.graph.node_weights() {
-        for t in &m.tests {
-            tester.run(m, t).await;
-        }
-    }
-    let results = tester
-        .finish(&format!("demo-{suffix}"))
-        .await
-        .map_err(anyhow::Error::from)?;
+    let id = format!("demo-{suffix}");
+    let every: Vec<_> = p.graph.node_indices().collect();
+    let results = crate::datatest::run_on_current(&cfg, &p, &every, opts, &id, false).await?;
     let meta = Meta {
-        run_id: format!("demo-{suffix}"),
+        run_id: id,
         generated_at: clock,
         full: true,
     };
     let report_dir = dir.join("report");
-    for (file, text) in [
-        ("junit.xml", report::junit(&meta, &results)),
-        ("data-quality.md", report::markdown(&meta, &results)),
-        ("data-quality.json", report::json(&meta, &results)),
-    ] {
-        std::fs::write(report_dir.join(file), text).map_err(|e| CliError::Other(e.into()))?;
-    }
+    let files = crate::datatest::ReportFiles {
+        junit: Some(report_dir.join("junit.xml")),
+        markdown: Some(report_dir.join("data-quality.md")),
+        json: Some(report_dir.join("data-quality.json")),
+    };
+    crate::datatest::write_reports(&meta, &results, &files, false)?;
     let tests = Summary::of(&results);
-
-    let summary = summarize(&catalog, &settings, &pool, &want).await?;
+    let catalog = Catalog::new(p.graph.node_weights().cloned());
+    let settings = crate::run::settings(&cfg, false);
+    // The warehouse tables: the models marked for it.
+    let warehouse: Vec<String> = p
+        .graph
+        .node_weights()
+        .filter(|m| m.warehouse.is_some())
+        .map(|m| m.name.clone())
+        .collect();
+    let summary = summarize(&catalog, &settings, &pool, &want, &warehouse).await?;
     let fresh = freshness(&catalog, &settings, &pool).await?;
     say(String::new());
     say(format!(
@@ -436,6 +428,7 @@ async fn summarize(
     s: &jobs::model::Settings,
     pool: &PgPool,
     want: &Expected,
+    tables: &[String],
 ) -> Result<SummaryLines, CliError> {
     let mut lines = Vec::new();
     let mut ok = true;
@@ -492,14 +485,7 @@ async fn summarize(
     let mut gold = Vec::new();
     let mut warehouse = Vec::new();
     let (mut wh_ok, mut fact_ok) = (true, false);
-    for t in [
-        "fact_telemetry",
-        "fact_fines",
-        "agg_driver_daily",
-        "agg_alerts_15min",
-        "dim_driver",
-        "dim_vehicle",
-    ] {
+    for t in tables.iter().map(String::as_str) {
         let g = rows(catalog, s, t).await?;
         let w = count(pool, t).await as u64;
         wh_ok &= g == w;

@@ -116,10 +116,7 @@ impl Stop {
 }
 
 /// A scheduler's id: host, pid and a random suffix.
-fn scheduler_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+fn scheduler_id(host: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}:{}:{}", std::process::id(), &id[..6])
 }
@@ -147,8 +144,9 @@ pub async fn serve_until(
     s.quiet = quiet;
     let schedules = schedules(&p, s.tz).map_err(|e| anyhow::anyhow!(e))?;
     let pool = crate::warehouse::ready(cfg).await?;
-    let me = scheduler_id();
-    store::heartbeat(&pool, &me)
+    let host = jobs::datatest::report::hostname();
+    let me = scheduler_id(&host);
+    store::heartbeat(&pool, &me, &host)
         .await
         .map_err(anyhow::Error::from)?;
     if !quiet {
@@ -160,7 +158,7 @@ pub async fn serve_until(
         );
     }
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(keep_alive(pool.clone(), me.clone(), stop.clone()));
+    background.spawn(keep_alive(pool.clone(), me.clone(), host, stop.clone()));
     for sch in schedules {
         background.spawn(fire(
             pool.clone(),
@@ -235,9 +233,9 @@ fn stop_on_signals(stop: Arc<Stop>) -> tokio::task::JoinHandle<()> {
 }
 
 /// Heartbeat, and handing out the tasks of schedulers that went silent.
-async fn keep_alive(pool: PgPool, me: String, stop: Arc<Stop>) {
+async fn keep_alive(pool: PgPool, me: String, host: String, stop: Arc<Stop>) {
     while !stop.is_set() {
-        if let Err(e) = store::heartbeat(&pool, &me).await {
+        if let Err(e) = store::heartbeat(&pool, &me, &host).await {
             tracing::warn!("heartbeat: {e}");
         }
         match store::expire_leases(&pool).await {

@@ -463,10 +463,7 @@ pub async fn hand_back(pool: &PgPool, me: &str) -> DbResult<u64> {
 }
 
 /// Registers or refreshes a scheduler's heartbeat.
-pub async fn heartbeat(pool: &PgPool, me: &str) -> DbResult<()> {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
+pub async fn heartbeat(pool: &PgPool, me: &str, host: &str) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO dag.schedulers (id, host, pid) VALUES ($1, $2, $3) \
          ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), stopped_at = NULL",

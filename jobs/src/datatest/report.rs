@@ -36,12 +36,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(results: &[TestResult]) -> Summary {
-        let mut s = Summary {
-            total: results.len(),
-            ..Summary::default()
-        };
+    pub fn of<'a>(results: impl IntoIterator<Item = &'a TestResult>) -> Summary {
+        let mut s = Summary::default();
         for r in results {
+            s.total += 1;
             match r.status {
                 Status::Pass => s.pass += 1,
                 Status::Warn => s.warn += 1,
@@ -164,6 +162,7 @@ pub fn junit(meta: &Meta, results: &[TestResult]) -> String {
     let timestamp = meta.generated_at.format("%Y-%m-%dT%H:%M:%S").to_string();
     let all = Summary::of(results);
     let total_time: f64 = results.iter().map(|r| r.seconds).sum();
+    let host = xml(&hostname());
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -171,8 +170,7 @@ pub fn junit(meta: &Meta, results: &[TestResult]) -> String {
         all.total, all.fail, all.error, total_time
     );
     for (id, (model, tests)) in by_model.iter().enumerate() {
-        let owned: Vec<TestResult> = tests.iter().map(|r| (*r).clone()).collect();
-        let s = Summary::of(&owned);
+        let s = Summary::of(tests.iter().copied());
         let time: f64 = tests.iter().map(|r| r.seconds).sum();
         let _ = writeln!(
             out,
@@ -181,7 +179,7 @@ pub fn junit(meta: &Meta, results: &[TestResult]) -> String {
             s.total,
             s.fail,
             s.error,
-            xml(&hostname()),
+            host,
         );
         let _ = writeln!(
             out,
@@ -231,7 +229,8 @@ pub fn junit(meta: &Meta, results: &[TestResult]) -> String {
     out
 }
 
-fn hostname() -> String {
+/// This machine's name (JUnit's `hostname`, scheduler ids).
+pub fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .ok()
