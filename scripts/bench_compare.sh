@@ -6,6 +6,7 @@
 #
 #   scripts/bench_compare.sh LAKE_DIR
 #
+# BENCH_TAG (e.g. 10M) names the figures it hands to scripts/bench_all.sh.
 # LAKE_DIR is a lake that dag filled, e.g. the work folder's lake that
 # `KEEP=1 scripts/bench_models.sh` leaves. DATA_DIR (default: data/) holds the
 # reference CSVs the lake was made with; WRITE_DIR=DIR also writes each
@@ -71,6 +72,8 @@ for t in bronze_vehicle_telemetry bronze_traffic_fines; do
   [[ -d "$LAKE/bronze/$t" ]] || { echo "no $LAKE/bronze/$t" >&2; exit 2; }
 done
 
+# shellcheck source=bench_lib.sh
+. scripts/bench_lib.sh
 VENV=/var/tmp/dag-bench-venv
 DUCKDB_VERSION=2.0.0
 POLARS_VERSION=2.1.0
@@ -104,6 +107,10 @@ for engine in duckdb polars; do
   fi
   rss=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/$engine.time")
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/$engine.time")
+  if [[ -n "${BENCH_TAG:-}" ]]; then
+    metric "compare.$BENCH_TAG.$engine.wall_s" "$(wall_seconds "$wall")"
+    metric "compare.$BENCH_TAG.$engine.rss_mb" "$((rss / 1024))"
+  fi
   "$PY" - "$engine" "$wall" "$((rss / 1024))" "$WORK/$engine.json" <<'PYEOF'
 import json, sys
 engine, wall, rss, path = sys.argv[1:5]
@@ -117,4 +124,8 @@ print(f"        in process: read+clean {s['read_clean']:.2f} s, gold {s['gold']:
 skip = {"silver_telemetry", "fact_telemetry"}
 print("        rows: " + ", ".join(f"{k}={v}" for k, v in rows.items() if k not in skip))
 PYEOF
+  if [[ -n "${BENCH_TAG:-}" ]]; then
+    metric "compare.$BENCH_TAG.$engine.in_process_s" "$("$PY" -c 'import json, sys
+print(round(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["seconds"]["total"], 2))' "$WORK/$engine.json")"
+  fi
 done

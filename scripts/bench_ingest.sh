@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+# shellcheck source=bench_lib.sh
+. scripts/bench_lib.sh
 N="${1:-1000000}"
 BIN="$CARGO_TARGET_DIR/release/dag"
 cargo build --release --workspace --quiet
@@ -38,9 +40,17 @@ echo "producing $N telemetry messages..."
 "$BIN" produce --events "$N" --bad-share 0 --seed 1 --start 2026-11-21T00:00:00Z 2>/dev/null | sed 's/^/  /'
 echo "ingesting..."
 /usr/bin/time -v -o "$WORK/time.txt" "$BIN" ingest bronze_vehicle_telemetry --until-caught-up \
-  2> "$WORK/ingest.log" | sed 's/^/  /'
+  2> "$WORK/ingest.log" | tee "$WORK/ingest.out" | sed 's/^/  /'
 RSS_KB=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$WORK/time.txt")
 WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt")
 CPU=$(awk -F: '/Percent of CPU/ {gsub(/ /,"",$2); print $2}' "$WORK/time.txt")
 LAKE_MB=$(du -sm lake | cut -f1)
 echo "peak RSS: $((RSS_KB / 1024)) MB; wall (incl. group join): $WALL; CPU: $CPU; table on disk: ${LAKE_MB} MB"
+# "...; 221964 msg/s, 49.1 MB/s over 4.5 s from the first message ..."
+read -r RATE MBS < <(sed -nE 's/.*; ([0-9]+) msg\/s, ([0-9.]+) MB\/s over.*/\1 \2/p' "$WORK/ingest.out" | head -n 1)
+metric ingest.messages "$N"
+metric ingest.msg_per_s "$RATE"
+metric ingest.mb_per_s "$MBS"
+metric ingest.rss_mb "$((RSS_KB / 1024))"
+metric ingest.wall_s "$(wall_seconds "$WALL")"
+metric ingest.lake_mb "$LAKE_MB"

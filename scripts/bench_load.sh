@@ -36,6 +36,9 @@ export DATABASE_URL; DATABASE_URL="$(url "$DB")"
 timed "initial load" "$BIN" load
 grep '^load' "$WORK/initial load.out" | sed 's/^/    /'
 ROWS=$("$PSQL" -Atq "$DATABASE_URL" -c "SELECT count(*) FROM gold.fact_telemetry")
+metric load.initial.wall_s "$TIMED_SECS"
+metric load.initial.rss_mb "$TIMED_RSS_MB"
+metric load.initial.fact_rows "$ROWS"
 # The ceiling: the same fact rows, as CSV, COPY'd into an empty table with
 # its primary key (schema from the same migrations).
 "$PSQL" -q "$DATABASE_URL" -c "\\copy gold.fact_telemetry TO '$WORK/fact_telemetry.csv' WITH (FORMAT csv)"
@@ -44,8 +47,13 @@ t0=$(date +%s.%N)
 "$PSQL" -q "$(url "$CEIL")" -c "\\copy gold.fact_telemetry FROM '$WORK/fact_telemetry.csv' WITH (FORMAT csv)"
 t1=$(date +%s.%N)
 printf '%-24s wall %8.2f s  (%s fact rows, psql \\copy of a CSV file)\n' "plain COPY" "$(echo "$t1 - $t0" | bc)" "$ROWS"
+metric load.copy.wall_s "$(echo "scale=2; ($t1 - $t0) / 1" | bc)"
 NEW=$(( ROWS / 100 ))
 "$FILL" "file://$WORK/lake" "$NEW" 3 2026-12-20T00:00:00Z 2026-12-21T00:00:00Z > /dev/null
 "$BIN" run --no-load > "$WORK/run-for-load.out"
+ROWS0=$ROWS
 timed "incremental load (+1%)" "$BIN" load
 grep '^load' "$WORK/incremental load (+1%).out" | sed 's/^/    /'
+metric load.incremental.wall_s "$TIMED_SECS"
+metric load.incremental.rss_mb "$TIMED_RSS_MB"
+metric load.incremental.fact_rows "$(( $("$PSQL" -Atq "$DATABASE_URL" -c "SELECT count(*) FROM gold.fact_telemetry") - ROWS0 ))"

@@ -18,6 +18,8 @@ ROOT="$(pwd)"
 source scripts/env.sh
 N="${1:-1000000}"
 NEW=$(( N / 100 ))
+# The metrics' tag: 1M, 10M, ... (or the count).
+TAG="${BENCH_TAG:-$( (( N % 1000000 == 0 )) && echo "$((N / 1000000))M" || echo "$N")}"
 BIN="$CARGO_TARGET_DIR/release/dag"
 FILL="$CARGO_TARGET_DIR/release/examples/fill_bronze"
 cargo build --release --workspace --quiet
@@ -34,15 +36,23 @@ uri = "./lake"
 enabled = false
 TOML
 cd "$WORK"
+echo "work folder: $WORK"
 # shellcheck source=bench_lib.sh
 . "$ROOT/scripts/bench_lib.sh"
 echo "writing $N events to bronze..."
 NEXT=$("$FILL" "file://$WORK/lake" "$N" 1 2026-11-21T00:00:00Z 2026-12-01T00:00:00Z | awk '/^next start:/ {print $3}')
 timed "full ($N events)" "$BIN" run --full-refresh
+metric "models.$TAG.full_s" "$TIMED_SECS"
+metric "models.$TAG.full_rss_mb" "$TIMED_RSS_MB"
 timed "no new data" "$BIN" run
+metric "models.$TAG.nothing_new_s" "$TIMED_SECS"
+metric "models.$TAG.nothing_new_rss_mb" "$TIMED_RSS_MB"
 # The new 1% continues the timeline (as a stream does), with the
 # simulator's own share of bad and duplicate messages.
 "$FILL" "file://$WORK/lake" "$NEW" 2 "$NEXT" 2026-12-02T00:00:00Z > /dev/null
 timed "incremental (+$NEW events)" "$BIN" run
+metric "models.$TAG.incremental_s" "$TIMED_SECS"
+metric "models.$TAG.incremental_rss_mb" "$TIMED_RSS_MB"
+metric "models.$TAG.events" "$N"
 echo; echo "per model, full run:"; sed 's/^/  /' "$WORK/full ($N events).out"
 echo; echo "per model, incremental run:"; sed 's/^/  /' "$WORK/incremental (+$NEW events).out"

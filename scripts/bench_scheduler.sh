@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 # shellcheck source=env.sh
 source scripts/env.sh
+# shellcheck source=bench_lib.sh
+. scripts/bench_lib.sh
 NODES="${1:-200}"
 CONC="${2:-4}"
 BIN="$CARGO_TARGET_DIR/release/dag"
@@ -102,3 +104,9 @@ printf '%-28s %8s s  tasks %s  in-task avg %s ms (sum %s s)  start wait avg %s m
 printf '%-28s %8s s  tasks %s  in-task avg %s ms (sum %s s)  start wait avg %s ms, p99 %s ms\n' \
   "second run (nothing new)" "$second" "$n2" "$in2" "$sum2" "$wait2" "$p99w2"
 printf 'per-task overhead, second run: %s ms of wall per task\n' "$(echo "scale=2; $second * 1000 / $n2" | bc)"
+metric "scheduler.c$CONC.nodes" "$NODES"
+metric "scheduler.c$CONC.first_s" "$(printf '%.2f' "$first")"
+metric "scheduler.c$CONC.second_s" "$(printf '%.2f' "$second")"
+metric "scheduler.c$CONC.in_task_sum_s" "$sum2"
+metric "scheduler.c$CONC.wall_ms_per_task" "$(echo "scale=2; $second * 1000 / $n2" | bc)"
+metric "scheduler.c$CONC.outside_ms_per_task" "$(echo "scale=2; ($second - $sum2) * 1000 / $n2" | bc)"

@@ -28,12 +28,21 @@ gold_test_seconds() { # the summed seconds of the gold tests in a dag output
   awk '$1 == "test" && $2 ~ /_(fact|agg|dim)_/ { s = $NF; sub(/s$/, "", s); t += s; n++ }
        END { printf "%d gold tests, %.2f s of test time\n", n, t }' "$1"
 }
+test_time() { # the summed seconds alone
+  gold_test_seconds "$1" | awk '{print $4}'
+}
 
 timed "dag test gold --full" "$BIN" test gold --full
+metric tests.full.wall_s "$TIMED_SECS"
+metric tests.full.rss_mb "$TIMED_RSS_MB"
 gold_test_seconds "$WORK/dag test gold --full.out"
+metric tests.full.test_s "$(test_time "$WORK/dag test gold --full.out")"
 tail -n 1 "$WORK/dag test gold --full.out"
 timed "duckdb, same tests" "$PY" "$ROOT/scripts/bench_tests_duckdb.py" "$WORK/lake"
+metric tests.duckdb.wall_s "$TIMED_SECS"
+metric tests.duckdb.rss_mb "$TIMED_RSS_MB"
 "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%d tests, %.2f s of test time, %d failing" % (len(d["tests"]), d["seconds_total"], sum(t["failing"] for t in d["tests"])))' "$WORK/duckdb, same tests.out"
+metric tests.duckdb.test_s "$("$PY" -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["seconds_total"], 2))' "$WORK/duckdb, same tests.out")"
 
 ROWS=$(awk '$2 == "unique_fact_telemetry_event_id" {print $4}' "$WORK/dag test gold --full.out")
 NEW=$(( ${ROWS:-1000000} / 100 ))
@@ -41,6 +50,9 @@ echo "adding $NEW events..."
 "$FILL" "file://$WORK/lake" "$NEW" 4 2026-12-25T00:00:00Z 2026-12-26T00:00:00Z > /dev/null
 timed "dag run, +1% (tests inside)" "$BIN" run --no-load
 gold_test_seconds "$WORK/dag run, +1% (tests inside).out"
+metric tests.incremental.test_s "$(test_time "$WORK/dag run, +1% (tests inside).out")"
+metric tests.rows "${ROWS:-0}"
 grep -E '^  test unique_fact_telemetry_event_id' "$WORK/dag run, +1% (tests inside).out" || true
 timed "dag test gold, nothing new" "$BIN" test gold
 gold_test_seconds "$WORK/dag test gold, nothing new.out"
+metric tests.nothing_new.wall_s "$TIMED_SECS"

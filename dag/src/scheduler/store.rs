@@ -379,6 +379,14 @@ async fn fail_downstream(
 }
 
 async fn end_run_if_done(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> DbResult<()> {
+    // Two tasks of a run finishing at once each see the other still
+    // running (neither's update is committed) and neither would end the
+    // run. Taking the run's row lock first serializes them, and the check
+    // below is a new statement, so the second sees the first's outcome.
+    sqlx::query("SELECT 1 FROM dag.runs WHERE id = $1 FOR UPDATE")
+        .bind(run_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "UPDATE dag.runs r SET finished_at = now(), state = CASE WHEN EXISTS ( \
              SELECT 1 FROM dag.task_runs t WHERE t.run_id = r.id \

@@ -89,15 +89,22 @@ pub async fn run(
     cols.extend(order.iter().filter(|c| !BRONZE_READ.contains(c)));
     for (from, to_silver, to_quar) in passes {
         let files = new_files(&bronze, from).await?;
-        // Keys that already won: silver's (unless replaced), then each
-        // batch's. Read once, only when a batch has rows to dedupe.
-        let mut seen: Option<DataFrame> = s.full_refresh.then(DataFrame::empty);
+        // Keys that already won: silver's committed ones (none when it is
+        // replaced), then each batch's winners in `won`.
+        let mut silver_keys = if s.full_refresh {
+            Existing::None
+        } else {
+            Existing::Lookup(silver.files().await?)
+        };
+        let mut won = DataFrame::empty();
         let (mut silver_adds, mut quar_adds) = (Vec::new(), Vec::new());
         for batch in batches(files, order.first().copied(), s.clean_batch_bytes) {
             let started = std::time::Instant::now();
             let rows = bronze.read(&batch, Some(&cols)).await?;
             tracing::debug!(model = %model.name, rows = rows.height(), files = batch.len(), seconds = started.elapsed().as_secs_f64(), "bronze read");
-            let out = rule.clean(&rows, &silver, &mut seen).await?;
+            let out = rule
+                .clean(&rows, &silver, &mut silver_keys, &mut won)
+                .await?;
             report.rows_in += rows.height() as u64;
             report.quarantined += out.quarantine.height() as u64;
             report.duplicates += out.duplicates;
@@ -201,15 +208,28 @@ struct Rules<'a> {
     model: &'a Model,
 }
 
+/// The keys silver already holds, as a cleaning run finds them.
+enum Existing {
+    /// Silver is being replaced: nothing counts as already there.
+    None,
+    /// Silver's files, to look each batch's keys up in (through their
+    /// bloom filters when the key is one string column).
+    Lookup(Vec<DataFile>),
+    /// Every key silver holds, read once (a key the lookup cannot serve).
+    All(DataFrame),
+}
+
 impl Rules<'_> {
     /// Checks `rows` (bronze columns) and dedupes them, in the declared
-    /// order, against themselves and the keys that already won: `seen`,
-    /// filled from `silver` on first use, and given this batch's winners.
+    /// order, against themselves, the keys silver already holds and the
+    /// keys earlier batches of this run let through (`won`, given this
+    /// batch's winners).
     async fn clean(
         &self,
         rows: &DataFrame,
         silver: &ModelTable,
-        seen: &mut Option<DataFrame>,
+        existing: &mut Existing,
+        won: &mut DataFrame,
     ) -> Result<Cleaned, ModelError> {
         let started = std::time::Instant::now();
         let order = dedupe_order(rows, &self.dedupe.order)?;
@@ -220,40 +240,22 @@ impl Rules<'_> {
         let key: Vec<String> = self.dedupe.key.clone();
         let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
         let key_cols: Vec<&str> = key.iter().map(String::as_str).collect();
-        if seen.is_none() && firsts.height() > 0 {
-            let files = silver.files().await?;
-            *seen = Some(if files.is_empty() {
-                DataFrame::empty()
-            } else {
-                silver.read(&files, Some(&key_cols)).await?
-            });
+        if firsts.height() > 0 {
+            let held = existing_keys(silver, existing, &firsts, &key_cols).await?;
+            if held.height() > 0 {
+                let held = cast_like(held, &firsts)?;
+                firsts = anti_join(firsts, held, &key)?;
+            }
         }
-        if let Some(won) = seen.as_mut() {
-            if won.height() > 0 {
-                let casts: Vec<Expr> = firsts
-                    .columns()
-                    .iter()
-                    .filter(|c| key.contains(&c.name().to_string()))
-                    .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
-                    .collect();
-                let existing = won.clone().lazy().select(casts).collect()?;
-                firsts = anti_join(firsts, existing, &key)?;
-            }
-            let mine = firsts.select(key_cols.iter().copied())?;
-            if won.width() == 0 {
-                *won = mine;
-            } else {
-                let mine = mine
-                    .lazy()
-                    .select(
-                        won.columns()
-                            .iter()
-                            .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
-                            .collect::<Vec<_>>(),
-                    )
-                    .collect()?;
-                won.vstack_mut_owned(mine)?;
-            }
+        if won.height() > 0 {
+            let earlier = cast_like(won.clone(), &firsts)?;
+            firsts = anti_join(firsts, earlier, &key)?;
+        }
+        let mine = firsts.select(key_cols.iter().copied())?;
+        if won.width() == 0 {
+            *won = mine;
+        } else {
+            won.vstack_mut_owned(cast_like(mine, won)?)?;
         }
         let duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");
@@ -283,6 +285,47 @@ impl Rules<'_> {
             .and_then(|lf| lf.collect())
             .map_err(|e| ModelError::Input(format!("model {}: derive: {e}", self.model.name)))
     }
+}
+
+/// The keys of `firsts` that silver already holds.
+async fn existing_keys(
+    silver: &ModelTable,
+    existing: &mut Existing,
+    firsts: &DataFrame,
+    key: &[&str],
+) -> Result<DataFrame, ModelError> {
+    let files = match existing {
+        Existing::None => return Ok(DataFrame::empty()),
+        Existing::All(all) => return Ok(all.clone()),
+        Existing::Lookup(files) if files.is_empty() => return Ok(DataFrame::empty()),
+        Existing::Lookup(files) => files,
+    };
+    if let [column] = key
+        && let Ok(values) = firsts.column(column)?.str()
+    {
+        let keys: Vec<&str> = values.iter().flatten().collect();
+        return Ok(silver.lookup(files, column, &keys).await?);
+    }
+    let all = silver.read(files, Some(key)).await?;
+    *existing = Existing::All(all.clone());
+    Ok(all)
+}
+
+/// `df` with its columns cast to the types of the same-named columns of
+/// `like` (keys read back from a table may differ in type from parsed ones).
+fn cast_like(df: DataFrame, like: &DataFrame) -> Result<DataFrame, ModelError> {
+    let casts: Vec<Expr> = df
+        .columns()
+        .iter()
+        .map(|c| {
+            let name = c.name().clone();
+            match like.column(&name) {
+                Ok(l) => col(name).cast(l.dtype().clone()),
+                Err(_) => col(name),
+            }
+        })
+        .collect();
+    Ok(df.lazy().select(casts).collect()?)
 }
 
 /// Row numbers of `rows` in the dedupe order (stable: equal keys keep

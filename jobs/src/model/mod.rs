@@ -131,15 +131,28 @@ impl Catalog {
             Source::Quarantine { .. } => (quarantine_columns(), vec!["ingest_date".to_string()]),
             _ => (m.columns.clone(), m.partition_by.clone()),
         };
-        Ok(ModelTable::open_or_create(
+        let table = ModelTable::open_or_create(
             name,
             &loc,
             arrow_schema(&columns),
             &partition_by,
             &m.description,
         )
-        .await?)
+        .await?;
+        Ok(table.with_bloom_filters(lookup_key(m).unwrap_or_default()))
     }
+}
+
+/// The single key column rows of the model's table are looked up by (the
+/// dedupe key of a cleaning model, else the unique key): its files carry a
+/// bloom filter on it. Composite keys get none.
+pub fn lookup_key(m: &Model) -> Option<&[String]> {
+    let key: &[String] = match &m.source {
+        Source::Clean { dedupe, .. } => &dedupe.key,
+        Source::Quarantine { .. } => return None,
+        _ => &m.unique_key,
+    };
+    (key.len() == 1).then_some(key)
 }
 
 /// What one model run did.
