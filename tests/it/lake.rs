@@ -161,3 +161,100 @@ async fn model_tables_checkpoint_every_100_commits() {
     let df = reopened.read_all(None).await.expect("read");
     assert_eq!(df.height() as i64, CHECKPOINT_EVERY);
 }
+
+/// A model table's key column carries a parquet bloom filter in every file
+/// it writes, and `lookup` finds exactly the keys the table holds (each as
+/// often as it is held), in files with and without filters.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_lookups_go_through_bloom_filters_and_find_exactly_the_held_keys() {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    use jobs::model::table::{ModelTable, arrow_schema};
+    use jobs::spec::{Column, ColumnType};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loc = jobs::lake::TableLocation::in_lake(
+        &format!("file://{}", dir.path().display()),
+        "silver",
+        "k",
+        HashMap::new(),
+    )
+    .expect("location");
+    let column = |name: &str, ty| Column {
+        name: name.into(),
+        ty,
+        nullable: false,
+        description: String::new(),
+    };
+    let columns = [
+        column("id", ColumnType::String),
+        column("n", ColumnType::BigInt),
+    ];
+    let mut table = ModelTable::open_or_create("k", &loc, arrow_schema(&columns), &[], "")
+        .await
+        .expect("table");
+    // One file without a filter (as written before filters existed), then
+    // two with.
+    for (part, bloom) in [(0i64, false), (1, true), (2, true)] {
+        let ids: Vec<String> = (part * 50_000..(part + 1) * 50_000)
+            .map(|i| format!("k{i}"))
+            .collect();
+        let ns: Vec<i64> = (0..50_000).collect();
+        let df = polars::df!("id" => ids, "n" => ns).expect("frame");
+        let writer = if bloom {
+            ModelTable::open("k", &loc, arrow_schema(&columns))
+                .await
+                .expect("open")
+                .expect("table")
+                .with_bloom_filters(&["id".to_string()])
+        } else {
+            ModelTable::open("k", &loc, arrow_schema(&columns))
+                .await
+                .expect("open")
+                .expect("table")
+        };
+        let adds = writer.write_files(&df).await.expect("write");
+        table = ModelTable::open("k", &loc, arrow_schema(&columns))
+            .await
+            .expect("open")
+            .expect("table");
+        table
+            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
+            .await
+            .expect("commit");
+    }
+    let files = table.files().await.expect("files");
+    assert_eq!(files.len(), 3);
+    let mut with_filter = 0;
+    for f in &files {
+        let file = std::fs::File::open(dir.path().join("silver/k").join(&f.path)).expect("file");
+        let reader = SerializedFileReader::new(file).expect("parquet");
+        let rg = reader.metadata().row_group(0);
+        let id = (0..rg.num_columns())
+            .find(|&i| rg.column(i).column_path().string() == "id")
+            .expect("id column");
+        if rg.column(id).bloom_filter_offset().is_some() {
+            with_filter += 1;
+        }
+    }
+    assert_eq!(
+        with_filter, 2,
+        "the two files written with filters carry one"
+    );
+    let keys = ["k7", "k60000", "k149999", "nope", "k150000", "k7"];
+    let found = table.lookup(&files, "id", &keys).await.expect("lookup");
+    let mut found: Vec<String> = found
+        .column("id")
+        .expect("id")
+        .str()
+        .expect("strings")
+        .iter()
+        .flatten()
+        .map(str::to_string)
+        .collect();
+    found.sort();
+    assert_eq!(found, ["k149999", "k60000", "k7"]);
+    let none = table
+        .lookup(&files, "id", &["x1", "x2", "k-1"])
+        .await
+        .expect("lookup");
+    assert_eq!(none.height(), 0);
+}

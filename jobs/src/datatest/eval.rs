@@ -419,6 +419,25 @@ async fn unique(
             .cloned()
             .collect();
         let wanted = counts.select(named.clone())?;
+        // One string key column and no `where`: the files' bloom filters
+        // (written on model keys) say which row groups may hold a new key,
+        // so only those are read.
+        if let [column] = named.as_slice()
+            && test.filter.is_none()
+            && !table.partition_by().iter().any(|p| p == column)
+            && let Ok(values) = wanted.column(column)?.str()
+        {
+            let new_keys: Vec<&str> = values.iter().flatten().collect();
+            let hits = table.lookup(&others, column, &new_keys).await?;
+            if hits.height() > 0 {
+                let hits = hits.lazy().group_by(keys.clone()).agg([len().alias("__n")]);
+                counts = concat([counts.lazy(), hits], UnionArgs::default())?
+                    .group_by(keys.clone())
+                    .agg([col("__n").sum()])
+                    .collect()?;
+            }
+            return finish_unique(ctx, new, counts, keys, &named);
+        }
         let mut other_cols: Vec<String> = columns.to_vec();
         for c in filter_columns(table, test)? {
             if !other_cols.contains(&c) {
@@ -442,16 +461,24 @@ async fn unique(
             }
         }
     }
+    finish_unique(ctx, new, counts, keys, &named)
+}
+
+/// The outcome of `unique` on the rows in scope (`new`), given how often
+/// each of their keys occurs in the table (`counts`, column `__n`).
+fn finish_unique(
+    ctx: &Context<'_>,
+    new: DataFrame,
+    counts: DataFrame,
+    keys: Vec<Expr>,
+    named: &[&str],
+) -> Result<Outcome, ModelError> {
     let repeated = counts
         .lazy()
         .filter(col("__n").gt(lit(1)))
         .select(keys.clone())
         .collect()?;
-    let bad = new
-        .clone()
-        .lazy()
-        .semi_on(repeated, keys.clone())
-        .collect()?;
+    let bad = new.clone().lazy().semi_on(repeated, keys).collect()?;
     let mut out = Outcome {
         rows_checked: new.height() as u64,
         failing: bad.height() as u64,

@@ -25,8 +25,10 @@ use polars::prelude::*;
 /// much before they decide anything.
 const STATS_SLACK_US: i64 = 1_000_000;
 
-/// Right-side files read per step of [`read_right`].
-const STEP_BYTES: i64 = 32 << 20;
+/// Right-side bytes read by the first step of [`read_right`]; each next
+/// step reads twice as much (most runs settle within the newest file or
+/// two; a long look back still takes few steps).
+const FIRST_STEP_BYTES: i64 = 4 << 20;
 
 /// The rows of `left` (columns `cols`, which must hold `by` and `left_on`)
 /// whose match can change because `changed` (right rows gained or lost:
@@ -102,15 +104,17 @@ pub async fn read_right(
     // hold anything).
     files.sort_by_key(|f| std::cmp::Reverse(bound(f).map_or(i64::MAX, |(_, max)| max)));
     let mut rest = files.as_slice();
+    let mut step_bytes = FIRST_STEP_BYTES;
     while !rest.is_empty() {
         let mut take = 0;
         let mut bytes = 0;
-        while take < rest.len() && (take == 0 || bytes < STEP_BYTES) {
+        while take < rest.len() && (take == 0 || bytes < step_bytes) {
             bytes += rest[take].size;
             take += 1;
         }
         let (step, later) = rest.split_at(take);
         rest = later;
+        step_bytes = step_bytes.saturating_mul(2);
         let rows = right.read(step, Some(cols)).await?;
         let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(hi);
         let rows = semi_join(rows.filter(&early)?, by_values.clone(), &a.by)?;

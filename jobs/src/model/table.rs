@@ -344,6 +344,13 @@ impl ModelTable {
         column: &str,
         keys: &[&str],
     ) -> Result<DataFrame, TableError> {
+        if files.is_empty() || keys.is_empty() {
+            return Ok(DataFrame::new(
+                0,
+                vec![Series::new(column.into(), Vec::<String>::new()).into()],
+            )
+            .map_err(BridgeError::from)?);
+        }
         let set: HashSet<&str> = keys.iter().copied().collect();
         let store = self.table.log_store().object_store(None);
         let found: Vec<Vec<String>> = futures::stream::iter(files.iter())
@@ -386,11 +393,15 @@ impl ModelTable {
             let mut writer =
                 RecordBatchWriter::for_table(&self.table)?.with_writer_properties(props.build());
             tasks.spawn(async move {
-                // The writer splits by partition and rolls files at its target size.
-                for slice in chunks(&part, 1 << 20) {
+                // The writer splits by partition; a file ends every
+                // FILE_ROWS rows so that readers pruning by statistics
+                // (as-of scopes, time scopes) skip most of a big table.
+                let mut adds = Vec::new();
+                for slice in chunks(&part, FILE_ROWS) {
                     writer.write(slice).await?;
+                    adds.extend(writer.flush().await?);
                 }
-                writer.flush().await
+                Ok::<_, DeltaTableError>(adds)
             });
         }
         let mut adds = Vec::new();
@@ -470,6 +481,13 @@ const BLOOM_FPP: f64 = 1e-6;
 
 /// A model table writes a Delta checkpoint every this many commits.
 pub const CHECKPOINT_EVERY: i64 = 100;
+
+/// Rows per data file at most. Rows arrive roughly in time order, so a
+/// file covers a narrow time range: an as-of join reading the newest rows
+/// of a 10M-row fact reads one or two files, not a half of it. Small
+/// enough for that, big enough that a file's footer and bloom filter stay
+/// a small part of it.
+const FILE_ROWS: usize = 128 * 1024;
 
 /// Outputs from this many rows up are written by several writers at once.
 const PARALLEL_WRITE_ROWS: usize = 200_000;
