@@ -4,7 +4,7 @@
 # peers and ratios, the machine, the notes of docs/benchmarks-notes.md and
 # each benchmark's own output).
 #
-#   scripts/bench_all.sh            # the full set: ~40 minutes on 2 cores
+#   scripts/bench_all.sh            # the full set: ~15 minutes on 2 cores
 #   scripts/bench_all.sh --quick    # small sizes, to check the scripts (~5 min);
 #                                   # writes /var/tmp/dag-bench-quick.md
 #

@@ -89,7 +89,7 @@ def rows(fig, small, large):
         rate, rss = f("ingest.msg_per_s"), f("ingest.rss_mb")
         return (
             f"Bronze ingest: {num(f('ingest.messages'))} telemetry messages, broker process -> local bronze Delta",
-            "`scripts/bench_ingest.sh`",
+            f"`scripts/bench_ingest.sh {int(f('ingest.messages'))}`",
             f"{num(rate)} msg/s ({f('ingest.mb_per_s'):.1f} MB/s), {mb(rss)} peak",
             "none run here (Spark Structured Streaming, Kafka Connect)", "", "",
             f">= 200,000 msg/s under 500 MB: {verdict(rate >= 200000 and rss < 500)}",
@@ -109,7 +109,7 @@ def rows(fig, small, large):
                 target = f"10M peak under 2 GB: {verdict(rss < 2048)}"
             return (
                 f"Silver + gold full run (`dag run --full-refresh`, 12 models, Delta written), {tag} events",
-                f"`scripts/bench_models.sh` / `bench_compare.sh`",
+                f"`scripts/bench_models.sh {int(f(f'models.{tag}.events'))}`, `bench_compare.sh`",
                 f"{secs(s)}, {mb(rss)} peak",
                 "DuckDB 2.0, in memory",
                 f"{secs(d)}, {mb(drss)} peak",
@@ -123,7 +123,7 @@ def rows(fig, small, large):
             p, prss = f(f"compare.{tag}.polars.wall_s"), f(f"compare.{tag}.polars.rss_mb")
             return (
                 f"Silver + gold full run, {tag} events",
-                "same",
+                f"`scripts/bench_models.sh {int(f(f'models.{tag}.events'))}`, `bench_compare.sh`",
                 f"{secs(s)}, {mb(rss)} peak",
                 "Python polars 2.1, in memory",
                 f"{secs(p)}, {mb(prss)} peak",
@@ -209,11 +209,17 @@ def rows(fig, small, large):
         def sched(c=c):
             """Scheduler overhead"""
             k = f"scheduler.c{c}"
+            # One at a time, the time outside the tasks is the scheduler's
+            # own; with several at once only wall per task means anything.
+            per = (
+                f"{f(k + '.outside_ms_per_task'):.1f} ms per task outside the tasks"
+                if c == "1"
+                else f"{f(k + '.wall_ms_per_task'):.1f} ms of wall per task"
+            )
             return (
                 f"Scheduler: {num(f(k + '.nodes'))}-node DAG of no-op tasks, max_concurrency {c}",
-                f"`scripts/bench_scheduler.sh 200 {c}`",
-                f"{secs(f(k + '.second_s'))} trigger to done: {f(k + '.wall_ms_per_task'):.1f} ms of wall per task, "
-                f"{f(k + '.outside_ms_per_task'):.1f} ms per task outside the tasks",
+                f"`scripts/bench_scheduler.sh {num(f(k + '.nodes')).replace(',', '')} {c}`",
+                f"{secs(f(k + '.second_s'))} trigger to done: {per}",
                 "none run here (Airflow)", "", "", "",
             )
 
@@ -225,7 +231,7 @@ def rows(fig, small, large):
         return (
             f"Freshness: {num(f('freshness.events'))} events at {num(f('freshness.rate_target'))}/s "
             "(whole chain in `dag demo`: broker, ingest, silver/gold/tests/load every 5 s, PostgreSQL)",
-            "`scripts/bench_freshness.sh`",
+            f"`scripts/bench_freshness.sh {int(f('freshness.events'))} {int(f('freshness.rate_target'))}`",
             f"produce -> row in PostgreSQL p50 {secs(f('freshness.p50_s'))}, p99 {secs(f('freshness.p99_s'))} "
             f"over {num(f('freshness.measured_events'))} events; {num(f('freshness.bronze_msg_per_s'))} msg/s "
             f"into bronze; {mb(f('freshness.rss_mb'))} peak",
@@ -261,11 +267,11 @@ def machine():
     except OSError:
         pass
     osname = sh(". /etc/os-release && echo $PRETTY_NAME")
-    pg = sh("${DAG_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres -V").split()
+    pg = re.findall(r"\d+\.\d+", sh("${DAG_PG_BIN:-/usr/lib/postgresql/15/bin}/postgres -V"))
     short = f"{os.cpu_count()} cores, {mem}"
     detail = (
         f"{os.cpu_count()} cores ({cpu or 'unknown CPU'}), {mem}, {osname}, Linux {platform.release()}; "
-        f"{sh('rustc -V')}; PostgreSQL {pg[-1] if pg else '?'} (private, on the same cores); "
+        f"{sh('rustc -V')}; PostgreSQL {pg[0] if pg else '?'} (private, on the same cores); "
         "release profile (incremental, codegen-units 16), mold"
     )
     return short, detail
