@@ -377,7 +377,7 @@ fn a_scope_is_checked_against_the_model_and_its_inputs() {
         ),
         (
             "gold/a.yml",
-            "kind: sql\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n  - {name: d, type: date}\nscope:\n  s: {k: k, d: dd}\n  t: {k: k}\n  u: {kk: k}\n",
+            "kind: sql\nunique_key: [k]\ncolumns:\n  - {name: k, type: string}\n  - {name: d, type: date}\nscope:\n  s: {k: k, d: dd}\n  t: {k: k}\n  u: {kk: k}\nscope_presence: [t, tt]\n",
         ),
         ("gold/a.sql", "SELECT s.k, s.d FROM s JOIN t ON t.k = s.k"),
     ];
@@ -389,6 +389,7 @@ fn a_scope_is_checked_against_the_model_and_its_inputs() {
         "`scope` names `u`, which the model's query does not read",
         "`scope.u` names output column `kk`, which the model does not declare",
         "gold/a.yml:7:3: ",
+        "gold/a.yml:10:21: `scope_presence` names `tt`, which `scope` does not map",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }

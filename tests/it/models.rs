@@ -304,6 +304,15 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
             let gained = lake.table("silver_telemetry").await.height() as u64 - silver_before;
             assert_eq!(rows_in(&out, "fact_telemetry"), gained, "{out}");
             let facts = lake.table("fact_telemetry").await.height() as u64;
+            // The dimensions look the new facts' ids up and read only the
+            // new fact rows for ids they do not hold yet.
+            let new_facts = rows_in(&out, "fact_telemetry") + rows_in(&out, "fact_fines");
+            for m in ["dim_driver", "dim_vehicle"] {
+                assert!(
+                    rows_in(&out, m) <= new_facts + 400,
+                    "{m} read old facts:\n{out}"
+                );
+            }
             for m in ["agg_driver_daily", "agg_alerts_15min", "fact_fines"] {
                 assert!(rows_in(&out, m) < facts, "{m} read every fact:\n{out}");
             }

@@ -59,6 +59,8 @@ pub async fn plan(
     let mut changed_inputs = Vec::new();
     let mut added_files: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
     let mut removed_any: BTreeMap<String, bool> = BTreeMap::new();
+    // Presence inputs that only gained rows (see `ScopeInput::presence`).
+    let mut presence_gains: Vec<String> = Vec::new();
     for (name, table) in tables {
         let Some(from) = out.txn(name).await? else {
             return Ok(Plan::Full(format!("{name} was never consumed")));
@@ -115,14 +117,30 @@ pub async fn plan(
             continue;
         };
         let values = evaluate(rows, mapping, false)?;
-        stack_cast(&mut affected, values)?;
+        if mapping.presence && changes.removed.is_empty() {
+            // Only values the output does not hold yet can change it.
+            // (A null scope value names no output row.)
+            let values = values.drop_nulls::<String>(None)?.unique_stable(
+                None,
+                UniqueKeepStrategy::First,
+                None,
+            )?;
+            stack_cast(&mut affected, not_held(out, values).await?)?;
+            presence_gains.push(name.clone());
+        } else {
+            stack_cast(&mut affected, values)?;
+        }
         removed_any.insert(name.clone(), !changes.removed.is_empty());
         added_files.insert(name.clone(), changes.added);
     }
-    let Some(affected) = affected else {
+    let Some(affected) = affected.filter(|a| a.height() > 0) else {
         return Ok(Plan::Nothing);
     };
     let affected = affected.unique_stable(None, UniqueKeepStrategy::First, None)?;
+    // Every value in scope came from presence inputs' new rows and is new
+    // to the output, so no old row of a presence input holds one (the
+    // output would hold it): those inputs are read from their new files.
+    let presence_only = !presence_gains.is_empty() && presence_gains == changed_inputs;
     let mut files = BTreeMap::new();
     let mut new_keys_only = false;
     for mapping in scope {
@@ -135,7 +153,15 @@ pub async fn plan(
         // files it added (and still has) are read.
         let only_changes = changed_inputs.as_slice() == [mapping.input.clone()]
             && maps_own_key(catalog.model(&mapping.input)?, mapping);
-        let candidates = if only_changes {
+        let candidates = if presence_only && mapping.presence {
+            let added: HashSet<&str> = added_files
+                .get(&mapping.input)
+                .map(|f| f.iter().map(|f| f.path.as_str()).collect())
+                .unwrap_or_default();
+            live.into_iter()
+                .filter(|f| added.contains(f.path.as_str()))
+                .collect()
+        } else if only_changes {
             new_keys_only = removed_any.get(&mapping.input) == Some(&false);
             let added: HashSet<&str> = added_files
                 .get(&mapping.input)
@@ -188,6 +214,37 @@ fn expression_columns(table: &ModelTable, mapping: &ScopeInput) -> Result<Vec<St
         .map(|f| f.name().clone())
         .filter(|c| used.reads("t", c))
         .collect())
+}
+
+/// The rows of `values` (scope values, named as the output's columns)
+/// the output table holds no row for. One string column is looked up
+/// through the output's bloom filters; otherwise the output's scope
+/// columns are read.
+async fn not_held(out: &ModelTable, values: DataFrame) -> Result<DataFrame, ModelError> {
+    let files = out.files().await?;
+    if files.is_empty() || values.height() == 0 {
+        return Ok(values);
+    }
+    let names: Vec<String> = values
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    let held = match names.as_slice() {
+        [column] if values.column(column)?.dtype() == &DataType::String => {
+            let keys: Vec<&str> = values.column(column)?.str()?.iter().flatten().collect();
+            out.lookup(&files, column, &keys).await?
+        }
+        _ => {
+            let cols: Vec<&str> = names.iter().map(String::as_str).collect();
+            out.read(&files, Some(&cols)).await?
+        }
+    };
+    if held.height() == 0 {
+        return Ok(values);
+    }
+    let held = conform_to(&held, &values)?;
+    super::write::anti_join(values, held, &names)
 }
 
 /// The input rows (of `files`, columns `cols`) whose scope values are

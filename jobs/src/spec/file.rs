@@ -56,6 +56,7 @@ struct RawModel {
     file: Option<S<String>>,
     asof: Option<S<Vec<RawAsof>>>,
     scope: Option<S<BTreeMap<String, BTreeMap<String, String>>>>,
+    scope_presence: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +242,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
             "warehouse",
             "asof",
             "scope",
+            "scope_presence",
         ],
         _ => &COMMON,
     }
@@ -400,7 +402,7 @@ pub fn parse_model_file(
 
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
-    let present: [(&str, Option<&serde_saphyr::Location>); 18] = [
+    let present: [(&str, Option<&serde_saphyr::Location>); 19] = [
         (
             "description",
             raw.description.as_ref().map(|s| &s.referenced),
@@ -428,6 +430,10 @@ pub fn parse_model_file(
         ("file", raw.file.as_ref().map(|s| &s.referenced)),
         ("asof", raw.asof.as_ref().map(|s| &s.referenced)),
         ("scope", raw.scope.as_ref().map(|s| &s.referenced)),
+        (
+            "scope_presence",
+            raw.scope_presence.as_ref().map(|s| &s.referenced),
+        ),
     ];
     for (key, loc) in present {
         if let Some(loc) = loc
@@ -987,9 +993,32 @@ fn parse_scope(
     asof: &[AsofJoin],
     foreign_columns: &mut Vec<(String, String, Pos)>,
 ) -> Vec<ScopeInput> {
+    let presence: Vec<&S<String>> = raw
+        .scope_presence
+        .as_ref()
+        .map(|l| l.value.iter().collect())
+        .unwrap_or_default();
     let Some(block) = &raw.scope else {
+        if let Some(list) = &raw.scope_presence {
+            diags.push(
+                Pos::at(path, &list.referenced),
+                "`scope_presence` needs `scope` (it names inputs of the scope)",
+            );
+        }
         return vec![];
     };
+    for p in &presence {
+        if !block.value.contains_key(&p.value) {
+            diags.push(
+                Pos::at(path, &p.referenced),
+                format!(
+                    "`scope_presence` names `{}`, which `scope` does not map{}",
+                    p.value,
+                    did_you_mean(&p.value, block.value.keys().map(String::as_str))
+                ),
+            );
+        }
+    }
     let pos = Pos::at(path, &block.referenced);
     if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
         diags.push(pos.clone(), "`scope` needs `materialized: incremental`");
@@ -1038,6 +1067,7 @@ fn parse_scope(
         out.push(ScopeInput {
             input: input.clone(),
             columns: map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            presence: presence.iter().any(|p| &p.value == input),
         });
     }
     out

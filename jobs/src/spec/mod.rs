@@ -249,6 +249,12 @@ pub struct ScopeInput {
     pub input: String,
     /// (output column, SQL expression over the input), in output-column order.
     pub columns: Vec<(String, String)>,
+    /// `scope_presence`: an output row depends only on whether rows of
+    /// this input with its scope values exist (an inferred dimension
+    /// member), not on what or how many they are. While the input only
+    /// gains rows, only scope values the output does not hold yet are
+    /// affected, and the new rows alone decide them.
+    pub presence: bool,
 }
 
 /// Where a model's rows come from.
