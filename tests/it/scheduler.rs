@@ -232,7 +232,8 @@ pub(crate) fn metrics_port(log: &str) -> u16 {
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(sock, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .expect("send");
     let mut text = String::new();
     sock.read_to_string(&mut text).expect("read");
     text

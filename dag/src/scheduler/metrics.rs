@@ -161,8 +161,18 @@ pub async fn serve(
         else {
             continue;
         };
+        // The request may arrive in pieces: read up to the end of its
+        // head (a client that stalls gets what it sent so far judged).
         let mut buf = [0u8; 2048];
-        let n = sock.read(&mut buf).await.unwrap_or(0);
+        let mut n = 0;
+        while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf[n..]))
+                .await
+            {
+                Ok(Ok(got)) if got > 0 => n += got,
+                _ => break,
+            }
+        }
         let request = String::from_utf8_lossy(&buf[..n]);
         let (status, body) = if request.starts_with("GET /metrics") {
             ("200 OK", render(&pool, &m).await)

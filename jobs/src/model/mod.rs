@@ -16,6 +16,7 @@
 //! - [`json`], [`values`]: the parsing rules, exactly.
 
 pub mod asof_scope;
+pub mod bloom;
 pub mod bridge;
 pub mod clean;
 pub mod json;

@@ -177,7 +177,8 @@ pub async fn plan(
                 .filter(|(_, expr)| table.partition_by().contains(expr))
                 .map(|(out, expr)| (expr.clone(), out.clone()))
                 .collect();
-            prune(live, &by_partition, &affected)?
+            let files = prune(live, &by_partition, &affected)?;
+            prune_by_stats(table, mapping, files, &affected).await?
         };
         files.insert(mapping.input.clone(), candidates);
     }
@@ -350,6 +351,96 @@ fn stack_cast(acc: &mut Option<DataFrame>, more: DataFrame) -> Result<(), ModelE
         }
     }
     Ok(())
+}
+
+/// Timestamp statistics may be truncated (to the millisecond or second,
+/// by writer): a file's max is widened by this much before it prunes.
+const STATS_SLACK_US: i64 = 1_000_000;
+
+/// The files whose statistics allow a row with an affected value: for
+/// each scope column whose expression never decreases in one integer or
+/// timestamp column of the input (`monotone_in`), the expression at the
+/// file's min and max of that column bounds the values its rows take.
+/// A 15-minute window scope then reads the files of the new events' time
+/// range instead of every file. Files without statistics stay.
+async fn prune_by_stats(
+    table: &ModelTable,
+    mapping: &ScopeInput,
+    mut files: Vec<DataFile>,
+    affected: &DataFrame,
+) -> Result<Vec<DataFile>, ModelError> {
+    for (out, expr) in &mapping.columns {
+        let Some(column) = crate::spec::monotone_in(expr) else {
+            continue;
+        };
+        if table.partition_by().contains(&column) || table.schema().index_of(&column).is_err() {
+            continue;
+        }
+        // The column's polars type, from an empty read of it.
+        let dtype = table
+            .read(&[], Some(&[column.as_str()]))
+            .await?
+            .column(&column)?
+            .dtype()
+            .clone();
+        let slack = match dtype {
+            DataType::Datetime(_, _) => STATS_SLACK_US,
+            ref t if t.is_integer() => 0,
+            _ => continue,
+        };
+        let bounded: Vec<(usize, (i64, i64))> = files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((i, f.bounds(&column)?)))
+            .collect();
+        if bounded.is_empty() {
+            continue;
+        }
+        let ends: Vec<i64> = bounded
+            .iter()
+            .map(|(_, (lo, _))| *lo)
+            .chain(bounded.iter().map(|(_, (_, hi))| hi.saturating_add(slack)))
+            .collect();
+        let ends = Series::new(column.as_str().into(), ends).cast(&dtype)?;
+        let single = ScopeInput {
+            input: mapping.input.clone(),
+            columns: vec![(out.clone(), expr.clone())],
+            presence: false,
+        };
+        let at = evaluate(
+            DataFrame::new(ends.len(), vec![ends.into()])?,
+            &single,
+            false,
+        )?;
+        let as_f64 = |s: &Series| -> Result<Vec<Option<f64>>, ModelError> {
+            Ok(s.to_physical_repr()
+                .cast(&DataType::Float64)?
+                .f64()?
+                .to_vec())
+        };
+        let at = as_f64(at.column(out)?.as_materialized_series())?;
+        let mut wanted: Vec<f64> = as_f64(affected.column(out)?.as_materialized_series())?
+            .into_iter()
+            .flatten()
+            .collect();
+        wanted.sort_by(f64::total_cmp);
+        let n = bounded.len();
+        let mut drop = vec![false; files.len()];
+        for (k, (i, _)) in bounded.iter().enumerate() {
+            let (Some(lo), Some(hi)) = (at[k], at[n + k]) else {
+                continue;
+            };
+            // The first affected value >= lo must not exceed hi.
+            let first = wanted.partition_point(|v| *v < lo);
+            drop[*i] = wanted.get(first).is_none_or(|v| *v > hi);
+        }
+        let mut i = 0;
+        files.retain(|_| {
+            i += 1;
+            !drop[i - 1]
+        });
+    }
+    Ok(files)
 }
 
 /// The files whose partition values can match an affected value:

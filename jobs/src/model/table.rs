@@ -8,6 +8,7 @@
 //! partition columns, which Delta keeps out of the files, are added back
 //! from each file's partition values.
 
+use super::bloom::{Filter, key_hash};
 use super::bridge::{BridgeError, batches_to_df, df_to_batch};
 use crate::lake::TableLocation;
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
@@ -352,9 +353,11 @@ impl ModelTable {
             .map_err(BridgeError::from)?);
         }
         let set: HashSet<&str> = keys.iter().copied().collect();
+        // Each key hashed once for every filter of every file.
+        let hashes: Vec<u64> = set.iter().map(|k| key_hash(k.as_bytes())).collect();
         let store = self.table.log_store().object_store(None);
         let found: Vec<Vec<String>> = futures::stream::iter(files.iter())
-            .map(|f| lookup_file(store.clone(), f, column, &set))
+            .map(|f| lookup_file(store.clone(), f, column, &set, &hashes))
             .buffered(8)
             .try_collect()
             .await?;
@@ -555,6 +558,7 @@ async fn lookup_file(
     file: &DataFile,
     column: &str,
     keys: &HashSet<&str>,
+    hashes: &[u64],
 ) -> Result<Vec<String>, TableError> {
     let path = deltalake::Path::from_url_path(&file.path)
         .map_err(|e| TableError::Schema(format!("bad file path {}: {e}", file.path)))?;
@@ -572,8 +576,9 @@ async fn lookup_file(
     };
     let mut groups = Vec::new();
     for rg in 0..builder.metadata().num_row_groups() {
-        match builder.get_row_group_column_bloom_filter(rg, leaf).await? {
-            Some(filter) if !keys.iter().any(|k| filter.check(*k)) => {}
+        let filter = builder.get_row_group_column_bloom_filter(rg, leaf).await?;
+        match filter.as_ref().and_then(Filter::from_sbbf) {
+            Some(f) if !hashes.iter().any(|h| f.may_hold(*h)) => {}
             _ => groups.push(rg),
         }
     }

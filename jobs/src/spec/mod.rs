@@ -19,7 +19,7 @@ pub use file::{
     ModelDraft, Reference, check_cron, parse_duration, parse_model_file, parser_message,
 };
 pub use range::{Bound, Interval};
-pub use sql::{SqlColumns, SqlRelation, sql_columns, sql_relations};
+pub use sql::{SqlColumns, SqlRelation, monotone_in, sql_columns, sql_relations};
 
 use std::fmt;
 use std::time::Duration;

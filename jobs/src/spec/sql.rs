@@ -199,3 +199,121 @@ mod tests {
         assert!(sql_relations("SELEC x FROM").is_err());
     }
 }
+
+/// The one column a scope expression reads, if the expression never
+/// decreases when that column grows (so a data file's min and max of the
+/// column bound the values the expression takes on its rows). Recognised:
+/// the column itself, parentheses, `CAST` to a number, date or timestamp,
+/// `FLOOR`/`CEIL`, `EXTRACT(EPOCH FROM ...)`, and `+`/`-` of a constant or
+/// `*`/`/` by a positive constant. Anything else: `None` (no pruning).
+pub fn monotone_in(expr_sql: &str) -> Option<String> {
+    let dialect = PostgreSqlDialect {};
+    let expr = Parser::new(&dialect)
+        .try_with_sql(expr_sql)
+        .ok()?
+        .parse_expr()
+        .ok()?;
+    monotone(&expr)
+}
+
+fn monotone(e: &sqlparser::ast::Expr) -> Option<String> {
+    use sqlparser::ast::{
+        BinaryOperator as Op, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    };
+    match e {
+        Expr::Identifier(id) => Some(id.value.clone()),
+        Expr::Nested(inner) => monotone(inner),
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
+            let ty = data_type.to_string().to_uppercase();
+            let ordered = [
+                "BIGINT",
+                "INT",
+                "SMALLINT",
+                "TIMESTAMP",
+                "DATE",
+                "DOUBLE",
+                "FLOAT",
+                "REAL",
+                "NUMERIC",
+                "DECIMAL",
+            ];
+            ordered
+                .iter()
+                .any(|t| ty.starts_with(t))
+                .then(|| monotone(expr))
+                .flatten()
+        }
+        Expr::Floor { expr, .. } | Expr::Ceil { expr, .. } => monotone(expr),
+        Expr::Extract {
+            field: DateTimeField::Epoch,
+            expr,
+            ..
+        } => monotone(expr),
+        Expr::Function(f) => {
+            let name = f.name.to_string().to_lowercase();
+            let FunctionArguments::List(list) = &f.args else {
+                return None;
+            };
+            match (name.as_str(), list.args.as_slice()) {
+                ("floor" | "ceil", [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))]) => monotone(a),
+                _ => None,
+            }
+        }
+        Expr::BinaryOp { left, op, right } => {
+            let positive = |x: &Expr| constant(x).is_some_and(|v| v > 0.0);
+            match op {
+                Op::Plus if constant(left).is_some() => monotone(right),
+                Op::Plus | Op::Minus if constant(right).is_some() => monotone(left),
+                Op::Multiply if positive(left) => monotone(right),
+                Op::Multiply | Op::Divide if positive(right) => monotone(left),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// A numeric literal's value.
+fn constant(e: &sqlparser::ast::Expr) -> Option<f64> {
+    use sqlparser::ast::{Expr, Value};
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        Expr::Nested(inner) => constant(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod monotone_tests {
+    use super::monotone_in;
+
+    #[test]
+    fn recognises_monotone_scope_expressions_and_nothing_else() {
+        let window = "CAST(CAST(FLOOR(EXTRACT(EPOCH FROM event_time) / 900) AS BIGINT) * 900000000 AS TIMESTAMP)";
+        assert_eq!(monotone_in(window).as_deref(), Some("event_time"));
+        assert_eq!(monotone_in("event_time").as_deref(), Some("event_time"));
+        assert_eq!(
+            monotone_in("CAST(issued_at AS DATE)").as_deref(),
+            Some("issued_at")
+        );
+        assert_eq!(monotone_in("(n + 1) * 2").as_deref(), Some("n"));
+        for not in [
+            "n * -2",
+            "n / 0",
+            "-n",
+            "10 - n",
+            "EXTRACT(HOUR FROM t)",
+            "CAST(t AS VARCHAR)",
+            "a + b",
+            "lower(s)",
+            "n % 7",
+        ] {
+            assert_eq!(monotone_in(not), None, "{not}");
+        }
+    }
+}
