@@ -153,7 +153,8 @@ pub async fn plan(
         // files it added (and still has) are read.
         let only_changes = changed_inputs.as_slice() == [mapping.input.clone()]
             && maps_own_key(catalog.model(&mapping.input)?, mapping);
-        let candidates = if presence_only && mapping.presence {
+        // The files the input added since it was consumed (and still has).
+        let added_only = |live: Vec<DataFile>| -> Vec<DataFile> {
             let added: HashSet<&str> = added_files
                 .get(&mapping.input)
                 .map(|f| f.iter().map(|f| f.path.as_str()).collect())
@@ -161,15 +162,12 @@ pub async fn plan(
             live.into_iter()
                 .filter(|f| added.contains(f.path.as_str()))
                 .collect()
+        };
+        let candidates = if presence_only && mapping.presence {
+            added_only(live)
         } else if only_changes {
             new_keys_only = removed_any.get(&mapping.input) == Some(&false);
-            let added: HashSet<&str> = added_files
-                .get(&mapping.input)
-                .map(|f| f.iter().map(|f| f.path.as_str()).collect())
-                .unwrap_or_default();
-            live.into_iter()
-                .filter(|f| added.contains(f.path.as_str()))
-                .collect()
+            added_only(live)
         } else {
             let by_partition: Vec<(String, String)> = mapping
                 .columns
