@@ -419,16 +419,11 @@ async fn unique(
             .cloned()
             .collect();
         let wanted = counts.select(named.clone())?;
-        // One string key column and no `where`: the files' bloom filters
-        // (written on model keys) say which row groups may hold a new key,
-        // so only those are read.
-        if let [column] = named.as_slice()
-            && test.filter.is_none()
-            && !table.partition_by().iter().any(|p| p == column)
-            && let Ok(values) = wanted.column(column)?.str()
-        {
-            let new_keys: Vec<&str> = values.iter().flatten().collect();
-            let hits = table.lookup(&others, column, &new_keys).await?;
+        // One key column and no `where`: looked up through the files'
+        // bloom filters (written on model keys) when it is a string, so
+        // only the row groups that may hold a new key are read.
+        if named.len() == 1 && test.filter.is_none() {
+            let hits = table.held(&others, &wanted).await?;
             if hits.height() > 0 {
                 let hits = hits.lazy().group_by(keys.clone()).agg([len().alias("__n")]);
                 counts = concat([counts.lazy(), hits], UnionArgs::default())?

@@ -15,15 +15,10 @@
 //! telemetry files, not the whole fact table.
 
 use super::ModelError;
-use super::table::{DataFile, ModelTable};
+use super::table::{DataFile, ModelTable, STATS_SLACK_US};
 use super::write::semi_join;
 use crate::spec::AsofJoin;
 use polars::prelude::*;
-
-/// Timestamp statistics in the Delta log may be truncated (to the
-/// millisecond or the second, by writer): file bounds are widened by this
-/// much before they decide anything.
-const STATS_SLACK_US: i64 = 1_000_000;
 
 /// Right-side bytes read by the first step of [`read_right`]; each next
 /// step reads twice as much (most runs settle within the newest file or

@@ -9,6 +9,7 @@
 //! crash between the two commits, each catches up from its own watermark.
 
 use super::bridge::batch_to_df;
+use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
 use super::values::{Cell, RowChecker};
 use super::write::anti_join;
@@ -91,10 +92,10 @@ pub async fn run(
         let files = new_files(&bronze, from).await?;
         // Keys that already won: silver's committed ones (none when it is
         // replaced), then each batch's winners in `won`.
-        let mut silver_keys = if s.full_refresh {
-            Existing::None
+        let silver_files = if s.full_refresh {
+            Vec::new()
         } else {
-            Existing::Lookup(silver.files().await?)
+            silver.files().await?
         };
         let mut won = DataFrame::empty();
         let (mut silver_adds, mut quar_adds) = (Vec::new(), Vec::new());
@@ -102,9 +103,7 @@ pub async fn run(
             let started = std::time::Instant::now();
             let rows = bronze.read(&batch, Some(&cols)).await?;
             tracing::debug!(model = %model.name, rows = rows.height(), files = batch.len(), seconds = started.elapsed().as_secs_f64(), "bronze read");
-            let out = rule
-                .clean(&rows, &silver, &mut silver_keys, &mut won)
-                .await?;
+            let out = rule.clean(&rows, &silver, &silver_files, &mut won).await?;
             report.rows_in += rows.height() as u64;
             report.quarantined += out.quarantine.height() as u64;
             report.duplicates += out.duplicates;
@@ -208,27 +207,16 @@ struct Rules<'a> {
     model: &'a Model,
 }
 
-/// The keys silver already holds, as a cleaning run finds them.
-enum Existing {
-    /// Silver is being replaced: nothing counts as already there.
-    None,
-    /// Silver's files, to look each batch's keys up in (through their
-    /// bloom filters when the key is one string column).
-    Lookup(Vec<DataFile>),
-    /// Every key silver holds, read once (a key the lookup cannot serve).
-    All(DataFrame),
-}
-
 impl Rules<'_> {
     /// Checks `rows` (bronze columns) and dedupes them, in the declared
-    /// order, against themselves, the keys silver already holds and the
-    /// keys earlier batches of this run let through (`won`, given this
-    /// batch's winners).
+    /// order, against themselves, the keys silver's committed files hold
+    /// (none when silver is replaced) and the keys earlier batches of this
+    /// run let through (`won`, given this batch's winners).
     async fn clean(
         &self,
         rows: &DataFrame,
         silver: &ModelTable,
-        existing: &mut Existing,
+        silver_files: &[DataFile],
         won: &mut DataFrame,
     ) -> Result<Cleaned, ModelError> {
         let started = std::time::Instant::now();
@@ -240,22 +228,24 @@ impl Rules<'_> {
         let key: Vec<String> = self.dedupe.key.clone();
         let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
         let key_cols: Vec<&str> = key.iter().map(String::as_str).collect();
-        if firsts.height() > 0 {
-            let held = existing_keys(silver, existing, &firsts, &key_cols).await?;
+        if firsts.height() > 0 && !silver_files.is_empty() {
+            let held = silver
+                .held(silver_files, &firsts.select(key_cols.iter().copied())?)
+                .await?;
             if held.height() > 0 {
-                let held = cast_like(held, &firsts)?;
+                let held = conform_to(&held, &firsts)?;
                 firsts = anti_join(firsts, held, &key)?;
             }
         }
         if won.height() > 0 {
-            let earlier = cast_like(won.clone(), &firsts)?;
+            let earlier = conform_to(won, &firsts)?;
             firsts = anti_join(firsts, earlier, &key)?;
         }
         let mine = firsts.select(key_cols.iter().copied())?;
         if won.width() == 0 {
             *won = mine;
         } else {
-            won.vstack_mut_owned(cast_like(mine, won)?)?;
+            won.vstack_mut_owned(conform_to(&mine, won)?)?;
         }
         let duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");
@@ -285,47 +275,6 @@ impl Rules<'_> {
             .and_then(|lf| lf.collect())
             .map_err(|e| ModelError::Input(format!("model {}: derive: {e}", self.model.name)))
     }
-}
-
-/// The keys of `firsts` that silver already holds.
-async fn existing_keys(
-    silver: &ModelTable,
-    existing: &mut Existing,
-    firsts: &DataFrame,
-    key: &[&str],
-) -> Result<DataFrame, ModelError> {
-    let files = match existing {
-        Existing::None => return Ok(DataFrame::empty()),
-        Existing::All(all) => return Ok(all.clone()),
-        Existing::Lookup(files) if files.is_empty() => return Ok(DataFrame::empty()),
-        Existing::Lookup(files) => files,
-    };
-    if let [column] = key
-        && let Ok(values) = firsts.column(column)?.str()
-    {
-        let keys: Vec<&str> = values.iter().flatten().collect();
-        return Ok(silver.lookup(files, column, &keys).await?);
-    }
-    let all = silver.read(files, Some(key)).await?;
-    *existing = Existing::All(all.clone());
-    Ok(all)
-}
-
-/// `df` with its columns cast to the types of the same-named columns of
-/// `like` (keys read back from a table may differ in type from parsed ones).
-fn cast_like(df: DataFrame, like: &DataFrame) -> Result<DataFrame, ModelError> {
-    let casts: Vec<Expr> = df
-        .columns()
-        .iter()
-        .map(|c| {
-            let name = c.name().clone();
-            match like.column(&name) {
-                Ok(l) => col(name).cast(l.dtype().clone()),
-                Err(_) => col(name),
-            }
-        })
-        .collect();
-    Ok(df.lazy().select(casts).collect()?)
 }
 
 /// Row numbers of `rows` in the dedupe order (stable: equal keys keep

@@ -17,7 +17,7 @@
 //! exact: an input never consumed, an input that changed but has no
 //! mapping, or a removed file that is gone (vacuumed).
 
-use super::table::{DataFile, ModelTable};
+use super::table::{DataFile, ModelTable, STATS_SLACK_US};
 use super::{Catalog, ModelError};
 use crate::spec::{AsofJoin, Model, ScopeInput, Source, sql_columns};
 use polars::prelude::*;
@@ -216,12 +216,15 @@ fn expression_columns(table: &ModelTable, mapping: &ScopeInput) -> Result<Vec<St
 }
 
 /// The rows of `values` (scope values, named as the output's columns)
-/// the output table holds no row for. One string column is looked up
-/// through the output's bloom filters; otherwise the output's scope
-/// columns are read.
+/// the output table holds no row for (looked up through its bloom
+/// filters when they allow: [`ModelTable::held`]).
 async fn not_held(out: &ModelTable, values: DataFrame) -> Result<DataFrame, ModelError> {
     let files = out.files().await?;
     if files.is_empty() || values.height() == 0 {
+        return Ok(values);
+    }
+    let held = out.held(&files, &values).await?;
+    if held.height() == 0 {
         return Ok(values);
     }
     let names: Vec<String> = values
@@ -229,19 +232,6 @@ async fn not_held(out: &ModelTable, values: DataFrame) -> Result<DataFrame, Mode
         .iter()
         .map(|c| c.to_string())
         .collect();
-    let held = match names.as_slice() {
-        [column] if values.column(column)?.dtype() == &DataType::String => {
-            let keys: Vec<&str> = values.column(column)?.str()?.iter().flatten().collect();
-            out.lookup(&files, column, &keys).await?
-        }
-        _ => {
-            let cols: Vec<&str> = names.iter().map(String::as_str).collect();
-            out.read(&files, Some(&cols)).await?
-        }
-    };
-    if held.height() == 0 {
-        return Ok(values);
-    }
     let held = conform_to(&held, &values)?;
     super::write::anti_join(values, held, &names)
 }
@@ -350,10 +340,6 @@ fn stack_cast(acc: &mut Option<DataFrame>, more: DataFrame) -> Result<(), ModelE
     }
     Ok(())
 }
-
-/// Timestamp statistics may be truncated (to the millisecond or second,
-/// by writer): a file's max is widened by this much before it prunes.
-const STATS_SLACK_US: i64 = 1_000_000;
 
 /// The files whose statistics allow a row with an affected value: for
 /// each scope column whose expression never decreases in one integer or

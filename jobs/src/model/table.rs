@@ -31,7 +31,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
-use polars::prelude::{DataFrame, NamedFrom, Series};
+use polars::prelude::{DataFrame, Expr, IntoLazy, JoinArgs, JoinType, NamedFrom, Series, col};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -345,12 +345,12 @@ impl ModelTable {
         column: &str,
         keys: &[&str],
     ) -> Result<DataFrame, TableError> {
+        let frame = |found: Vec<String>| {
+            DataFrame::new(found.len(), vec![Series::new(column.into(), found).into()])
+                .map_err(BridgeError::from)
+        };
         if files.is_empty() || keys.is_empty() {
-            return Ok(DataFrame::new(
-                0,
-                vec![Series::new(column.into(), Vec::<String>::new()).into()],
-            )
-            .map_err(BridgeError::from)?);
+            return Ok(frame(Vec::new())?);
         }
         let set: HashSet<&str> = keys.iter().copied().collect();
         // Each key hashed once for every filter of every file.
@@ -361,12 +361,43 @@ impl ModelTable {
             .buffered(8)
             .try_collect()
             .await?;
-        let found: Vec<String> = found.into_iter().flatten().collect();
-        let height = found.len();
-        Ok(
-            DataFrame::new(height, vec![Series::new(column.into(), found).into()])
-                .map_err(BridgeError::from)?,
-        )
+        Ok(frame(found.into_iter().flatten().collect())?)
+    }
+
+    /// The rows of `files` whose key matches a row of `keys` (whose columns
+    /// name the key), key columns only, one row per matching row. One
+    /// string key column goes through the bloom filters ([`Self::lookup`]);
+    /// any other key reads the key columns of every file.
+    pub async fn held(
+        &self,
+        files: &[DataFile],
+        keys: &DataFrame,
+    ) -> Result<DataFrame, TableError> {
+        let names: Vec<String> = keys
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        if let [column] = names.as_slice()
+            && !self.partition_by.contains(column)
+            && let Ok(values) = keys.column(column).and_then(|c| c.str().cloned())
+        {
+            let values: Vec<&str> = values.iter().flatten().collect();
+            return self.lookup(files, column, &values).await;
+        }
+        let cols: Vec<&str> = names.iter().map(String::as_str).collect();
+        let rows = self.read(files, Some(&cols)).await?;
+        let casts: Vec<Expr> = rows
+            .columns()
+            .iter()
+            .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
+            .collect();
+        let on: Vec<Expr> = names.iter().map(|c| col(c.as_str())).collect();
+        let wanted = keys.clone().lazy().select(casts);
+        rows.lazy()
+            .join(wanted, on.clone(), on, JoinArgs::new(JoinType::Semi))
+            .collect()
+            .map_err(|e| BridgeError::from(e).into())
     }
 
     /// Writes `df` (any column order; cast to the table's types) as new
@@ -476,6 +507,11 @@ impl ModelTable {
     }
 }
 
+/// Timestamp statistics in the Delta log may be truncated (to the
+/// millisecond or the second, by writer): a file's bounds are widened by
+/// this much before they decide anything.
+pub const STATS_SLACK_US: i64 = 1_000_000;
+
 /// False-positive rate of the bloom filters on key columns. A lookup's
 /// wasted row-group reads are about keys x row groups x this: 100k keys
 /// against 100 row groups read ~10 for nothing. Filters are folded to this
@@ -502,6 +538,18 @@ fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
         .collect()
 }
 
+/// A reader of one data file of the table (its footer read).
+#[allow(deprecated)]
+async fn open_parquet(
+    store: Arc<dyn object_store::ObjectStore>,
+    file: &DataFile,
+) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>, TableError> {
+    let path = deltalake::Path::from_url_path(&file.path)
+        .map_err(|e| TableError::Schema(format!("bad file path {}: {e}", file.path)))?;
+    let reader = ParquetObjectReader::new(store, path).with_file_size(file.size as u64);
+    Ok(ParquetRecordBatchStreamBuilder::new(reader).await?)
+}
+
 /// Reads one parquet file into batches of `schema`, adding the partition
 /// columns from the file's partition values.
 async fn read_file(
@@ -510,11 +558,7 @@ async fn read_file(
     schema: SchemaRef,
     partition_by: &[String],
 ) -> Result<Vec<RecordBatch>, TableError> {
-    let path = deltalake::Path::from_url_path(&file.path)
-        .map_err(|e| TableError::Schema(format!("bad file path {}: {e}", file.path)))?;
-    #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, path).with_file_size(file.size as u64);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let builder = open_parquet(store, &file).await?;
     let in_file: Vec<usize> = schema
         .fields()
         .iter()
@@ -560,11 +604,7 @@ async fn lookup_file(
     keys: &HashSet<&str>,
     hashes: &[u64],
 ) -> Result<Vec<String>, TableError> {
-    let path = deltalake::Path::from_url_path(&file.path)
-        .map_err(|e| TableError::Schema(format!("bad file path {}: {e}", file.path)))?;
-    #[allow(deprecated)]
-    let reader = ParquetObjectReader::new(store, path).with_file_size(file.size as u64);
-    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    let mut builder = open_parquet(store, file).await?;
     let Some(leaf) = builder
         .parquet_schema()
         .columns()
