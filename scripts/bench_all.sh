@@ -35,8 +35,10 @@ KEPT=()
 trap 'for d in "${KEPT[@]}"; do rm -rf "$d"; done' EXIT
 
 echo "building (release)..."
-cargo build --release --workspace --quiet
-cargo build --release --example fill_bronze --quiet
+# shellcheck source=bench_lib.sh
+. scripts/bench_lib.sh
+build_release
+export BENCH_BUILT=1
 scripts/services.sh start postgres > /dev/null
 
 FAILED=0

@@ -21,7 +21,7 @@ source scripts/env.sh
 EVENTS="${1:-1500000}"
 RATE="${2:-5000}"
 BIN="$CARGO_TARGET_DIR/release/dag"
-cargo build --release --workspace --quiet
+build_release
 WORK="$(mktemp -d /var/tmp/dag-bench-fresh.XXXXXX)"
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
 ln -s "$ROOT/models" "$WORK/models"

@@ -16,7 +16,7 @@ source scripts/env.sh
 . scripts/bench_lib.sh
 N="${1:-1000000}"
 BIN="$CARGO_TARGET_DIR/release/dag"
-cargo build --release --workspace --quiet
+build_release
 WORK="$(mktemp -d /var/tmp/dag-bench.XXXXXX)"
 trap 'kill "$BROKER_PID" 2>/dev/null || true; [[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/models/bench/bronze" "$WORK/data"

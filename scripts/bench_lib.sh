@@ -28,3 +28,11 @@ metric() {
   [[ -n "${BENCH_METRICS:-}" ]] && printf '%s %s\n' "$1" "$2" >> "$BENCH_METRICS"
   return 0
 }
+
+# build_release: the release binary and the fill_bronze example, unless
+# scripts/bench_all.sh built them already for the whole run (BENCH_BUILT).
+build_release() {
+  [[ -n "${BENCH_BUILT:-}" ]] && return 0
+  cargo build --release --workspace --quiet
+  cargo build --release --example fill_bronze --quiet
+}

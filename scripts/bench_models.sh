@@ -18,12 +18,13 @@ ROOT="$(pwd)"
 source scripts/env.sh
 N="${1:-1000000}"
 NEW=$(( N / 100 ))
-# The metrics' tag: 1M, 10M, ... (or the count).
-TAG="${BENCH_TAG:-$( (( N % 1000000 == 0 )) && echo "$((N / 1000000))M" || echo "$N")}"
+# The metrics' tag (bench_all.sh passes 1M, 10M, ...).
+TAG="${BENCH_TAG:-$N}"
 BIN="$CARGO_TARGET_DIR/release/dag"
 FILL="$CARGO_TARGET_DIR/release/examples/fill_bronze"
-cargo build --release --workspace --quiet
-cargo build --release --example fill_bronze --quiet
+# shellcheck source=bench_lib.sh
+. "$ROOT/scripts/bench_lib.sh"
+build_release
 WORK="$(mktemp -d /var/tmp/dag-bench-models.XXXXXX)"
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT
 cat > "$WORK/dag.toml" <<TOML
@@ -37,8 +38,6 @@ enabled = false
 TOML
 cd "$WORK"
 echo "work folder: $WORK"
-# shellcheck source=bench_lib.sh
-. "$ROOT/scripts/bench_lib.sh"
 echo "writing $N events to bronze..."
 NEXT=$("$FILL" "file://$WORK/lake" "$N" 1 2026-11-21T00:00:00Z 2026-12-01T00:00:00Z | awk '/^next start:/ {print $3}')
 timed "full ($N events)" "$BIN" run --full-refresh

@@ -17,6 +17,7 @@ ROOT="$(pwd)"
 source scripts/env.sh
 # shellcheck source=bench_lib.sh
 . scripts/bench_lib.sh
+build_release
 NODES="${1:-200}"
 CONC="${2:-4}"
 BIN="$CARGO_TARGET_DIR/release/dag"

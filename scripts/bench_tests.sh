@@ -23,6 +23,7 @@ PY=/var/tmp/dag-bench-venv/bin/python
 [ -x "$PY" ] || { echo "no $PY: run scripts/bench_compare.sh once to create it" >&2; exit 1; }
 # shellcheck source=bench_lib.sh
 . "$ROOT/scripts/bench_lib.sh"
+build_release
 cd "$WORK"
 gold_test_seconds() { # the summed seconds of the gold tests in a dag output
   awk '$1 == "test" && $2 ~ /_(fact|agg|dim)_/ { s = $NF; sub(/s$/, "", s); t += s; n++ }
