@@ -12,6 +12,7 @@
 //! lag), and `dag trigger gold --wait` brings silver and gold up to date,
 //! tests them and loads PostgreSQL.
 
+use crate::fixtures::copy_dir;
 use chrono::{DateTime, Utc};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use sqlx::Row;
@@ -172,7 +173,7 @@ impl Sent {
 /// Copies the shipped pipeline (models and data) into `root`, its two
 /// bronze sources reading topics of their own; returns (telemetry, fines).
 pub(crate) fn shipped_pipeline(root: &Path, label: &str) -> (String, String) {
-    let repo = crate::models::repo();
+    let repo = crate::fixtures::repo();
     copy_dir(
         &repo.join("models/telematics"),
         &root.join("models/telematics"),
@@ -201,19 +202,6 @@ pub(crate) fn shipped_pipeline(root: &Path, label: &str) -> (String, String) {
         std::fs::write(&path, rewritten.join("\n") + "\n").expect("write model");
     }
     (telemetry, fines)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).expect("copy");
-        }
-    }
 }
 
 /// Every value of `column` in `table` (text), with how often it occurs.

@@ -9,15 +9,8 @@ use testkit::TestDb;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = crate::models::repo();
     for sub in ["models", "data"] {
-        let out = Command::new("cp")
-            .args(["-r"])
-            .arg(repo.join(sub))
-            .arg(dir.path())
-            .status()
-            .expect("cp");
-        assert!(out.success());
+        crate::fixtures::copy_dir(&crate::fixtures::repo().join(sub), &dir.path().join(sub));
     }
     let db = TestDb::create().await.expect("db");
     let out = Command::new(testkit::dag_bin())
@@ -47,4 +40,5 @@ async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
             "{report}"
         );
     }
+    db.drop_db().await.expect("drop");
 }

@@ -106,19 +106,14 @@ impl Chain {
     }
 
     /// Terminates every client connection to the test database but ours.
-    async fn kill_connections(&self) -> i64 {
-        let name: String = sqlx::query_scalar("SELECT current_database()")
-            .fetch_one(&self.db.pool)
-            .await
-            .expect("db name");
-        sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend') x",
+    async fn kill_connections(&self) {
+        let _ = sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND backend_type = 'client backend'",
         )
-        .bind(name)
-        .fetch_one(&self.db.pool)
-        .await
-        .unwrap_or(0)
+        .execute(&self.db.pool)
+        .await;
     }
 }
 

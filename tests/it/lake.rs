@@ -191,6 +191,12 @@ async fn key_lookups_go_through_bloom_filters_and_find_exactly_the_held_keys() {
     let mut table = ModelTable::open_or_create("k", &loc, arrow_schema(&columns), &[], "")
         .await
         .expect("table");
+    let open = || async {
+        ModelTable::open("k", &loc, arrow_schema(&columns))
+            .await
+            .expect("open")
+            .expect("table")
+    };
     // One file without a filter (as written before filters existed), then
     // two with.
     for (part, bloom) in [(0i64, false), (1, true), (2, true)] {
@@ -199,23 +205,12 @@ async fn key_lookups_go_through_bloom_filters_and_find_exactly_the_held_keys() {
             .collect();
         let ns: Vec<i64> = (0..50_000).collect();
         let df = polars::df!("id" => ids, "n" => ns).expect("frame");
-        let writer = if bloom {
-            ModelTable::open("k", &loc, arrow_schema(&columns))
-                .await
-                .expect("open")
-                .expect("table")
-                .with_bloom_filters(&["id".to_string()])
-        } else {
-            ModelTable::open("k", &loc, arrow_schema(&columns))
-                .await
-                .expect("open")
-                .expect("table")
-        };
+        let mut writer = open().await;
+        if bloom {
+            writer = writer.with_bloom_filters(&["id".to_string()]);
+        }
         let adds = writer.write_files(&df).await.expect("write");
-        table = ModelTable::open("k", &loc, arrow_schema(&columns))
-            .await
-            .expect("open")
-            .expect("table");
+        table = open().await;
         table
             .commit(adds, &[], &std::collections::BTreeMap::new(), false)
             .await

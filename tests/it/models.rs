@@ -9,6 +9,7 @@
 //! exactly the aggregate rows it affects, unknown ids become inferred
 //! dimension members.
 
+use crate::fixtures::copy_dir;
 use chrono::{DateTime, TimeDelta, Utc};
 use dag::pipeline::Pipeline;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
@@ -438,19 +439,6 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
             0,
             "{fact}.{column} without {dim}: {orphans:?}"
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).expect("copy");
-        }
     }
 }
 
