@@ -56,23 +56,31 @@ pub async fn trigger(
         );
         return Ok(Outcome::Failed);
     }
-    let s = Settings::from_config(cfg);
-    let tasks = task::plan(p, &nodes, cfg.config.warehouse.enabled);
-    let id = store::create_run(
-        &pool,
-        &words.join(" "),
-        &Trigger::Manual,
-        &tasks,
-        s.max_attempts,
-    )
-    .await
-    .map_err(anyhow::Error::from)?
-    .ok_or_else(|| anyhow::anyhow!("the run was not recorded"))?;
-    println!("run {id} queued: {} task(s)", tasks.len());
+    let (id, tasks) = queue(&pool, cfg, p, &nodes, &words.join(" ")).await?;
+    println!("run {id} queued: {tasks} task(s)");
     if !wait {
         return Ok(Outcome::Success);
     }
     follow(&pool, id).await
+}
+
+/// Queues a manual run of `nodes` (with everything upstream already in),
+/// plus the warehouse load when it is enabled: the run's id and its number
+/// of tasks. A scheduler picks it up.
+pub async fn queue(
+    pool: &PgPool,
+    cfg: &Loaded,
+    p: &Pipeline,
+    nodes: &[NodeIndex],
+    label: &str,
+) -> Result<(i64, usize), CliError> {
+    let s = Settings::from_config(cfg);
+    let tasks = task::plan(p, nodes, cfg.config.warehouse.enabled);
+    let id = store::create_run(pool, label, &Trigger::Manual, &tasks, s.max_attempts)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| anyhow::anyhow!("the run was not recorded"))?;
+    Ok((id, tasks.len()))
 }
 
 /// Prints each task's state changes until the run ends; its outcome.

@@ -14,8 +14,7 @@ pub mod postgres;
 use crate::commands::{CliError, Outcome, load_pipeline, process_env};
 use crate::pipeline::Schedule;
 use crate::scheduler::metrics::Metrics;
-use crate::scheduler::store::{self, Trigger};
-use crate::scheduler::{Settings, Stop, task};
+use crate::scheduler::Stop;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jobs::datatest::Options;
 use jobs::datatest::report::{Meta, Summary};
@@ -271,16 +270,11 @@ pub async fn demo(
     }
     bronze_bar.finish_with_message("every message committed");
     // The final run: gold and everything upstream, tests, load.
-    let s = Settings::from_config(&cfg);
     let gold = crate::select::Selector::parse("gold")
         .and_then(|sel| sel.resolve(&p))
         .map_err(CliError::Selector)?;
     let nodes = crate::trigger::with_upstream(&p, &gold);
-    let tasks = task::plan(&p, &nodes, true);
-    let run = store::create_run(&pool, "gold", &Trigger::Manual, &tasks, s.max_attempts)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| anyhow::anyhow!("the final run was not recorded"))?;
+    let (run, _) = crate::trigger::queue(&pool, &cfg, &p, &nodes, "gold").await?;
     let state = loop {
         let state: String = sqlx::query_scalar("SELECT state FROM dag.runs WHERE id = $1")
             .bind(run)
@@ -288,8 +282,14 @@ pub async fn demo(
             .await
             .map_err(anyhow::Error::from)?;
         wh_bar.set_position(count(&pool, "fact_telemetry").await as u64);
-        if matches!(state.as_str(), "success" | "failed") {
+        if matches!(state.as_str(), "success" | "failed" | "skipped") {
             break state;
+        }
+        // The in-process scheduler runs it: if it died, nothing will.
+        if scheduler.is_finished() {
+            return Err(CliError::Other(anyhow::anyhow!(
+                "the scheduler stopped before the final run {run} ended (state {state})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
