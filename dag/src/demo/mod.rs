@@ -13,8 +13,8 @@ pub mod postgres;
 
 use crate::commands::{CliError, Outcome, load_pipeline, process_env};
 use crate::pipeline::Schedule;
-use crate::scheduler::metrics::Metrics;
 use crate::scheduler::Stop;
+use crate::scheduler::metrics::Metrics;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jobs::datatest::Options;
 use jobs::datatest::report::{Meta, Summary};

@@ -124,6 +124,64 @@ pub async fn read_right(
     Ok(acc)
 }
 
+/// Right-side bytes (of files) [`read_matches`] reads at a time.
+const MATCH_BATCH_BYTES: i64 = 64 << 20;
+
+/// The right rows (columns `cols`) that are the match of some row of
+/// `left`, the only ones the join can pick, read a batch of files at a
+/// time: memory holds one batch and at most one row per left row, not the
+/// whole right side (a full rebuild of fact_fines held all 10M telemetry
+/// rows, 2.4 GB, to attribute 200k fines). The join over these rows gives
+/// each left row the same match as over all of them: a kept row that beat
+/// a left row's match would have been its match.
+pub async fn read_matches(
+    a: &AsofJoin,
+    right: &ModelTable,
+    cols: &[&str],
+    left: &DataFrame,
+) -> Result<DataFrame, ModelError> {
+    let mut acc = right.read(&[], Some(cols)).await?;
+    let Some(hi) = micros(left.column(&a.left_on)?.as_materialized_series())?.max() else {
+        return Ok(acc);
+    };
+    let by_values = left
+        .select(a.by.iter().map(String::as_str))?
+        .unique_stable(None, UniqueKeepStrategy::First, None)?;
+    let mut probe: Vec<&str> = a.by.iter().map(String::as_str).collect();
+    probe.push(&a.left_on);
+    let left = left.select(probe)?;
+    let files: Vec<DataFile> = right
+        .files()
+        .await?
+        .into_iter()
+        .filter(|f| f.bounds(&a.right_on).is_none_or(|(lo, _)| lo <= hi))
+        .collect();
+    for batch in super::sql::size_batches(files, MATCH_BATCH_BYTES) {
+        let rows = right.read(&batch, Some(cols)).await?;
+        let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(hi);
+        acc.vstack_mut_owned(semi_join(rows.filter(&early)?, by_values.clone(), &a.by)?)?;
+        acc = matches_only(a, &left, acc)?;
+    }
+    Ok(acc)
+}
+
+/// The rows of `right` that are the as-of match of a row of `left`.
+fn matches_only(a: &AsofJoin, left: &DataFrame, right: DataFrame) -> Result<DataFrame, ModelError> {
+    const ROW: &str = "__asof_row";
+    let right = right.with_row_index(ROW.into(), None)?;
+    let probe = AsofJoin {
+        select: vec![ROW.to_string()],
+        ..a.clone()
+    };
+    let matched = super::sql::asof_join(&probe, left.clone(), right.clone())?
+        .select([col(ROW)])
+        .drop_nulls(None)
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()?;
+    let rows = matched.column(ROW)?.idx()?.clone();
+    Ok(right.take(&rows)?.drop(ROW)?)
+}
+
 /// Whether every left row already has a match in `acc` later than
 /// `unread_max`: a right row no unread file can displace (ties on
 /// `right_on` go by tie_break, so equal is not enough).

@@ -9,9 +9,10 @@
 //! crash between the two commits, each catches up from its own watermark.
 
 use super::bridge::batch_to_df;
+use super::keyset::KeySet;
 use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
-use super::values::{Cell, RowChecker};
+use super::values::{Cell, RowChecker, Scratch};
 use super::write::anti_join;
 use super::{Catalog, ModelError, ModelReport, Settings};
 use crate::spec::{ColumnType, Dedupe, Derived, FieldRule, Model, Source};
@@ -97,7 +98,7 @@ pub async fn run(
         } else {
             silver.files().await?
         };
-        let mut won = DataFrame::empty();
+        let mut won = KeySet::new(&dedupe.key);
         let (mut silver_adds, mut quar_adds) = (Vec::new(), Vec::new());
         for batch in batches(files, order.first().copied(), s.clean_batch_bytes) {
             let started = std::time::Instant::now();
@@ -209,15 +210,15 @@ struct Rules<'a> {
 
 impl Rules<'_> {
     /// Checks `rows` (bronze columns) and dedupes them, in the declared
-    /// order, against themselves, the keys silver's committed files hold
-    /// (none when silver is replaced) and the keys earlier batches of this
-    /// run let through (`won`, given this batch's winners).
+    /// order, against themselves, the keys earlier batches of this run let
+    /// through (`won`, given this batch's) and the keys silver's committed
+    /// files hold (none when silver is replaced).
     async fn clean(
         &self,
         rows: &DataFrame,
         silver: &ModelTable,
         silver_files: &[DataFile],
-        won: &mut DataFrame,
+        won: &mut KeySet,
     ) -> Result<Cleaned, ModelError> {
         let started = std::time::Instant::now();
         let order = dedupe_order(rows, &self.dedupe.order)?;
@@ -225,27 +226,22 @@ impl Rules<'_> {
         let (valid, quarantine) = check_rows(rows, self.fields, &order)?;
         tracing::debug!(model = %self.model.name, sorted, checked = started.elapsed().as_secs_f64(), "rows checked");
         let passed = valid.height();
-        let key: Vec<String> = self.dedupe.key.clone();
-        let mut firsts = valid.unique_stable(Some(&key), UniqueKeepStrategy::First, None)?;
-        let key_cols: Vec<&str> = key.iter().map(String::as_str).collect();
+        let key = &self.dedupe.key;
+        // A key silver holds stays in `won` too: any later copy of it is a
+        // duplicate either way.
+        let new = won.insert_new(&valid)?;
+        let mut firsts = if new.all() {
+            valid
+        } else {
+            valid.filter(&new)?
+        };
         if firsts.height() > 0 && !silver_files.is_empty() {
-            let held = silver
-                .held(silver_files, &firsts.select(key_cols.iter().copied())?)
-                .await?;
+            let key_cols = firsts.select(key.iter().map(String::as_str))?;
+            let held = silver.held(silver_files, &key_cols).await?;
             if held.height() > 0 {
                 let held = conform_to(&held, &firsts)?;
-                firsts = anti_join(firsts, held, &key)?;
+                firsts = anti_join(firsts, held, key)?;
             }
-        }
-        if won.height() > 0 {
-            let earlier = conform_to(won, &firsts)?;
-            firsts = anti_join(firsts, earlier, &key)?;
-        }
-        let mine = firsts.select(key_cols.iter().copied())?;
-        if won.width() == 0 {
-            *won = mine;
-        } else {
-            won.vstack_mut_owned(conform_to(&mine, won)?)?;
         }
         let duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");
@@ -355,15 +351,18 @@ pub fn check_rows(
             .map(|slice| {
                 scope.spawn(move || {
                     let checker = RowChecker::new(fields);
-                    let mut builders: Vec<CellBuilder> =
-                        fields.iter().map(|f| CellBuilder::new(f.column)).collect();
+                    let mut scratch = Scratch::default();
+                    let mut builders: Vec<CellBuilder> = fields
+                        .iter()
+                        .map(|f| CellBuilder::new(f.column, slice.len()))
+                        .collect();
                     let mut rejected = Vec::new();
                     let mut reasons = Vec::new();
                     for &i in slice {
                         let at = ingested.get(i as usize).unwrap_or(i64::MAX);
-                        match checker.check(values.get(i as usize), at) {
-                            Ok(cells) => {
-                                for (b, c) in builders.iter_mut().zip(cells) {
+                        match checker.check_into(values.get(i as usize), at, &mut scratch) {
+                            Ok(()) => {
+                                for (b, c) in builders.iter_mut().zip(scratch.cells.drain(..)) {
                                     b.push(c);
                                 }
                             }
@@ -393,7 +392,10 @@ pub fn check_rows(
     });
     let mut valid = finish(
         fields,
-        fields.iter().map(|f| CellBuilder::new(f.column)).collect(),
+        fields
+            .iter()
+            .map(|f| CellBuilder::new(f.column, 0))
+            .collect(),
     )?;
     let mut rejected: Vec<IdxSize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
@@ -444,16 +446,21 @@ enum CellBuilder {
 }
 
 impl CellBuilder {
-    fn new(ty: ColumnType) -> Self {
+    /// A builder with room for `rows` cells (strings: ~36 bytes each).
+    fn new(ty: ColumnType, rows: usize) -> Self {
         match ty {
-            ColumnType::Int => CellBuilder::Int(Int32Builder::new()),
-            ColumnType::BigInt => CellBuilder::Big(Int64Builder::new()),
-            ColumnType::Double => CellBuilder::Float(Float64Builder::new()),
-            ColumnType::Decimal { precision, scale } => {
-                CellBuilder::Dec(Decimal128Builder::new(), precision, scale as i8)
+            ColumnType::Int => CellBuilder::Int(Int32Builder::with_capacity(rows)),
+            ColumnType::BigInt => CellBuilder::Big(Int64Builder::with_capacity(rows)),
+            ColumnType::Double => CellBuilder::Float(Float64Builder::with_capacity(rows)),
+            ColumnType::Decimal { precision, scale } => CellBuilder::Dec(
+                Decimal128Builder::with_capacity(rows),
+                precision,
+                scale as i8,
+            ),
+            ColumnType::Timestamp => {
+                CellBuilder::Micros(TimestampMicrosecondBuilder::with_capacity(rows))
             }
-            ColumnType::Timestamp => CellBuilder::Micros(TimestampMicrosecondBuilder::new()),
-            _ => CellBuilder::Text(StringBuilder::new()),
+            _ => CellBuilder::Text(StringBuilder::with_capacity(rows, rows * 36)),
         }
     }
 

@@ -27,9 +27,21 @@ pub enum Value<'a> {
 /// attack on the parser's stack).
 const MAX_DEPTH: usize = 128;
 
+/// A top-level member: its key (unescaped) and value.
+pub type Member<'a> = (Cow<'a, str>, Value<'a>);
+
 /// Parses `bytes` as one JSON object and returns its members in order.
 /// `None`: not strict JSON, or not an object.
-pub fn parse_object(bytes: &[u8]) -> Option<Vec<(Cow<'_, str>, Value<'_>)>> {
+pub fn parse_object(bytes: &[u8]) -> Option<Vec<Member<'_>>> {
+    let mut members = Vec::new();
+    parse_object_into(bytes, &mut members)?;
+    Some(members)
+}
+
+/// [`parse_object`] into `members` (cleared first), so that a caller
+/// parsing many values reuses one buffer.
+pub fn parse_object_into<'a>(bytes: &'a [u8], members: &mut Vec<Member<'a>>) -> Option<()> {
+    members.clear();
     let text = std::str::from_utf8(bytes).ok()?;
     let mut p = Parser {
         s: text,
@@ -40,9 +52,9 @@ pub fn parse_object(bytes: &[u8]) -> Option<Vec<(Cow<'_, str>, Value<'_>)>> {
     if p.peek()? != b'{' {
         return None;
     }
-    let members = p.object(0, true)?;
+    p.object(0, Some(members))?;
     p.ws();
-    (p.i == p.b.len()).then_some(members)
+    (p.i == p.b.len()).then_some(())
 }
 
 struct Parser<'a> {
@@ -66,43 +78,55 @@ impl<'a> Parser<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
-    /// An object at `self.i` (on `{`); members are collected only when
-    /// `keep` (the top level).
-    fn object(&mut self, depth: usize, keep: bool) -> Option<Vec<(Cow<'a, str>, Value<'a>)>> {
+    /// An object at `self.i` (on `{`); its members are collected into
+    /// `keep` when given (the top level).
+    fn object(&mut self, depth: usize, mut keep: Option<&mut Vec<Member<'a>>>) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
         }
         self.eat(b'{')?;
-        let mut members = Vec::new();
         // Duplicate keys: a linear scan over the few keys of a typical
         // object (hashing every key was a measurable cost), a set beyond.
+        // Kept members are their own list of keys; nested objects, rare
+        // in events, collect theirs.
         let mut keys: Vec<Cow<'a, str>> = Vec::new();
         let mut many: HashSet<Cow<'a, str>> = HashSet::new();
+        let mut count = 0usize;
         self.ws();
         if self.eat(b'}').is_some() {
-            return Some(members);
+            return Some(());
         }
         loop {
             self.ws();
             let key = self.string()?;
-            if keys.len() < 16 {
-                if keys.contains(&key) {
+            if count < 16 {
+                let seen = match &keep {
+                    Some(members) => members.iter().any(|(k, _)| *k == key),
+                    None => keys.contains(&key),
+                };
+                if seen {
                     return None;
                 }
-                keys.push(key.clone());
+                if keep.is_none() {
+                    keys.push(key.clone());
+                }
             } else {
                 if many.is_empty() {
-                    many.extend(keys.iter().cloned());
+                    match &keep {
+                        Some(members) => many.extend(members.iter().map(|(k, _)| k.clone())),
+                        None => many.extend(keys.iter().cloned()),
+                    }
                 }
                 if !many.insert(key.clone()) {
                     return None;
                 }
             }
+            count += 1;
             self.ws();
             self.eat(b':')?;
             self.ws();
             let value = self.value(depth + 1)?;
-            if keep {
+            if let Some(members) = keep.as_deref_mut() {
                 members.push((key, value));
             }
             self.ws();
@@ -110,7 +134,7 @@ impl<'a> Parser<'a> {
                 b',' => self.i += 1,
                 b'}' => {
                     self.i += 1;
-                    return Some(members);
+                    return Some(());
                 }
                 _ => return None,
             }
@@ -144,7 +168,7 @@ impl<'a> Parser<'a> {
     fn value(&mut self, depth: usize) -> Option<Value<'a>> {
         Some(match self.peek()? {
             b'{' => {
-                self.object(depth, false)?;
+                self.object(depth, None)?;
                 Value::Object
             }
             b'[' => {

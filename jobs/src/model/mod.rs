@@ -13,13 +13,15 @@
 //! - [`sql`]: SQL models (polars SQL) and their as-of joins.
 //! - [`write`]: the materializations (table, incremental, append).
 //! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
-//! - [`json`], [`values`]: the parsing rules, exactly.
+//! - [`json`], [`values`]: the parsing rules, exactly; [`keyset`]: the
+//!   keys a cleaning run let through.
 
 pub mod asof_scope;
 pub mod bloom;
 pub mod bridge;
 pub mod clean;
 pub mod json;
+pub mod keyset;
 pub mod scope;
 pub mod seed;
 pub mod sql;

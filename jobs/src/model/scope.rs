@@ -271,8 +271,39 @@ pub async fn read_in_scope(
                 .collect::<Vec<_>>(),
         )
         .collect()?;
-    let inside = super::write::semi_join(with_scope, wanted, &keys)?;
+    let inside = keep_affected(with_scope, wanted, &keys)?;
     Ok(inside.select(cols.iter().copied())?)
+}
+
+/// The rows of `rows` whose `keys` are a row of `wanted`. When
+/// `wanted` is every combination of its columns' distinct values (one day
+/// times that day's drivers: the usual scope), each column is filtered on
+/// its own with `is_in`; otherwise a semi-join, which encodes every row's
+/// multi-column key first (most of re-reading a day of a million facts).
+fn keep_affected(
+    rows: DataFrame,
+    wanted: DataFrame,
+    keys: &[String],
+) -> Result<DataFrame, ModelError> {
+    // Casts may merge values: count distinct rows, not rows.
+    let wanted = wanted.unique_stable(None, UniqueKeepStrategy::First, None)?;
+    let mut combinations: u128 = 1;
+    let mut distinct = Vec::with_capacity(keys.len());
+    for k in keys {
+        let values = wanted.column(k)?.as_materialized_series().unique()?;
+        combinations = combinations.saturating_mul(values.len() as u128);
+        distinct.push(values);
+    }
+    if keys.len() < 2 || combinations != wanted.height() as u128 {
+        return super::write::semi_join(rows, wanted, keys);
+    }
+    let inside = keys
+        .iter()
+        .zip(distinct)
+        .map(|(k, values)| col(k.as_str()).is_in(lit(values).implode(false), true))
+        .reduce(Expr::and)
+        .unwrap_or(lit(true));
+    Ok(rows.lazy().filter(inside).collect()?)
 }
 
 /// The output rows of `result` inside the scope (a query over filtered
@@ -457,4 +488,40 @@ pub fn prune(
                 .all(|(part, set)| set.contains(&f.partition_values.get(part).cloned().flatten()))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<String> {
+        vec!["d".into(), "day".into()]
+    }
+
+    fn kept(rows: &DataFrame, wanted: DataFrame) -> Vec<(String, i32)> {
+        let out = keep_affected(rows.clone(), wanted, &keys()).unwrap();
+        let d = out.column("d").unwrap().str().unwrap().clone();
+        let day = out.column("day").unwrap().i32().unwrap().clone();
+        (0..out.height())
+            .map(|i| (d.get(i).unwrap().to_string(), day.get(i).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn affected_rows_by_product_or_by_join_agree() {
+        let rows = df!(
+            "d" => ["a", "b", "c", "a", "b", "c"],
+            "day" => [1i32, 1, 1, 2, 2, 2]
+        )
+        .unwrap();
+        // Every combination of {a, b} x {1}: filtered column by column.
+        let product = df!("d" => ["a", "b"], "day" => [1i32, 1]).unwrap();
+        assert_eq!(kept(&rows, product), [("a".into(), 1), ("b".into(), 1)]);
+        // (a, 1) and (b, 2) are not a product: (a, 2) and (b, 1) stay out.
+        let diagonal = df!("d" => ["a", "b"], "day" => [1i32, 2]).unwrap();
+        assert_eq!(kept(&rows, diagonal), [("a".into(), 1), ("b".into(), 2)]);
+        // Repeated wanted rows are not mistaken for a product.
+        let repeated = df!("d" => ["a", "a", "b", "b"], "day" => [1i32, 1, 2, 2]).unwrap();
+        assert_eq!(kept(&rows, repeated), [("a".into(), 1), ("b".into(), 2)]);
+    }
 }

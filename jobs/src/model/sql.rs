@@ -106,8 +106,12 @@ pub async fn run(
     for (name, t) in &tables {
         let cols = columns_of(t, name, &needed);
         let mapped = scope.iter().find(|m| &m.input == name);
-        if let (Some(_), Some(a)) = (&scoped, asof_only.iter().find(|a| &a.right == name))
-            && scope.iter().any(|m| m.input == a.left)
+        // The right side of an as-of join the query reads only through the
+        // join waits for its left rows: scoped, it is read as far back as
+        // they need; whole, only the rows that match one of them.
+        if let Some(a) = asof_only.iter().find(|a| &a.right == name)
+            && (scoped.is_none() || scope.iter().any(|m| m.input == a.left))
+            && !asof_only.iter().any(|b| b.right == a.left)
         {
             deferred.push((*a, t, cols));
             continue;
@@ -125,7 +129,11 @@ pub async fn run(
     // Right sides of scoped as-of joins, once their left rows are known.
     for (a, t, cols) in deferred {
         let left = frames.get(&a.left).cloned().unwrap_or_default();
-        let df = super::asof_scope::read_right(a, t, &cols, &left).await?;
+        let df = if scoped.is_some() {
+            super::asof_scope::read_right(a, t, &cols, &left).await?
+        } else {
+            super::asof_scope::read_matches(a, t, &cols, &left).await?
+        };
         report.rows_in += df.height() as u64;
         frames.insert(a.right.clone(), df);
     }
@@ -180,7 +188,7 @@ fn columns_of<'t>(
 const ROWWISE_BATCH_BYTES: i64 = 48 << 20;
 
 /// `files` in groups of about `limit` bytes, in the order given.
-fn size_batches(files: Vec<DataFile>, limit: i64) -> Vec<Vec<DataFile>> {
+pub(super) fn size_batches(files: Vec<DataFile>, limit: i64) -> Vec<Vec<DataFile>> {
     let mut out: Vec<Vec<DataFile>> = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0;

@@ -419,10 +419,13 @@ impl ModelTable {
         for part in chunks(&batch, batch.num_rows().div_ceil(ways)) {
             let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
             for c in &self.bloom {
+                // A key column is (nearly) one value per row: a dictionary
+                // never pays, and trying one cost a hash per value.
                 let path = ColumnPath::new(vec![c.clone()]);
                 props = props
                     .set_column_bloom_filter_enabled(path.clone(), true)
-                    .set_column_bloom_filter_fpp(path, BLOOM_FPP);
+                    .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP)
+                    .set_column_dictionary_enabled(path, false);
             }
             let mut writer =
                 RecordBatchWriter::for_table(&self.table)?.with_writer_properties(props.build());

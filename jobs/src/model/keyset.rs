@@ -1,0 +1,243 @@
+//! The dedupe keys one cleaning run has let through so far, held once.
+//!
+//! A cleaning run reads bronze in batches and must judge each batch's rows
+//! against every key an earlier batch let through. Keeping the winners as a
+//! frame and anti-joining each batch against it rebuilt a hash table of all
+//! of them per batch (quadratic in the number of batches) and held each
+//! UUID as a polars string view (~52 bytes, plus the join's table at its
+//! peak). Here each key's bytes are copied once into an arena, indexed by
+//! one hash table of packed (offset, length) entries: ~46 bytes per UUID
+//! key, built once, probed once per row. Exact: equal hashes are confirmed
+//! on the bytes, so no key is ever taken for another.
+
+use super::ModelError;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use polars::prelude::*;
+use std::hash::BuildHasher;
+
+/// Bits of a packed entry that hold the key's length (up to 16 MiB); the
+/// rest hold its offset in the arena (up to 1 TiB).
+const LEN_BITS: u32 = 24;
+const MAX_LEN: usize = (1 << LEN_BITS) - 1;
+
+/// An exact set of keys (one or more columns of a frame's rows).
+pub struct KeySet {
+    /// Every key's encoding, back to back.
+    arena: Vec<u8>,
+    /// `offset << LEN_BITS | len` of each key in `arena`.
+    table: HashTable<u64>,
+    hasher: DefaultHashBuilder,
+    /// A one-column key that is null (kept apart: no encoding is free for
+    /// it). Nulls equal each other, as in the joins this replaces.
+    null: bool,
+    columns: Vec<String>,
+}
+
+impl KeySet {
+    /// An empty set of keys made of `columns`.
+    pub fn new(columns: &[String]) -> Self {
+        Self {
+            arena: Vec::new(),
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            null: false,
+            columns: columns.to_vec(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len() + usize::from(self.null)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// For each row of `df`, in order: true when its key is neither in the
+    /// set nor on an earlier row (the row is the first copy), and adds it.
+    pub fn insert_new(&mut self, df: &DataFrame) -> Result<BooleanChunked, ModelError> {
+        let encoded = Encoded::of(df, &self.columns)?;
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.table
+            .reserve(df.height(), |&e| hasher.hash_one(slice(arena, e)));
+        let mut firsts = Vec::with_capacity(df.height());
+        let mut buf = Vec::new();
+        for row in 0..df.height() {
+            buf.clear();
+            let first = if encoded.write(row, &mut buf) {
+                self.insert(&buf)?
+            } else {
+                !std::mem::replace(&mut self.null, true)
+            };
+            firsts.push(first);
+        }
+        Ok(BooleanChunked::from_slice("first".into(), &firsts))
+    }
+
+    /// Adds `key`; false when it was there already.
+    fn insert(&mut self, key: &[u8]) -> Result<bool, ModelError> {
+        let hash = self.hasher.hash_one(key);
+        let arena = &self.arena;
+        if self.table.find(hash, |&e| slice(arena, e) == key).is_some() {
+            return Ok(false);
+        }
+        if key.len() > MAX_LEN {
+            return Err(ModelError::Input(format!(
+                "a dedupe key of {} bytes on {:?}: keys are limited to {MAX_LEN} bytes",
+                key.len(),
+                self.columns
+            )));
+        }
+        let entry = ((self.arena.len() as u64) << LEN_BITS) | key.len() as u64;
+        self.arena.extend_from_slice(key);
+        let (arena, hasher) = (&self.arena, &self.hasher);
+        self.table
+            .insert_unique(hash, entry, |&e| hasher.hash_one(slice(arena, e)));
+        Ok(true)
+    }
+}
+
+fn slice(arena: &[u8], entry: u64) -> &[u8] {
+    let start = (entry >> LEN_BITS) as usize;
+    let len = (entry as usize) & MAX_LEN;
+    &arena[start..start + len]
+}
+
+/// The key columns of a frame, ready to be written row by row as bytes.
+enum Encoded {
+    /// One column: its value's bytes (a null has none: see `KeySet::null`).
+    One(Part),
+    /// Several: each value as a null flag, then length and bytes, so that
+    /// no two different rows can encode alike.
+    Many(Vec<Part>),
+}
+
+/// One key column: strings as their bytes, integers as 8 bytes, anything
+/// else through its text form.
+enum Part {
+    Text(StringChunked),
+    Int(Int64Chunked),
+}
+
+impl Encoded {
+    fn of(df: &DataFrame, columns: &[String]) -> Result<Self, ModelError> {
+        let mut parts = columns
+            .iter()
+            .map(|c| Part::of(df.column(c)?.as_materialized_series()))
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(if parts.len() == 1 {
+            Encoded::One(parts.remove(0))
+        } else {
+            Encoded::Many(parts)
+        })
+    }
+
+    /// Writes row `row`'s key into `buf`; false for a one-column null key.
+    fn write(&self, row: usize, buf: &mut Vec<u8>) -> bool {
+        match self {
+            Encoded::One(part) => part.write(row, buf),
+            Encoded::Many(parts) => {
+                for part in parts {
+                    let at = buf.len();
+                    buf.extend_from_slice(&[1, 0, 0, 0, 0]);
+                    if part.write(row, buf) {
+                        let len = (buf.len() - at - 5) as u32;
+                        buf[at + 1..at + 5].copy_from_slice(&len.to_le_bytes());
+                    } else {
+                        buf[at] = 0;
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+impl Part {
+    fn of(s: &Series) -> Result<Self, ModelError> {
+        let physical = s.to_physical_repr();
+        Ok(if s.dtype() == &DataType::String {
+            Part::Text(s.str()?.rechunk().into_owned())
+        } else if physical.dtype().is_integer() && physical.dtype() != &DataType::UInt64 {
+            Part::Int(
+                physical
+                    .cast(&DataType::Int64)?
+                    .i64()?
+                    .rechunk()
+                    .into_owned(),
+            )
+        } else {
+            Part::Text(s.cast(&DataType::String)?.str()?.rechunk().into_owned())
+        })
+    }
+
+    /// Appends the value's bytes; false (nothing written) for a null.
+    fn write(&self, row: usize, buf: &mut Vec<u8>) -> bool {
+        match self {
+            Part::Text(ca) => ca.get(row).map(|v| buf.extend_from_slice(v.as_bytes())),
+            Part::Int(ca) => ca.get(row).map(|v| buf.extend_from_slice(&v.to_le_bytes())),
+        }
+        .is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firsts(set: &mut KeySet, df: &DataFrame) -> Vec<bool> {
+        let mask = set.insert_new(df).unwrap();
+        (0..mask.len()).map(|i| mask.get(i).unwrap()).collect()
+    }
+
+    #[test]
+    fn one_string_column_across_batches() {
+        let mut set = KeySet::new(&["id".into()]);
+        let a = df!("id" => [Some("a"), Some("b"), Some("a"), None, None]).unwrap();
+        assert_eq!(firsts(&mut set, &a), [true, true, false, true, false]);
+        let b = df!("id" => [Some("b"), Some("c"), None, Some("")]).unwrap();
+        assert_eq!(firsts(&mut set, &b), [false, true, false, true]);
+        assert_eq!(set.len(), 5);
+    }
+
+    #[test]
+    fn composite_keys_never_run_together() {
+        let mut set = KeySet::new(&["a".into(), "b".into()]);
+        // "ab"+"c" and "a"+"bc" are different keys; so are null and "".
+        let df = df!(
+            "a" => [Some("ab"), Some("a"), None, Some(""), Some("ab")],
+            "b" => [Some(1i64), Some(1), Some(1), Some(1), Some(1)]
+        )
+        .unwrap();
+        assert_eq!(firsts(&mut set, &df), [true, true, true, true, false]);
+        let df = df!(
+            "a" => [Some("x"), Some("x"), Some("x")],
+            "b" => [Some(1i64), Some(256), None]
+        )
+        .unwrap();
+        assert_eq!(firsts(&mut set, &df), [true, true, true]);
+    }
+
+    #[test]
+    fn integers_and_dates_are_keys_too() {
+        let mut set = KeySet::new(&["n".into()]);
+        let df = df!("n" => [3i32, -1, 3, 70000]).unwrap();
+        assert_eq!(firsts(&mut set, &df), [true, true, false, true]);
+        let mut set = KeySet::new(&["d".into()]);
+        let df = df!("d" => [1.5f64, 2.0, 1.5]).unwrap();
+        assert_eq!(firsts(&mut set, &df), [true, true, false]);
+    }
+
+    #[test]
+    fn many_keys_survive_the_table_growing() {
+        let mut set = KeySet::new(&["id".into()]);
+        let ids: Vec<String> = (0..50_000).map(|i| format!("key-{i}")).collect();
+        let df = df!("id" => &ids).unwrap();
+        assert!(firsts(&mut set, &df).iter().all(|f| *f));
+        let again: Vec<String> = (25_000..75_000).map(|i| format!("key-{i}")).collect();
+        let got = firsts(&mut set, &df!("id" => &again).unwrap());
+        assert_eq!(got.iter().filter(|f| !**f).count(), 25_000);
+        assert!(got[25_000..].iter().all(|f| *f));
+        assert_eq!(set.len(), 75_000);
+    }
+}
