@@ -34,7 +34,7 @@ use crate::spec::{Column, Layer, Model, Source, bronze_columns, quarantine_colum
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
-use table::{ModelTable, TableError, arrow_schema};
+use table::{ModelTable, TableCache, TableError, arrow_schema};
 
 /// Where the lake and the data folder are.
 #[derive(Clone, Debug)]
@@ -83,12 +83,17 @@ pub enum ModelError {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     models: BTreeMap<String, Model>,
+    /// The tables opened so far: a table is opened by its model, by every
+    /// model reading it and by its tests, and each opening only reads the
+    /// commits since the last.
+    tables: TableCache,
 }
 
 impl Catalog {
     pub fn new(models: impl IntoIterator<Item = Model>) -> Self {
         Self {
             models: models.into_iter().map(|m| (m.name.clone(), m)).collect(),
+            tables: TableCache::default(),
         }
     }
 
@@ -114,16 +119,18 @@ impl Catalog {
         let m = self.model(name)?;
         let loc = s.location(m.layer, name)?;
         let schema = arrow_schema(&self.columns(name)?);
-        ModelTable::open(name, &loc, schema).await?.ok_or_else(|| {
-            let how = match m.source {
-                Source::Kafka { .. } => "run `dag ingest` first",
-                _ => "run its model first (`dag run +<model>` brings upstream up to date)",
-            };
-            ModelError::Input(format!(
-                "input `{name}` has no table at {} yet: {how}",
-                loc.url
-            ))
-        })
+        ModelTable::open_cached(name, &loc, schema, Some(&self.tables))
+            .await?
+            .ok_or_else(|| {
+                let how = match m.source {
+                    Source::Kafka { .. } => "run `dag ingest` first",
+                    _ => "run its model first (`dag run +<model>` brings upstream up to date)",
+                };
+                ModelError::Input(format!(
+                    "input `{name}` has no table at {} yet: {how}",
+                    loc.url
+                ))
+            })
     }
 
     /// Opens (or creates) a model's own table.
@@ -134,12 +141,13 @@ impl Catalog {
             Source::Quarantine { .. } => (quarantine_columns(), vec!["ingest_date".to_string()]),
             _ => (m.columns.clone(), m.partition_by.clone()),
         };
-        let table = ModelTable::open_or_create(
+        let table = ModelTable::open_or_create_cached(
             name,
             &loc,
             arrow_schema(&columns),
             &partition_by,
             &m.description,
+            Some(&self.tables),
         )
         .await?;
         Ok(table.with_bloom_filters(lookup_key(m).unwrap_or_default()))

@@ -102,6 +102,40 @@ pub struct ModelTable {
     bloom: Vec<String>,
 }
 
+/// Delta tables this process loaded, by URL, for one catalog: opening a
+/// table again applies only the commits made since (one log listing when
+/// there are none), where loading it from scratch replayed its whole log
+/// every time (a run with nothing new read fact_telemetry's log 29 times).
+/// A table deleted and recreated under the same URL while the catalog
+/// lives is not noticed; nothing here does that.
+/// Clones share one cache.
+#[derive(Clone, Default)]
+pub struct TableCache(Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>);
+
+impl std::fmt::Debug for TableCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |m| m.len());
+        write!(f, "TableCache({n} tables)")
+    }
+}
+
+impl TableCache {
+    fn get(&self, url: &str) -> Option<DeltaTable> {
+        self.0.lock().ok()?.get(url).cloned()
+    }
+
+    /// Keeps `table`'s state unless a newer one is there already.
+    fn put(&self, url: &str, table: &DeltaTable) {
+        let Ok(mut map) = self.0.lock() else { return };
+        let newer = map
+            .get(url)
+            .is_none_or(|held| held.version() <= table.version());
+        if newer {
+            map.insert(url.to_string(), table.clone());
+        }
+    }
+}
+
 impl ModelTable {
     /// Opens an existing table (`None` when there is none yet), reading it
     /// with `schema` (partition columns included).
@@ -110,11 +144,30 @@ impl ModelTable {
         location: &TableLocation,
         schema: SchemaRef,
     ) -> Result<Option<Self>, TableError> {
-        let mut table = location.builder()?.build()?;
+        Self::open_cached(name, location, schema, None).await
+    }
+
+    /// [`ModelTable::open`], starting from the state `cache` holds for the
+    /// table (only the commits since are read) and leaving the new state
+    /// there.
+    pub async fn open_cached(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+        cache: Option<&TableCache>,
+    ) -> Result<Option<Self>, TableError> {
+        let key = location.url.as_str();
+        let mut table = match cache.and_then(|c| c.get(key)) {
+            Some(t) => t,
+            None => location.builder()?.build()?,
+        };
         match table.load().await {
             Ok(()) => {}
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
+        }
+        if let Some(c) = cache {
+            c.put(key, &table);
         }
         let partition_by: Vec<String> = table.snapshot()?.metadata().partition_columns().to_vec();
         let this = Self {
@@ -137,7 +190,20 @@ impl ModelTable {
         partition_by: &[String],
         comment: &str,
     ) -> Result<Self, TableError> {
-        if let Some(t) = Self::open(name, location, schema.clone()).await? {
+        Self::open_or_create_cached(name, location, schema, partition_by, comment, None).await
+    }
+
+    /// [`ModelTable::open_or_create`] through `cache` (see
+    /// [`ModelTable::open_cached`]).
+    pub async fn open_or_create_cached(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+        partition_by: &[String],
+        comment: &str,
+        cache: Option<&TableCache>,
+    ) -> Result<Self, TableError> {
+        if let Some(t) = Self::open_cached(name, location, schema.clone(), cache).await? {
             return Ok(t);
         }
         let kernel: StructType = schema.as_ref().try_into_kernel()?;
