@@ -56,11 +56,27 @@ pub struct ModelsConfig {
     /// Silver cleaning reads bronze in batches of about this many MiB
     /// (a bound on memory; raw values are most of it).
     pub clean_batch_mb: i64,
+    /// Most models `dag run` executes at once (models that do not depend
+    /// on each other); 0: one per CPU core.
+    pub concurrency: u32,
 }
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        Self { clean_batch_mb: 96 }
+        Self {
+            clean_batch_mb: 96,
+            concurrency: 0,
+        }
+    }
+}
+
+impl ModelsConfig {
+    /// `concurrency`, with 0 read as the machine's core count.
+    pub fn concurrency(&self) -> usize {
+        match self.concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `dag run [SELECTOR]`: the selected silver and gold models, once, in
-//! dependency order, each printing what it read, wrote and how long it
-//! took, each followed by its data tests as soon as the models they read
-//! have run (write-audit-publish). A model whose input failed, or whose
+//! dependency order (models that do not depend on each other at the same
+//! time, up to `models.concurrency`), each printing what it read, wrote
+//! and how long it took, each followed by its data tests as soon as the
+//! models they read have run (write-audit-publish). A model whose input failed, or whose
 //! input's error-severity test failed, in this run is skipped
 //! (upstream_failed), and the warehouse load only runs when nothing
 //! failed. Bronze sources and quarantines are listed by the selection but
@@ -11,12 +12,14 @@ use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
 use crate::datatest::Pending;
 use crate::pipeline::Pipeline;
-use jobs::datatest::{Options, Tester};
+use jobs::datatest::{Options, TestResult, Tester};
 use jobs::model::{Catalog, ModelReport, Settings, run_model};
-use jobs::spec::Source;
+use jobs::spec::{DataTest, Model, Source};
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::task::JoinSet;
 
 pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
     Settings {
@@ -58,70 +61,45 @@ pub async fn run(
     }
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let s = settings(cfg, full_refresh);
-    let width = order
-        .iter()
-        .map(|n| p.graph[*n].name.len())
-        .max()
-        .unwrap_or(10);
-    let test_width = crate::datatest::width(p, &order);
-    let mut tester = Tester::new(catalog.clone(), s.clone(), Options::default())
+    let tester = Tester::new(catalog.clone(), s.clone(), Options::default())
         .await
         .map_err(anyhow::Error::from)?;
-    let mut pending = Pending::of(p, &order);
+    let mut exec = Executor {
+        p,
+        widths: (
+            order
+                .iter()
+                .map(|n| p.graph[*n].name.len())
+                .max()
+                .unwrap_or(10),
+            crate::datatest::width(p, &order),
+        ),
+        catalog,
+        settings: s,
+        tester: Arc::new(tester),
+        pending: Pending::of(p, &order),
+        settled: BTreeSet::new(),
+        failed: BTreeSet::new(),
+        why: Vec::new(),
+        counts: Counts::default(),
+    };
     // Models that are not run here are as settled as those that ran.
     let running: BTreeSet<&str> = order.iter().map(|n| p.graph[*n].name.as_str()).collect();
-    let mut settled: BTreeSet<String> = p
+    exec.settled = p
         .graph
         .node_weights()
         .map(|m| m.name.clone())
         .filter(|m| !running.contains(m.as_str()))
         .collect();
-    let mut failed: BTreeSet<NodeIndex> = BTreeSet::new();
-    // Why each failed model failed, for the gate's message.
-    let mut why: Vec<String> = Vec::new();
-    let mut counts = Counts::default();
-    for n in order {
-        let name = p.graph[n].name.clone();
-        let upstream_failed = p.inputs_idx(n).iter().any(|i| failed.contains(i));
-        if upstream_failed {
-            println!("{name:<width$}  skipped: upstream failed");
-            failed.insert(n);
-            counts.skipped += 1;
-        } else {
-            match run_model(&name, &catalog, &s).await {
-                Ok(r) => {
-                    println!("{}", line(&r, width));
-                    counts.ran += 1;
-                }
-                Err(e) => {
-                    println!("{name:<width$}  FAILED: {e}");
-                    tracing::error!(model = %name, "{e}");
-                    failed.insert(n);
-                    why.push(format!("model {name} failed"));
-                    counts.failed += 1;
-                }
-            }
-        }
-        settled.insert(name);
-        for (owner, test) in pending.ready(&settled) {
-            // A test over a model that failed or was skipped has nothing
-            // new to judge, and the failure already stops the load.
-            let reads_failed = jobs::datatest::test_inputs(&p.graph[owner].name, &test)
-                .iter()
-                .any(|m| failed.iter().any(|f| p.graph[*f].name == *m));
-            if reads_failed {
-                continue;
-            }
-            let r = tester.run(&p.graph[owner], &test).await;
-            println!("{}", crate::datatest::line(&r, test_width));
-            counts.tests += 1;
-            if r.status.blocks() {
-                counts.tests_failed += 1;
-                failed.insert(owner);
-                why.push(format!("test {} failed", r.test));
-            }
-        }
-    }
+    exec.execute(&order, cfg.config.models.concurrency()).await;
+    let Executor {
+        tester,
+        failed,
+        why,
+        counts,
+        ..
+    } = exec;
+    let tester = Arc::into_inner(tester).expect("every test task has ended");
     let results = tester
         .finish(&crate::datatest::run_id())
         .await
@@ -153,6 +131,176 @@ pub async fn run(
         }
     }
     Ok(outcome)
+}
+
+/// What one step of a run hands back to the executor.
+enum Done {
+    /// A model ran (or failed, with the message).
+    Model(NodeIndex, Result<ModelReport, String>),
+    /// The tests that became ready when `node` settled, with the lines
+    /// to print for the node (its own line first).
+    Tests {
+        node: NodeIndex,
+        head: String,
+        results: Vec<(NodeIndex, TestResult)>,
+    },
+}
+
+/// Runs the models of a run as their inputs allow, up to `limit` steps at
+/// once. A model starts when each input it has in the run is *cleared*:
+/// the input ran, and the tests that became ready when it settled have
+/// judged it (so a failing test stops what is downstream, as in a run one
+/// model at a time). Each model's line and its tests' lines print together
+/// when they are all known, so concurrent models never interleave lines.
+struct Executor<'a> {
+    p: &'a Pipeline,
+    /// Name and test-name column widths.
+    widths: (usize, usize),
+    catalog: Catalog,
+    settings: Settings,
+    tester: Arc<Tester>,
+    pending: Pending,
+    /// Model names whose run is over (ran, failed or skipped).
+    settled: BTreeSet<String>,
+    failed: BTreeSet<NodeIndex>,
+    /// Why each failed model failed, for the gate's message.
+    why: Vec<String>,
+    counts: Counts,
+}
+
+impl Executor<'_> {
+    async fn execute(&mut self, order: &[NodeIndex], limit: usize) {
+        let limit = limit.max(1);
+        let in_run: BTreeSet<NodeIndex> = order.iter().copied().collect();
+        let mut waiting: Vec<NodeIndex> = order.to_vec();
+        let mut cleared: BTreeSet<NodeIndex> = BTreeSet::new();
+        let mut steps: JoinSet<Done> = JoinSet::new();
+        loop {
+            // Start what can start, in dependency order (a skipped model
+            // settles at once, so look again until nothing changes).
+            let mut i = 0;
+            while i < waiting.len() && steps.len() < limit {
+                let n = waiting[i];
+                let inputs = self.p.inputs_idx(n);
+                if !inputs
+                    .iter()
+                    .all(|x| !in_run.contains(x) || cleared.contains(x))
+                {
+                    i += 1;
+                    continue;
+                }
+                waiting.remove(i);
+                let name = self.p.graph[n].name.clone();
+                if inputs.iter().any(|x| self.failed.contains(x)) {
+                    let w = self.widths.0;
+                    self.failed.insert(n);
+                    self.counts.skipped += 1;
+                    self.settle(
+                        n,
+                        format!("{name:<w$}  skipped: upstream failed"),
+                        &mut steps,
+                    );
+                } else {
+                    let (catalog, settings) = (self.catalog.clone(), self.settings.clone());
+                    steps.spawn(blocking(move || async move {
+                        let r = run_model(&name, &catalog, &settings).await;
+                        Done::Model(n, r.map_err(|e| e.to_string()))
+                    }));
+                }
+                i = 0;
+            }
+            let Some(done) = steps.join_next().await else {
+                break;
+            };
+            match done.expect("a run step panicked") {
+                Done::Model(n, r) => {
+                    let name = self.p.graph[n].name.clone();
+                    let w = self.widths.0;
+                    let head = match r {
+                        Ok(r) => {
+                            self.counts.ran += 1;
+                            line(&r, w)
+                        }
+                        Err(e) => {
+                            tracing::error!(model = %name, "{e}");
+                            self.failed.insert(n);
+                            self.why.push(format!("model {name} failed"));
+                            self.counts.failed += 1;
+                            format!("{name:<w$}  FAILED: {e}")
+                        }
+                    };
+                    self.settle(n, head, &mut steps);
+                }
+                Done::Tests {
+                    node,
+                    head,
+                    results,
+                } => {
+                    println!("{head}");
+                    for (owner, r) in results {
+                        println!("{}", crate::datatest::line(&r, self.widths.1));
+                        self.counts.tests += 1;
+                        if r.status.blocks() {
+                            self.counts.tests_failed += 1;
+                            self.failed.insert(owner);
+                            self.why.push(format!("test {} failed", r.test));
+                        }
+                    }
+                    cleared.insert(node);
+                }
+            }
+        }
+        debug_assert!(waiting.is_empty(), "every model ran or was skipped");
+    }
+
+    /// `n` is over: its tests that now have every input (its own, and
+    /// those that waited for it) run as one step, then `n` is cleared.
+    fn settle(&mut self, n: NodeIndex, head: String, steps: &mut JoinSet<Done>) {
+        self.settled.insert(self.p.graph[n].name.clone());
+        // A test over a model that failed or was skipped has nothing new
+        // to judge, and the failure already stops the load.
+        let tests: Vec<(NodeIndex, DataTest)> = self
+            .pending
+            .ready(&self.settled)
+            .into_iter()
+            .filter(|(owner, test)| {
+                !jobs::datatest::test_inputs(&self.p.graph[*owner].name, test)
+                    .iter()
+                    .any(|m| self.failed.iter().any(|f| self.p.graph[*f].name == *m))
+            })
+            .collect();
+        let models: Vec<(NodeIndex, Model)> = tests
+            .iter()
+            .map(|(owner, _)| (*owner, self.p.graph[*owner].clone()))
+            .collect();
+        let tester = self.tester.clone();
+        steps.spawn(blocking(move || async move {
+            let mut results = Vec::with_capacity(tests.len());
+            for ((owner, test), (_, model)) in tests.iter().zip(&models) {
+                results.push((*owner, tester.run(model, test).await));
+            }
+            Done::Tests {
+                node: n,
+                head,
+                results,
+            }
+        }));
+    }
+}
+
+/// The future `work` makes, run on the blocking pool and driven by this
+/// runtime: models and tests have long CPU-bound stretches that must not
+/// hold the runtime's few workers (and their futures need not be `Send`:
+/// only `work` crosses threads).
+async fn blocking<F, Fut>(work: F) -> Done
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Done>,
+{
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || rt.block_on(work()))
+        .await
+        .expect("a run step panicked")
 }
 
 #[derive(Default)]

@@ -137,7 +137,7 @@ impl Runner {
         let all: BTreeSet<String> = run_nodes.iter().cloned().collect();
         let tests = self.owned_tests(&all, node);
         if !tests.is_empty() {
-            let mut tester = Tester::new(
+            let tester = Tester::new(
                 self.catalog.clone(),
                 self.settings.clone(),
                 Options::default(),

@@ -26,6 +26,7 @@ use crate::model::{Catalog, ModelError, Settings};
 use crate::spec::{DataTest, Model, Severity, TestKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// How a test ended.
@@ -133,13 +134,14 @@ pub fn tested_columns(kind: &TestKind) -> Vec<String> {
 }
 
 /// Runs tests against the lake, keeping each test's base from the results
-/// table; [`Tester::finish`] appends what ran.
+/// table; [`Tester::finish`] appends what ran. Shared by reference: a run
+/// evaluates tests of independent models at the same time.
 pub struct Tester {
     catalog: Catalog,
     settings: Settings,
     opts: Options,
-    bases: results::Bases,
-    ran: Vec<TestResult>,
+    bases: Mutex<results::Bases>,
+    ran: Mutex<Vec<TestResult>>,
 }
 
 impl Tester {
@@ -153,19 +155,19 @@ impl Tester {
             catalog,
             settings,
             opts,
-            bases,
-            ran: Vec::new(),
+            bases: Mutex::new(bases),
+            ran: Mutex::new(Vec::new()),
         })
     }
 
     /// Runs one declared test of `model`; a test that cannot run is an
     /// `Error` result, not an `Err`.
-    pub async fn run(&mut self, model: &Model, test: &DataTest) -> TestResult {
+    pub async fn run(&self, model: &Model, test: &DataTest) -> TestResult {
         let started = Instant::now();
         let base = if self.opts.full {
             None
         } else {
-            self.bases.base(&test.name)
+            lock(&self.bases).base(&test.name)
         };
         let ctx = eval::Context {
             catalog: &self.catalog,
@@ -182,23 +184,24 @@ impl Tester {
         };
         result.seconds = started.elapsed().as_secs_f64();
         if result.status == Status::Pass && result.failing == 0 {
-            self.bases
-                .passed(&test.name, result.version, result.compared_version);
+            lock(&self.bases).passed(&test.name, result.version, result.compared_version);
         }
-        self.ran.push(result.clone());
+        lock(&self.ran).push(result.clone());
         result
-    }
-
-    /// Every result so far, in the order run.
-    pub fn results(&self) -> &[TestResult] {
-        &self.ran
     }
 
     /// Appends every result to the results table, in one commit.
     pub async fn finish(self, run_id: &str) -> Result<Vec<TestResult>, ModelError> {
-        results::append(&self.settings, run_id, self.opts.clock, &self.ran).await?;
-        Ok(self.ran)
+        let ran = self.ran.into_inner().unwrap_or_else(|e| e.into_inner());
+        results::append(&self.settings, run_id, self.opts.clock, &ran).await?;
+        Ok(ran)
     }
+}
+
+/// A guard on `m`; a test that panicked while holding it left plain data
+/// (a base or a result list), still good to use.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn blank(model: &Model, test: &DataTest) -> TestResult {
