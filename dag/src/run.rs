@@ -172,7 +172,7 @@ impl Executor<'_> {
     async fn execute(&mut self, order: &[NodeIndex], limit: usize) {
         let limit = limit.max(1);
         let in_run: BTreeSet<NodeIndex> = order.iter().copied().collect();
-        let mut waiting: Vec<NodeIndex> = order.to_vec();
+        let mut waiting = critical_first(self.p, order);
         let mut cleared: BTreeSet<NodeIndex> = BTreeSet::new();
         let mut steps: JoinSet<Done> = JoinSet::new();
         loop {
@@ -286,6 +286,30 @@ impl Executor<'_> {
             }
         }));
     }
+}
+
+/// `order` (a dependency order) with the models that head the longest
+/// chains of the run first: with fewer slots than ready models, the chain
+/// that decides when the run ends starts first (a seed with nothing
+/// downstream can wait). Readiness still follows the dependencies.
+fn critical_first(p: &Pipeline, order: &[NodeIndex]) -> Vec<NodeIndex> {
+    let in_run: BTreeSet<NodeIndex> = order.iter().copied().collect();
+    // Models on the longest path from each model to the run's end.
+    let mut height: std::collections::BTreeMap<NodeIndex, usize> = Default::default();
+    for &n in order.iter().rev() {
+        let below = p
+            .graph
+            .neighbors_directed(n, petgraph::Direction::Outgoing)
+            .filter(|m| in_run.contains(m))
+            .filter_map(|m| height.get(&m).copied())
+            .max()
+            .unwrap_or(0);
+        height.insert(n, below + 1);
+    }
+    let mut ranked = order.to_vec();
+    // Stable: equal heights keep the dependency order.
+    ranked.sort_by_key(|n| std::cmp::Reverse(height[n]));
+    ranked
 }
 
 /// The future `work` makes, run on the blocking pool and driven by this

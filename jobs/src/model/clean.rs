@@ -115,6 +115,7 @@ pub async fn run(
             if to_silver {
                 silver_adds.extend(silver.write_files(&out.silver).await?);
             }
+            tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "batch written");
         }
         // One commit per table, whatever the number of batches; a full
         // refresh replaces each table in that commit.
@@ -246,6 +247,7 @@ impl Rules<'_> {
         let duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");
         let silver_rows = self.derive(firsts)?;
+        tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "derived");
         Ok(Cleaned {
             silver: silver_rows,
             quarantine,

@@ -252,7 +252,9 @@ pub async fn read_in_scope(
         }
     }
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
     let rows = table.read(files, Some(&refs)).await?;
+    let read = started.elapsed().as_secs_f64();
     let with_scope = evaluate(rows, mapping, true)?;
     let keys: Vec<String> = mapping.columns.iter().map(|(c, _)| hidden(c)).collect();
     let wanted = affected
@@ -272,6 +274,7 @@ pub async fn read_in_scope(
         )
         .collect()?;
     let inside = keep_affected(with_scope, wanted, &keys)?;
+    tracing::debug!(table = %table.name, files = files.len(), rows = inside.height(), read, filtered = started.elapsed().as_secs_f64(), "scoped read");
     Ok(inside.select(cols.iter().copied())?)
 }
 
@@ -303,7 +306,19 @@ fn keep_affected(
         .map(|(k, values)| col(k.as_str()).is_in(lit(values).implode(false), true))
         .reduce(Expr::and)
         .unwrap_or(lit(true));
-    Ok(rows.lazy().filter(inside).collect()?)
+    const INSIDE: &str = "__inside";
+    let mask = rows
+        .clone()
+        .lazy()
+        .select([inside.alias(INSIDE)])
+        .collect()?;
+    let mask = mask.column(INSIDE)?.bool()?;
+    // Re-reading a day for most of its drivers keeps every row: then the
+    // rows are handed on as read, not copied by a filter.
+    if mask.null_count() == 0 && mask.all() {
+        return Ok(rows);
+    }
+    Ok(rows.filter(mask)?)
 }
 
 /// The output rows of `result` inside the scope (a query over filtered
@@ -338,15 +353,32 @@ pub fn conform_to(affected: &DataFrame, like: &DataFrame) -> Result<DataFrame, M
 /// The scope expressions over `rows`: only the scope columns, or (`keep`)
 /// every row column plus the scope columns under hidden names.
 fn evaluate(rows: DataFrame, mapping: &ScopeInput, keep: bool) -> Result<DataFrame, ModelError> {
+    let name = |c: &str| if keep { hidden(c) } else { c.to_string() };
+    // The usual mapping names input columns as they are: those are the
+    // columns themselves under another name (shared, not computed; a
+    // constant partition column stays a constant), no SQL to plan.
+    let plain = |e: &str| {
+        e.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            && !e.starts_with(|ch: char| ch.is_ascii_digit())
+            && rows.column(e).is_ok()
+    };
+    if mapping.columns.iter().all(|(_, e)| plain(e)) {
+        let mut columns = if keep {
+            rows.columns().to_vec()
+        } else {
+            Vec::new()
+        };
+        for (c, e) in &mapping.columns {
+            columns.push(rows.column(e)?.clone().with_name(name(c).into()));
+        }
+        return Ok(DataFrame::new(rows.height(), columns)?);
+    }
     let mut ctx = SQLContext::new();
     ctx.register("t", rows.lazy());
     let exprs: Vec<String> = mapping
         .columns
         .iter()
-        .map(|(c, e)| {
-            let name = if keep { hidden(c) } else { c.clone() };
-            format!("{e} AS \"{name}\"")
-        })
+        .map(|(c, e)| format!("{e} AS \"{}\"", name(c)))
         .collect();
     let star = if keep { "*, " } else { "" };
     let q = format!("SELECT {star}{} FROM t", exprs.join(", "));

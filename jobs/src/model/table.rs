@@ -32,7 +32,9 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::{StreamExt, TryStreamExt};
-use polars::prelude::{DataFrame, Expr, IntoLazy, JoinArgs, JoinType, NamedFrom, Series, col};
+use polars::prelude::{
+    Column, DataFrame, Expr, IntoLazy, JoinArgs, JoinType, NamedFrom, Scalar, Series, col,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -400,7 +402,8 @@ impl ModelTable {
             .try_collect()
             .await?;
         let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
-        Ok(batches_to_df(&batches, &schema)?)
+        let df = batches_to_df(&batches, &schema)?;
+        Ok(constant_partitions(df, files, &self.partition_by)?)
     }
 
     /// Which of `keys` rows of `files` hold in the string column `column`
@@ -489,6 +492,10 @@ impl ModelTable {
         let mut tasks = tokio::task::JoinSet::new();
         for part in chunks(&batch, batch.num_rows().div_ceil(ways)) {
             let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+            // A file holds at most this many keys. Sized for them, the
+            // filter starts small; the default (a million) allocated and
+            // zeroed 8 MB per file at this rate before folding it down.
+            let ndv = part.num_rows().min(FILE_ROWS) as u64;
             for c in &self.bloom {
                 // A key column is (nearly) one value per row: a dictionary
                 // never pays, and trying one cost a hash per value.
@@ -496,6 +503,7 @@ impl ModelTable {
                 props = props
                     .set_column_bloom_filter_enabled(path.clone(), true)
                     .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP)
+                    .set_column_bloom_filter_max_ndv(path.clone(), ndv)
                     .set_column_dictionary_enabled(path, false);
             }
             let mut writer =
@@ -752,6 +760,35 @@ async fn lookup_file(
     Ok(found)
 }
 
+/// `df` (rows of `files`) with each partition column that holds one value
+/// in all of `files` as a scalar column: polars then groups, joins and
+/// filters on it as the constant it is (an incremental aggregate
+/// re-reading one day grouped by (driver, day) encoded the day into
+/// every row's key).
+fn constant_partitions(
+    mut df: DataFrame,
+    files: &[DataFile],
+    partition_by: &[String],
+) -> Result<DataFrame, BridgeError> {
+    if df.height() == 0 {
+        return Ok(df);
+    }
+    for p in partition_by {
+        let Ok(column) = df.column(p) else {
+            continue;
+        };
+        let first = files.first().and_then(|f| f.partition_values.get(p));
+        if !files.iter().all(|f| f.partition_values.get(p) == first) {
+            continue;
+        }
+        let value = column.get(0)?.into_static();
+        let scalar = Scalar::new(column.dtype().clone(), value);
+        let constant = Column::new_scalar(p.as_str().into(), scalar, df.height());
+        df.with_column(constant)?;
+    }
+    Ok(df)
+}
+
 /// A constant column from a partition value as the log stores it (text).
 fn partition_column(
     field: &Field,
@@ -793,5 +830,60 @@ pub fn arrow_type(ty: crate::spec::ColumnType) -> DataType {
             DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()))
         }
         T::Date => DataType::Date32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{DataType as PlType, df};
+
+    fn file(day: Option<&str>) -> DataFile {
+        DataFile {
+            path: format!("event_date={}/part.parquet", day.unwrap_or("null")),
+            partition_values: BTreeMap::from([("event_date".to_string(), day.map(String::from))]),
+            size: 1,
+            stats: None,
+        }
+    }
+
+    #[test]
+    fn a_partition_column_with_one_value_in_every_file_becomes_a_constant() {
+        let rows = df!("id" => ["a", "b", "c"], "event_date" => ["2026-11-21"; 3])
+            .unwrap()
+            .lazy()
+            .with_column(col("event_date").cast(PlType::Date))
+            .collect()
+            .unwrap();
+        let day = Some("2026-11-21");
+        let out = constant_partitions(
+            rows.clone(),
+            &[file(day), file(day)],
+            &["event_date".into()],
+        )
+        .unwrap();
+        let c = out.column("event_date").unwrap();
+        assert!(matches!(c, Column::Scalar(_)), "not a constant: {c:?}");
+        assert_eq!(c.dtype(), &PlType::Date);
+        assert!(out.equals(&rows), "values changed: {out:?}");
+    }
+
+    #[test]
+    fn a_partition_column_over_several_values_stays_as_read() {
+        let rows = df!("id" => ["a", "b"], "event_date" => ["2026-11-21", "2026-11-22"]).unwrap();
+        let files = [file(Some("2026-11-21")), file(Some("2026-11-22"))];
+        let out = constant_partitions(rows.clone(), &files, &["event_date".into()]).unwrap();
+        assert!(!matches!(
+            out.column("event_date").unwrap(),
+            Column::Scalar(_)
+        ));
+        assert!(out.equals(&rows));
+        // One file with a null partition and one without: not one value.
+        let files = [file(None), file(Some("2026-11-21"))];
+        let out = constant_partitions(rows.clone(), &files, &["event_date".into()]).unwrap();
+        assert!(!matches!(
+            out.column("event_date").unwrap(),
+            Column::Scalar(_)
+        ));
     }
 }
