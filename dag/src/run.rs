@@ -275,10 +275,11 @@ impl Executor<'_> {
             .collect();
         let tester = self.tester.clone();
         steps.spawn(blocking(move || async move {
-            let mut results = Vec::with_capacity(tests.len());
-            for ((owner, test), (_, model)) in tests.iter().zip(&models) {
-                results.push((*owner, tester.run(model, test).await));
-            }
+            // Together: their reads overlap (results keep this order).
+            let results = futures::future::join_all(tests.iter().zip(&models).map(
+                |((owner, test), (_, model))| async { (*owner, tester.run(model, test).await) },
+            ))
+            .await;
             Done::Tests {
                 node: n,
                 head,

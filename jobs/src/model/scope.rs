@@ -273,9 +273,44 @@ pub async fn read_in_scope(
                 .collect::<Vec<_>>(),
         )
         .collect()?;
-    let inside = keep_affected(with_scope, wanted, &keys)?;
+    let inside = if sample_all_inside(&with_scope, &wanted, &keys)? {
+        with_scope
+    } else {
+        keep_affected(with_scope, wanted, &keys)?
+    };
     tracing::debug!(table = %table.name, files = files.len(), rows = inside.height(), read, filtered = started.elapsed().as_secs_f64(), "scoped read");
     Ok(inside.select(cols.iter().copied())?)
+}
+
+/// Rows in a sample of this many, from this many places, decide whether
+/// a large scoped read is filtered at all.
+const SAMPLE_ROWS: usize = 2048;
+const SAMPLE_PLACES: usize = 4;
+
+/// Whether evenly spread slices of `rows` (a large read) are all inside
+/// the scope. Filtering an input is a saving, not a rule: rows outside the
+/// scope only make output rows outside it, which [`restrict`] drops. When
+/// the rows read are (nearly) all affected, as re-reading a day for most
+/// of its drivers is, filtering a million rows cost more than the few
+/// extra rows it would have spared.
+fn sample_all_inside(
+    rows: &DataFrame,
+    wanted: &DataFrame,
+    keys: &[String],
+) -> Result<bool, ModelError> {
+    let height = rows.height();
+    if height < 4 * SAMPLE_ROWS * SAMPLE_PLACES {
+        return Ok(false);
+    }
+    let stride = height / SAMPLE_PLACES;
+    for place in 0..SAMPLE_PLACES {
+        let slice = rows.slice((place * stride) as i64, SAMPLE_ROWS);
+        let kept = keep_affected(slice, wanted.clone(), keys)?;
+        if kept.height() < SAMPLE_ROWS {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The rows of `rows` whose `keys` are a row of `wanted`. When
@@ -555,5 +590,26 @@ mod tests {
         // Repeated wanted rows are not mistaken for a product.
         let repeated = df!("d" => ["a", "a", "b", "b"], "day" => [1i32, 1, 2, 2]).unwrap();
         assert_eq!(kept(&rows, repeated), [("a".into(), 1), ("b".into(), 2)]);
+    }
+
+    #[test]
+    fn a_large_read_is_left_unfiltered_only_when_every_sampled_place_is_inside() {
+        let n = 4 * SAMPLE_ROWS * SAMPLE_PLACES;
+        let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
+        let rows = df!("d" => drivers, "day" => vec![1i32; n]).unwrap();
+        let all = df!("d" => ["a", "b", "c"], "day" => [1i32, 1, 1]).unwrap();
+        assert!(sample_all_inside(&rows, &all, &keys()).unwrap());
+        // Two drivers of three: the samples see c, and the rows are filtered.
+        let some = df!("d" => ["a", "b"], "day" => [1i32, 1]).unwrap();
+        assert!(!sample_all_inside(&rows, &some, &keys()).unwrap());
+        // An outside row in the last sampled place only.
+        let mut days = vec![1i32; n];
+        days[3 * (n / SAMPLE_PLACES) + 7] = 2;
+        let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
+        let rows = df!("d" => drivers, "day" => days).unwrap();
+        assert!(!sample_all_inside(&rows, &all, &keys()).unwrap());
+        // A small read is always filtered (exact and cheap).
+        let small = rows.slice(0, 100);
+        assert!(!sample_all_inside(&small, &all, &keys()).unwrap());
     }
 }
