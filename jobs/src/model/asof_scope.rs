@@ -71,30 +71,77 @@ pub async fn affected_left(
         .collect()?)
 }
 
-/// The right rows (columns `cols`) the as-of join of `left` needs: rows
-/// with `by` values `left` has and `right_on` at or before its latest
-/// `left_on`, read newest file first and only until each left row's match
-/// is certain (found, and later than anything an unread file holds).
-pub async fn read_right(
+/// The right rows (columns `cols`) the as-of join of `left` needs: in a
+/// scoped run the newest ones as far back as the matches go
+/// ([`read_right`]), in a full rebuild only the matches ([`read_matches`]).
+pub async fn right_rows(
     a: &AsofJoin,
     right: &ModelTable,
     cols: &[&str],
     left: &DataFrame,
+    scoped: bool,
 ) -> Result<DataFrame, ModelError> {
-    let mut acc = right.read(&[], Some(cols)).await?;
+    let acc = right.read(&[], Some(cols)).await?;
     let Some(hi) = micros(left.column(&a.left_on)?.as_materialized_series())?.max() else {
         return Ok(acc);
     };
     let by_values = left
         .select(a.by.iter().map(String::as_str))?
         .unique_stable(None, UniqueKeepStrategy::First, None)?;
-    let bound = |f: &DataFile| f.bounds(&a.right_on);
-    let mut files: Vec<DataFile> = right
+    let files = right
         .files()
         .await?
         .into_iter()
-        .filter(|f| bound(f).is_none_or(|(lo, _)| lo <= hi))
+        .filter(|f| f.bounds(&a.right_on).is_none_or(|(lo, _)| lo <= hi))
         .collect();
+    let scan = Scan {
+        a,
+        right,
+        cols,
+        left,
+        hi,
+        by_values,
+        files,
+    };
+    if scoped {
+        read_right(scan, acc).await
+    } else {
+        read_matches(scan, acc).await
+    }
+}
+
+/// Where both right-side reads start: the join, the right table and the
+/// columns read, the left rows, their latest `left_on` (`hi`) and distinct
+/// `by` values, and the right files that may hold a row at or before `hi`
+/// (by statistics; files without them may).
+struct Scan<'s> {
+    a: &'s AsofJoin,
+    right: &'s ModelTable,
+    cols: &'s [&'s str],
+    left: &'s DataFrame,
+    hi: i64,
+    by_values: DataFrame,
+    files: Vec<DataFile>,
+}
+
+impl Scan<'_> {
+    /// The rows of `files` at or before `hi` whose `by` values a left row has.
+    async fn rows(&self, files: &[DataFile]) -> Result<DataFrame, ModelError> {
+        let a = self.a;
+        let rows = self.right.read(files, Some(self.cols)).await?;
+        let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(self.hi);
+        semi_join(rows.filter(&early)?, self.by_values.clone(), &a.by)
+    }
+}
+
+/// The right rows (columns `cols`) the as-of join of `left` needs: rows
+/// with `by` values `left` has and `right_on` at or before its latest
+/// `left_on`, read newest file first and only until each left row's match
+/// is certain (found, and later than anything an unread file holds).
+async fn read_right(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, ModelError> {
+    let (a, left) = (scan.a, scan.left);
+    let mut files = scan.files.clone();
+    let bound = |f: &DataFile| f.bounds(&a.right_on);
     // Newest first; files without statistics first of all (they could
     // hold anything).
     files.sort_by_key(|f| std::cmp::Reverse(bound(f).map_or(i64::MAX, |(_, max)| max)));
@@ -110,10 +157,7 @@ pub async fn read_right(
         let (step, later) = rest.split_at(take);
         rest = later;
         step_bytes = step_bytes.saturating_mul(2);
-        let rows = right.read(step, Some(cols)).await?;
-        let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(hi);
-        let rows = semi_join(rows.filter(&early)?, by_values.clone(), &a.by)?;
-        acc.vstack_mut_owned(rows)?;
+        acc.vstack_mut_owned(scan.rows(step).await?)?;
         let Some(next) = rest.first() else { break };
         let unread_max =
             bound(next).map_or(i64::MAX, |(_, max)| max.saturating_add(STATS_SLACK_US));
@@ -134,32 +178,13 @@ const MATCH_BATCH_BYTES: i64 = 64 << 20;
 /// rows, 2.4 GB, to attribute 200k fines). The join over these rows gives
 /// each left row the same match as over all of them: a kept row that beat
 /// a left row's match would have been its match.
-pub async fn read_matches(
-    a: &AsofJoin,
-    right: &ModelTable,
-    cols: &[&str],
-    left: &DataFrame,
-) -> Result<DataFrame, ModelError> {
-    let mut acc = right.read(&[], Some(cols)).await?;
-    let Some(hi) = micros(left.column(&a.left_on)?.as_materialized_series())?.max() else {
-        return Ok(acc);
-    };
-    let by_values = left
-        .select(a.by.iter().map(String::as_str))?
-        .unique_stable(None, UniqueKeepStrategy::First, None)?;
+async fn read_matches(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, ModelError> {
+    let a = scan.a;
     let mut probe: Vec<&str> = a.by.iter().map(String::as_str).collect();
     probe.push(&a.left_on);
-    let left = left.select(probe)?;
-    let files: Vec<DataFile> = right
-        .files()
-        .await?
-        .into_iter()
-        .filter(|f| f.bounds(&a.right_on).is_none_or(|(lo, _)| lo <= hi))
-        .collect();
-    for batch in super::sql::size_batches(files, MATCH_BATCH_BYTES) {
-        let rows = right.read(&batch, Some(cols)).await?;
-        let early = micros(rows.column(&a.right_on)?.as_materialized_series())?.lt_eq(hi);
-        acc.vstack_mut_owned(semi_join(rows.filter(&early)?, by_values.clone(), &a.by)?)?;
+    let left = scan.left.select(probe)?;
+    for batch in super::sql::size_batches(scan.files.clone(), MATCH_BATCH_BYTES) {
+        acc.vstack_mut_owned(scan.rows(&batch).await?)?;
         acc = matches_only(a, &left, acc)?;
     }
     Ok(acc)

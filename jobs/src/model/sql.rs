@@ -129,11 +129,7 @@ pub async fn run(
     // Right sides of scoped as-of joins, once their left rows are known.
     for (a, t, cols) in deferred {
         let left = frames.get(&a.left).cloned().unwrap_or_default();
-        let df = if scoped.is_some() {
-            super::asof_scope::read_right(a, t, &cols, &left).await?
-        } else {
-            super::asof_scope::read_matches(a, t, &cols, &left).await?
-        };
+        let df = super::asof_scope::right_rows(a, t, &cols, &left, scoped.is_some()).await?;
         report.rows_in += df.height() as u64;
         frames.insert(a.right.clone(), df);
     }
