@@ -224,6 +224,7 @@ impl Executor<'_> {
             };
             match done.expect("a run step panicked") {
                 Done::Model(n, r) => {
+                    release_freed_memory();
                     let name = self.p.graph[n].name.clone();
                     let w = self.widths.0;
                     let head = match r {
@@ -321,6 +322,35 @@ fn critical_first(p: &Pipeline, order: &[NodeIndex]) -> Vec<NodeIndex> {
     // Stable: equal heights keep the dependency order.
     ranked.sort_by_key(|n| std::cmp::Reverse(height[n]));
     ranked
+}
+
+/// Hands memory freed by the model that just ended back to the system
+/// when the process holds more than [`TRIM_ABOVE`]. glibc keeps freed
+/// memory in its arenas, fragmented: the next model's peak then stacked
+/// on the last one's (10M events: the biggest model alone peaks at 1.2 GB,
+/// the run at 1.6 GB; 1.26 GB with this). Below the bound it is left
+/// alone: trimming after every model made the next ones fault their pages
+/// back in (1M full run 3.5 -> 3.9 s).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    if resident_bytes().is_some_and(|b| b > TRIM_ABOVE) {
+        // SAFETY: malloc_trim only returns free pages; no pointer changes.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Resident memory from which a finished model's freed memory is returned.
+const TRIM_ABOVE: u64 = 1 << 30;
+
+/// This process's resident set, from /proc (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// The future `work` makes, run on the blocking pool and driven by this
