@@ -65,6 +65,14 @@ pub async fn run(
     let tester = Tester::new(catalog.clone(), s.clone(), Options::default())
         .await
         .map_err(anyhow::Error::from)?;
+    // Models that are not run here are as settled as those that ran.
+    let running: BTreeSet<&str> = order.iter().map(|n| p.graph[*n].name.as_str()).collect();
+    let settled = p
+        .graph
+        .node_weights()
+        .map(|m| m.name.clone())
+        .filter(|m| !running.contains(m.as_str()))
+        .collect();
     let mut exec = Executor {
         p,
         widths: (
@@ -79,19 +87,11 @@ pub async fn run(
         settings: s,
         tester: Arc::new(tester),
         pending: Pending::of(p, &order),
-        settled: BTreeSet::new(),
+        settled,
         failed: BTreeSet::new(),
         why: Vec::new(),
         counts: Counts::default(),
     };
-    // Models that are not run here are as settled as those that ran.
-    let running: BTreeSet<&str> = order.iter().map(|n| p.graph[*n].name.as_str()).collect();
-    exec.settled = p
-        .graph
-        .node_weights()
-        .map(|m| m.name.clone())
-        .filter(|m| !running.contains(m.as_str()))
-        .collect();
     // A full refresh rebuilds every model from all of its input: each
     // already uses every core, and two at once only add up their memory
     // (10M events: 1.3 -> 1.9 GB peak). Runs of new data are mostly
@@ -101,7 +101,7 @@ pub async fn run(
     } else {
         cfg.config.models.concurrency()
     };
-    exec.execute(&order, limit).await;
+    exec.execute(&order, limit).await?;
     let Executor {
         tester,
         failed,
@@ -109,7 +109,8 @@ pub async fn run(
         counts,
         ..
     } = exec;
-    let tester = Arc::into_inner(tester).expect("every test task has ended");
+    let tester = Arc::into_inner(tester)
+        .ok_or_else(|| anyhow::anyhow!("a test step of this run still holds its results"))?;
     let results = tester
         .finish(&crate::datatest::run_id())
         .await
@@ -147,12 +148,12 @@ pub async fn run(
 enum Done {
     /// A model ran (or failed, with the message).
     Model(NodeIndex, Result<ModelReport, String>),
-    /// The tests that became ready when `node` settled, with the lines
-    /// to print for the node (its own line first).
+    /// The tests that became ready when `node` settled (by owner), with
+    /// the node's own line to print first; `Err` when the step panicked.
     Tests {
         node: NodeIndex,
         head: String,
-        results: Vec<(NodeIndex, TestResult)>,
+        results: Result<Vec<(NodeIndex, TestResult)>, String>,
     },
 }
 
@@ -179,7 +180,9 @@ struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    async fn execute(&mut self, order: &[NodeIndex], limit: usize) {
+    /// Runs every model of `order`; an error only when a step could not
+    /// be joined (a model or test that fails is a result, not an error).
+    async fn execute(&mut self, order: &[NodeIndex], limit: usize) -> anyhow::Result<()> {
         let limit = limit.max(1);
         let in_run: BTreeSet<NodeIndex> = order.iter().copied().collect();
         let mut waiting = critical_first(self.p, order);
@@ -212,17 +215,21 @@ impl Executor<'_> {
                     );
                 } else {
                     let (catalog, settings) = (self.catalog.clone(), self.settings.clone());
-                    steps.spawn(blocking(move || async move {
-                        let r = run_model(&name, &catalog, &settings).await;
-                        Done::Model(n, r.map_err(|e| e.to_string()))
-                    }));
+                    steps.spawn(async move {
+                        let r =
+                            blocking(
+                                move || async move { run_model(&name, &catalog, &settings).await },
+                            )
+                            .await;
+                        Done::Model(n, r.and_then(|r| r.map_err(|e| e.to_string())))
+                    });
                 }
                 i = 0;
             }
             let Some(done) = steps.join_next().await else {
                 break;
             };
-            match done.expect("a run step panicked") {
+            match done.map_err(|e| anyhow::anyhow!("a step of the run ended abnormally: {e}"))? {
                 Done::Model(n, r) => {
                     release_freed_memory();
                     let name = self.p.graph[n].name.clone();
@@ -248,6 +255,17 @@ impl Executor<'_> {
                     results,
                 } => {
                     println!("{head}");
+                    let results = match results {
+                        Ok(results) => results,
+                        Err(e) => {
+                            // The tests could not judge: nothing downstream runs.
+                            println!("  tests after {}: {e}", self.p.graph[node].name);
+                            self.failed.insert(node);
+                            self.why
+                                .push(format!("tests after {} failed", self.p.graph[node].name));
+                            Vec::new()
+                        }
+                    };
                     for (owner, r) in results {
                         println!("{}", crate::datatest::line(&r, self.widths.1));
                         self.counts.tests += 1;
@@ -262,6 +280,7 @@ impl Executor<'_> {
             }
         }
         debug_assert!(waiting.is_empty(), "every model ran or was skipped");
+        Ok(())
     }
 
     /// `n` is over: its tests that now have every input (its own, and
@@ -280,23 +299,27 @@ impl Executor<'_> {
                     .any(|m| self.failed.iter().any(|f| self.p.graph[*f].name == *m))
             })
             .collect();
-        let models: Vec<(NodeIndex, Model)> = tests
-            .iter()
-            .map(|(owner, _)| (*owner, self.p.graph[*owner].clone()))
+        let tests: Vec<(NodeIndex, Model, DataTest)> = tests
+            .into_iter()
+            .map(|(owner, test)| (owner, self.p.graph[owner].clone(), test))
             .collect();
         let tester = self.tester.clone();
-        steps.spawn(blocking(move || async move {
-            // One after another: each test's seconds are its own.
-            let mut results = Vec::with_capacity(tests.len());
-            for ((owner, test), (_, model)) in tests.iter().zip(&models) {
-                results.push((*owner, tester.run(model, test).await));
-            }
+        steps.spawn(async move {
+            let results = blocking(move || async move {
+                // One after another: each test's seconds are its own.
+                let mut results = Vec::with_capacity(tests.len());
+                for (owner, model, test) in &tests {
+                    results.push((*owner, tester.run(model, test).await));
+                }
+                results
+            })
+            .await;
             Done::Tests {
                 node: n,
                 head,
                 results,
             }
-        }));
+        });
     }
 }
 
@@ -357,15 +380,17 @@ fn resident_bytes() -> Option<u64> {
 /// runtime: models and tests have long CPU-bound stretches that must not
 /// hold the runtime's few workers (and their futures need not be `Send`:
 /// only `work` crosses threads).
-async fn blocking<F, Fut>(work: F) -> Done
+/// A panic there is the step's failure (`Err` with its message).
+async fn blocking<F, Fut, T>(work: F) -> Result<T, String>
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = Done>,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
 {
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || rt.block_on(work()))
         .await
-        .expect("a run step panicked")
+        .map_err(|e| format!("panicked: {e}"))
 }
 
 #[derive(Default)]

@@ -273,10 +273,11 @@ pub async fn read_in_scope(
                 .collect::<Vec<_>>(),
         )
         .collect()?;
-    let inside = if sample_all_inside(&with_scope, &wanted, &keys)? {
+    let affected = Affected::new(wanted, &keys)?;
+    let inside = if sample_all_inside(&with_scope, &affected)? {
         with_scope
     } else {
-        keep_affected(with_scope, wanted, &keys)?
+        affected.keep(with_scope)?
     };
     tracing::debug!(table = %table.name, files = files.len(), rows = inside.height(), read, filtered = started.elapsed().as_secs_f64(), "scoped read");
     Ok(inside.select(cols.iter().copied())?)
@@ -293,11 +294,7 @@ const SAMPLE_PLACES: usize = 4;
 /// the rows read are (nearly) all affected, as re-reading a day for most
 /// of its drivers is, filtering a million rows cost more than the few
 /// extra rows it would have spared.
-fn sample_all_inside(
-    rows: &DataFrame,
-    wanted: &DataFrame,
-    keys: &[String],
-) -> Result<bool, ModelError> {
+fn sample_all_inside(rows: &DataFrame, affected: &Affected) -> Result<bool, ModelError> {
     let height = rows.height();
     if height < 4 * SAMPLE_ROWS * SAMPLE_PLACES {
         return Ok(false);
@@ -305,55 +302,70 @@ fn sample_all_inside(
     let stride = height / SAMPLE_PLACES;
     for place in 0..SAMPLE_PLACES {
         let slice = rows.slice((place * stride) as i64, SAMPLE_ROWS);
-        let kept = keep_affected(slice, wanted.clone(), keys)?;
-        if kept.height() < SAMPLE_ROWS {
+        if affected.keep(slice)?.height() < SAMPLE_ROWS {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-/// The rows of `rows` whose `keys` are a row of `wanted`. When
-/// `wanted` is every combination of its columns' distinct values (one day
-/// times that day's drivers: the usual scope), each column is filtered on
-/// its own with `is_in`; otherwise a semi-join, which encodes every row's
-/// multi-column key first (most of re-reading a day of a million facts).
-fn keep_affected(
-    rows: DataFrame,
+/// The affected key rows of a scoped read (`keys` columns), ready to
+/// filter rows by: built once, applied to samples and to the whole read.
+struct Affected<'k> {
     wanted: DataFrame,
-    keys: &[String],
-) -> Result<DataFrame, ModelError> {
-    // Casts may merge values: count distinct rows, not rows.
-    let wanted = wanted.unique_stable(None, UniqueKeepStrategy::First, None)?;
-    let mut combinations: u128 = 1;
-    let mut distinct = Vec::with_capacity(keys.len());
-    for k in keys {
-        let values = wanted.column(k)?.as_materialized_series().unique()?;
-        combinations = combinations.saturating_mul(values.len() as u128);
-        distinct.push(values);
+    keys: &'k [String],
+    /// When `wanted` is every combination of its columns' distinct values
+    /// (one day times that day's drivers: the usual scope), each column
+    /// `is_in` its values; otherwise `None`, and a semi-join, which
+    /// encodes every row's multi-column key first (most of re-reading a
+    /// day of a million facts).
+    by_column: Option<Expr>,
+}
+
+impl<'k> Affected<'k> {
+    fn new(wanted: DataFrame, keys: &'k [String]) -> Result<Self, ModelError> {
+        // Casts may merge values: count distinct rows, not rows.
+        let wanted = wanted.unique_stable(None, UniqueKeepStrategy::First, None)?;
+        let mut combinations: u128 = 1;
+        let mut distinct = Vec::with_capacity(keys.len());
+        for k in keys {
+            let values = wanted.column(k)?.as_materialized_series().unique()?;
+            combinations = combinations.saturating_mul(values.len() as u128);
+            distinct.push(values);
+        }
+        let by_column = (keys.len() >= 2 && combinations == wanted.height() as u128).then(|| {
+            keys.iter()
+                .zip(distinct)
+                .map(|(k, values)| col(k.as_str()).is_in(lit(values).implode(false), true))
+                .reduce(Expr::and)
+                .unwrap_or(lit(true))
+        });
+        Ok(Self {
+            wanted,
+            keys,
+            by_column,
+        })
     }
-    if keys.len() < 2 || combinations != wanted.height() as u128 {
-        return super::write::semi_join(rows, wanted, keys);
+
+    /// The rows of `rows` whose keys are an affected row.
+    fn keep(&self, rows: DataFrame) -> Result<DataFrame, ModelError> {
+        let Some(inside) = &self.by_column else {
+            return super::write::semi_join(rows, self.wanted.clone(), self.keys);
+        };
+        const INSIDE: &str = "__inside";
+        let mask = rows
+            .clone()
+            .lazy()
+            .select([inside.clone().alias(INSIDE)])
+            .collect()?;
+        let mask = mask.column(INSIDE)?.bool()?;
+        // Re-reading a day for most of its drivers keeps every row: then
+        // the rows are handed on as read, not copied by a filter.
+        if mask.null_count() == 0 && mask.all() {
+            return Ok(rows);
+        }
+        Ok(rows.filter(mask)?)
     }
-    let inside = keys
-        .iter()
-        .zip(distinct)
-        .map(|(k, values)| col(k.as_str()).is_in(lit(values).implode(false), true))
-        .reduce(Expr::and)
-        .unwrap_or(lit(true));
-    const INSIDE: &str = "__inside";
-    let mask = rows
-        .clone()
-        .lazy()
-        .select([inside.alias(INSIDE)])
-        .collect()?;
-    let mask = mask.column(INSIDE)?.bool()?;
-    // Re-reading a day for most of its drivers keeps every row: then the
-    // rows are handed on as read, not copied by a filter.
-    if mask.null_count() == 0 && mask.all() {
-        return Ok(rows);
-    }
-    Ok(rows.filter(mask)?)
 }
 
 /// The output rows of `result` inside the scope (a query over filtered
@@ -392,11 +404,7 @@ fn evaluate(rows: DataFrame, mapping: &ScopeInput, keep: bool) -> Result<DataFra
     // The usual mapping names input columns as they are: those are the
     // columns themselves under another name (shared, not computed; a
     // constant partition column stays a constant), no SQL to plan.
-    let plain = |e: &str| {
-        e.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-            && !e.starts_with(|ch: char| ch.is_ascii_digit())
-            && rows.column(e).is_ok()
-    };
+    let plain = |e: &str| crate::spec::is_identifier(e) && rows.column(e).is_ok();
     if mapping.columns.iter().all(|(_, e)| plain(e)) {
         let mut columns = if keep {
             rows.columns().to_vec()
@@ -566,7 +574,11 @@ mod tests {
     }
 
     fn kept(rows: &DataFrame, wanted: DataFrame) -> Vec<(String, i32)> {
-        let out = keep_affected(rows.clone(), wanted, &keys()).unwrap();
+        let keys = keys();
+        let out = Affected::new(wanted, &keys)
+            .unwrap()
+            .keep(rows.clone())
+            .unwrap();
         let d = out.column("d").unwrap().str().unwrap().clone();
         let day = out.column("day").unwrap().i32().unwrap().clone();
         (0..out.height())
@@ -592,24 +604,30 @@ mod tests {
         assert_eq!(kept(&rows, repeated), [("a".into(), 1), ("b".into(), 2)]);
     }
 
+    fn inside(rows: &DataFrame, wanted: &DataFrame) -> bool {
+        let keys = keys();
+        let affected = Affected::new(wanted.clone(), &keys).unwrap();
+        sample_all_inside(rows, &affected).unwrap()
+    }
+
     #[test]
     fn a_large_read_is_left_unfiltered_only_when_every_sampled_place_is_inside() {
         let n = 4 * SAMPLE_ROWS * SAMPLE_PLACES;
         let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
         let rows = df!("d" => drivers, "day" => vec![1i32; n]).unwrap();
         let all = df!("d" => ["a", "b", "c"], "day" => [1i32, 1, 1]).unwrap();
-        assert!(sample_all_inside(&rows, &all, &keys()).unwrap());
+        assert!(inside(&rows, &all));
         // Two drivers of three: the samples see c, and the rows are filtered.
         let some = df!("d" => ["a", "b"], "day" => [1i32, 1]).unwrap();
-        assert!(!sample_all_inside(&rows, &some, &keys()).unwrap());
+        assert!(!inside(&rows, &some));
         // An outside row in the last sampled place only.
         let mut days = vec![1i32; n];
         days[3 * (n / SAMPLE_PLACES) + 7] = 2;
         let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
         let rows = df!("d" => drivers, "day" => days).unwrap();
-        assert!(!sample_all_inside(&rows, &all, &keys()).unwrap());
+        assert!(!inside(&rows, &all));
         // A small read is always filtered (exact and cheap).
         let small = rows.slice(0, 100);
-        assert!(!sample_all_inside(&small, &all, &keys()).unwrap());
+        assert!(!inside(&small, &all));
     }
 }

@@ -15,6 +15,7 @@ mod range;
 mod sql;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+pub(crate) use file::is_identifier;
 pub use file::{
     ModelDraft, Reference, check_cron, parse_duration, parse_model_file, parser_message,
 };
