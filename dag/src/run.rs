@@ -419,7 +419,13 @@ pub fn line(r: &ModelReport, width: usize) -> String {
                     r.quarantined, r.duplicates
                 );
             }
-            s + &format!("  -> v{v} {:>7.2}s", r.seconds)
+            s += &format!("  -> v{v} {:>7.2}s", r.seconds);
+            // Why a run did more (or less) than its inputs' changes: a full
+            // recompute says so, with the reason.
+            if let Some(note) = &r.note {
+                s += &format!("  ({note})");
+            }
+            s
         }
     }
 }

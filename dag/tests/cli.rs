@@ -54,7 +54,7 @@ fn list_json_is_machine_readable() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let items = v.as_array().expect("array");
-    assert_eq!(items.len(), 6);
+    assert_eq!(items.len(), 7);
     let fines = items
         .iter()
         .find(|m| m["name"] == "fact_fines")
@@ -72,7 +72,7 @@ fn graph_draws_dot_and_mermaid() {
     let (dot, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(dot.starts_with("digraph \"telematics\" {"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 19, "every edge once");
+    assert_eq!(dot.matches(" -> ").count(), 20, "every edge once");
     assert!(dot.contains("\"silver_telemetry\" -> \"fact_telemetry\";"));
 
     let out = dag(&["graph", "fact_fines+", "--format", "mermaid"]);

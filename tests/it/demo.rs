@@ -27,7 +27,7 @@ async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
     );
     for want in [
         "invariant   holds",
-        "39 passed, 0 warned, 0 failed",
+        "41 passed, 0 warned, 0 failed",
         "(= gold)",
         "freshness   produce -> row in PostgreSQL: p50",
     ] {

@@ -306,9 +306,10 @@ fn driver_daily_covers_fines_only_days_and_days_without_fines() {
         ("f3", "V1", Some("D1"), "2026-11-22T10:00:00Z", 0.25),
         ("f4", "V9", None, "2026-11-22T10:00:00Z", 5.0),
     ]);
+    let sums = run("int_driver_daily_telemetry", &[("fact_telemetry", facts)]);
     let out = run(
         "agg_driver_daily",
-        &[("fact_telemetry", facts), ("fact_fines", fines)],
+        &[("int_driver_daily_telemetry", sums), ("fact_fines", fines)],
     );
     let out = out
         .sort(["event_date"], SortMultipleOptions::default())
@@ -338,6 +339,42 @@ fn driver_daily_covers_fines_only_days_and_days_without_fines() {
         })
         .collect();
     assert_eq!(eur, ["0.00", "80.00", "40.75"]);
+}
+
+/// The sums' `accumulate` folds agree with the query: the query over two
+/// batches of events, folded, equals the query over both at once.
+#[test]
+fn driver_daily_sums_folded_over_batches_equal_the_sums_over_all() {
+    let all = [
+        ("a", "V1", "D1", "2026-11-20T08:00:00Z", 100.0, 3000, 3),
+        ("b", "V1", "D1", "2026-11-20T09:00:00Z", 130.0, 6001, 4),
+        ("c", "V2", "D2", "2026-11-20T09:00:00Z", 0.0, 800, 0),
+        ("d", "V1", "D1", "2026-11-20T23:59:59Z", 121.5, 3000, 4),
+        ("e", "V2", "D2", "2026-11-21T00:00:00Z", 30.0, 2000, 1),
+        ("f", "V3", "D3", "2026-11-21T07:00:00Z", 300.0, 6000, 7),
+    ];
+    let m = "int_driver_daily_telemetry";
+    let sums = |rows: &[(&str, &str, &str, &str, f64, i32, i32)]| {
+        run(m, &[("fact_telemetry", facts(rows))])
+    };
+    let p = Pipeline::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("models/telematics"))
+        .expect("pipeline");
+    let model = p.model(m).expect("model");
+    let Source::Sql { accumulate, .. } = &model.source else {
+        panic!("{m} is not SQL")
+    };
+    let folded = jobs::model::accumulate::fold(
+        sums(&all[..3]),
+        sums(&all[3..]),
+        &model.unique_key,
+        accumulate,
+    )
+    .expect("fold");
+    let key = ["driver_id", "event_date"];
+    let sort = |d: DataFrame| d.sort(key, SortMultipleOptions::default()).expect("sort");
+    let (folded, whole) = (sort(folded), sort(sums(&all)));
+    assert_eq!(whole.height(), 4, "{whole}");
+    assert!(folded.equals_missing(&whole), "{folded}\n{whole}");
 }
 
 #[test]

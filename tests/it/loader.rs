@@ -20,10 +20,10 @@ fn shipped_pipeline_loads_with_expected_shape() {
         .expect("shipped pipeline is valid");
     assert_eq!(
         p.node_count(),
-        16,
-        "2 bronze, 2 clean + 2 quarantine + 4 seeds, 6 gold"
+        17,
+        "2 bronze, 2 clean + 2 quarantine + 4 seeds, 7 gold"
     );
-    assert_eq!(p.edge_count(), 19);
+    assert_eq!(p.edge_count(), 20);
     let count = |l: Layer| p.graph.node_weights().filter(|m| m.layer == l).count();
     assert_eq!(
         (
@@ -31,7 +31,7 @@ fn shipped_pipeline_loads_with_expected_shape() {
             count(Layer::Silver),
             count(Layer::Gold)
         ),
-        (2, 8, 6)
+        (2, 8, 7)
     );
 
     // Every edge goes forward in the topological order.
@@ -62,10 +62,11 @@ fn shipped_pipeline_loads_with_expected_shape() {
             "silver_vehicles",
             "fact_telemetry",
             "fact_fines",
-            "agg_driver_daily",
             "dim_driver",
             "dim_vehicle",
             "agg_alerts_15min",
+            "int_driver_daily_telemetry",
+            "agg_driver_daily",
         ]
     );
 
@@ -393,4 +394,36 @@ fn a_scope_is_checked_against_the_model_and_its_inputs() {
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
+}
+
+#[test]
+fn accumulate_names_the_column_without_a_fold_and_the_unknown_fold() {
+    let files = [
+        (
+            "gold/src.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}, {name: v, type: double}]\n",
+        ),
+        ("gold/src.sql", "SELECT 'a' AS k, 1.0 AS v"),
+        (
+            "gold/a.yml",
+            "kind: sql\nmaterialized: incremental\nunique_key: [k]\n\
+             accumulate: {n: sum, top: avg}\n\
+             columns: [{name: k, type: string}, {name: n, type: bigint}, \
+             {name: top, type: double}, {name: low, type: double}]\n",
+        ),
+        (
+            "gold/a.sql",
+            "SELECT k, COUNT(*) AS n, MAX(v) AS top, MIN(v) AS low FROM src GROUP BY k",
+        ),
+    ];
+    let (err, _) = load_err(&files);
+    assert!(
+        err.contains("gold/a.yml:4:")
+            && err.contains("`accumulate.top` is `avg`; expected sum, min or max"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`accumulate` does not say how column `low` folds"),
+        "{err}"
+    );
 }

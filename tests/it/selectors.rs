@@ -53,6 +53,7 @@ fn plus_after_adds_everything_downstream() {
             "dim_vehicle",
             "fact_fines",
             "fact_telemetry",
+            "int_driver_daily_telemetry",
             "quarantine_telemetry",
             "silver_telemetry",
         ]
@@ -75,12 +76,13 @@ fn layers_select_their_models() {
             "dim_driver",
             "dim_vehicle",
             "fact_fines",
-            "fact_telemetry"
+            "fact_telemetry",
+            "int_driver_daily_telemetry"
         ]
     );
     // Upstream of a whole layer: gold and all it needs is everything but the
     // quarantines.
-    assert_eq!(select(&p, "+gold").expect("ok").len(), 14);
+    assert_eq!(select(&p, "+gold").expect("ok").len(), 15);
 }
 
 #[test]
@@ -115,8 +117,8 @@ fn terms_make_a_union_in_dependency_order() {
             "silver_fines",
             "quarantine_fines",
             "fact_fines",
-            "agg_driver_daily",
             "dim_driver",
+            "agg_driver_daily",
         ]
     );
 }

@@ -10,12 +10,15 @@
 //! - [`clean`]: silver cleaning of a bronze table (strict JSON against
 //!   declared field rules, quarantine with reasons, first-copy dedupe).
 //! - [`seed`]: reference CSVs into silver tables.
-//! - [`sql`]: SQL models (polars SQL) and their as-of joins.
+//! - [`sql`]: SQL models (polars SQL) and their as-of joins;
+//!   [`scope`], [`asof_scope`], [`accumulate`]: how their incremental
+//!   runs recompute only what changed.
 //! - [`write`]: the materializations (table, incremental, append).
 //! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
 //! - [`json`], [`values`]: the parsing rules, exactly; [`keyset`]: the
 //!   keys a cleaning run let through.
 
+pub mod accumulate;
 pub mod asof_scope;
 pub mod bloom;
 pub mod bridge;
@@ -195,9 +198,12 @@ pub async fn run_model(
     let mut report = match &model.source {
         Source::Clean { .. } => clean::run(model, catalog, settings).await?,
         Source::Seed { file } => seed::run(model, file, catalog, settings).await?,
-        Source::Sql { sql, asof, scope } => {
-            sql::run(model, sql, asof, scope, catalog, settings).await?
-        }
+        Source::Sql {
+            sql,
+            asof,
+            scope,
+            accumulate,
+        } => sql::run(model, sql, asof, scope, accumulate, catalog, settings).await?,
         Source::Kafka { .. } | Source::Quarantine { .. } => {
             return Err(ModelError::Input(format!(
                 "`{name}` is a {}: it is written by {}, not run",

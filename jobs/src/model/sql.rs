@@ -9,10 +9,11 @@
 //! A model whose inputs all sit at the versions its last commit recorded
 //! is skipped without writing.
 
+use super::accumulate::{self, Step};
 use super::scope::{self, Plan};
 use super::table::{DataFile, ModelTable};
 use super::{Catalog, ModelError, ModelReport, Settings, write};
-use crate::spec::{AsofJoin, Materialization, Model, ScopeInput, sql_columns, sql_relations};
+use crate::spec::{AsofJoin, Fold, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,7 @@ pub async fn run(
     sql: &str,
     asof: &[AsofJoin],
     scope: &[ScopeInput],
+    folds: &[(String, Fold)],
     catalog: &Catalog,
     s: &Settings,
 ) -> Result<ModelReport, ModelError> {
@@ -53,7 +55,35 @@ pub async fn run(
         .iter()
         .filter(|a| !direct.contains(&a.right) && !scope.iter().any(|m| m.input == a.right))
         .collect();
-    let plan = if !incremental || scope.is_empty() || out.files().await?.is_empty() {
+    let plan = if !incremental || out.files().await?.is_empty() {
+        Plan::Full(String::new())
+    } else if let (false, [(name, input)]) =
+        (folds.is_empty(), &tables.iter().collect::<Vec<_>>()[..])
+    {
+        match accumulate::step(name, input, &out).await? {
+            Step::Full(why) => Plan::Full(why),
+            Step::Nothing => Plan::Nothing,
+            Step::New(files) => {
+                let needed = columns_read(model, sql, asof)?;
+                let rows = input
+                    .read(&files, Some(&columns_of(input, name, &needed)))
+                    .await?;
+                report.rows_in = rows.height() as u64;
+                let frames = BTreeMap::from([((*name).clone(), rows)]);
+                let partial = execute(model, sql, asof, &frames)?;
+                let key = &model.unique_key;
+                let folded = accumulate::fold_into(&out, partial, key, folds).await?;
+                let keys = folded.select(key.iter().map(String::as_str))?;
+                let how = Materialization::Incremental;
+                let written =
+                    write::write(&mut out, folded, how, key, &versions, Some(&keys)).await?;
+                tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "accumulated");
+                report.rows_out = written.rows + written.deleted;
+                report.version = Some(written.version);
+                return Ok(report);
+            }
+        }
+    } else if scope.is_empty() {
         Plan::Full(String::new())
     } else {
         scope::plan(scope, &asof_only, &tables, &out, catalog).await?

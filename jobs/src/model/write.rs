@@ -253,7 +253,7 @@ async fn insert(
 
 /// `existing` cast to the result's column types (a table read gives Delta's
 /// types, a query may give wider ones), so rows compare value for value.
-fn conform(existing: DataFrame, result: &DataFrame) -> Result<DataFrame, ModelError> {
+pub fn conform(existing: DataFrame, result: &DataFrame) -> Result<DataFrame, ModelError> {
     let casts: Vec<Expr> = result
         .columns()
         .iter()

@@ -57,6 +57,7 @@ struct RawModel {
     asof: Option<S<Vec<RawAsof>>>,
     scope: Option<S<BTreeMap<String, BTreeMap<String, String>>>>,
     scope_presence: Option<S<Vec<S<String>>>>,
+    accumulate: Option<S<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +244,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
             "asof",
             "scope",
             "scope_presence",
+            "accumulate",
         ],
         _ => &COMMON,
     }
@@ -402,7 +404,7 @@ pub fn parse_model_file(
 
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
-    let present: [(&str, Option<&serde_saphyr::Location>); 19] = [
+    let present: [(&str, Option<&serde_saphyr::Location>); 20] = [
         (
             "description",
             raw.description.as_ref().map(|s| &s.referenced),
@@ -434,6 +436,7 @@ pub fn parse_model_file(
             "scope_presence",
             raw.scope_presence.as_ref().map(|s| &s.referenced),
         ),
+        ("accumulate", raw.accumulate.as_ref().map(|s| &s.referenced)),
     ];
     for (key, loc) in present {
         if let Some(loc) = loc
@@ -624,6 +627,7 @@ pub fn parse_model_file(
                     sql: String::new(),
                     asof: vec![],
                     scope: vec![],
+                    accumulate: vec![],
                 }
             }
             Some((sql_path, sql_text)) => {
@@ -651,10 +655,13 @@ pub fn parse_model_file(
                     &asof,
                     &mut foreign_columns,
                 );
+                let accumulate =
+                    parse_accumulate(path, &raw, &mut diags, &col_names, &inputs, &asof);
                 Source::Sql {
                     sql: sql_text.to_string(),
                     asof,
                     scope,
+                    accumulate,
                 }
             }
         },
@@ -1069,6 +1076,101 @@ fn parse_scope(
             columns: map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             presence: presence.iter().any(|p| &p.value == input),
         });
+    }
+    out
+}
+
+/// The `accumulate` block of an incremental SQL model: output column ->
+/// how it folds (`sum`, `min`, `max`). Every column outside the unique key
+/// needs one, the query reads one input and no as-of join, and `scope` is
+/// not declared beside it (both say how a run is incremental).
+fn parse_accumulate(
+    path: &Path,
+    raw: &RawModel,
+    diags: &mut Diagnostics,
+    columns: &[&str],
+    inputs: &[Reference],
+    asof: &[AsofJoin],
+) -> Vec<(String, Fold)> {
+    let Some(block) = &raw.accumulate else {
+        return vec![];
+    };
+    let pos = Pos::at(path, &block.referenced);
+    if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
+        diags.push(
+            pos.clone(),
+            "`accumulate` needs `materialized: incremental`",
+        );
+    }
+    if raw.scope.is_some() {
+        diags.push(
+            pos.clone(),
+            "`accumulate` and `scope` both say how a run is incremental: declare one",
+        );
+    }
+    let mut read: Vec<&str> = inputs.iter().map(|r| r.model.as_str()).collect();
+    read.sort_unstable();
+    read.dedup();
+    if read.len() != 1 || !asof.is_empty() {
+        diags.push(
+            pos.clone(),
+            format!(
+                "`accumulate` needs a query over one input and no as-of join (this one reads {})",
+                read.join(", ")
+            ),
+        );
+    }
+    let key: Vec<&str> = raw
+        .unique_key
+        .as_ref()
+        .map(|k| k.value.iter().map(|c| c.value.as_str()).collect())
+        .unwrap_or_default();
+    if key.is_empty() {
+        diags.push(
+            pos.clone(),
+            "`accumulate` needs a `unique_key` (the rows it folds into)",
+        );
+    }
+    let mut out = Vec::new();
+    for (column, how) in &block.value {
+        if !columns.contains(&column.as_str()) {
+            diags.push(
+                pos.clone(),
+                format!(
+                    "`accumulate` names column `{column}`, which the model does not declare{}",
+                    did_you_mean(column, columns.iter().copied())
+                ),
+            );
+            continue;
+        }
+        if key.contains(&column.as_str()) {
+            diags.push(
+                pos.clone(),
+                format!("`accumulate.{column}`: a unique-key column is not folded"),
+            );
+            continue;
+        }
+        let fold = match how.as_str() {
+            "sum" => Fold::Sum,
+            "min" => Fold::Min,
+            "max" => Fold::Max,
+            other => {
+                diags.push(
+                    pos.clone(),
+                    format!("`accumulate.{column}` is `{other}`; expected sum, min or max"),
+                );
+                continue;
+            }
+        };
+        out.push((column.clone(), fold));
+    }
+    for c in columns {
+        if !key.contains(c) && !block.value.contains_key(*c) {
+            diags.push(
+                pos.clone(),
+                format!("`accumulate` does not say how column `{c}` folds (sum, min or max)"),
+            );
+        }
     }
     out
 }

@@ -258,6 +258,15 @@ pub struct ScopeInput {
     pub presence: bool,
 }
 
+/// How an `accumulate` model folds a column of the rows computed from new
+/// input rows into the row it holds for the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fold {
+    Sum,
+    Min,
+    Max,
+}
+
 /// Where a model's rows come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -283,6 +292,10 @@ pub enum Source {
         /// How an incremental run finds the output rows to recompute (empty:
         /// the query runs over whole inputs).
         scope: Vec<ScopeInput>,
+        /// `accumulate`: the query runs over the input's new rows only and
+        /// each column folds into the row the table holds for its key
+        /// (output column, fold), while the input only gains rows.
+        accumulate: Vec<(String, Fold)>,
     },
 }
 

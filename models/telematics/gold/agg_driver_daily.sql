@@ -1,13 +1,13 @@
 WITH telemetry AS (
+    -- Counts and sums per (driver, day), kept by int_driver_daily_telemetry.
     SELECT
         driver_id,
         event_date,
-        COUNT(*) AS events,
-        MAX(speed_kmh) AS max_speed_kmh,
-        AVG(speed_kmh) AS avg_speed_kmh,
-        SUM(CASE WHEN is_speeding OR is_gear_mismatch OR is_over_rev THEN 1 ELSE 0 END) AS alert_events
-    FROM fact_telemetry
-    GROUP BY driver_id, event_date
+        events,
+        max_speed_kmh,
+        speed_sum_kmh / events AS avg_speed_kmh,
+        alert_events
+    FROM int_driver_daily_telemetry
 ),
 fines AS (
     SELECT
