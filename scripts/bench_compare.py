@@ -74,7 +74,7 @@ SEEDS = {
     "silver_vehicles": ("vehicles.csv", "vehicle_id", ("model_year",)),
 }
 GOLD_ORDER = ["fact_telemetry", "fines_with_driver", "fact_fines", "dim_vehicle",
-              "dim_driver", "agg_driver_daily", "agg_alerts_15min"]
+              "dim_driver", "int_driver_daily_telemetry", "agg_driver_daily", "agg_alerts_15min"]
 GOLD = [g for g in GOLD_ORDER if g != "fines_with_driver"]
 
 # DuckDB cannot CAST a BIGINT (microseconds) to TIMESTAMP as polars SQL does:

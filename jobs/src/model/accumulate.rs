@@ -17,9 +17,10 @@
 use super::ModelError;
 use super::scope::prune;
 use super::table::{DataFile, ModelTable};
-use super::write::{conform, semi_join};
-use crate::spec::Fold;
+use super::write::{self, Written, conform, semi_join};
+use crate::spec::{Fold, Materialization, Model};
 use polars::prelude::*;
+use std::collections::BTreeMap;
 
 /// What an incremental run of an `accumulate` model does.
 pub enum Step {
@@ -52,14 +53,16 @@ pub async fn step(name: &str, input: &ModelTable, out: &ModelTable) -> Result<St
     Ok(Step::New(changes.added))
 }
 
-/// `partial` (the query over new rows, one row per key) folded into the
-/// rows `out` holds for its keys: the rows to merge, one per key.
+/// `partial` (the query over new rows) folded into the rows `out` holds
+/// for its keys, merged with the watermarks `txns` in one commit.
 pub async fn fold_into(
-    out: &ModelTable,
+    out: &mut ModelTable,
     partial: DataFrame,
-    key: &[String],
+    model: &Model,
     folds: &[(String, Fold)],
-) -> Result<DataFrame, ModelError> {
+    txns: &BTreeMap<String, i64>,
+) -> Result<Written, ModelError> {
+    let key = &model.unique_key;
     let keys = partial
         .select(key.iter().map(String::as_str))?
         .unique_stable(None, UniqueKeepStrategy::First, None)?;
@@ -75,9 +78,20 @@ pub async fn fold_into(
         partial.clear()
     } else {
         let rows = conform(out.read(&files, None).await?, &partial)?;
-        semi_join(rows, keys, key)?
+        semi_join(rows, keys.clone(), key)?
     };
-    fold(held, partial, key, folds)
+    let folded = fold(held, partial, key, folds)?;
+    // Every key of the merge is one of `keys`: the rows of other keys are
+    // neither compared nor rewritten.
+    write::write(
+        out,
+        folded,
+        Materialization::Incremental,
+        key,
+        txns,
+        Some(&keys),
+    )
+    .await
 }
 
 /// `held` and `partial` (same columns) combined per key: each folded column

@@ -57,9 +57,8 @@ pub async fn run(
         .collect();
     let plan = if !incremental || out.files().await?.is_empty() {
         Plan::Full(String::new())
-    } else if let (false, [(name, input)]) =
-        (folds.is_empty(), &tables.iter().collect::<Vec<_>>()[..])
-    {
+    } else if let (false, Some((name, input))) = (folds.is_empty(), tables.iter().next()) {
+        // (The spec checked that an accumulating query reads one input.)
         match accumulate::step(name, input, &out).await? {
             Step::Full(why) => Plan::Full(why),
             Step::Nothing => Plan::Nothing,
@@ -69,16 +68,12 @@ pub async fn run(
                     .read(&files, Some(&columns_of(input, name, &needed)))
                     .await?;
                 report.rows_in = rows.height() as u64;
-                let frames = BTreeMap::from([((*name).clone(), rows)]);
+                let frames = BTreeMap::from([(name.clone(), rows)]);
                 let partial = execute(model, sql, asof, &frames)?;
-                let key = &model.unique_key;
-                let folded = accumulate::fold_into(&out, partial, key, folds).await?;
-                let keys = folded.select(key.iter().map(String::as_str))?;
-                let how = Materialization::Incremental;
                 let written =
-                    write::write(&mut out, folded, how, key, &versions, Some(&keys)).await?;
+                    accumulate::fold_into(&mut out, partial, model, folds, &versions).await?;
                 tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "accumulated");
-                report.rows_out = written.rows + written.deleted;
+                report.rows_out = written.rows;
                 report.version = Some(written.version);
                 return Ok(report);
             }
