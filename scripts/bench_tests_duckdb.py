@@ -103,6 +103,9 @@ TESTS = [
     {"model": "fact_telemetry", "kind": "not_null", "columns": ["event_time"]},
     {"model": "fact_telemetry", "kind": "accepted_values", "columns": ["gear"],
      "range": "[0, 7]"},
+    {"model": "int_driver_daily_telemetry", "kind": "not_null", "columns": ["driver_id"]},
+    {"model": "int_driver_daily_telemetry", "kind": "unique",
+     "columns": ["driver_id", "event_date"]},
 ]
 
 ATTEMPTS = 5

@@ -66,14 +66,17 @@ pub fn unique_topic(label: &str) -> String {
     format!("t-{label}-{}", unique_suffix())
 }
 
-/// A database of this test's own, created on the test server and dropped by
-/// [`TestDb::drop_db`] (or left for inspection if the test panics first).
+/// A database of this test's own, created on the test server and dropped
+/// when the test ends ([`TestDb::drop_db`], or when the value is dropped),
+/// or left for inspection if the test panics. (Tests that never dropped
+/// theirs left hundreds of databases, gigabytes, on a developer's server.)
 pub struct TestDb {
     pub name: String,
     /// URL of the new database.
     pub url: String,
     admin_url: String,
     pub pool: sqlx::PgPool,
+    dropped: bool,
 }
 
 impl TestDb {
@@ -97,21 +100,50 @@ impl TestDb {
             url: url.to_string(),
             admin_url,
             pool,
+            dropped: false,
         })
     }
 
     /// Drops the database (call at the end of a passing test).
-    pub async fn drop_db(self) -> Result<()> {
+    pub async fn drop_db(mut self) -> Result<()> {
         self.pool.close().await;
-        let admin = sqlx::PgPool::connect(&self.admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
-        .await?;
-        admin.close().await;
+        drop_database(&self.admin_url, &self.name).await?;
+        self.dropped = true;
         Ok(())
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
+    let admin = sqlx::PgPool::connect(admin_url).await?;
+    // The name is ours (t_ + hex), so formatting it into DDL is safe.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await?;
+    admin.close().await;
+    Ok(())
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped || std::thread::panicking() {
+            return;
+        }
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop cannot await and may run inside a test's runtime: the drop
+        // runs on a thread of its own with its own small runtime.
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(drop_database(&admin_url, &name)))
+        })
+        .join();
+        if let Ok(Err(e)) = done {
+            eprintln!("test database {} not dropped: {e:#}", self.name);
+        }
     }
 }
 
