@@ -1027,9 +1027,7 @@ fn parse_scope(
         }
     }
     let pos = Pos::at(path, &block.referenced);
-    if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
-        diags.push(pos.clone(), "`scope` needs `materialized: incremental`");
-    }
+    needs_incremental(raw, "scope", &pos, diags);
     let mut first: Option<Vec<&String>> = None;
     let mut out = Vec::new();
     for (input, map) in &block.value {
@@ -1080,6 +1078,16 @@ fn parse_scope(
     out
 }
 
+/// `key` (a block saying how a run is incremental) on a model that is not.
+fn needs_incremental(raw: &RawModel, key: &str, pos: &Pos, diags: &mut Diagnostics) {
+    if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
+        diags.push(
+            pos.clone(),
+            format!("`{key}` needs `materialized: incremental`"),
+        );
+    }
+}
+
 /// The `accumulate` block of an incremental SQL model: output column ->
 /// how it folds (`sum`, `min`, `max`). Every column outside the unique key
 /// needs one, the query reads one input and no as-of join, and `scope` is
@@ -1096,12 +1104,7 @@ fn parse_accumulate(
         return vec![];
     };
     let pos = Pos::at(path, &block.referenced);
-    if raw.materialized.as_ref().map(|m| m.value.as_str()) != Some("incremental") {
-        diags.push(
-            pos.clone(),
-            "`accumulate` needs `materialized: incremental`",
-        );
-    }
+    needs_incremental(raw, "accumulate", &pos, diags);
     if raw.scope.is_some() {
         diags.push(
             pos.clone(),
