@@ -182,7 +182,8 @@ pub struct ModelReport {
     /// The Delta version written; `None` when there was nothing new.
     pub version: Option<i64>,
     pub seconds: f64,
-    /// Why nothing was written, when nothing was.
+    /// Why the run did what it did: a full recompute's reason, or why
+    /// nothing was written.
     pub note: Option<String>,
 }
 
@@ -218,5 +219,14 @@ pub async fn run_model(
     };
     report.model = name.to_string();
     report.seconds = started.elapsed().as_secs_f64();
+    // Fault injection for the exactly-once tests: the process dies right
+    // after this model's commit, before anything downstream of it runs.
+    if std::env::var(ABORT_AFTER).is_ok_and(|m| m == name) {
+        eprintln!("{ABORT_AFTER}={name}: aborting after its commit");
+        std::process::abort();
+    }
     Ok(report)
 }
+
+/// Names a model after whose commit the process aborts (tests only).
+pub const ABORT_AFTER: &str = "DAG_TEST_ABORT_AFTER";
