@@ -214,6 +214,31 @@ pub(crate) fn simulate(
     out
 }
 
+/// Runs a fresh lake holding a copy of `lake`'s bronze once, from scratch,
+/// and checks that every silver and gold table of `lake` has unique keys and
+/// equals that recompute row for row. Returns the fresh lake.
+async fn assert_same_as_full_recompute(lake: &Lake) -> Lake {
+    let full = Lake::new();
+    copy_dir(
+        &lake.root().join("lake/bronze"),
+        &full.root().join("lake/bronze"),
+    );
+    full.run(&[]);
+    for (name, key) in SILVER_GOLD {
+        let t = lake.table(name).await;
+        let unique = t
+            .clone()
+            .lazy()
+            .select(key.iter().map(|k| col(*k)).collect::<Vec<_>>())
+            .unique(None, UniqueKeepStrategy::First)
+            .collect()
+            .expect("u");
+        assert_eq!(unique.height(), t.height(), "{name}: duplicate keys");
+        assert_same(name, &t, &full.table(name).await, key);
+    }
+    full
+}
+
 /// Rows sorted by `key`; floats compared with a relative 1e-9 (sums may
 /// add in another order), everything else exactly.
 fn assert_same(name: &str, a: &DataFrame, b: &DataFrame, key: &[&str]) {
@@ -403,15 +428,7 @@ async fn incremental_runs_keep_the_invariant_and_equal_a_full_recompute() {
 
     // One full recompute over a copy of the same bronze equals the result
     // of the incremental runs, row for row.
-    let full = Lake::new();
-    copy_dir(
-        &lake.root().join("lake/bronze"),
-        &full.root().join("lake/bronze"),
-    );
-    full.run(&[]);
-    for (name, key) in SILVER_GOLD {
-        assert_same(name, &lake.table(name).await, &full.table(name).await, key);
-    }
+    let full = assert_same_as_full_recompute(&lake).await;
     // And `--full-refresh` in place gives the same again, cleaning bronze
     // in batches (one per file here): dedupe across batches keeps the first.
     let out = lake.run_with(&["--full-refresh"], &[("DAG_MODELS__CLEAN_BATCH_MB", "0")]);
@@ -746,28 +763,7 @@ async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
         "only {kills} runs were killed mid-way: the test proves little"
     );
     lake.run(&[]);
-    let full = Lake::new();
-    copy_dir(
-        &lake.root().join("lake/bronze"),
-        &full.root().join("lake/bronze"),
-    );
-    full.run(&[]);
-    for (name, key) in SILVER_GOLD {
-        let t = lake.table(name).await;
-        let unique = t
-            .clone()
-            .lazy()
-            .select(key.iter().map(|k| col(*k)).collect::<Vec<_>>())
-            .unique(None, UniqueKeepStrategy::First)
-            .collect()
-            .expect("u");
-        assert_eq!(
-            unique.height(),
-            t.height(),
-            "{name}: duplicate keys after killed runs"
-        );
-        assert_same(name, &t, &full.table(name).await, key);
-    }
+    assert_same_as_full_recompute(&lake).await;
 }
 
 /// The process dies right after a model's commit (before what is
@@ -841,15 +837,7 @@ async fn a_run_killed_right_after_a_commit_resumes_and_counts_each_event_once() 
             .expect("join");
         assert_eq!(both.height(), 0, "after a kill at {model}: {both}");
     }
-    let full = Lake::new();
-    copy_dir(
-        &lake.root().join("lake/bronze"),
-        &full.root().join("lake/bronze"),
-    );
-    full.run(&[]);
-    for (name, key) in SILVER_GOLD {
-        assert_same(name, &lake.table(name).await, &full.table(name).await, key);
-    }
+    assert_same_as_full_recompute(&lake).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
