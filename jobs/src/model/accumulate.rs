@@ -12,24 +12,24 @@
 //! back out of a sum, so the run recomputes the model from every row and
 //! says why. The fold and the watermark are one commit, as every write is:
 //! a run killed before it leaves the table as it was, and the next run
-//! folds the same new rows once.
+//! folds the same new rows once. The fold itself happens in the merge
+//! ([`super::write::fold_merge`]), which reads the held rows of the new
+//! keys anyway.
 
 use super::ModelError;
-use super::scope::prune;
 use super::table::{DataFile, ModelTable};
-use super::write::{self, Written, conform, semi_join};
-use crate::spec::{Fold, Materialization, Model};
+use crate::spec::Fold;
 use polars::prelude::*;
-use std::collections::BTreeMap;
 
 /// What an incremental run of an `accumulate` model does.
-pub enum Step {
+pub enum Step<T = Vec<DataFile>> {
     /// Recompute from every input row (the reason, for the run's report).
     Full(String),
     /// The input has no data changes: only the watermark moves.
     Nothing,
-    /// Aggregate the rows of these files (all the input gained) and fold.
-    New(Vec<DataFile>),
+    /// Aggregate and fold the new rows: the files holding them (all the
+    /// input gained), and once folded, what the run did.
+    New(T),
 }
 
 /// The files `input` (named `name`) added since the version `out` last
@@ -51,47 +51,6 @@ pub async fn step(name: &str, input: &ModelTable, out: &ModelTable) -> Result<St
         return Ok(Step::Nothing);
     }
     Ok(Step::New(changes.added))
-}
-
-/// `partial` (the query over new rows) folded into the rows `out` holds
-/// for its keys, merged with the watermarks `txns` in one commit.
-pub async fn fold_into(
-    out: &mut ModelTable,
-    partial: DataFrame,
-    model: &Model,
-    folds: &[(String, Fold)],
-    txns: &BTreeMap<String, i64>,
-) -> Result<Written, ModelError> {
-    let key = &model.unique_key;
-    let keys = partial
-        .select(key.iter().map(String::as_str))?
-        .unique_stable(None, UniqueKeepStrategy::First, None)?;
-    // Only the partitions of the new keys can hold their rows.
-    let by_partition: Vec<(String, String)> = out
-        .partition_by()
-        .iter()
-        .filter(|p| key.contains(p))
-        .map(|p| (p.clone(), p.clone()))
-        .collect();
-    let files = prune(out.files().await?, &by_partition, &keys)?;
-    let held = if files.is_empty() {
-        partial.clear()
-    } else {
-        let rows = conform(out.read(&files, None).await?, &partial)?;
-        semi_join(rows, keys.clone(), key)?
-    };
-    let folded = fold(held, partial, key, folds)?;
-    // Every key of the merge is one of `keys`: the rows of other keys are
-    // neither compared nor rewritten.
-    write::write(
-        out,
-        folded,
-        Materialization::Incremental,
-        key,
-        txns,
-        Some(&keys),
-    )
-    .await
 }
 
 /// `held` and `partial` (same columns) combined per key: each folded column

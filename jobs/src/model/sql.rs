@@ -57,22 +57,13 @@ pub async fn run(
         .collect();
     let plan = if !incremental || out.files().await?.is_empty() {
         Plan::Full(String::new())
-    } else if let (false, Some((name, input))) = (folds.is_empty(), tables.iter().next()) {
-        // (The spec checked that an accumulating query reads one input.)
-        match accumulate::step(name, input, &out).await? {
+    } else if !folds.is_empty() {
+        match accumulate_new_rows(model, sql, folds, &tables, &mut out, &versions).await? {
             Step::Full(why) => Plan::Full(why),
             Step::Nothing => Plan::Nothing,
-            Step::New(files) => {
-                let needed = columns_read(model, sql, asof)?;
-                let rows = input
-                    .read(&files, Some(&columns_of(input, name, &needed)))
-                    .await?;
-                report.rows_in = rows.height() as u64;
-                let frames = BTreeMap::from([(name.clone(), rows)]);
-                let partial = execute(model, sql, asof, &frames)?;
-                let written =
-                    accumulate::fold_into(&mut out, partial, model, folds, &versions).await?;
+            Step::New((rows_in, written)) => {
                 tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "accumulated");
+                report.rows_in = rows_in;
                 report.rows_out = written.rows;
                 report.version = Some(written.version);
                 return Ok(report);
@@ -184,6 +175,36 @@ pub async fn run(
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
     Ok(report)
+}
+
+/// An `accumulate` model's incremental run: when its one input only added
+/// rows, the query over those rows folded into the table (rows read and
+/// the write); otherwise what the run does instead.
+async fn accumulate_new_rows(
+    model: &Model,
+    sql: &str,
+    folds: &[(String, Fold)],
+    tables: &BTreeMap<String, ModelTable>,
+    out: &mut ModelTable,
+    versions: &BTreeMap<String, i64>,
+) -> Result<Step<(u64, write::Written)>, ModelError> {
+    // The spec checked that an accumulating query reads one input.
+    let Some((name, input)) = tables.iter().next() else {
+        return Ok(Step::Full(String::new()));
+    };
+    let files = match accumulate::step(name, input, out).await? {
+        Step::New(files) => files,
+        Step::Full(why) => return Ok(Step::Full(why)),
+        Step::Nothing => return Ok(Step::Nothing),
+    };
+    let needed = columns_read(model, sql, &[])?;
+    let rows = input
+        .read(&files, Some(&columns_of(input, name, &needed)))
+        .await?;
+    let rows_in = rows.height() as u64;
+    let partial = execute(model, sql, &[], &BTreeMap::from([(name.clone(), rows)]))?;
+    let written = write::fold_merge(out, partial, &model.unique_key, folds, versions).await?;
+    Ok(Step::New((rows_in, written)))
 }
 
 /// The columns of input `name` the query needs, in table order; at least

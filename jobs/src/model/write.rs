@@ -14,7 +14,7 @@
 
 use super::ModelError;
 use super::table::{DataFile, ModelTable};
-use crate::spec::Materialization;
+use crate::spec::{Fold, Materialization};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -43,8 +43,25 @@ pub async fn write(
             "{}: incremental needs a unique_key",
             table.name
         ))),
-        Materialization::Incremental => merge(table, result, unique_key, txns, scope).await,
+        Materialization::Incremental => merge(table, result, unique_key, txns, scope, &[]).await,
     }
+}
+
+/// An `accumulate` model's merge: `partial` (the query over the input's new
+/// rows) folded into the rows the table holds for its keys (see
+/// [`super::accumulate`]). Only the new keys are in scope: the merge reads
+/// their holders once, folds, and rewrites only rows that changed.
+pub async fn fold_merge(
+    table: &mut ModelTable,
+    partial: DataFrame,
+    unique_key: &[String],
+    folds: &[(String, Fold)],
+    txns: &BTreeMap<String, i64>,
+) -> Result<Written, ModelError> {
+    let keys = partial
+        .select(unique_key.iter().map(String::as_str))?
+        .unique_stable(None, UniqueKeepStrategy::First, None)?;
+    merge(table, partial, unique_key, txns, Some(&keys), folds).await
 }
 
 /// Replaces every file of the table with `result`.
@@ -87,13 +104,15 @@ async fn append(
 /// `scope`: when set, `result` holds exactly the rows of these scope values
 /// (columns named as the table's), and only table rows with these values
 /// are compared, replaced or deleted; files that cannot hold them (other
-/// partitions) are not read.
+/// partitions) are not read. `folds`: when not empty, a result row of a
+/// key the table holds is folded into the held row (nothing is deleted).
 async fn merge(
     table: &mut ModelTable,
     result: DataFrame,
     unique_key: &[String],
     txns: &BTreeMap<String, i64>,
     scope: Option<&DataFrame>,
+    folds: &[(String, Fold)],
 ) -> Result<Written, ModelError> {
     let columns: Vec<String> = table
         .schema()
@@ -161,12 +180,16 @@ async fn merge(
     let result_keys = result.select(key_cols.iter().copied())?;
     let existing_keys = existing.select(key_cols.iter().copied())?;
     // Keys the result no longer has (in scope: rows outside it are not this
-    // result's to delete).
-    let gone = anti_join(
-        in_scope.select(key_cols.iter().copied())?,
-        result_keys.clone(),
-        unique_key,
-    )?;
+    // result's to delete). Folded rows only add to what is held.
+    let gone = if folds.is_empty() {
+        anti_join(
+            in_scope.select(key_cols.iter().copied())?,
+            result_keys.clone(),
+            unique_key,
+        )?
+    } else {
+        result_keys.clear()
+    };
     let new_rows = anti_join(result.clone(), existing_keys.clone(), unique_key)?;
     // Keys in both: compared row by row, reading only the files holding them.
     let both = semi_join(result_keys, existing_keys, unique_key)?;
@@ -194,7 +217,11 @@ async fn merge(
     }
     let mut changed = new_rows;
     if both.height() > 0 {
-        let candidates = semi_join(result.clone(), both, unique_key)?;
+        let mut candidates = semi_join(result.clone(), both.clone(), unique_key)?;
+        if !folds.is_empty() {
+            let held = semi_join(old_rows.clone(), both, unique_key)?;
+            candidates = super::accumulate::fold(held, candidates, unique_key, folds)?;
+        }
         // Rows different from the table's (every column compared, nulls equal).
         stack(&mut changed, anti_join(candidates, old_rows, &columns)?)?;
     }
