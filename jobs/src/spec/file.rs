@@ -47,6 +47,7 @@ struct RawModel {
     columns: Option<S<Vec<RawColumn>>>,
     tests: Option<S<Vec<S<RawTest>>>>,
     warehouse: Option<S<RawWarehouse>>,
+    on_schema_change: Option<S<String>>,
     topic: Option<S<String>>,
     input: Option<S<String>>,
     quarantine: Option<S<String>>,
@@ -241,6 +242,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
             "materialized",
             "tests",
             "warehouse",
+            "on_schema_change",
             "asof",
             "scope",
             "scope_presence",
@@ -404,7 +406,7 @@ pub fn parse_model_file(
 
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
-    let present: [(&str, Option<&serde_saphyr::Location>); 20] = [
+    let present: [(&str, Option<&serde_saphyr::Location>); 21] = [
         (
             "description",
             raw.description.as_ref().map(|s| &s.referenced),
@@ -423,6 +425,10 @@ pub fn parse_model_file(
         ("columns", raw.columns.as_ref().map(|s| &s.referenced)),
         ("tests", raw.tests.as_ref().map(|s| &s.referenced)),
         ("warehouse", raw.warehouse.as_ref().map(|s| &s.referenced)),
+        (
+            "on_schema_change",
+            raw.on_schema_change.as_ref().map(|s| &s.referenced),
+        ),
         ("topic", raw.topic.as_ref().map(|s| &s.referenced)),
         ("input", raw.input.as_ref().map(|s| &s.referenced)),
         ("quarantine", raw.quarantine.as_ref().map(|s| &s.referenced)),
@@ -713,6 +719,19 @@ pub fn parse_model_file(
         }
     }
 
+    let on_schema_change = match &raw.on_schema_change {
+        None => OnSchemaChange::default(),
+        Some(v) => OnSchemaChange::parse(&v.value).unwrap_or_else(|| {
+            diags.push(
+                at(&v.referenced),
+                format!(
+                    "on_schema_change `{}` is not one of: fail, append_new_columns, sync_all_columns",
+                    v.value
+                ),
+            );
+            OnSchemaChange::default()
+        }),
+    };
     let warehouse = match &raw.warehouse {
         None
         | Some(Spanned {
@@ -725,6 +744,7 @@ pub fn parse_model_file(
         }) => Some(WarehouseTarget {
             schema: "gold".into(),
             table: name.clone(),
+            on_schema_change,
         }),
         Some(Spanned {
             value: RawWarehouse::Target { table },
@@ -739,9 +759,18 @@ pub fn parse_model_file(
             Some(WarehouseTarget {
                 schema: schema.into(),
                 table: table.into(),
+                on_schema_change,
             })
         }
     };
+    if let Some(v) = &raw.on_schema_change
+        && warehouse.is_none()
+    {
+        diags.push(
+            at(&v.referenced),
+            "`on_schema_change` says what happens to this model's warehouse table when its columns change: the model has no `warehouse:`",
+        );
+    }
     if warehouse.is_some() && unique_key.is_empty() {
         diags.push(
             raw.warehouse

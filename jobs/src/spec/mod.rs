@@ -451,6 +451,42 @@ pub struct DataTest {
 pub struct WarehouseTarget {
     pub schema: String,
     pub table: String,
+    /// What `dag migrate` does when the table's columns differ from the
+    /// model's (dbt's `on_schema_change`).
+    pub on_schema_change: OnSchemaChange,
+}
+
+/// How a warehouse table follows a change of its model's columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnSchemaChange {
+    /// Stop with an error naming table, column and the ALTER that fixes it.
+    #[default]
+    Fail,
+    /// Add the model's new columns (as nullable); columns the model no
+    /// longer has stay in the table, nullable, NULL in rows loaded later.
+    AppendNewColumns,
+    /// Add new columns, drop the ones the model no longer has (their
+    /// values are gone), change column types (existing values cast).
+    SyncAllColumns,
+}
+
+impl OnSchemaChange {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "fail" => Self::Fail,
+            "append_new_columns" => Self::AppendNewColumns,
+            "sync_all_columns" => Self::SyncAllColumns,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "fail",
+            Self::AppendNewColumns => "append_new_columns",
+            Self::SyncAllColumns => "sync_all_columns",
+        }
+    }
 }
 
 /// A fully parsed and locally checked model.
