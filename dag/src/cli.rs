@@ -147,8 +147,14 @@ pub enum Command {
     },
     /// Per-node state of a run (default: the latest).
     Status { run: Option<String> },
-    /// Apply the warehouse and run-metadata migrations.
-    Migrate,
+    /// Bring the warehouse to what the pipeline needs: dag's metadata
+    /// migrations, a table per warehouse model (created, or changed as its
+    /// `on_schema_change` allows), the pipeline's own migrations/.
+    Migrate {
+        /// Print the SQL it would run, run nothing.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Load the selected gold models into the warehouse (default: all).
     Load { selector: Vec<String> },
     /// A Kafka-protocol broker in this process (librdkafka's in-memory mock

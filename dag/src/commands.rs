@@ -177,9 +177,10 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let cfg = load_config(explicit)?;
             crate::trigger::status(&cfg, run.as_deref()).await
         }
-        Command::Migrate => {
+        Command::Migrate { plan } => {
             let cfg = load_config(explicit)?;
-            crate::warehouse::migrate_command(&cfg).await
+            let p = load_pipeline(&cfg)?;
+            crate::warehouse::migrate_command(&cfg, &p, plan).await
         }
         Command::Load { selector } => {
             let cfg = load_config(explicit)?;

@@ -1,6 +1,8 @@
-//! `dag migrate`, `dag load [SELECTOR]`, and the load at the end of
-//! `dag run`: connect (retried while PostgreSQL is down), apply pending
-//! migrations, load the selected warehouse models, print what moved.
+//! `dag migrate [--plan]`, `dag load [SELECTOR]`, and the load at the end
+//! of `dag run`: connect (retried while PostgreSQL is down), bring the
+//! warehouse to what the pipeline's models need (dag's migrations, the
+//! models' tables, the pipeline's migrations), load the selected warehouse
+//! models, print what moved.
 
 use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
@@ -8,12 +10,13 @@ use crate::pipeline::Pipeline;
 use jobs::model::Catalog;
 use jobs::spec::Model;
 use jobs::warehouse::load::{Gate, LoadReport, load};
+use jobs::warehouse::migrate::{Applied, PipelineMigrations};
 use jobs::warehouse::{connect, migrate};
 use petgraph::graph::NodeIndex;
 use sqlx::PgPool;
 
-/// Connects and applies pending migrations (every command that needs the
-/// warehouse starts here).
+/// Connects and applies dag's own pending migrations (commands that need
+/// the run metadata: trigger, runs, status, the scheduler).
 pub async fn ready(cfg: &Loaded) -> Result<PgPool, CliError> {
     let ws = cfg.warehouse_settings();
     let pool = connect::connect(&ws).await.map_err(anyhow::Error::from)?;
@@ -26,15 +29,113 @@ pub async fn ready(cfg: &Loaded) -> Result<PgPool, CliError> {
     Ok(pool)
 }
 
-pub async fn migrate_command(cfg: &Loaded) -> Result<Outcome, CliError> {
-    let pool = ready(cfg).await?;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM dag.refinery_schema_history")
-        .fetch_one(&pool)
+/// The pipeline's warehouse models, in the pipeline's order.
+fn warehouse_models(p: &Pipeline) -> Vec<&Model> {
+    p.topo_order()
+        .iter()
+        .map(|n| &p.graph[*n])
+        .filter(|m| m.warehouse.is_some())
+        .collect()
+}
+
+/// Connects and brings the warehouse to what `p` needs: dag's migrations,
+/// the tables of its warehouse models, its own migrations. Prints each
+/// change.
+pub async fn ready_warehouse(cfg: &Loaded, p: &Pipeline) -> Result<PgPool, CliError> {
+    let ws = cfg.warehouse_settings();
+    let pool = connect::connect(&ws).await.map_err(anyhow::Error::from)?;
+    let models = warehouse_models(p);
+    let migrations = PipelineMigrations::read(&p.name, &p.root).map_err(anyhow::Error::from)?;
+    let applied = connect::retrying(&ws, "migrating the warehouse", || {
+        migrate::migrate_pipeline(&pool, &models, &migrations)
+    })
+    .await
+    .map_err(anyhow::Error::from)?;
+    print!("{}", render_applied(&applied));
+    Ok(pool)
+}
+
+fn render_applied(a: &Applied) -> String {
+    let mut out = String::new();
+    for m in &a.dag {
+        out += &format!("migration applied: {m}\n");
+    }
+    for s in &a.schemas {
+        out += &format!("schema {s} created\n");
+    }
+    for t in &a.tables {
+        for n in &t.notes {
+            out += &format!("table {}: {n}\n", t.table);
+        }
+    }
+    for m in &a.pipeline {
+        out += &format!("pipeline migration applied: {m}\n");
+    }
+    out
+}
+
+/// `dag migrate [--plan]`.
+pub async fn migrate_command(
+    cfg: &Loaded,
+    p: &Pipeline,
+    plan_only: bool,
+) -> Result<Outcome, CliError> {
+    let target = connect::target(&cfg.warehouse_url);
+    if plan_only {
+        let ws = cfg.warehouse_settings();
+        let pool = connect::connect(&ws).await.map_err(anyhow::Error::from)?;
+        let models = warehouse_models(p);
+        let migrations = PipelineMigrations::read(&p.name, &p.root).map_err(anyhow::Error::from)?;
+        let plan = connect::retrying(&ws, "reading the warehouse", || async {
+            let mut conn = pool.acquire().await?;
+            migrate::plan(&mut conn, &models, &migrations).await
+        })
         .await
         .map_err(anyhow::Error::from)?;
+        for t in &plan.foreign {
+            println!(
+                "-- {t}: in a schema of this pipeline, loaded by none of its models (left alone)"
+            );
+        }
+        if plan.is_empty() {
+            println!(
+                "-- warehouse at {target} matches pipeline `{}`: nothing to do",
+                p.name
+            );
+            return Ok(Outcome::Success);
+        }
+        println!(
+            "-- dag migrate on {target} (pipeline `{}`) would run:\n",
+            p.name
+        );
+        print!("{}", plan.sql());
+        return Ok(if plan.problems().is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Failed
+        });
+    }
+    let pool = ready_warehouse(cfg, p).await?;
+    let foreign = {
+        let mut conn = pool.acquire().await.map_err(anyhow::Error::from)?;
+        migrate::plan(
+            &mut conn,
+            &warehouse_models(p),
+            &PipelineMigrations::default(),
+        )
+        .await
+        .map_err(anyhow::Error::from)?
+        .foreign
+    };
+    for t in &foreign {
+        println!(
+            "note: {t} is in a schema of this pipeline but none of its models loads it (left alone)"
+        );
+    }
     println!(
-        "warehouse at {} is at the latest migration ({n} applied)",
-        connect::target(&cfg.warehouse_url)
+        "warehouse at {target} is up to date for pipeline `{}` ({} warehouse tables)",
+        p.name,
+        warehouse_models(p).len()
     );
     Ok(Outcome::Success)
 }
@@ -88,7 +189,7 @@ pub async fn load_reporting(
         println!("load: BLOCKED ({why}); the warehouse keeps its previous state");
         return Ok(Outcome::Failed);
     }
-    let pool = ready(cfg).await?;
+    let pool = ready_warehouse(cfg, p).await?;
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let s = crate::run::settings(cfg, false);
     let report = load(

@@ -18,3 +18,4 @@ mod scheduler;
 mod selectors;
 mod services;
 mod warehouse;
+mod warehouse_schema;

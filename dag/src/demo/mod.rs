@@ -219,7 +219,7 @@ pub async fn demo(
         };
         tokio::spawn(async move { crate::produce::run(&cfg, &p, args).await })
     };
-    let pool = crate::warehouse::ready(&cfg).await?;
+    let pool = crate::warehouse::ready_warehouse(&cfg, &p).await?;
 
     // Progress: bronze (from the ingesters), the warehouse (its fact rows).
     let multi = MultiProgress::with_draw_target(if std::io::stdout().is_terminal() {

@@ -396,9 +396,18 @@ fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
             match Layer::parse(&fname) {
                 Some(layer) => read_layer(&path, layer, diags, &mut drafts),
                 None if fname.starts_with('.') => {}
+                // The pipeline's own warehouse migrations: checked here so
+                // `dag validate` names a bad file before `dag migrate` runs.
+                None if fname == "migrations" => {
+                    if let Err(e) = jobs::warehouse::migrate::pipeline_migrations(&path) {
+                        diags.push(e.pos, e.message);
+                    }
+                }
                 None => diags.push(
                     Pos::file(&path),
-                    format!("unknown folder `{fname}`: models go in bronze/, silver/ or gold/"),
+                    format!(
+                        "unknown folder `{fname}`: models go in bronze/, silver/ or gold/ (warehouse migrations in migrations/)"
+                    ),
                 ),
             }
         } else if is_model_file(&path) && fname != "pipeline.yml" {

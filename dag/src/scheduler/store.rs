@@ -1,4 +1,4 @@
-//! Run state in PostgreSQL (schema `dag`, `migrations/V3__scheduler.sql`):
+//! Run state in PostgreSQL (schema `dag`, `migrations/V2__scheduler.sql`):
 //! recording runs, claiming tasks, recording how they ended.
 //!
 //! A task is claimed in one transaction under an advisory lock (so the

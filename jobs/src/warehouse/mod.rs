@@ -1,7 +1,9 @@
 //! The warehouse: gold models copied into PostgreSQL, exactly once.
 //!
-//! - [`migrate`]: the refinery migrations of `migrations/` (schemas `gold`
-//!   and `dag`), applied under an advisory lock.
+//! - [`migrate`]: dag's own migrations (schema `dag`), the pipeline's
+//!   tables and the pipeline's own SQL migrations, under an advisory lock.
+//! - [`ddl`]: a warehouse table derived from its model: its `CREATE TABLE`,
+//!   and the changes a model's `on_schema_change` allows.
 //! - [`schema`]: each warehouse table compared with its model before a row
 //!   is written.
 //! - [`load`]: per table, the rows changed since the Delta version the
@@ -13,6 +15,7 @@
 
 pub mod connect;
 pub mod csv;
+pub mod ddl;
 pub mod load;
 pub mod migrate;
 pub mod schema;

@@ -4,7 +4,7 @@
 -- lease that runs out hands the task to another scheduler.
 
 -- One run of a selection: triggered by hand or fired by a schedule.
-CREATE TABLE dag.runs (
+CREATE TABLE IF NOT EXISTS dag.runs (
     id bigserial PRIMARY KEY,
     selector text NOT NULL,
     trigger text NOT NULL CHECK (trigger IN ('manual', 'schedule')),
@@ -21,11 +21,11 @@ CREATE TABLE dag.runs (
     finished_at timestamptz,
     UNIQUE (schedule, scheduled_for)
 );
-CREATE INDEX runs_open ON dag.runs (state) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS runs_open ON dag.runs (state) WHERE state IN ('queued', 'running');
 
 -- One node of a run. `upstream` names the nodes of the same run it waits
 -- for.
-CREATE TABLE dag.task_runs (
+CREATE TABLE IF NOT EXISTS dag.task_runs (
     run_id bigint NOT NULL REFERENCES dag.runs ON DELETE CASCADE,
     node text NOT NULL,
     upstream text[] NOT NULL DEFAULT '{}',
@@ -46,12 +46,12 @@ CREATE TABLE dag.task_runs (
     error text,
     PRIMARY KEY (run_id, node)
 );
-CREATE INDEX task_runs_open ON dag.task_runs (state)
+CREATE INDEX IF NOT EXISTS task_runs_open ON dag.task_runs (state)
     WHERE state IN ('queued', 'up_for_retry', 'running');
 
 -- Every execution of a task, whoever ran it and however it ended: the
 -- audit trail that shows no task ran twice.
-CREATE TABLE dag.task_attempts (
+CREATE TABLE IF NOT EXISTS dag.task_attempts (
     run_id bigint NOT NULL,
     node text NOT NULL,
     attempt int NOT NULL,
@@ -63,7 +63,7 @@ CREATE TABLE dag.task_attempts (
 );
 
 -- Live schedulers: a heartbeat every few seconds.
-CREATE TABLE dag.schedulers (
+CREATE TABLE IF NOT EXISTS dag.schedulers (
     id text PRIMARY KEY,
     host text NOT NULL,
     pid int NOT NULL,
