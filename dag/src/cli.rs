@@ -22,6 +22,10 @@ pub struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Values for `var()` in SQL templates, as YAML or JSON
+    /// ('{cutoff: 2024-01-01}'); they override `[vars]` of dag.toml.
+    #[arg(long, global = true, value_name = "YAML")]
+    pub vars: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -138,8 +142,27 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Write a project to start from: `--example NAME` writes a pipeline
+    /// shipped in the binary (dag.toml, models/, data/) into DIR.
+    Init {
+        /// A pipeline the binary ships (`telematics`).
+        #[arg(long, value_name = "NAME", required = true)]
+        example: String,
+        /// Where to write the project (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check the configuration and the pipeline, and report every problem.
     Validate,
+    /// Print the SQL a model runs: its template rendered (ref, source, var,
+    /// macros), or its plain SQL as written.
+    Compile {
+        /// A SQL model.
+        model: String,
+    },
     /// Recent runs.
     Runs {
         #[arg(long, default_value_t = 20)]

@@ -30,6 +30,9 @@ pub enum CliError {
     Pipeline { path: PathBuf, diags: Diagnostics },
     #[error("selector: {0}")]
     Selector(String),
+    /// A command-line argument that names something that is not there.
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -37,7 +40,10 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Pipeline { .. } | CliError::Selector(_) => 2,
+            CliError::Config(_)
+            | CliError::Pipeline { .. }
+            | CliError::Selector(_)
+            | CliError::Usage(_) => 2,
             CliError::Other(_) => 1,
         }
     }
@@ -48,16 +54,22 @@ pub fn process_env() -> BTreeMap<String, String> {
     std::env::vars().collect()
 }
 
-/// Loads the configuration the way every command does.
-pub fn load_config(explicit: Option<&std::path::Path>) -> Result<Loaded, CliError> {
+/// Loads the configuration the way every command does; `vars` is `--vars`.
+pub fn load_config(
+    explicit: Option<&std::path::Path>,
+    vars: Option<&str>,
+) -> Result<Loaded, CliError> {
     let cwd = std::env::current_dir().map_err(|e| CliError::Other(e.into()))?;
-    Ok(config::load(explicit, &process_env(), &cwd)?)
+    let mut cfg = config::load(explicit, &process_env(), &cwd)?;
+    cfg.vars = cfg.template_vars(vars)?;
+    Ok(cfg)
 }
 
 /// Loads the configured pipeline, with every problem reported at once.
 pub fn load_pipeline(cfg: &Loaded) -> Result<Pipeline, CliError> {
     let root = cfg.pipeline_dir();
-    Pipeline::load(&root).map_err(|diags| CliError::Pipeline { path: root, diags })
+    Pipeline::load_with_vars(&root, &cfg.vars)
+        .map_err(|diags| CliError::Pipeline { path: root, diags })
 }
 
 fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeIndex>, CliError> {
@@ -68,9 +80,10 @@ fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeInd
 
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     let explicit = cli.config.as_deref();
+    let vars = cli.vars.as_deref();
     match cli.command {
         Command::List { selector, format } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             match format {
@@ -80,16 +93,49 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Graph { selector, format } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             print!("{}", render::graph(&p, &nodes, format));
             Ok(Outcome::Success)
         }
         Command::Validate => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             println!("{}", summary(&cfg, &p));
+            Ok(Outcome::Success)
+        }
+        Command::Init {
+            example,
+            dir,
+            force,
+        } => {
+            let dest = dir.unwrap_or_else(|| PathBuf::from(&example));
+            let w = crate::examples::write(&example, &dest, force)?;
+            println!(
+                "wrote the {example} pipeline to {} ({} files)\nnext: cd {} && dag validate && dag demo",
+                dest.display(),
+                w.files,
+                dest.display()
+            );
+            Ok(Outcome::Success)
+        }
+        Command::Compile { model } => {
+            let cfg = load_config(explicit, vars)?;
+            let p = load_pipeline(&cfg)?;
+            let Some(m) = p.model(&model) else {
+                return Err(CliError::Usage(format!(
+                    "unknown model `{model}`{}",
+                    jobs::spec::did_you_mean(&model, p.names())
+                )));
+            };
+            let Source::Sql { sql, .. } = &m.source else {
+                return Err(CliError::Usage(format!(
+                    "`{model}` is a `{}` model: only `sql` models have SQL to compile",
+                    m.source.kind_name()
+                )));
+            };
+            println!("{}", sql.trim_end());
             Ok(Outcome::Success)
         }
         Command::Demo { events, rate, keep } => {
@@ -103,7 +149,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             // The pipeline's topics, when a pipeline is at hand; the broker
             // is also useful without one.
             let mut all = topics;
-            if let Ok(cfg) = load_config(explicit)
+            if let Ok(cfg) = load_config(explicit, vars)
                 && let Ok(p) = load_pipeline(&cfg)
             {
                 for m in p.graph.node_weights() {
@@ -123,19 +169,19 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             full_refresh,
             no_load,
         } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
             crate::run::run(&cfg, &p, &nodes, full_refresh, load).await
         }
         Command::Trigger { selector, wait } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             crate::trigger::trigger(&cfg, &p, &selector, wait).await
         }
         Command::Scheduler => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             crate::scheduler::serve(&cfg, p).await
         }
@@ -143,12 +189,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             sources,
             until_caught_up,
         } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             crate::ingest::run(&cfg, &p, &sources, until_caught_up).await
         }
         Command::Produce(args) => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             crate::produce::run(&cfg, &p, args).await
         }
@@ -159,7 +205,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             json,
             full,
         } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             let files = crate::datatest::ReportFiles {
@@ -170,20 +216,20 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             crate::datatest::test_command(&cfg, &p, &nodes, full, &files).await
         }
         Command::Runs { limit } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             crate::trigger::runs(&cfg, limit).await
         }
         Command::Status { run } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             crate::trigger::status(&cfg, run.as_deref()).await
         }
         Command::Migrate { plan } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             crate::warehouse::migrate_command(&cfg, &p, plan).await
         }
         Command::Load { selector } => {
-            let cfg = load_config(explicit)?;
+            let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             crate::warehouse::load_command(&cfg, &p, &nodes).await

@@ -48,6 +48,9 @@ pub struct Config {
     pub models: ModelsConfig,
     pub warehouse: WarehouseConfig,
     pub scheduler: SchedulerConfig,
+    /// What `var()` returns in SQL templates; any keys, any TOML values.
+    /// `--vars` overrides them.
+    pub vars: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +190,7 @@ impl Default for Config {
             models: ModelsConfig::default(),
             warehouse: WarehouseConfig::default(),
             scheduler: SchedulerConfig::default(),
+            vars: BTreeMap::new(),
         }
     }
 }
@@ -271,6 +275,8 @@ pub enum Origin {
     Default,
     File(PathBuf),
     Env(String),
+    /// A command-line flag.
+    Flag(&'static str),
 }
 
 impl fmt::Display for Origin {
@@ -279,6 +285,7 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("built-in default"),
             Origin::File(p) => write!(f, "{}", p.display()),
             Origin::Env(v) => write!(f, "environment variable {v}"),
+            Origin::Flag(flag) => write!(f, "{flag}"),
         }
     }
 }
@@ -329,6 +336,8 @@ pub struct Loaded {
     /// S3 keys, from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// What `var()` reads in SQL templates: `[vars]`, then `--vars`.
+    pub vars: BTreeMap<String, serde_json::Value>,
 }
 
 impl Loaded {
@@ -382,6 +391,36 @@ impl Loaded {
             secret_access_key: self.s3_secret_access_key.clone(),
         }
         .storage_options()
+    }
+
+    /// `[vars]` as template values, `--vars` (YAML or JSON) applied over
+    /// them key by key.
+    pub fn template_vars(
+        &self,
+        cli: Option<&str>,
+    ) -> Result<BTreeMap<String, serde_json::Value>, ConfigError> {
+        let mut vars = BTreeMap::new();
+        for (k, v) in &self.config.vars {
+            let value = serde_json::to_value(v).map_err(|e| ConfigError::Invalid {
+                origin: self.origin(&format!("vars.{k}")),
+                key: format!("vars.{k}"),
+                message: e.to_string(),
+            })?;
+            vars.insert(k.clone(), value);
+        }
+        if let Some(text) = cli.filter(|t| !t.trim().is_empty()) {
+            let given: BTreeMap<String, serde_json::Value> = serde_saphyr::from_str(text)
+                .map_err(|e| ConfigError::Invalid {
+                    origin: Origin::Flag("--vars"),
+                    key: "vars".into(),
+                    message: format!(
+                        "must be a YAML or JSON mapping such as '{{cutoff: 2024-01-01, limit: 10}}': {}",
+                        jobs::spec::parser_message(&e.to_string())
+                    ),
+                })?;
+            vars.extend(given);
+        }
+        Ok(vars)
     }
 
     pub fn models_dir(&self) -> PathBuf {
@@ -497,8 +536,10 @@ pub fn load(
         origins,
         s3_access_key_id: env.get("AWS_ACCESS_KEY_ID").cloned(),
         s3_secret_access_key: env.get("AWS_SECRET_ACCESS_KEY").cloned(),
+        vars: BTreeMap::new(),
     };
     validate(&mut loaded, env)?;
+    loaded.vars = loaded.template_vars(None)?;
     Ok(loaded)
 }
 
@@ -564,6 +605,21 @@ fn check_keys(
         } else {
             format!("{prefix}.{k}")
         };
+        // `[vars]` is the user's own: any keys, any values.
+        if prefix.is_empty() && k == "vars" {
+            let toml::Value::Table(vars) = v else {
+                return Err(ConfigError::WrongType {
+                    origin: origin.clone(),
+                    key,
+                    expected: "a table",
+                    found: format!("{} ({v})", type_name(v)),
+                });
+            };
+            for name in vars.keys() {
+                origins.insert(format!("vars.{name}"), origin.clone());
+            }
+            continue;
+        }
         let Some(expected) = defaults.get(k) else {
             let known: Vec<&str> = defaults
                 .as_table()

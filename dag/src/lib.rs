@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod datatest;
 pub mod demo;
+pub mod examples;
 pub mod ingest;
 pub mod logging;
 pub mod pipeline;

@@ -1,7 +1,8 @@
-//! `dag demo` as the README runs it, in a scratch folder with the shipped
-//! pipeline: the in-process broker, the lake, PostgreSQL (the test's
-//! database as DATABASE_URL), the scheduler; exit 0 and a summary whose
-//! every count matches what the simulator sent.
+//! `dag demo` with the binary alone, in an empty scratch folder (no
+//! dag.toml, no models/): it writes out the pipeline it ships and runs the
+//! in-process broker, the lake, PostgreSQL (the test's database as
+//! DATABASE_URL), the scheduler; exit 0 and a summary whose every count
+//! matches what the simulator sent.
 
 use std::process::Command;
 use testkit::TestDb;
@@ -9,9 +10,6 @@ use testkit::TestDb;
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for sub in ["models", "data"] {
-        crate::fixtures::copy_dir(&crate::fixtures::repo().join(sub), &dir.path().join(sub));
-    }
     let db = TestDb::create().await.expect("db");
     let out = Command::new(testkit::dag_bin())
         .current_dir(dir.path())
@@ -26,6 +24,7 @@ async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
         String::from_utf8_lossy(&out.stderr)
     );
     for want in [
+        "using the telematics pipeline shipped in the binary",
         "invariant   holds",
         "41 passed, 0 warned, 0 failed",
         "(= gold)",
@@ -39,6 +38,15 @@ async fn the_demo_runs_end_to_end_and_its_counts_hold_the_invariant() {
             dir.path().join("demo/report").join(report).exists(),
             "{report}"
         );
+    }
+    // The project it wrote is a complete one.
+    let project = dir.path().join("demo/project");
+    for f in [
+        "dag.toml",
+        "models/telematics/pipeline.yml",
+        "data/drivers.csv",
+    ] {
+        assert!(project.join(f).is_file(), "{f}");
     }
     db.drop_db().await.expect("drop");
 }

@@ -154,6 +154,24 @@ pub async fn demo(
     ] {
         env.insert(k.to_string(), v);
     }
+    // The binary alone is enough: with no project here, the pipeline it
+    // ships is written under demo/ and used.
+    let shipped;
+    let explicit = match explicit {
+        None if !env.contains_key("DAG_CONFIG")
+            && !cwd.join("dag.toml").is_file()
+            && !cwd.join("models").is_dir() =>
+        {
+            let w = crate::examples::write("telematics", &dir.join("project"), true)?;
+            say(format!(
+                "no dag.toml or models/ here: using the telematics pipeline shipped in the binary ({})",
+                dir.join("project").display()
+            ));
+            shipped = w.config;
+            Some(shipped.as_path())
+        }
+        other => other,
+    };
     let cfg = crate::config::load(explicit, &env, &cwd)?;
     let mut p = load_pipeline(&cfg)?;
     // 8 partitions: the mock broker keeps 5 MB per partition, which a

@@ -5,7 +5,9 @@
 //! pipeline.yml          optional: description, schedules by selector
 //! bronze/*.yml          kafka_source models
 //! silver/*.yml          clean and seed models (quarantines come with clean)
-//! gold/*.yml + *.sql    sql models
+//! gold/*.yml + *.sql    sql models (the SQL may be a Jinja template)
+//! macros/*.sql          optional: Jinja macros every SQL model can call
+//! migrations/V<n>__*.sql optional: the pipeline's own warehouse migrations
 //! ```
 //! Sub-folders inside a layer folder are allowed. Every problem is reported
 //! at once, each with file, line and column: malformed files, duplicate
@@ -16,6 +18,7 @@ mod graph;
 
 pub use graph::Cycle;
 
+use jobs::spec::template::{Catalog, Templates};
 use jobs::spec::{
     self, Diagnostics, Layer, Model, ModelDraft, Pos, Source, did_you_mean, parse_model_file,
 };
@@ -66,8 +69,17 @@ struct RawSchedule {
 const RESERVED: [&str; 3] = ["bronze", "silver", "gold"];
 
 impl Pipeline {
-    /// Loads and checks the pipeline folder `root`.
+    /// Loads and checks the pipeline folder `root`, with no template vars.
     pub fn load(root: &Path) -> Result<Pipeline, Diagnostics> {
+        Self::load_with_vars(root, &BTreeMap::new())
+    }
+
+    /// Loads and checks the pipeline folder `root`; `vars` are what
+    /// `var()` reads in SQL templates (`[vars]` and `--vars`).
+    pub fn load_with_vars(
+        root: &Path,
+        vars: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Pipeline, Diagnostics> {
         let mut diags = Diagnostics::default();
         let name = root
             .file_name()
@@ -79,7 +91,10 @@ impl Pipeline {
             return Err(diags);
         }
         let (description, raw_schedules) = read_pipeline_yml(root, &mut diags);
-        let drafts = read_models(root, &mut diags);
+        let (templates, problems) =
+            Templates::new(&root.join("macros"), catalog(root), vars.clone());
+        diags.extend(problems);
+        let drafts = read_models(root, &templates, &mut diags);
 
         // Names: unique across files, not reserved.
         let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
@@ -376,7 +391,7 @@ fn read_pipeline_yml(root: &Path, diags: &mut Diagnostics) -> (String, Vec<RawSc
 }
 
 /// Reads every model file under the layer folders, in path order.
-fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
+fn read_models(root: &Path, templates: &Templates, diags: &mut Diagnostics) -> Vec<ModelDraft> {
     let mut drafts = Vec::new();
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(root) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
@@ -394,8 +409,10 @@ fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
             .to_string();
         if path.is_dir() {
             match Layer::parse(&fname) {
-                Some(layer) => read_layer(&path, layer, diags, &mut drafts),
+                Some(layer) => read_layer(&path, layer, templates, diags, &mut drafts),
                 None if fname.starts_with('.') => {}
+                // Read (and checked) by `Templates::new`.
+                None if fname == "macros" => {}
                 // The pipeline's own warehouse migrations: checked here so
                 // `dag validate` names a bad file before `dag migrate` runs.
                 None if fname == "migrations" => {
@@ -406,7 +423,7 @@ fn read_models(root: &Path, diags: &mut Diagnostics) -> Vec<ModelDraft> {
                 None => diags.push(
                     Pos::file(&path),
                     format!(
-                        "unknown folder `{fname}`: models go in bronze/, silver/ or gold/ (warehouse migrations in migrations/)"
+                        "unknown folder `{fname}`: models go in bronze/, silver/ or gold/ (Jinja macros in macros/, warehouse migrations in migrations/)"
                     ),
                 ),
             }
@@ -427,7 +444,13 @@ fn is_model_file(p: &Path) -> bool {
     )
 }
 
-fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Vec<ModelDraft>) {
+fn read_layer(
+    dir: &Path,
+    layer: Layer,
+    templates: &Templates,
+    diags: &mut Diagnostics,
+    drafts: &mut Vec<ModelDraft>,
+) {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => {
@@ -438,7 +461,7 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
     files.sort();
     for path in &files {
         if path.is_dir() {
-            read_layer(path, layer, diags, drafts);
+            read_layer(path, layer, templates, diags, drafts);
             continue;
         }
         let ext = path
@@ -456,8 +479,20 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
                 };
                 let sql_path = path.with_extension("sql");
                 let sql_text = std::fs::read_to_string(&sql_path).ok();
-                let sql = sql_text.as_deref().map(|t| (sql_path.as_path(), t));
-                let (draft, problems) = parse_model_file(path, layer, &text, sql);
+                let model = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let sql = match &sql_text {
+                    None => None,
+                    Some(t) => match templates.render(model, &sql_path, t) {
+                        Ok(f) => Some(f),
+                        Err((pos, message)) => {
+                            diags.push(pos, message);
+                            // Parsed as is, so the YAML's own problems are
+                            // reported too; its SQL problems would be noise.
+                            Some(spec::SqlFile::plain(&sql_path, "select 1"))
+                        }
+                    },
+                };
+                let (draft, problems) = parse_model_file(path, layer, &text, sql.as_ref());
                 diags.extend(problems);
                 if let Some(d) = draft {
                     if sql_text.is_some() && !matches!(d.model.source, Source::Sql { .. }) {
@@ -484,4 +519,59 @@ fn read_layer(dir: &Path, layer: Layer, diags: &mut Diagnostics, drafts: &mut Ve
             _ => {}
         }
     }
+}
+
+/// What SQL templates may name, read off the model files before they are
+/// parsed (a file that does not parse is reported by the real pass).
+fn catalog(root: &Path) -> Catalog {
+    #[derive(Deserialize)]
+    struct Light {
+        kind: Option<String>,
+        topic: Option<String>,
+        input: Option<String>,
+        quarantine: Option<String>,
+    }
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for layer in ["bronze", "silver", "gold"] {
+        walk(&root.join(layer), &mut files);
+    }
+    let mut cat = Catalog::default();
+    for path in files {
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let light = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_saphyr::from_str::<Light>(&t).ok());
+        cat.models.insert(name.to_string());
+        let Some(light) = light else { continue };
+        match light.kind.as_deref() {
+            Some("kafka_source") => {
+                cat.sources.insert(name.to_string(), light.topic);
+            }
+            Some("clean") => {
+                if let Some(input) = light.input {
+                    cat.cleans.insert(name.to_string(), input);
+                }
+                if let Some(q) = light.quarantine {
+                    cat.models.insert(q);
+                }
+            }
+            _ => {}
+        }
+    }
+    cat
 }

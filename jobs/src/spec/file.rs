@@ -318,8 +318,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The `Line: l, Column: c` sqlparser puts at the end of its messages.
+fn sql_error_position(message: &str) -> (Option<u64>, u64) {
+    let num = |key: &str| {
+        let at = message.rfind(key)? + key.len();
+        let digits: String = message[at..]
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    };
+    (num("Line:"), num("Column:").unwrap_or(0))
+}
+
 /// Parses one model file. `layer` comes from the folder the file is in;
-/// `sql` is the text of the sibling `<name>.sql`, with its path, if any.
+/// `sql` is the sibling `<name>.sql`, rendered if it is a template, if any.
 ///
 /// Returns the draft whenever the file could be read as a model at all
 /// (even with problems, so the loader can still check its references and
@@ -328,7 +342,7 @@ pub fn parse_model_file(
     path: &Path,
     layer: Layer,
     text: &str,
-    sql: Option<(&Path, &str)>,
+    sql: Option<&SqlFile>,
 ) -> (Option<ModelDraft>, Diagnostics) {
     let mut diags = Diagnostics::default();
     let name = path
@@ -636,10 +650,20 @@ pub fn parse_model_file(
                     accumulate: vec![],
                 }
             }
-            Some((sql_path, sql_text)) => {
+            Some(file) => {
                 let asof = parse_asof(path, &raw, &mut diags, &mut inputs, &mut foreign_columns);
-                match sql_relations(sql_text) {
-                    Err(e) => diags.push(Pos::file(sql_path), format!("malformed SQL: {e}")),
+                match sql_relations(&file.rendered) {
+                    Err(e) => {
+                        let (line, column) = sql_error_position(&e);
+                        let pos = match line {
+                            Some(l) => file.pos(l, column),
+                            None => Pos::file(&file.path),
+                        };
+                        let hint = line
+                            .map(|l| file.rendered_hint(&name, l))
+                            .unwrap_or_default();
+                        diags.push(pos, format!("malformed SQL: {e}{hint}"));
+                    }
                     Ok(rels) => {
                         for r in rels {
                             if asof.iter().any(|a| a.name == r.name) {
@@ -647,7 +671,7 @@ pub fn parse_model_file(
                             }
                             inputs.push(Reference {
                                 model: r.name,
-                                pos: Pos::new(sql_path, r.line, r.column),
+                                pos: file.pos(r.line, r.column),
                             });
                         }
                     }
@@ -664,7 +688,7 @@ pub fn parse_model_file(
                 let accumulate =
                     parse_accumulate(path, &raw, &mut diags, &col_names, &inputs, &asof);
                 Source::Sql {
-                    sql: sql_text.to_string(),
+                    sql: file.rendered.clone(),
                     asof,
                     scope,
                     accumulate,

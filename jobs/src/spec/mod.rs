@@ -13,6 +13,7 @@ mod diag;
 mod file;
 mod range;
 mod sql;
+pub mod template;
 
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 pub(crate) use file::is_identifier;
@@ -21,6 +22,7 @@ pub use file::{
 };
 pub use range::{Bound, Interval};
 pub use sql::{SqlColumns, SqlRelation, monotone_in, sql_columns, sql_relations};
+pub use template::SqlFile;
 
 use std::fmt;
 use std::time::Duration;
