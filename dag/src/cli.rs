@@ -94,6 +94,17 @@ pub enum Command {
         #[arg(long)]
         no_load: bool,
     },
+    /// Rebuild the selected models and everything downstream of them from
+    /// their inputs (silver from bronze), each in one exactly-once commit,
+    /// then their tests and the load: after a rule or SQL fix, the lake,
+    /// the quarantine and the warehouse end as a fresh full run would.
+    Backfill {
+        /// Models to rebuild, with their downstream (default: all).
+        selector: Vec<String>,
+        /// Do not load the warehouse afterwards (see also warehouse.enabled).
+        #[arg(long)]
+        no_load: bool,
+    },
     /// Ask the running scheduler to run a selection now.
     Trigger {
         #[arg(required = true)]
@@ -142,12 +153,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
-    /// Write a project to start from: `--example NAME` writes a pipeline
-    /// shipped in the binary (dag.toml, models/, data/) into DIR.
+    /// Write a project to start from: `dag init NAME` a new pipeline (a
+    /// file source, a seed, a cleaning and a gold model with tests) that
+    /// `dag run` runs at once; `--example NAME` a pipeline shipped in the
+    /// binary (dag.toml, models/, data/).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["name", "example"])))]
     Init {
-        /// A pipeline the binary ships (`telematics`).
-        #[arg(long, value_name = "NAME", required = true)]
-        example: String,
+        /// The new pipeline's name (a lower-case identifier).
+        name: Option<String>,
+        /// A pipeline the binary ships (`telematics`, `retail`) instead.
+        #[arg(long, value_name = "NAME")]
+        example: Option<String>,
         /// Where to write the project (default: ./NAME).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,

@@ -106,20 +106,49 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             Ok(Outcome::Success)
         }
         Command::Init {
-            example,
+            name: Some(name),
+            example: None,
             dir,
             force,
         } => {
+            let dest = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let w = crate::scaffold::write(&name, &dest, force)?;
+            println!(
+                "wrote the new pipeline {name} to {} ({} files)
+                 next: cd {} && dag validate && dag run    (DATABASE_URL says where the warehouse is)
+                 then: drop more CSV files into landing/orders and `dag run` again",
+                dest.display(),
+                w.files.len(),
+                dest.display()
+            );
+            Ok(Outcome::Success)
+        }
+        Command::Init {
+            example: Some(example),
+            dir,
+            force,
+            ..
+        } => {
             let dest = dir.unwrap_or_else(|| PathBuf::from(&example));
             let w = crate::examples::write(&example, &dest, force)?;
+            // The demo drives the flagship pipeline's simulator; other
+            // examples say in their README how to feed them.
+            let next = if example == "telematics" {
+                "dag validate && dag demo".to_string()
+            } else {
+                format!("dag validate, then models/{example}/README.md says how to feed and run it")
+            };
             println!(
-                "wrote the {example} pipeline to {} ({} files)\nnext: cd {} && dag validate && dag demo",
+                "wrote the {example} pipeline to {} ({} files)\nnext: cd {} && {next}",
                 dest.display(),
                 w.files,
                 dest.display()
             );
             Ok(Outcome::Success)
         }
+        Command::Init { .. } => Err(CliError::Usage(
+            "dag init takes a new pipeline's NAME or --example NAME, not both".into(),
+        )),
         Command::Compile { model } => {
             let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
@@ -174,6 +203,31 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
             crate::run::run(&cfg, &p, &nodes, full_refresh, load).await
+        }
+        Command::Backfill { selector, no_load } => {
+            let cfg = load_config(explicit, vars)?;
+            let p = load_pipeline(&cfg)?;
+            let nodes = Selector::parse_args(&selector)
+                .map(Selector::with_downstream)
+                .and_then(|s| s.resolve(&p))
+                .map_err(CliError::Selector)?;
+            // Bronze is what a backfill rebuilds from, not what it takes in.
+            let nodes: Vec<_> = nodes
+                .into_iter()
+                .filter(|n| !p.graph[*n].source.is_bronze_source())
+                .collect();
+            let names: Vec<&str> = crate::run::runnable(&p, &nodes)
+                .iter()
+                .map(|n| p.graph[*n].name.as_str())
+                .collect();
+            println!(
+                "backfill: rebuilding {} model(s) from their inputs: {}
+",
+                names.len(),
+                names.join(", ")
+            );
+            let load = cfg.config.warehouse.enabled && !no_load;
+            crate::run::run(&cfg, &p, &nodes, true, load).await
         }
         Command::Trigger { selector, wait } => {
             let cfg = load_config(explicit, vars)?;

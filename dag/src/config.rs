@@ -393,6 +393,40 @@ impl Loaded {
         .storage_options()
     }
 
+    /// Where a `file_source`'s files arrive, as a URL with the options of
+    /// its store: `s3://...` (with the `[s3]` settings and keys, whatever
+    /// the lake is) or `file://...` as written, a path made absolute
+    /// against the project's folder.
+    pub fn file_source_root(
+        &self,
+        path: &str,
+    ) -> Result<(url::Url, std::collections::HashMap<String, String>), String> {
+        if path.starts_with("s3://") || path.starts_with("s3a://") {
+            let url = url::Url::parse(path).map_err(|e| format!("`{path}`: {e}"))?;
+            let options = jobs::lake::S3Options {
+                endpoint: self.config.s3.endpoint.clone(),
+                region: self.config.s3.region.clone(),
+                allow_http: self.config.s3.allow_http,
+                access_key_id: self.s3_access_key_id.clone(),
+                secret_access_key: self.s3_secret_access_key.clone(),
+            }
+            .storage_options();
+            return Ok((url, options));
+        }
+        if path.starts_with("file://") {
+            let url = url::Url::parse(path).map_err(|e| format!("`{path}`: {e}"))?;
+            return Ok((url, Default::default()));
+        }
+        let rel = path.strip_prefix("./").unwrap_or(path);
+        let abs = self.base_dir.join(rel);
+        // Created when missing, so a source can be set up before its first
+        // file arrives (listing a missing folder is an error).
+        std::fs::create_dir_all(&abs).map_err(|e| format!("{}: {e}", abs.display()))?;
+        let url = url::Url::from_directory_path(&abs)
+            .map_err(|()| format!("{} is not an absolute folder", abs.display()))?;
+        Ok((url, Default::default()))
+    }
+
     /// `[vars]` as template values, `--vars` (YAML or JSON) applied over
     /// them key by key.
     pub fn template_vars(
@@ -726,8 +760,10 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             ),
         ));
     }
+    // The default data folder may be missing (a pipeline without seeds
+    // needs none: a seed names its missing file); one set on purpose may not.
     let data = ro.data_dir();
-    if !data.is_dir() {
+    if !data.is_dir() && (data.exists() || !matches!(ro.origin("data_dir"), Origin::Default)) {
         return Err(invalid(
             ro,
             "data_dir",

@@ -166,16 +166,7 @@ pub async fn audit(
 ) -> Result<jobs::warehouse::load::Gate, CliError> {
     use jobs::warehouse::load::Gate;
     let results = run_on_current(cfg, p, nodes, Options::default(), &run_id(), true).await?;
-    let blocking: Vec<String> = results
-        .iter()
-        .filter(|r| r.status.blocks())
-        .map(|r| format!("test {} failed", r.test))
-        .collect();
-    Ok(if blocking.is_empty() {
-        Gate::Open
-    } else {
-        Gate::Closed(blocking.join(", "))
-    })
+    Ok(Gate::after(&results))
 }
 
 /// Every test of `nodes` on the tables as they are (all ready at once),

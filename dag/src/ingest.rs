@@ -1,11 +1,14 @@
 //! `dag ingest`: one bronze ingester per Kafka source, each on its own
-//! thread, until SIGTERM/SIGINT (or, with `--until-caught-up`, until every
-//! partition reached the high watermark seen at start). A progress line on
-//! an interactive terminal; a summary per source at the end.
+//! thread, and one per file source, until SIGTERM/SIGINT (or, with
+//! `--until-caught-up`, until every partition reached the high watermark
+//! seen at start and every file source's listing found nothing new). A
+//! progress line on an interactive terminal; a summary per source at the
+//! end.
 
 use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
 use crate::pipeline::Pipeline;
+use jobs::bronze::files::{FileIngestSettings, FileSourceSpec};
 use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};
 use jobs::spec::Source;
 use std::io::IsTerminal;
@@ -13,8 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The Kafka sources of the pipeline, or the named ones.
-pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Vec<SourceSpec>, CliError> {
+/// The bronze sources of a pipeline that `dag ingest` runs.
+#[derive(Debug, Default)]
+pub struct Sources {
+    pub kafka: Vec<SourceSpec>,
+    pub files: Vec<FileSourceSpec>,
+}
+
+/// The Kafka and file sources of the pipeline, or the named ones.
+pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Sources, CliError> {
     let all: Vec<(String, String)> = p
         .graph
         .node_weights()
@@ -23,12 +33,40 @@ pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Vec<Sourc
             _ => None,
         })
         .collect();
+    let mut out = Sources::default();
+    for m in p.graph.node_weights() {
+        let Source::Files { path, format } = &m.source else {
+            continue;
+        };
+        if !names.is_empty() && !names.contains(&m.name) {
+            continue;
+        }
+        let (root, root_options) = cfg
+            .file_source_root(path)
+            .map_err(|e| CliError::Other(anyhow::anyhow!("file source {}: path {e}", m.name)))?;
+        let location =
+            TableLocation::in_lake(&cfg.lake_url(), "bronze", &m.name, cfg.storage_options())
+                .map_err(|e| CliError::Other(anyhow::anyhow!("lake: {e}")))?;
+        out.files.push(FileSourceSpec {
+            name: m.name.clone(),
+            root,
+            root_options,
+            format: *format,
+            location,
+        });
+    }
     let mut chosen = Vec::new();
     for n in names {
-        if !all.iter().any(|(name, _)| name == n) {
-            let known: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        let is_file_source = out.files.iter().any(|f| &f.name == n);
+        if !is_file_source && !all.iter().any(|(name, _)| name == n) {
+            let known: Vec<&str> = p
+                .graph
+                .node_weights()
+                .filter(|m| m.source.is_bronze_source())
+                .map(|m| m.name.as_str())
+                .collect();
             return Err(CliError::Selector(format!(
-                "`{n}` is not a Kafka source of pipeline {}{} (sources: {})",
+                "`{n}` is not a source of pipeline {}{} (sources: {})",
                 p.name,
                 jobs::spec::did_you_mean(n, known.iter().copied()),
                 known.join(", ")
@@ -47,7 +85,37 @@ pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Vec<Sourc
             });
         }
     }
-    Ok(chosen)
+    out.kafka = chosen;
+    Ok(out)
+}
+
+/// One pass over the named file sources (what arrived since they last
+/// ran), with a line per source: the first step of a `dag run` that
+/// selects them.
+pub async fn ingest_files_once(
+    cfg: &Loaded,
+    p: &Pipeline,
+    names: &[String],
+) -> Result<(), CliError> {
+    let Sources { files, .. } = sources(cfg, p, names)?;
+    let s = cfg.ingest_settings();
+    let settings = FileIngestSettings {
+        batch_bytes: s.batch_bytes as u64,
+        poll: s.batch_interval,
+        clock: s.clock,
+        retry_timeout: s.retry_timeout,
+        until_caught_up: true,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    for spec in files {
+        let stats = Arc::new(IngestStats::default());
+        let report = jobs::bronze::files::run(spec, settings.clone(), stop.clone(), stats)
+            .await
+            .map_err(|e| CliError::Other(anyhow::anyhow!("{e}")))?;
+        println!("{}", summary(&report, started.elapsed().as_secs_f64()));
+    }
+    Ok(())
 }
 
 /// Sets `stop` on SIGTERM or SIGINT; a second signal exits at once
@@ -111,9 +179,12 @@ pub async fn run_sharing(
     shared: &SharedStats,
     stop: Arc<AtomicBool>,
 ) -> Result<Outcome, CliError> {
-    let specs = sources(cfg, p, names)?;
-    if specs.is_empty() {
-        println!("pipeline {} has no Kafka sources", p.name);
+    let Sources {
+        kafka: specs,
+        files,
+    } = sources(cfg, p, names)?;
+    if specs.is_empty() && files.is_empty() {
+        println!("pipeline {} has no sources to ingest", p.name);
         return Ok(Outcome::Success);
     }
     let mut settings = cfg.ingest_settings();
@@ -121,10 +192,32 @@ pub async fn run_sharing(
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();
+    let file_settings = FileIngestSettings {
+        batch_bytes: settings.batch_bytes as u64,
+        poll: settings.batch_interval,
+        clock: settings.clock,
+        retry_timeout: settings.retry_timeout,
+        until_caught_up,
+    };
+    for spec in files {
+        let stats = Arc::new(IngestStats::default());
+        all_stats.push((spec.name.clone(), stats.clone()));
+        if let Ok(mut s) = shared.lock() {
+            // A restarted ingester replaces its predecessor's counters.
+            s.retain(|(name, _)| name != &spec.name);
+            s.push((spec.name.clone(), stats.clone()));
+        }
+        let (settings, stop) = (file_settings.clone(), stop.clone());
+        tasks.push(tokio::spawn(jobs::bronze::files::run(
+            spec, settings, stop, stats,
+        )));
+    }
     for spec in specs {
         let stats = Arc::new(IngestStats::default());
         all_stats.push((spec.name.clone(), stats.clone()));
         if let Ok(mut s) = shared.lock() {
+            // A restarted ingester replaces its predecessor's counters.
+            s.retain(|(name, _)| name != &spec.name);
             s.push((spec.name.clone(), stats.clone()));
         }
         let (settings, stop, rt) = (
@@ -172,6 +265,24 @@ pub async fn run_sharing(
 }
 
 fn summary(r: &IngestReport, secs: f64) -> String {
+    if r.file_source {
+        return format!(
+            "{}: {} records of {} new file(s){} committed in {} commits, table version {}",
+            r.source,
+            r.rows,
+            r.files,
+            if r.unreadable > 0 {
+                format!(
+                    " ({} unreadable, quarantined by its cleaning model)",
+                    r.unreadable
+                )
+            } else {
+                String::new()
+            },
+            r.commits,
+            r.version
+        );
+    }
     let active = if r.active_seconds > 0.0 {
         r.active_seconds
     } else {

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod produce;
 pub mod render;
 pub mod run;
+pub mod scaffold;
 pub mod scheduler;
 pub mod select;
 pub mod trigger;

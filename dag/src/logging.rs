@@ -7,9 +7,12 @@ pub fn init(format: LogFormat, verbose: u8) {
     // Our crates at the asked level; dependencies (deltalake, the Delta
     // kernel, DataFusion, librdkafka) only when they warn, unless -vv.
     // The kernel logs a missing table (before we create it) as an error.
+    // deltalake warns of every commit that meets another writer's ("table
+    // updated during transaction"): a normal event between our concurrent
+    // writers, whose outcome (retried, or fenced) we report ourselves.
     let default = match verbose {
         0 => {
-            "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error"
+            "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error,deltalake_core::kernel::transaction=error"
         }
         1 => {
             "warn,dag=debug,jobs=debug,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error"

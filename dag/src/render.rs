@@ -14,9 +14,11 @@ pub enum GraphFormat {
     Mermaid,
 }
 
-fn kind_label(m: &Model) -> String {
+/// The kind of a model as `dag list` shows it (`kafka_source(topic)`).
+pub fn kind_label(m: &Model) -> String {
     match &m.source {
         Source::Kafka { topic } => format!("kafka_source({topic})"),
+        Source::Files { path, format } => format!("file_source({}, {path})", format.name()),
         Source::Seed { file } => format!("seed({file})"),
         other => other.kind_name().to_string(),
     }

@@ -40,10 +40,8 @@ pub fn runnable(p: &Pipeline, selected: &[NodeIndex]) -> Vec<NodeIndex> {
         .copied()
         .filter(|n| chosen.contains(n))
         .filter(|n| {
-            !matches!(
-                p.graph[*n].source,
-                Source::Kafka { .. } | Source::Quarantine { .. }
-            )
+            let source = &p.graph[*n].source;
+            !(source.is_bronze_source() || matches!(source, Source::Quarantine { .. }))
         })
         .collect()
 }
@@ -55,6 +53,17 @@ pub async fn run(
     full_refresh: bool,
     load: bool,
 ) -> Result<Outcome, CliError> {
+    // File sources in the selection take their new files first: a batch
+    // pipeline runs end to end with `dag run` alone.
+    let files: Vec<String> = selected
+        .iter()
+        .map(|n| &p.graph[*n])
+        .filter(|m| matches!(m.source, Source::Files { .. }))
+        .map(|m| m.name.clone())
+        .collect();
+    if !files.is_empty() {
+        crate::ingest::ingest_files_once(cfg, p, &files).await?;
+    }
     let order = runnable(p, selected);
     if order.is_empty() {
         println!("nothing to run: the selection holds no silver or gold model");
@@ -130,9 +139,10 @@ pub async fn run(
     };
     if load {
         // Write-audit-publish: a failed model or error test closes the
-        // gate, and the warehouse keeps the last complete, tested state.
+        // gate, and the warehouse keeps the last complete, tested state;
+        // an open one publishes the versions the tests judged.
         let gate = if why.is_empty() {
-            Gate::Open
+            Gate::after(&results)
         } else {
             Gate::Closed(why.join(", "))
         };

@@ -91,6 +91,15 @@ impl Selector {
         Selector::parse(&words.join(" "))
     }
 
+    /// The same selection with everything downstream of each term (`x` as
+    /// `x+`): what a change to the selected models makes stale.
+    pub fn with_downstream(mut self) -> Selector {
+        for t in &mut self.terms {
+            t.downstream = true;
+        }
+        self
+    }
+
     pub fn is_all(&self) -> bool {
         self.terms.is_empty()
     }

@@ -94,7 +94,7 @@ fn ingest_and_produce_name_bad_input_and_send_nothing() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("`bronze_vehicle_telemetri` is not a Kafka source of pipeline telematics (did you mean `bronze_vehicle_telemetry`?)"),
+        stderr.contains("`bronze_vehicle_telemetri` is not a source of pipeline telematics (did you mean `bronze_vehicle_telemetry`?)"),
         "{stderr}"
     );
     let dir = tempfile::tempdir().expect("tempdir");

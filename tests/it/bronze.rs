@@ -707,12 +707,95 @@ mod fencing {
         let fresh = open(dir.path()).await;
         let recorded = fresh.recorded([0, 1]).await.expect("recorded");
         assert_eq!(recorded, [(0, Some(19)), (1, Some(4))].into());
+        assert_eq!(
+            rows_in(dir.path()).await,
+            25,
+            "20 of partition 0 and 5 of partition 1, none twice"
+        );
+    }
+
+    /// The ingester's loop around one batch: commit, and after an error
+    /// ask the table what happened, until it says.
+    async fn commit_until_known(
+        t: &mut BronzeTable,
+        rows: &arrow::array::RecordBatch,
+        spans: &std::collections::BTreeMap<i32, jobs::bronze::batch::Span>,
+    ) -> Outcome {
+        for _ in 0..5 {
+            match t.commit(rows, spans).await {
+                Ok(o) => return o,
+                Err(_) => {
+                    if let Some(o) = t.resolve(spans).await.expect("resolve") {
+                        return o;
+                    }
+                }
+            }
+        }
+        panic!("no outcome after 5 attempts");
+    }
+
+    async fn rows_in(dir: &std::path::Path) -> usize {
+        let fresh = open(dir).await;
         let (_, stream) = fresh.delta().scan_table().await.expect("scan");
         let batches: Vec<arrow::array::RecordBatch> = futures::TryStreamExt::try_collect(stream)
             .await
             .expect("read");
-        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-        assert_eq!(n, 25, "20 of partition 0 and 5 of partition 1, none twice");
+        batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_commit_whose_log_read_back_fails_is_not_written_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = open(dir.path()).await;
+        let mut b = open(dir.path()).await;
+        a.claim(&[0, 1]).await.expect("claim");
+        b.claim(&[1]).await.expect("claim");
+        // b takes partition 1 over meanwhile (a steps over its commit).
+        let (rows, spans) = batch(1, 0..3).finish();
+        b.commit(&rows, &spans).await.expect("b commits");
+        // a's commit lands, then the read that follows it fails.
+        a.fail_next_scan();
+        let (rows, spans) = batch(0, 0..10).finish();
+        match commit_until_known(&mut a, &rows, &spans).await {
+            // b's commit, stepped over before the failed read, is not missed.
+            Outcome::Committed { moved, .. } => {
+                assert_eq!(moved, [(1, Some(2))].into(), "partition 1 moved under a")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rows_in(dir.path()).await, 13, "a's 10 rows once, b's 3");
+        let recorded = open(dir.path())
+            .await
+            .recorded([0, 1])
+            .await
+            .expect("recorded");
+        assert_eq!(recorded, [(0, Some(9)), (1, Some(2))].into());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_claim_that_absorbs_another_writers_commit_still_refuses_its_offsets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut a = open(dir.path()).await;
+        let mut b = open(dir.path()).await;
+        a.claim(&[0]).await.expect("claim");
+        // b takes partition 0 over and commits 0..=9; a has not noticed.
+        b.claim(&[0]).await.expect("claim");
+        let (rows, spans) = batch(0, 0..10).finish();
+        b.commit(&rows, &spans).await.expect("b commits");
+        // a is assigned one more partition (cooperative rebalancing): the
+        // reload takes b's commit into a's snapshot.
+        a.claim(&[1]).await.expect("claim");
+        // a's stale batch of partition 0 must be refused: the conflict
+        // check cannot see b's commit any more.
+        let (rows, spans) = batch(0, 0..5).finish();
+        let out = a.commit(&rows, &spans).await.expect("commit");
+        assert_eq!(
+            out,
+            Outcome::Fenced {
+                moved: [(0, Some(9))].into()
+            }
+        );
+        assert_eq!(rows_in(dir.path()).await, 10, "offsets 0..=9 once");
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -14,6 +14,7 @@
 //! state; tests read only the rows since they last passed; a full refresh
 //! clears it and the load converges.
 
+use crate::fixtures::text;
 use crate::models::{Lake, catalog, repo, simulate};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
@@ -424,14 +425,6 @@ fn dag(lake: &Lake, db: &TestDb, args: &[&str]) -> Output {
         .env("DAG_WAREHOUSE__ENABLED", "true")
         .output()
         .expect("dag")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn at(t: &str) -> DateTime<Utc> {

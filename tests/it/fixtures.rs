@@ -1,6 +1,7 @@
 //! Small pipelines written to temporary folders, for loader tests.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 pub struct TempPipeline {
     _dir: tempfile::TempDir,
@@ -57,4 +58,25 @@ pub fn owned(files: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect()
+}
+
+/// stdout of a `dag` command that must succeed (else both streams in the
+/// panic).
+pub fn ok(out: Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "dag failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// stdout and stderr of a command, for messages and assertions.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -3,6 +3,7 @@
 //! repository's copy; an existing project is not overwritten without
 //! `--force`; an unknown example says which there are.
 
+use crate::fixtures::text;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -12,14 +13,6 @@ fn dag(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("dag")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every file under `dir`, relative, with its bytes.
@@ -98,4 +91,84 @@ fn an_unknown_example_names_the_shipped_ones() {
         std::fs::read_dir(tmp.path()).expect("ok").next().is_none(),
         "wrote files"
     );
+}
+
+/// `dag init NAME`: a new pipeline that `dag run` runs at once, file source
+/// to warehouse, with its tests; more files later are taken once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_pipeline_runs_from_its_first_file_to_the_warehouse() {
+    let db = testkit::TestDb::create().await.expect("db");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = dag(tmp.path(), &["init", "shop"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let root = tmp.path().join("shop");
+    let run = |args: &[&str]| {
+        Command::new(testkit::dag_bin())
+            .current_dir(&root)
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .expect("dag")
+    };
+    for args in [
+        &["validate"][..],
+        &["compile", "customer_revenue"],
+        &["migrate", "--plan"],
+    ] {
+        let out = run(args);
+        assert!(out.status.success(), "dag {args:?}: {}", text(&out));
+    }
+    let out = run(&["run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("raw_orders: 5 records of 1 new file(s)"), "{t}");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pg");
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT customer_id, orders, revenue::text FROM gold.customer_revenue ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {t}"));
+    assert_eq!(
+        rows,
+        vec![
+            ("c1".to_string(), 2, "17.50".to_string()),
+            ("c2".to_string(), 1, "99.99".to_string())
+        ],
+        "{t}"
+    );
+    // Only this pipeline's tables in the warehouse's gold schema.
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'gold' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("tables");
+    assert_eq!(tables, vec![("customer_revenue".to_string(),)]);
+
+    // A second file: its rows are added once, the first file is not read
+    // again, and the warehouse follows.
+    std::fs::write(
+        root.join("landing/orders/orders-0002.csv"),
+        "order_id,customer_id,amount,ordered_at\no5,c3,1.00,2026-12-02T08:00:00Z\n",
+    )
+    .expect("write");
+    let out = run(&["run"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("raw_orders: 1 records of 1 new file(s)"), "{t}");
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT customer_id, orders FROM gold.customer_revenue ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .expect("rows");
+    assert_eq!(
+        rows,
+        vec![("c1".into(), 2), ("c2".into(), 1), ("c3".into(), 1)]
+    );
+    // An existing project is not overwritten.
+    let out = dag(tmp.path(), &["init", "shop"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("nothing was written"), "{}", text(&out));
+    pool.close().await;
 }

@@ -8,6 +8,7 @@ mod config;
 mod datatest;
 mod demo;
 mod faults;
+mod files;
 mod fixtures;
 mod gold_sql;
 mod init;

@@ -732,10 +732,19 @@ async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
     let mut lake = Lake::new();
     let mut counts = BTreeMap::new();
     let mut kills = 0;
-    for round in 0..12u64 {
+    // The longest wait before the kill: a run that finished first shows how
+    // long a whole run takes here, and the next waits are drawn below that,
+    // so most runs die mid-way however fast this machine is.
+    let mut longest_ms = 400u64;
+    let mut round = 0u64;
+    while round < 12 || (kills < 6 && round < 40) {
         // New bronze every other round; the others resume a killed run.
-        if round % 2 == 0 {
-            let start = format!("2026-11-{:02}T06:00:00Z", 10 + round);
+        if round.is_multiple_of(2) {
+            let start = (DateTime::parse_from_rfc3339("2026-11-10T06:00:00Z")
+                .expect("t")
+                .with_timezone(&Utc)
+                + TimeDelta::days(round as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             let made = simulate(500 + round, 4000, &start, &mut counts);
             let records: Vec<Message> = made.into_iter().map(|(_, m)| m).collect();
             let at = DateTime::parse_from_rfc3339(&start)
@@ -751,12 +760,20 @@ async fn runs_killed_anywhere_resume_without_duplicates_or_gaps() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(std::time::Duration::from_millis(rng.random_range(10..400)));
-        if child.try_wait().expect("wait").is_none() {
-            kills += 1;
+        let began = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(
+            rng.random_range(5..longest_ms.max(10)),
+        ));
+        match child.try_wait().expect("wait") {
+            None => kills += 1,
+            Some(status) => {
+                assert!(status.success(), "round {round}: dag run failed: {status}");
+                longest_ms = (began.elapsed().as_millis() as u64 * 4 / 5).max(10);
+            }
         }
         let _ = child.kill();
         let _ = child.wait();
+        round += 1;
     }
     assert!(
         kills >= 6,

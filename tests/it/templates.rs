@@ -5,6 +5,7 @@
 //! SQL; the rows reach PostgreSQL; errors in a template, in a macro and in
 //! the rendered SQL name the file and the line in that file.
 
+use crate::fixtures::ok;
 use std::path::Path;
 use std::process::{Command, Output};
 use testkit::TestDb;
@@ -122,23 +123,9 @@ impl Project {
     }
 }
 
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "dag failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 /// stdout and stderr of a command that must fail with exit code 2.
 fn bad_input(out: Output) -> String {
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::fixtures::text(&out);
     assert_eq!(out.status.code(), Some(2), "{text}");
     text
 }

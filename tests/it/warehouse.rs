@@ -10,6 +10,7 @@
 //! unreachable server is retried, then reported; a closed gate loads
 //! nothing; an edited applied migration is an error.
 
+use crate::fixtures::ok;
 use crate::models::{Lake, Message, catalog, changed_keys, event, simulate};
 use chrono::{DateTime, TimeDelta, Utc};
 use jobs::spec::{ColumnType, Model};
@@ -45,16 +46,6 @@ fn dag(lake: &Lake, db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Output 
         .envs(env.iter().copied())
         .output()
         .expect("dag")
-}
-
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "dag failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
 }
 
 fn model(name: &str) -> Model {
@@ -571,5 +562,105 @@ async fn migrations_apply_once_and_an_edited_applied_migration_is_an_error() {
         err.contains("dag migrations") && err.contains("load_state"),
         "{err}"
     );
+    db.drop_db().await.expect("drop");
+}
+
+/// Write-audit-publish with concurrent runs: a load publishes the versions
+/// its tests judged, not a newer one another run committed meanwhile, and
+/// a load of an older audited version after a newer one was loaded leaves
+/// the warehouse at the newer one (it never goes back).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
+    use jobs::warehouse::load::{Gate, load};
+    use jobs::warehouse::{WarehouseSettings, connect, migrate};
+    let db = TestDb::create().await.expect("db");
+    let mut lake = simulated_lake(300).await;
+    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    let old: BTreeMap<String, i64> = {
+        let mut v = BTreeMap::new();
+        for name in WAREHOUSE {
+            v.insert(name.to_string(), lake_version(&lake, name).await);
+        }
+        v
+    };
+    // Another run commits a late event (its tests are not ours).
+    let late: Vec<Message> = vec![event(
+        "late-1",
+        "V0001",
+        "D0001",
+        "2026-11-18T07:03:00Z",
+        150.0,
+        6500,
+        5,
+    )];
+    lake.add(&late, at("2026-11-22T01:00:00Z")).await;
+    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    let new: BTreeMap<String, i64> = {
+        let mut v = BTreeMap::new();
+        for name in WAREHOUSE {
+            v.insert(name.to_string(), lake_version(&lake, name).await);
+        }
+        v
+    };
+    assert!(new["fact_telemetry"] > old["fact_telemetry"]);
+    let ws = WarehouseSettings {
+        url: db.url.clone(),
+        retry_timeout: std::time::Duration::from_secs(10),
+    };
+    let pool = connect::connect(&ws).await.expect("connect");
+    let cat = catalog();
+    let models: Vec<Model> = WAREHOUSE.iter().map(|n| model(n)).collect();
+    let refs: Vec<&Model> = models.iter().collect();
+    migrate::migrate_pipeline(&pool, &refs, &migrate::PipelineMigrations::default())
+        .await
+        .expect("migrate");
+    let has_late = async || {
+        pg_rows(&db.pool, "fact_telemetry")
+            .await
+            .iter()
+            .any(|r| r.contains("late-1"))
+    };
+    // The audited (older) versions are what is published.
+    load(
+        &ws,
+        &pool,
+        &refs,
+        &cat,
+        &lake.settings(),
+        Gate::Audited(old.clone()),
+    )
+    .await
+    .expect("load");
+    assert_eq!(loaded_versions(&db.pool).await, old);
+    assert!(!has_late().await, "an untested version was published");
+    // The newer audit publishes the newer versions...
+    load(
+        &ws,
+        &pool,
+        &refs,
+        &cat,
+        &lake.settings(),
+        Gate::Audited(new.clone()),
+    )
+    .await
+    .expect("load");
+    assert_eq!(loaded_versions(&db.pool).await, new);
+    assert!(has_late().await);
+    assert_equals_gold(&lake, &db.pool).await;
+    // ...and a late load of the older audit (it lost the race for the
+    // lock) changes nothing.
+    let report = load(
+        &ws,
+        &pool,
+        &refs,
+        &cat,
+        &lake.settings(),
+        Gate::Audited(old),
+    )
+    .await
+    .expect("load");
+    assert!(report.tables.is_empty(), "{report:?}");
+    assert_eq!(loaded_versions(&db.pool).await, new);
+    assert_equals_gold(&lake, &db.pool).await;
     db.drop_db().await.expect("drop");
 }

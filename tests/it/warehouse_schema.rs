@@ -7,6 +7,7 @@
 //! migrations are read from its folder, applied once, and an edited one is
 //! an error.
 
+use crate::fixtures::ok;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -83,23 +84,9 @@ impl Shop {
     }
 }
 
-fn ok(out: Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "dag failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
 /// stdout and stderr of a run that must fail.
 fn fails(out: Output) -> String {
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = crate::fixtures::text(&out);
     assert!(!out.status.success(), "dag succeeded: {text}");
     text
 }

@@ -20,7 +20,8 @@ pub use graph::Cycle;
 
 use jobs::spec::template::{Catalog, Templates};
 use jobs::spec::{
-    self, Diagnostics, Layer, Model, ModelDraft, Pos, Source, did_you_mean, parse_model_file,
+    self, Diagnostics, FileFormat, Layer, Model, ModelDraft, Pos, RecordFormat, Source,
+    did_you_mean, parse_model_file,
 };
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Deserialize;
@@ -338,16 +339,48 @@ impl Pipeline {
 
 /// Which layer may read which: data flows bronze -> silver -> gold.
 fn check_read(reader: &Model, input: &Model, pos: &Pos, diags: &mut Diagnostics) {
+    // A cleaning model reads its source's records in their format: CSV
+    // rows only come from a CSV file source, and need `format: csv`.
+    if let Source::Clean { format, .. } = &reader.source {
+        let csv_source = matches!(
+            input.source,
+            Source::Files {
+                format: FileFormat::Csv,
+                ..
+            }
+        );
+        let csv_clean = *format == RecordFormat::Csv;
+        if input.source.is_bronze_source() && csv_source != csv_clean {
+            let why = if csv_clean {
+                format!(
+                    "`format: csv` reads the rows of a CSV file_source, and `{}` is a {}",
+                    input.name,
+                    crate::render::kind_label(input)
+                )
+            } else {
+                format!(
+                    "`{}` is a CSV file_source: its rows need `format: csv` here",
+                    input.name
+                )
+            };
+            diags.push(
+                pos.clone(),
+                format!("`{}` cannot read `{}`: {why}", reader.name, input.name),
+            );
+        }
+    }
     let ok = match (&reader.source, &input.source) {
-        (Source::Clean { .. }, Source::Kafka { .. }) => true,
+        (Source::Clean { .. }, i) if i.is_bronze_source() => true,
         (Source::Clean { .. }, _) => false,
-        (_, Source::Kafka { .. }) => false,
+        (_, i) if i.is_bronze_source() => false,
         _ => input.layer <= reader.layer,
     };
     if !ok {
         let why = match (&reader.source, &input.source) {
-            (Source::Clean { .. }, _) => "a clean model reads a bronze kafka_source".to_string(),
-            (_, Source::Kafka { .. }) => {
+            (Source::Clean { .. }, _) => {
+                "a clean model reads a bronze kafka_source or file_source".to_string()
+            }
+            (_, i) if i.is_bronze_source() => {
                 "bronze holds raw bytes: read its clean silver model instead".to_string()
             }
             _ => format!(
@@ -413,6 +446,9 @@ fn read_models(root: &Path, templates: &Templates, diags: &mut Diagnostics) -> V
                 None if fname.starts_with('.') => {}
                 // Read (and checked) by `Templates::new`.
                 None if fname == "macros" => {}
+                // Sample files a shipped pipeline's file sources read:
+                // `dag init --example` writes them to the project's landing/.
+                None if fname == "landing" => {}
                 // The pipeline's own warehouse migrations: checked here so
                 // `dag validate` names a bad file before `dag migrate` runs.
                 None if fname == "migrations" => {
@@ -561,6 +597,9 @@ fn catalog(root: &Path) -> Catalog {
         match light.kind.as_deref() {
             Some("kafka_source") => {
                 cat.sources.insert(name.to_string(), light.topic);
+            }
+            Some("file_source") => {
+                cat.sources.insert(name.to_string(), None);
             }
             Some("clean") => {
                 if let Some(input) = light.input {

@@ -115,6 +115,39 @@ impl Stop {
     }
 }
 
+/// Runs the ingester of `source` until `stop`; one that stops on an error
+/// (a lake down past its retry timeout) is started again after a pause that
+/// grows while it keeps failing: bronze keeps flowing while the scheduler
+/// lives, and the lag gauge with it.
+async fn keep_ingesting(
+    cfg: &Loaded,
+    p: &Pipeline,
+    source: &str,
+    shared: &crate::ingest::SharedStats,
+    stop: &Arc<AtomicBool>,
+) {
+    let names = [source.to_string()];
+    let mut pause = Duration::from_secs(5);
+    loop {
+        let started = std::time::Instant::now();
+        match crate::ingest::run_sharing(cfg, p, &names, false, shared, stop.clone()).await {
+            Ok(_) => return,
+            Err(e) => tracing::error!("ingester {source} stopped: {e:#}; restarting in {pause:?}"),
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            pause = Duration::from_secs(5);
+        }
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        pause = (pause * 2).min(Duration::from_secs(60));
+    }
+}
+
 /// A scheduler's id: host, pid and a random suffix.
 fn scheduler_id(host: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -190,10 +223,18 @@ pub async fn serve_until(
             on.wait().await;
             set.store(true, Ordering::SeqCst);
         });
+        let sources: Vec<String> = p
+            .graph
+            .node_weights()
+            .filter(|m| m.source.is_bronze_source())
+            .map(|m| m.name.clone())
+            .collect();
         Some(tokio::spawn(async move {
-            if let Err(e) = crate::ingest::run_sharing(&cfg, &p, &[], false, &shared, flag).await {
-                tracing::error!("ingest stopped: {e:#}");
-            }
+            let each = sources.into_iter().map(|source| {
+                let (cfg, p, shared, flag) = (cfg.clone(), p.clone(), shared.clone(), flag.clone());
+                async move { keep_ingesting(&cfg, &p, &source, &shared, &flag).await }
+            });
+            futures::future::join_all(each).await;
         }))
     } else {
         None

@@ -89,6 +89,12 @@ impl BatchBuilder {
         }
     }
 
+    /// The `topic` of the rows pushed from now on (a file source's rows
+    /// carry their file's path there).
+    pub fn set_topic(&mut self, topic: &str) {
+        topic.clone_into(&mut self.topic);
+    }
+
     /// Appends one message, stamped `ingested_at_us`. The caller guarantees
     /// offsets increase within a partition.
     pub fn push(&mut self, m: &RawMessage<'_>, ingested_at_us: i64) {

@@ -113,7 +113,7 @@ impl IngestStats {
 }
 
 /// What a finished ingester did.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct IngestReport {
     pub source: String,
     pub table: String,
@@ -123,6 +123,11 @@ pub struct IngestReport {
     pub skipped: u64,
     pub fenced: u64,
     pub version: i64,
+    /// File sources: true, the files taken, and how many of them could
+    /// not be read.
+    pub file_source: bool,
+    pub files: u64,
+    pub unreadable: u64,
     /// Seconds from the first message taken to the end (excludes joining
     /// the group and waiting for messages to arrive).
     pub active_seconds: f64,
@@ -169,6 +174,10 @@ struct State {
     /// Assigned partitions: the next offset to take (-1: the first offset
     /// the broker gives, for a partition the table has never seen).
     next: BTreeMap<i32, i64>,
+    /// Partitions whose repositioning seek failed, with where they must
+    /// start: their messages are dropped until a retried seek succeeds
+    /// (taking them would skip what lies between).
+    unsought: BTreeMap<i32, i64>,
     /// High watermarks at start, for `--until-caught-up`: (low, high).
     targets: BTreeMap<i32, (i64, i64)>,
     assigned_once: bool,
@@ -313,6 +322,10 @@ impl State {
             .map(|(p, v)| (*p, v.map_or(-1, |v| v + 1)))
             .collect();
         self.next.extend(next.iter().map(|(p, n)| (*p, *n)));
+        // The assignment itself starts these where the table says.
+        for p in next.keys() {
+            self.unsought.remove(p);
+        }
         let mut positions = lock(&self.stats.positions);
         for (p, n) in &next {
             positions.entry(*p).or_insert((*n, *n)).0 = *n;
@@ -323,6 +336,7 @@ impl State {
     fn release(&mut self, parts: &[i32]) {
         for p in parts {
             self.next.remove(p);
+            self.unsought.remove(p);
         }
         self.table.release(parts);
         let mut positions = lock(&self.stats.positions);
@@ -340,13 +354,20 @@ impl State {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if self.unsought.contains_key(&m.partition) {
+            // Read from where a failed seek left the consumer: read again
+            // once the seek succeeds.
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if *next >= 0 && m.offset < *next {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if *next >= 0 && m.offset > *next {
             // Offsets may legitimately skip (transaction markers, compacted
-            // topics); the seek on assignment is what guarantees the start.
+            // topics); the seek on assignment (and `unsought` after a
+            // failed reposition) is what guarantees the start.
             debug!(
                 partition = m.partition,
                 expected = *next,
@@ -414,7 +435,7 @@ impl State {
                         "another writer committed these partitions; dropping this batch and re-reading from the table's offsets"
                     );
                     self.stats.fenced.fetch_add(1, Ordering::Relaxed);
-                    self.reposition(moved, consumer);
+                    self.reposition(after_fence(&spans, moved), consumer);
                     return Ok(());
                 }
                 Ok(None) => {}
@@ -482,13 +503,29 @@ impl State {
             };
             let n = recorded.map_or(-1, |v| v + 1);
             *next = n;
+            self.unsought.insert(p, n);
+        }
+        self.retry_seeks(consumer);
+    }
+
+    /// Seeks the partitions that must be read from elsewhere; one that
+    /// fails stays in `unsought` (its messages dropped) and is tried again
+    /// on the next poll.
+    fn retry_seeks(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let todo: Vec<(i32, i64)> = self.unsought.iter().map(|(p, n)| (*p, *n)).collect();
+        for (p, n) in todo {
             let offset = if n >= 0 {
                 Offset::Offset(n)
             } else {
                 Offset::Beginning
             };
-            if let Err(e) = consumer.seek(&self.source.topic, p, offset, Duration::from_secs(10)) {
-                warn!(partition = p, error = %e, "seek failed; skipping by offset instead");
+            match consumer.seek(&self.source.topic, p, offset, Duration::from_secs(10)) {
+                Ok(()) => {
+                    self.unsought.remove(&p);
+                }
+                Err(e) => {
+                    warn!(partition = p, next = n, error = %e, "seek failed; its messages wait until a retried seek succeeds");
+                }
             }
         }
     }
@@ -590,6 +627,16 @@ pub fn run(
                 .max(100)
                 .to_string(),
         )
+        // A commit retries an unreachable lake for up to retry_timeout
+        // without polling: the group must not evict us meanwhile, or the
+        // partitions move while we still commit (a zombie). librdkafka's
+        // background thread keeps the session alive; this bounds the poll gap.
+        .set(
+            "max.poll.interval.ms",
+            (settings.retry_timeout.as_millis() + 300_000)
+                .min(86_400_000)
+                .to_string(),
+        )
         .set("statistics.interval.ms", "1000")
         // Big fetches: bronze wants throughput, and memory stays bounded.
         .set("fetch.max.bytes", (64 << 20).to_string())
@@ -608,6 +655,7 @@ pub fn run(
             pending_since: None,
             first_message: None,
             next: BTreeMap::new(),
+            unsought: BTreeMap::new(),
             targets: BTreeMap::new(),
             assigned_once: false,
             commits_since_checkpoint: 0,
@@ -651,6 +699,7 @@ pub fn run(
         fenced: stats.fenced.load(Ordering::Relaxed),
         version: st.table.version(),
         active_seconds: st.first_message.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+        ..IngestReport::default()
     })
 }
 
@@ -706,6 +755,9 @@ fn poll_loop(
         if let Some(e) = st.fatal.take() {
             return Err(e);
         }
+        if !st.unsought.is_empty() {
+            st.retry_seeks(consumer);
+        }
         if st.due() {
             st.flush(rt, consumer)?;
         }
@@ -751,5 +803,50 @@ fn watermarks(
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Where each partition of a dropped (fenced) batch reads next. A partition
+/// another writer moved goes to just after what that writer recorded; every
+/// other partition of the batch goes back to the batch's first offset: its
+/// rows were dropped with the batch, and the consumer's position is past
+/// them, so without the rewind they would never be read again.
+fn after_fence(spans: &BTreeMap<i32, Span>, moved: Moved) -> Moved {
+    let mut next: Moved = spans.iter().map(|(p, s)| (*p, Some(s.first - 1))).collect();
+    next.extend(moved);
+    next
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_batch_rewinds_the_partitions_nobody_moved() {
+        let spans: BTreeMap<i32, Span> = [
+            (
+                0,
+                Span {
+                    first: 10,
+                    last: 19,
+                    rows: 10,
+                },
+            ),
+            (
+                1,
+                Span {
+                    first: 0,
+                    last: 4,
+                    rows: 5,
+                },
+            ),
+        ]
+        .into();
+        // Another writer took partition 0 and recorded up to 25.
+        let next = after_fence(&spans, [(0, Some(25))].into());
+        assert_eq!(next, [(0, Some(25)), (1, Some(-1))].into());
+        // A partition moved to "nothing recorded" starts from the beginning.
+        let next = after_fence(&spans, [(1, None)].into());
+        assert_eq!(next, [(0, Some(9)), (1, None)].into());
     }
 }

@@ -5,10 +5,13 @@
 //! - [`table`]: one bronze table, its recorded offsets, and commits that
 //!   carry rows and offsets together.
 //! - [`ingest`]: the consumer-group ingester around them.
+//! - [`files`]: the ingester of a file source (files under a folder or an
+//!   object-store prefix, each taken once).
 //! - [`clock`]: what stamps `ingested_at` (pinnable for reproducible runs).
 
 pub mod batch;
 pub mod clock;
+pub mod files;
 pub mod ingest;
 pub mod table;
 

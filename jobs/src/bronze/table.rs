@@ -31,6 +31,9 @@ pub fn app_id(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// The txn app id of a file source's count of files taken.
+pub const FILES_APP_ID: &str = "dag.files";
+
 /// Partitions whose recorded offsets another writer changed: the new
 /// last offset per partition (`None`: nothing recorded).
 pub type Moved = BTreeMap<i32, Option<i64>>;
@@ -59,6 +62,12 @@ pub struct BronzeTable {
     staged: Option<Vec<Add>>,
     query_id: String,
     epoch: i64,
+    /// The first version a failed post-commit scan did not read: the next
+    /// [`Self::resolve`] reads from there, so no other writer's commit goes
+    /// unseen.
+    unscanned: Option<i64>,
+    /// Fault tests: the next post-commit scan fails as a lost answer would.
+    fail_next_scan: bool,
 }
 
 impl BronzeTable {
@@ -68,6 +77,17 @@ impl BronzeTable {
         name: &str,
         topic: &str,
         location: TableLocation,
+    ) -> Result<Self, DeltaTableError> {
+        let comment = format!("bronze: every message of Kafka topic {topic}");
+        Self::open_or_create_with(name, topic, location, comment).await
+    }
+
+    /// [`Self::open_or_create`], with the comment a new table gets.
+    pub async fn open_or_create_with(
+        name: &str,
+        topic: &str,
+        location: TableLocation,
+        comment: String,
     ) -> Result<Self, DeltaTableError> {
         let mut table = location.builder()?.build()?;
         match table.load().await {
@@ -79,7 +99,7 @@ impl BronzeTable {
                     .with_columns(schema.fields().cloned())
                     .with_partition_columns([PARTITION_COLUMN])
                     .with_table_name(name)
-                    .with_comment(format!("bronze: every message of Kafka topic {topic}"))
+                    .with_comment(comment)
                     // Another ingester may create it at the same moment.
                     .with_save_mode(SaveMode::Ignore)
                     .await;
@@ -121,6 +141,8 @@ impl BronzeTable {
             staged: None,
             query_id: uuid::Uuid::new_v4().to_string(),
             epoch: 0,
+            unscanned: None,
+            fail_next_scan: false,
         })
     }
 
@@ -160,14 +182,30 @@ impl BronzeTable {
 
     /// Reloads and returns the last recorded offsets of `partitions`,
     /// remembering them as the base of the next commit.
+    ///
+    /// The reload also takes in other writers' commits to partitions held
+    /// already: what is known of those is refreshed too, so that a batch
+    /// overlapping them is refused by the next commit (Delta's conflict
+    /// check no longer sees commits that are in our snapshot).
     pub async fn claim(
         &mut self,
         partitions: &[i32],
     ) -> Result<BTreeMap<i32, Option<i64>>, DeltaTableError> {
         self.reload().await?;
+        self.refresh_known().await?;
         let recorded = self.recorded(partitions.iter().copied()).await?;
         self.known.extend(recorded.iter().map(|(p, v)| (*p, *v)));
         Ok(recorded)
+    }
+
+    /// Reads the recorded offsets of every held partition at the loaded
+    /// version into `known`: after any reload that may absorb other
+    /// writers' commits.
+    async fn refresh_known(&mut self) -> Result<(), DeltaTableError> {
+        let held: Vec<i32> = self.known.keys().copied().collect();
+        let recorded = self.recorded(held).await?;
+        self.known.extend(recorded);
+        Ok(())
     }
 
     /// Forgets partitions this process no longer owns.
@@ -233,14 +271,24 @@ impl BronzeTable {
         let version = finalized.version() as i64;
         self.table.state = Some(finalized.snapshot());
         self.staged = None;
-        // Commits of other writers we stepped over: the conflict checker
-        // refused any that claimed our batch's partitions, but one may have
-        // claimed another partition we hold. Our snapshot now includes it,
-        // so the next commit would not be checked against it: look now.
-        let moved = self.scan_txns(read_version + 1, version).await?;
+        // The batch is in: know it before anything else can fail, or a
+        // retry would write it a second time.
         for (p, s) in spans {
             self.known.insert(*p, Some(s.last));
         }
+        // Commits of other writers we stepped over: the conflict checker
+        // refused any that claimed our batch's partitions, but one may have
+        // claimed another partition we hold. Our snapshot now includes it,
+        // so the next commit would not be checked against it: look now. If
+        // the log cannot be read, `resolve` reads it from here.
+        self.unscanned = Some(read_version + 1);
+        if std::mem::take(&mut self.fail_next_scan) {
+            return Err(DeltaTableError::Generic(
+                "injected: the log read after a commit failed".into(),
+            ));
+        }
+        let moved = self.scan_txns(read_version + 1, version).await?;
+        self.unscanned = None;
         Ok(Outcome::Committed { version, moved })
     }
 
@@ -252,8 +300,10 @@ impl BronzeTable {
         spans: &BTreeMap<i32, Span>,
     ) -> Result<Option<Outcome>, DeltaTableError> {
         let before = self.version();
+        let from = self.unscanned.map_or(before + 1, |u| u.min(before + 1));
         self.reload().await?;
-        let mut moved = self.scan_txns(before + 1, self.version()).await?;
+        let mut moved = self.scan_txns(from, self.version()).await?;
+        self.unscanned = None;
         let ours = spans
             .iter()
             .all(|(p, s)| self.known.get(p) == Some(&Some(s.last)));
@@ -303,6 +353,58 @@ impl BronzeTable {
             }
         }
         Ok(moved)
+    }
+
+    /// The file count a file source recorded (txn [`FILES_APP_ID`]) at the
+    /// loaded version.
+    pub async fn files_recorded(&self) -> Result<Option<i64>, DeltaTableError> {
+        self.table
+            .snapshot()?
+            .transaction_version(self.table.log_store().as_ref(), FILES_APP_ID)
+            .await
+    }
+
+    /// Commits the records of whole files of a file source together with
+    /// the source's new file count (txn [`FILES_APP_ID`] = `files_after`).
+    /// Two writers that commit files from the same snapshot conflict on
+    /// that txn, so at most one of them lands: the other gets an error,
+    /// reloads and plans again from what the table holds.
+    pub async fn commit_files(
+        &mut self,
+        batch: &arrow::array::RecordBatch,
+        files_after: i64,
+    ) -> Result<i64, DeltaTableError> {
+        let mut writer =
+            RecordBatchWriter::for_table(&self.table)?.with_writer_properties(self.props.clone());
+        writer.write(batch.clone()).await?;
+        let adds = writer.flush().await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let props = CommitProperties::default()
+            .with_application_transactions(vec![Transaction::new_with_last_update(
+                FILES_APP_ID,
+                files_after,
+                Some(now),
+            )])
+            .with_create_checkpoint(false);
+        self.epoch += 1;
+        let op = DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: self.query_id.clone(),
+            epoch_id: self.epoch,
+        };
+        let finalized = CommitBuilder::from(props)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(self.table.snapshot()?), self.table.log_store(), op)
+            .await?;
+        self.table.state = Some(finalized.snapshot());
+        Ok(finalized.version() as i64)
+    }
+
+    /// Fault tests only: the log read that follows the next successful
+    /// commit fails, as when the store's answer is lost.
+    #[doc(hidden)]
+    pub fn fail_next_scan(&mut self) {
+        self.fail_next_scan = true;
     }
 
     /// Drops files staged for a batch that will not be committed.
@@ -362,6 +464,8 @@ impl BronzeTable {
                 .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
                 .await?;
             self.table = table;
+            // Optimize's snapshot holds every commit up to its own.
+            self.refresh_known().await?;
             removed += metrics.num_files_removed;
             done.push(date);
         }

@@ -12,10 +12,10 @@ use super::bridge::batch_to_df;
 use super::keyset::KeySet;
 use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
-use super::values::{Cell, RowChecker, Scratch};
+use super::values::{Cell, Reason, RowChecker, Scratch};
 use super::write::anti_join;
 use super::{Catalog, ModelError, ModelReport, Settings};
-use crate::spec::{ColumnType, Dedupe, Derived, FieldRule, Model, Source};
+use crate::spec::{ColumnType, Dedupe, Derived, FieldRule, Model, RecordFormat, Source};
 use arrow::array::{
     ArrayRef, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,
@@ -42,6 +42,7 @@ pub async fn run(
     s: &Settings,
 ) -> Result<ModelReport, ModelError> {
     let Source::Clean {
+        format,
         input,
         quarantine,
         fields,
@@ -70,6 +71,7 @@ pub async fn run(
     }
     let txns = BTreeMap::from([(input.clone(), to)]);
     let rule = Rules {
+        format: *format,
         fields,
         dedupe,
         derive,
@@ -89,6 +91,10 @@ pub async fn run(
     let order: Vec<&str> = dedupe.order.iter().map(String::as_str).collect();
     let mut cols: Vec<&str> = BRONZE_READ.to_vec();
     cols.extend(order.iter().filter(|c| !BRONZE_READ.contains(c)));
+    // A CSV row's header line travels in its bronze key.
+    if *format == RecordFormat::Csv && !cols.contains(&"key") {
+        cols.push("key");
+    }
     for (from, to_silver, to_quar) in passes {
         let files = new_files(&bronze, from).await?;
         // Keys that already won: silver's committed ones (none when it is
@@ -203,6 +209,7 @@ pub struct Cleaned {
 }
 
 struct Rules<'a> {
+    format: RecordFormat,
     fields: &'a [FieldRule],
     dedupe: &'a Dedupe,
     derive: &'a [Derived],
@@ -224,7 +231,7 @@ impl Rules<'_> {
         let started = std::time::Instant::now();
         let order = dedupe_order(rows, &self.dedupe.order)?;
         let sorted = started.elapsed().as_secs_f64();
-        let (valid, quarantine) = check_rows(rows, self.fields, &order)?;
+        let (valid, quarantine) = check_rows(rows, self.fields, self.format, &order)?;
         tracing::debug!(model = %self.model.name, sorted, checked = started.elapsed().as_secs_f64(), "rows checked");
         let passed = valid.height();
         let key = &self.dedupe.key;
@@ -331,6 +338,7 @@ fn integer_order(rows: &DataFrame, order: &[String]) -> Result<Option<Vec<IdxSiz
 pub fn check_rows(
     rows: &DataFrame,
     fields: &[FieldRule],
+    format: RecordFormat,
     order: &[IdxSize],
 ) -> Result<(DataFrame, DataFrame), ModelError> {
     let values = rows
@@ -338,6 +346,24 @@ pub fn check_rows(
         .as_materialized_series()
         .binary()?
         .rechunk();
+    // Offset -1: a file source's file that could not be read (its value is
+    // the reason, for the quarantine row).
+    let offsets = rows
+        .column("offset")?
+        .as_materialized_series()
+        .cast(&DataType::Int64)?
+        .rechunk();
+    let offsets = offsets.i64()?.downcast_as_array();
+    let keys = match format {
+        RecordFormat::Csv => Some(
+            rows.column("key")?
+                .as_materialized_series()
+                .binary()?
+                .rechunk(),
+        ),
+        RecordFormat::Json => None,
+    };
+    let keys = keys.as_ref().map(|k| k.downcast_as_array());
     let ingested = rows
         .column("ingested_at")?
         .as_materialized_series()
@@ -352,8 +378,11 @@ pub fn check_rows(
             .chunks(per)
             .map(|slice| {
                 scope.spawn(move || {
-                    let checker = RowChecker::new(fields);
+                    let checker = RowChecker::for_format(fields, format);
                     let mut scratch = Scratch::default();
+                    // The header of the last CSV row's file: rows of a file
+                    // come together, so it is parsed once per file.
+                    let mut header: (Vec<u8>, Vec<String>) = (Vec::new(), Vec::new());
                     let mut builders: Vec<CellBuilder> = fields
                         .iter()
                         .map(|f| CellBuilder::new(f.column, slice.len()))
@@ -362,7 +391,19 @@ pub fn check_rows(
                     let mut reasons = Vec::new();
                     for &i in slice {
                         let at = ingested.get(i as usize).unwrap_or(i64::MAX);
-                        match checker.check_into(values.get(i as usize), at, &mut scratch) {
+                        let value = values.get(i as usize);
+                        let checked = if offsets.get(i as usize) == Some(-1) {
+                            Err(Reason::UnreadableFile)
+                        } else if let Some(keys) = keys {
+                            let raw_header = keys.get(i as usize).unwrap_or_default();
+                            if raw_header != header.0.as_slice() {
+                                header = (raw_header.to_vec(), csv_header(raw_header));
+                            }
+                            checker.check_csv_into(&header.1, value, at, &mut scratch)
+                        } else {
+                            checker.check_into(value, at, &mut scratch)
+                        };
+                        match checked {
                             Ok(()) => {
                                 for (b, c) in builders.iter_mut().zip(scratch.cells.drain(..)) {
                                     b.push(c);
@@ -412,6 +453,30 @@ pub fn check_rows(
     let mut quarantine = rows.select(BRONZE_READ)?.take(&idx)?;
     quarantine.with_column(Column::new("reason".into(), reasons))?;
     Ok((valid, quarantine))
+}
+
+/// The column names of a CSV header line (none if it is not one record).
+fn csv_header(raw: &[u8]) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(raw);
+    let mut record = csv::StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => record
+            .iter()
+            .enumerate()
+            // A byte-order mark is not part of the first name.
+            .map(|(i, c)| {
+                let c = if i == 0 {
+                    c.trim_start_matches('\u{feff}')
+                } else {
+                    c
+                };
+                c.trim().to_string()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// What one thread of [`check_rows`] produced.

@@ -19,7 +19,9 @@ pub enum Value<'a> {
     /// The number token exactly as written (`-1.50e3`).
     Number(&'a str),
     String(Cow<'a, str>),
-    Object,
+    /// A nested object, as its raw text (parsed again only when a rule
+    /// reads one of its members: `path: location.lat`).
+    Object(&'a str),
     Array,
 }
 
@@ -168,8 +170,9 @@ impl<'a> Parser<'a> {
     fn value(&mut self, depth: usize) -> Option<Value<'a>> {
         Some(match self.peek()? {
             b'{' => {
+                let start = self.i;
                 self.object(depth, None)?;
-                Value::Object
+                Value::Object(&self.s[start..self.i])
             }
             b'[' => {
                 self.array(depth)?;

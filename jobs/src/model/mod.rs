@@ -110,7 +110,7 @@ impl Catalog {
     pub fn columns(&self, name: &str) -> Result<Vec<Column>, ModelError> {
         let m = self.model(name)?;
         Ok(match &m.source {
-            Source::Kafka { .. } => bronze_columns(),
+            Source::Kafka { .. } | Source::Files { .. } => bronze_columns(),
             Source::Quarantine { .. } => quarantine_columns(),
             _ => m.columns.clone(),
         })
@@ -126,7 +126,7 @@ impl Catalog {
             .await?
             .ok_or_else(|| {
                 let how = match m.source {
-                    Source::Kafka { .. } => "run `dag ingest` first",
+                    Source::Kafka { .. } | Source::Files { .. } => "run `dag ingest` first",
                     _ => "run its model first (`dag run +<model>` brings upstream up to date)",
                 };
                 ModelError::Input(format!(
@@ -205,11 +205,11 @@ pub async fn run_model(
             scope,
             accumulate,
         } => sql::run(model, sql, asof, scope, accumulate, catalog, settings).await?,
-        Source::Kafka { .. } | Source::Quarantine { .. } => {
+        Source::Kafka { .. } | Source::Files { .. } | Source::Quarantine { .. } => {
             return Err(ModelError::Input(format!(
                 "`{name}` is a {}: it is written by {}, not run",
                 model.source.kind_name(),
-                if matches!(model.source, Source::Kafka { .. }) {
+                if model.source.is_bronze_source() {
                     "`dag ingest`"
                 } else {
                     "its cleaning model"

@@ -145,7 +145,23 @@ fn cast_text(s: &Series, ty: ColumnType) -> Result<Series, ModelError> {
         ColumnType::BigInt => DataType::Int64,
         ColumnType::Double => DataType::Float64,
         ColumnType::Bool => DataType::Boolean,
-        ColumnType::Date => DataType::Date,
+        // Parsed here (ISO dates): polars' string-to-date cast is
+        // deprecated and says so on the user's terminal.
+        ColumnType::Date => {
+            let days: Int32Chunked = s
+                .str()?
+                .iter()
+                .map(|t| {
+                    let d = chrono::NaiveDate::parse_from_str(t?.trim(), "%Y-%m-%d").ok()?;
+                    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+                    i32::try_from((d - epoch).num_days()).ok()
+                })
+                .collect();
+            return Ok(days
+                .into_series()
+                .with_name(s.name().clone())
+                .cast(&DataType::Date)?);
+        }
         ColumnType::Timestamp => DataType::Datetime(TimeUnit::Microseconds, None),
         ColumnType::Decimal { precision, scale } => {
             DataType::Decimal(precision as usize, scale as usize)

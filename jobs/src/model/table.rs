@@ -183,6 +183,16 @@ impl ModelTable {
         Ok(Some(this))
     }
 
+    /// The table as it was at `version` (time travel): a load publishes
+    /// exactly the version its data tests judged.
+    pub async fn at_version(mut self, version: i64) -> Result<Self, TableError> {
+        let v = version
+            .try_into()
+            .map_err(|_| TableError::Schema(format!("no version {version}")))?;
+        self.table.load_version(v).await?;
+        Ok(self)
+    }
+
     /// Opens the table, creating it with `schema` and `partition_by` if
     /// there is none yet.
     pub async fn open_or_create(

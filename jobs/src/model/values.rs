@@ -3,8 +3,8 @@
 //! ranges), RFC 3339 timestamps, and the order in which a field's rules
 //! pick the quarantine reason.
 
-use super::json::{Member, Value, parse_object_into};
-use crate::spec::{Bound, ColumnType, FieldKind, FieldRule, Interval};
+use super::json::{Member, Value, parse_object, parse_object_into};
+use crate::spec::{Bound, ColumnType, FieldKind, FieldRule, Interval, RecordFormat};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
@@ -322,6 +322,11 @@ pub enum Cell<'a> {
 pub enum Reason {
     EmptyValue,
     MalformedJson,
+    /// A CSV row that is not one record of the header's width.
+    MalformedCsv,
+    /// A file of a `file_source` that could not be read (bronze keeps one
+    /// row for it, at offset -1, with the reason as its value).
+    UnreadableFile,
     Missing(String),
     Type(String),
     Range(String),
@@ -333,6 +338,8 @@ impl std::fmt::Display for Reason {
         match self {
             Reason::EmptyValue => f.write_str("empty_value"),
             Reason::MalformedJson => f.write_str("malformed_json"),
+            Reason::MalformedCsv => f.write_str("malformed_csv"),
+            Reason::UnreadableFile => f.write_str("unreadable_file"),
             Reason::Missing(c) => write!(f, "missing:{c}"),
             Reason::Type(c) => write!(f, "type:{c}"),
             Reason::Range(c) => write!(f, "range:{c}"),
@@ -355,6 +362,8 @@ pub fn check_row<'a>(
 pub struct RowChecker<'r> {
     fields: &'r [FieldRule],
     ranges: Vec<Option<ExactInterval>>,
+    /// CSV cells are text: a number rule reads the text as its token.
+    text_numbers: bool,
 }
 
 /// Buffers one thread reuses from row to row: checking a row allocates
@@ -383,6 +392,15 @@ impl<'r> RowChecker<'r> {
                 .iter()
                 .map(|f| f.range.as_ref().map(ExactInterval::of))
                 .collect(),
+            text_numbers: false,
+        }
+    }
+
+    /// A checker of values written in `format`.
+    pub fn for_format(fields: &'r [FieldRule], format: RecordFormat) -> Self {
+        Self {
+            text_numbers: format == RecordFormat::Csv,
+            ..Self::new(fields)
         }
     }
 
@@ -409,31 +427,112 @@ impl<'r> RowChecker<'r> {
             None | Some([]) => return Err(Reason::EmptyValue),
             Some(r) => r,
         };
+        parse_object_into(raw, &mut scratch.members).ok_or(Reason::MalformedJson)?;
+        self.check_members(ingested_at_micros, scratch)
+    }
+
+    /// One CSV row (`raw`) under its file's `header` (column names, in
+    /// order): empty cells are nulls, number rules read the cell's text.
+    pub fn check_csv_into<'a>(
+        &self,
+        header: &[String],
+        raw: Option<&'a [u8]>,
+        ingested_at_micros: i64,
+        scratch: &mut Scratch<'a>,
+    ) -> Result<(), Reason> {
+        scratch.cells.clear();
+        scratch.members.clear();
+        let raw = match raw {
+            None | Some([]) => return Err(Reason::EmptyValue),
+            Some(r) => r,
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(raw);
+        let mut record = csv::StringRecord::new();
+        match reader.read_record(&mut record) {
+            Ok(true) if record.len() == header.len() => {}
+            _ => return Err(Reason::MalformedCsv),
+        }
+        // One record per row: anything after it is not this row's.
+        if reader
+            .read_record(&mut csv::StringRecord::new())
+            .unwrap_or(true)
+        {
+            return Err(Reason::MalformedCsv);
+        }
+        for (name, cell) in header.iter().zip(record.iter()) {
+            let value = if cell.is_empty() {
+                Value::Null
+            } else {
+                Value::String(Cow::Owned(cell.to_string()))
+            };
+            scratch.members.push((Cow::Owned(name.clone()), value));
+        }
+        self.check_members(ingested_at_micros, scratch)
+    }
+
+    /// The rules over a row's members (`scratch.members`), into
+    /// `scratch.cells`.
+    fn check_members<'a>(
+        &self,
+        ingested_at_micros: i64,
+        scratch: &mut Scratch<'a>,
+    ) -> Result<(), Reason> {
         let members = &mut scratch.members;
-        parse_object_into(raw, members).ok_or(Reason::MalformedJson)?;
         // Members usually come in the order of the fields: each search
         // starts after the member found last, so it is mostly one compare.
         let mut next = 0;
         for (rule, range) in self.fields.iter().zip(&self.ranges) {
             let n = members.len();
-            // Top-level members only; keys are unique (duplicates are
-            // malformed), so a member's value can be taken once found.
-            let value = (0..n)
+            let top = rule.path.first().unwrap_or(&rule.name);
+            let found = (0..n)
                 .map(|k| (next + k) % n)
-                .find(|&at| members[at].0 == rule.name.as_str())
-                .map(|at| {
+                .find(|&at| members[at].0 == top.as_str());
+            let value = match found {
+                None => None,
+                // A member of a nested object: the object stays for the
+                // other rules that read into it.
+                Some(at) if rule.path.len() > 1 => nested(&members[at].1, rule)?,
+                // Keys are unique (duplicates are malformed), so a plain
+                // member's value can be taken once found.
+                Some(at) => {
                     next = at + 1;
-                    std::mem::replace(&mut members[at].1, Value::Null)
-                });
+                    Some(std::mem::replace(&mut members[at].1, Value::Null))
+                }
+            };
             scratch.cells.push(check_field(
                 rule,
                 range.as_ref(),
                 value,
                 ingested_at_micros,
+                self.text_numbers,
             )?);
         }
         Ok(())
     }
+}
+
+/// The value at the rule's nested `path` inside `value` (the top member):
+/// `None` when a member on the way is missing or null; a member on the way
+/// that is not an object is a type error of the rule's field.
+fn nested<'a>(value: &Value<'a>, rule: &FieldRule) -> Result<Option<Value<'a>>, Reason> {
+    let mut current = value.clone();
+    for name in &rule.path[1..] {
+        let raw = match current {
+            Value::Object(raw) => raw,
+            Value::Null => return Ok(None),
+            _ => return Err(Reason::Type(rule.name.clone())),
+        };
+        // The whole value was validated already: a failure here cannot
+        // happen, but says malformed rather than panicking if it did.
+        let members = parse_object(raw.as_bytes()).ok_or(Reason::MalformedJson)?;
+        match members.into_iter().find(|(k, _)| k == name.as_str()) {
+            Some((_, v)) => current = v,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
 }
 
 fn check_field<'a>(
@@ -441,6 +540,7 @@ fn check_field<'a>(
     range: Option<&ExactInterval>,
     value: Option<Value<'a>>,
     ingested_at: i64,
+    text_numbers: bool,
 ) -> Result<Cell<'a>, Reason> {
     let name = || rule.name.clone();
     let value = match value {
@@ -474,8 +574,10 @@ fn check_field<'a>(
             Ok(Cell::Micros(micros))
         }
         FieldKind::Number | FieldKind::Integer => {
-            let Value::Number(token) = value else {
-                return Err(Reason::Type(name()));
+            let token: &str = match &value {
+                Value::Number(token) => token,
+                Value::String(text) if text_numbers => text.trim(),
+                _ => return Err(Reason::Type(name())),
             };
             let dec = Decimal::parse(token).ok_or_else(|| Reason::Type(name()))?;
             if rule.kind == FieldKind::Integer && !dec.is_integer() {
@@ -559,6 +661,87 @@ mod tests {
                 && in_interval(&dec("0.01"), &r)
                 && in_interval(&dec("100000"), &r)
         );
+    }
+
+    fn rule(name: &str, path: &str, kind: FieldKind, required: bool) -> FieldRule {
+        FieldRule {
+            name: name.into(),
+            path: path.split('.').map(str::to_string).collect(),
+            kind,
+            required,
+            range: None,
+            max_decimals: None,
+            max_ahead_of_ingest: None,
+            column: kind.default_column(),
+        }
+    }
+
+    #[test]
+    fn nested_members_are_read_by_path_and_judged_by_their_rule() {
+        let fields = [
+            rule("id", "id", FieldKind::String, true),
+            rule("lat", "location.lat", FieldKind::Number, true),
+            rule("lon", "location.lon", FieldKind::Number, false),
+            rule("deep", "a.b.c", FieldKind::String, false),
+        ];
+        let c = RowChecker::new(&fields);
+        let cells = c
+            .check(
+                Some(br#"{"id":"x","location":{"lon":2.5,"lat":-1},"a":{"b":{"c":"d"}}}"#),
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            cells,
+            vec![
+                Cell::Text("x".into()),
+                Cell::Float(-1.0),
+                Cell::Float(2.5),
+                Cell::Text("d".into())
+            ]
+        );
+        // Missing on the way, null on the way, not an object on the way.
+        let reason = |raw: &[u8]| c.check(Some(raw), 0).unwrap_err().to_string();
+        assert_eq!(reason(br#"{"id":"x","location":{}}"#), "missing:lat");
+        assert_eq!(reason(br#"{"id":"x","location":null}"#), "missing:lat");
+        assert_eq!(reason(br#"{"id":"x","location":[1]}"#), "type:lat");
+        assert_eq!(reason(br#"{"id":"x","location":{"lat":"1"}}"#), "type:lat");
+        // Strictness still covers nested objects.
+        assert_eq!(
+            reason(br#"{"id":"x","location":{"lat":1,"lat":2}}"#),
+            "malformed_json"
+        );
+    }
+
+    #[test]
+    fn csv_cells_are_text_read_by_their_rules() {
+        let fields = [
+            rule("id", "id", FieldKind::String, true),
+            rule("n", "n", FieldKind::Integer, true),
+            rule("note", "note", FieldKind::String, false),
+        ];
+        let c = RowChecker::for_format(&fields, RecordFormat::Csv);
+        let header: Vec<String> = ["n", "id", "note"].map(String::from).to_vec();
+        let check = |raw: &'static [u8]| {
+            let mut scratch = Scratch::default();
+            c.check_csv_into(&header, Some(raw), 0, &mut scratch)
+                .map(|()| scratch.cells)
+                .map_err(|r| r.to_string())
+        };
+        assert_eq!(
+            check(b" 42 ,a,\"x, \"\"y\"\"\"").unwrap(),
+            vec![
+                Cell::Text("a".into()),
+                Cell::Int(42),
+                Cell::Text("x, \"y\"".into())
+            ]
+        );
+        assert_eq!(check(b"7,b,").unwrap()[2], Cell::Null);
+        assert_eq!(check(b"x,a,").unwrap_err(), "type:n");
+        assert_eq!(check(b"1.5,a,").unwrap_err(), "type:n");
+        assert_eq!(check(b"1,,z").unwrap_err(), "missing:id");
+        assert_eq!(check(b"1,a").unwrap_err(), "malformed_csv");
+        assert_eq!(check(b"1,a,b\n2,c,d").unwrap_err(), "malformed_csv");
     }
 
     #[test]

@@ -55,6 +55,8 @@ struct RawModel {
     dedupe: Option<S<RawDedupe>>,
     derive: Option<S<Vec<RawDerive>>>,
     file: Option<S<String>>,
+    path: Option<S<String>>,
+    format: Option<S<String>>,
     asof: Option<S<Vec<RawAsof>>>,
     scope: Option<S<BTreeMap<String, BTreeMap<String, String>>>>,
     scope_presence: Option<S<Vec<S<String>>>>,
@@ -82,6 +84,7 @@ struct RawField {
     range: Option<S<String>>,
     max_decimals: Option<u32>,
     max_ahead_of_ingest: Option<S<String>>,
+    path: Option<S<String>>,
     #[serde(rename = "as")]
     column_type: Option<S<String>>,
 }
@@ -208,10 +211,12 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
     const COMMON: [&str; 3] = ["description", "tags", "schedule"];
     match kind {
         "kafka_source" => &["description", "tags", "schedule", "topic", "tests"],
+        "file_source" => &["description", "tags", "schedule", "path", "format", "tests"],
         "clean" => &[
             "description",
             "tags",
             "schedule",
+            "format",
             "input",
             "quarantine",
             "fields",
@@ -252,7 +257,7 @@ fn allowed_keys(kind: &str) -> &'static [&'static str] {
     }
 }
 
-const KINDS: [&str; 4] = ["kafka_source", "clean", "seed", "sql"];
+const KINDS: [&str; 5] = ["kafka_source", "file_source", "clean", "seed", "sql"];
 
 /// Model and column names: lower-case identifiers, safe as Delta folder and
 /// PostgreSQL names without quoting surprises.
@@ -399,7 +404,7 @@ pub fn parse_model_file(
         return (None, diags);
     }
     let expected_layer = match kind_name {
-        "kafka_source" => Some(Layer::Bronze),
+        "kafka_source" | "file_source" => Some(Layer::Bronze),
         "clean" | "seed" => Some(Layer::Silver),
         _ => None,
     };
@@ -414,13 +419,13 @@ pub fn parse_model_file(
     if kind_name == "sql" && layer == Layer::Bronze {
         diags.push(
             at(&kind.referenced),
-            "a `sql` model cannot be in `bronze/`: bronze only lands Kafka topics",
+            "a `sql` model cannot be in `bronze/`: bronze only lands Kafka topics and files",
         );
     }
 
     // Keys that exist in the format but not for this kind.
     let allowed = allowed_keys(kind_name);
-    let present: [(&str, Option<&serde_saphyr::Location>); 21] = [
+    let present: [(&str, Option<&serde_saphyr::Location>); 23] = [
         (
             "description",
             raw.description.as_ref().map(|s| &s.referenced),
@@ -450,6 +455,8 @@ pub fn parse_model_file(
         ("dedupe", raw.dedupe.as_ref().map(|s| &s.referenced)),
         ("derive", raw.derive.as_ref().map(|s| &s.referenced)),
         ("file", raw.file.as_ref().map(|s| &s.referenced)),
+        ("path", raw.path.as_ref().map(|s| &s.referenced)),
+        ("format", raw.format.as_ref().map(|s| &s.referenced)),
         ("asof", raw.asof.as_ref().map(|s| &s.referenced)),
         ("scope", raw.scope.as_ref().map(|s| &s.referenced)),
         (
@@ -483,7 +490,8 @@ pub fn parse_model_file(
     };
 
     // Columns: fixed for bronze, declared otherwise.
-    let columns: Vec<Column> = if kind_name == "kafka_source" {
+    let bronze_kind = matches!(kind_name, "kafka_source" | "file_source");
+    let columns: Vec<Column> = if bronze_kind {
         bronze_columns()
     } else {
         let mut cols = Vec::new();
@@ -561,7 +569,7 @@ pub fn parse_model_file(
     }
     let materialized = match &raw.materialized {
         None => match kind_name {
-            "kafka_source" => Materialization::Append,
+            "kafka_source" | "file_source" => Materialization::Append,
             "clean" => Materialization::Incremental,
             _ => Materialization::Table,
         },
@@ -606,6 +614,7 @@ pub fn parse_model_file(
                 }
             }
         },
+        "file_source" => parse_file_source(path, &raw, &mut diags),
         "seed" => match &raw.file {
             Some(f) => {
                 if f.value.contains("..") || Path::new(&f.value).is_absolute() {
@@ -805,7 +814,7 @@ pub fn parse_model_file(
         );
     }
 
-    let partition_by = if kind_name == "kafka_source" {
+    let partition_by = if bronze_kind {
         vec!["ingest_date".to_string()]
     } else {
         names_of(&raw.partition_by)
@@ -814,6 +823,8 @@ pub fn parse_model_file(
         match &source {
             Source::Clean { dedupe, .. } => dedupe.key.clone(),
             Source::Kafka { .. } => vec!["partition".into(), "offset".into()],
+            // A file's path is its `topic`, a record's place its `offset`.
+            Source::Files { .. } => vec!["topic".into(), "offset".into()],
             _ => unique_key,
         }
     } else {
@@ -855,6 +866,49 @@ pub fn parser_message(s: &str) -> &str {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `file_source`: where the files arrive and their format.
+fn parse_file_source(path: &Path, raw: &RawModel, diags: &mut Diagnostics) -> Source {
+    let at = |loc: &serde_saphyr::Location| Pos::at(path, loc);
+    let folder = match &raw.path {
+        Some(p) if !p.value.trim().is_empty() => p.value.clone(),
+        _ => {
+            diags.push(
+                Pos::file(path),
+                "a `file_source` model needs `path:` (a folder, or a URL such as s3://bucket/prefix)",
+            );
+            String::new()
+        }
+    };
+    let format = match &raw.format {
+        Some(f) => FileFormat::parse(&f.value).unwrap_or_else(|| {
+            diags.push(
+                at(&f.referenced),
+                format!(
+                    "unknown file format `{}`{} (use {})",
+                    f.value,
+                    did_you_mean(&f.value, ["csv", "json", "parquet"]),
+                    FileFormat::NAMES
+                ),
+            );
+            FileFormat::Json
+        }),
+        None => {
+            diags.push(
+                Pos::file(path),
+                format!(
+                    "a `file_source` model needs `format:` ({})",
+                    FileFormat::NAMES
+                ),
+            );
+            FileFormat::Json
+        }
+    };
+    Source::Files {
+        path: folder,
+        format,
+    }
+}
+
 fn parse_clean(
     path: &Path,
     raw: &RawModel,
@@ -974,8 +1028,26 @@ fn parse_clean(
                         ),
                     );
                 }
+                let field_path: Vec<String> = match &f.path {
+                    None => vec![f.name.value.clone()],
+                    Some(p) => {
+                        let parts: Vec<String> =
+                            p.value.split('.').map(|s| s.to_string()).collect();
+                        if parts.iter().any(|s| s.is_empty()) {
+                            diags.push(
+                                at(&p.referenced),
+                                format!(
+                                    "`path: {}` names members of nested objects separated by dots (`location.lat`)",
+                                    p.value
+                                ),
+                            );
+                        }
+                        parts
+                    }
+                };
                 fields.push(FieldRule {
                     name: f.name.value.clone(),
+                    path: field_path,
                     kind,
                     required: f.required.unwrap_or(false),
                     range,
@@ -1031,7 +1103,34 @@ fn parse_clean(
                 .collect()
         })
         .unwrap_or_default();
+    let format = match &raw.format {
+        None => RecordFormat::Json,
+        Some(f) => match f.value.as_str() {
+            "json" => RecordFormat::Json,
+            "csv" => RecordFormat::Csv,
+            other => {
+                diags.push(
+                    at(&f.referenced),
+                    format!("unknown record format `{other}` (use json or csv)"),
+                );
+                RecordFormat::Json
+            }
+        },
+    };
+    if format == RecordFormat::Csv
+        && let Some(f) = fields.iter().find(|f| f.path.len() > 1)
+        && let Some(fmt) = &raw.format
+    {
+        diags.push(
+            at(&fmt.referenced),
+            format!(
+                "field `{}` has a nested `path`, but CSV rows have no nested objects",
+                f.name
+            ),
+        );
+    }
     Source::Clean {
+        format,
         input,
         quarantine,
         fields,

@@ -163,6 +163,9 @@ pub struct Column {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldRule {
     pub name: String,
+    /// Where the value sits in the record: `[name]`, or the members of
+    /// nested objects (`path: location.lat`).
+    pub path: Vec<String>,
     pub kind: FieldKind,
     pub required: bool,
     /// Allowed values (numbers only).
@@ -274,8 +277,18 @@ pub enum Fold {
 pub enum Source {
     /// Bronze: raw messages of a Kafka topic.
     Kafka { topic: String },
+    /// Bronze: the records of files arriving under a folder or an object
+    /// store prefix, each file taken once.
+    Files {
+        /// Where the files arrive: a folder (relative to the project) or a
+        /// URL (`s3://bucket/prefix`, `file:///...`).
+        path: String,
+        format: FileFormat,
+    },
     /// Silver: parse, check and dedupe a bronze table's raw values.
     Clean {
+        /// How the raw values are written.
+        format: RecordFormat,
         input: String,
         quarantine: String,
         fields: Vec<FieldRule>,
@@ -305,12 +318,62 @@ impl Source {
     pub fn kind_name(&self) -> &'static str {
         match self {
             Source::Kafka { .. } => "kafka_source",
+            Source::Files { .. } => "file_source",
             Source::Clean { .. } => "clean",
             Source::Quarantine { .. } => "quarantine",
             Source::Seed { .. } => "seed",
             Source::Sql { .. } => "sql",
         }
     }
+}
+
+impl Source {
+    /// Bronze kinds: raw records from outside, landed as they came.
+    pub fn is_bronze_source(&self) -> bool {
+        matches!(self, Source::Kafka { .. } | Source::Files { .. })
+    }
+}
+
+/// The format of the files of a `file_source`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated with a header line; a record is one CSV row.
+    Csv,
+    /// JSON lines: a record is one non-blank line.
+    Json,
+    /// Parquet: a record is one row, kept as a JSON object.
+    Parquet,
+}
+
+impl FileFormat {
+    pub const NAMES: &'static str = "csv, json, parquet";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "csv" => FileFormat::Csv,
+            "json" | "jsonl" | "ndjson" => FileFormat::Json,
+            "parquet" => FileFormat::Parquet,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Json => "json",
+            FileFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// How a cleaning model reads a bronze value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// A strict JSON object (Kafka messages, JSON lines, Parquet rows).
+    #[default]
+    Json,
+    /// One CSV row; the bronze `key` holds the file's header line.
+    Csv,
 }
 
 /// How bad a failing data test is.

@@ -22,7 +22,7 @@ use crate::model::table::{DataFile, ModelTable};
 use crate::model::{Catalog, Settings};
 use crate::spec::Model;
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 /// Advisory lock key of loads ("dagload").
@@ -34,9 +34,36 @@ const CHUNK_BYTES: i64 = 32 << 20;
 /// Whether the run's data tests let this load happen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
+    /// Load each table at its current version.
     Open,
+    /// The data tests passed on these versions (model -> Delta version):
+    /// each of those tables is loaded at that version, never at a newer,
+    /// untested one a concurrent run committed meanwhile; a table whose
+    /// warehouse already holds a newer version is left as it is.
+    Audited(BTreeMap<String, i64>),
     /// Blocked, and why (a failing error-severity test, a failed model).
     Closed(String),
+}
+
+impl Gate {
+    /// An open gate over the versions `results` judged, unless one of them
+    /// blocks.
+    pub fn after(results: &[crate::datatest::TestResult]) -> Gate {
+        let blocking: Vec<String> = results
+            .iter()
+            .filter(|r| r.status.blocks())
+            .map(|r| format!("test {} failed", r.test))
+            .collect();
+        if !blocking.is_empty() {
+            return Gate::Closed(blocking.join(", "));
+        }
+        let mut versions = BTreeMap::new();
+        for r in results {
+            let v = versions.entry(r.model.clone()).or_insert(r.version);
+            *v = (*v).max(r.version);
+        }
+        Gate::Audited(versions)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,19 +118,23 @@ pub async fn load(
     s: &Settings,
     gate: Gate,
 ) -> Result<LoadReport, WarehouseError> {
-    if let Gate::Closed(why) = gate {
-        return Ok(LoadReport {
-            blocked: Some(why),
-            ..LoadReport::default()
-        });
-    }
+    let audited = match gate {
+        Gate::Closed(why) => {
+            return Ok(LoadReport {
+                blocked: Some(why),
+                ..LoadReport::default()
+            });
+        }
+        Gate::Open => BTreeMap::new(),
+        Gate::Audited(versions) => versions,
+    };
     let models: Vec<&Model> = models
         .iter()
         .copied()
         .filter(|m| m.warehouse.is_some())
         .collect();
     retrying(ws, "loading the warehouse", || {
-        load_once(pool, &models, catalog, s)
+        load_once(pool, &models, catalog, s, &audited)
     })
     .await
 }
@@ -113,25 +144,37 @@ async fn load_once(
     models: &[&Model],
     catalog: &Catalog,
     s: &Settings,
+    audited: &BTreeMap<String, i64>,
 ) -> Result<LoadReport, WarehouseError> {
     let mut report = LoadReport::default();
-    let mut tables = Vec::new();
-    for m in models {
-        match catalog.open_input(&m.name, s).await {
-            Ok(t) => tables.push((*m, t)),
-            Err(crate::model::ModelError::Input(_)) => report.missing.push(m.name.clone()),
-            Err(e) => return Err(e.into()),
-        }
-    }
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(LOCK)
         .execute(&mut *tx)
         .await?;
-    let present: Vec<&Model> = tables.iter().map(|(m, _)| *m).collect();
+    // Tables are opened under the lock: a load that waited for another one
+    // sees at least the versions that one loaded, so two loads can never
+    // leave the warehouse at the older snapshot.
+    let mut tables = Vec::new();
+    for m in models {
+        match catalog.open_input(&m.name, s).await {
+            Ok(t) => {
+                let latest = t.version();
+                // The version the tests judged, not a newer untested one.
+                let t = match audited.get(&m.name) {
+                    Some(&v) if v < latest && v >= 0 => t.at_version(v).await?,
+                    _ => t,
+                };
+                tables.push((*m, t, latest));
+            }
+            Err(crate::model::ModelError::Input(_)) => report.missing.push(m.name.clone()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let present: Vec<&Model> = tables.iter().map(|(m, _, _)| *m).collect();
     schema::check(&mut tx, &present).await?;
     let load_id = uuid::Uuid::new_v4();
-    for (m, table) in &tables {
+    for (m, table, latest) in &tables {
         let loaded: Option<i64> =
             sqlx::query_scalar("SELECT delta_version FROM dag.loaded_versions WHERE model = $1")
                 .bind(&m.name)
@@ -139,6 +182,17 @@ async fn load_once(
                 .await?;
         let to = table.version();
         if loaded == Some(to) {
+            report.current.push(m.name.clone());
+            continue;
+        }
+        // Another load already published a newer version of this table
+        // (it is still there: not a table recreated from version 0): going
+        // back to the audited one would undo it.
+        if let Some(l) = loaded
+            && l > to
+            && *latest >= l
+        {
+            tracing::info!(model = %m.name, loaded = l, audited = to, "the warehouse holds a newer version: left as it is");
             report.current.push(m.name.clone());
             continue;
         }
