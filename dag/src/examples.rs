@@ -1,6 +1,7 @@
 //! The pipelines shipped inside the binary: `build.rs` embeds every file of
 //! the repository's `models/<pipeline>/` and `data/*.csv`. `dag init
-//! --example NAME` writes one out as a project (dag.toml, models/, data/),
+//! --example NAME` writes one out as a project (dag.toml, models/, data/,
+//! and landing/ when it ships sample files for its file sources),
 //! and `dag demo` uses the flagship one when no models folder is at hand,
 //! so the binary alone is enough.
 
@@ -29,7 +30,10 @@ pub struct Written {
 
 /// Writes the embedded pipeline `name` as a project in `dest`:
 /// `models/<name>/...`, the CSVs its seeds read in `data/`, and a
-/// `dag.toml` naming them. Files that exist are an error unless `force`.
+/// `dag.toml` naming them. Sample files for its file sources, shipped
+/// under `models/<name>/landing/`, go to the project's `landing/` (where
+/// a `file_source` with `path: landing/...` finds them), not under
+/// `models/`. Files that exist are an error unless `force`.
 pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
     let known = names();
     if !known.contains(&name) {
@@ -40,10 +44,14 @@ pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
         );
     }
     let prefix = format!("models/{name}/");
+    let landing = format!("{prefix}landing/");
     let mut todo: Vec<(PathBuf, &[u8])> = FILES
         .iter()
         .filter(|(p, _)| p.starts_with(&prefix))
-        .map(|(p, bytes)| (dest.join(p), *bytes))
+        .map(|(p, bytes)| match p.strip_prefix(&landing) {
+            Some(rest) => (dest.join("landing").join(rest), *bytes),
+            None => (dest.join(p), *bytes),
+        })
         .collect();
     // The CSVs the pipeline's seeds read (`kind: seed`, `file:`).
     #[derive(serde::Deserialize)]
@@ -53,7 +61,8 @@ pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
     }
     let seeds: Vec<String> = FILES
         .iter()
-        .filter(|(p, _)| p.starts_with(&prefix) && (p.ends_with(".yml") || p.ends_with(".yaml")))
+        .filter(|(p, _)| p.starts_with(&prefix) && !p.starts_with(&landing))
+        .filter(|(p, _)| p.ends_with(".yml") || p.ends_with(".yaml"))
         .filter_map(|(_, bytes)| {
             let text = std::str::from_utf8(bytes).ok()?;
             let seed: Seed = serde_saphyr::from_str(text).ok()?;

@@ -17,6 +17,7 @@ mod lake;
 mod loader;
 mod models;
 mod readme;
+mod retail;
 mod scheduler;
 mod selectors;
 mod services;
