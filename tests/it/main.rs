@@ -18,6 +18,7 @@ mod loader;
 mod models;
 mod readme;
 mod retail;
+mod s3_faults;
 mod scheduler;
 mod selectors;
 mod services;

@@ -8,6 +8,8 @@
 //! `/var/tmp/dag-services`). A missing service fails the test with the
 //! command that starts it: a test that silently skips proves nothing.
 
+pub mod s3_faults;
+
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
