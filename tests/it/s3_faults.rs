@@ -921,3 +921,56 @@ async fn silver_and_gold_through_s3_faults_equal_runs_without_faults() {
 
     assert_faults_happened("dag run", &counts, &events);
 }
+
+/// A model's commit that lands while its answer is lost is recognised as
+/// its own: the run succeeds at once (no failed run, nothing downstream
+/// skipped), and the tables equal a run without faults.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_commit_whose_answer_is_lost_counts_as_done() {
+    let s3 = TestS3::create().expect("test s3");
+    let proxy = FaultProxy::start(&s3.endpoint, 0x5eed_0003).expect("proxy");
+    let mut lakes = TwoLakes::new(s3, &proxy);
+    for (round, start) in ["2026-11-18T06:00:00Z", "2026-11-19T06:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        let made = simulate(700 + round as u64, 1_500, start);
+        let records: Vec<_> = made.iter().map(|(_, m)| m.clone()).collect();
+        let at = DateTime::parse_from_rfc3339(start)
+            .expect("t")
+            .with_timezone(&Utc)
+            + TimeDelta::days(1);
+        lakes.add(&records, at).await;
+        for project in ["clean", "faulty"] {
+            // The second round's silver commit lands, its answer is lost.
+            if round == 1 && project == "faulty" {
+                proxy.set_rules(vec![
+                    Rule::drop_response()
+                        .method(Method::Put)
+                        .path("silver_telemetry/_delta_log/")
+                        .times(1),
+                ]);
+            }
+            let out = dag(&lakes.project(project), &["run"])
+                .output()
+                .expect("dag run");
+            assert!(
+                out.status.success(),
+                "{project} round {round}: {}",
+                describe(&out)
+            );
+        }
+    }
+    let events = proxy.events();
+    assert_eq!(
+        lost_commit_answers(&events),
+        1,
+        "the fault did not happen: {events:?}"
+    );
+    let catalog = lakes.catalog();
+    for (name, key) in lakes.tables() {
+        let faulty = lakes.read(&catalog, "faulty", &name).await;
+        let clean = lakes.read(&catalog, "clean", &name).await;
+        assert_same(&name, &faulty, &clean, &key);
+    }
+}

@@ -219,7 +219,7 @@ impl ModelTable {
             return Ok(t);
         }
         let kernel: StructType = schema.as_ref().try_into_kernel()?;
-        let table = location
+        let created = location
             .builder()?
             .build()?
             .create()
@@ -228,7 +228,16 @@ impl ModelTable {
             .with_table_name(name)
             .with_comment(comment)
             .with_save_mode(SaveMode::Ignore)
-            .await?;
+            .await;
+        let table = match created {
+            Ok(t) => t,
+            // Created meanwhile, by another run or by this attempt whose
+            // answer was lost: open what is there (its schema is checked).
+            Err(e) => match Self::open_cached(name, location, schema.clone(), cache).await {
+                Ok(Some(t)) => return Ok(t),
+                _ => return Err(e.into()),
+            },
+        };
         let this = Self {
             name: name.to_string(),
             table,
@@ -566,11 +575,19 @@ impl ModelTable {
                 default_row_commit_version: None,
             })
         }));
-        let props = CommitProperties::default().with_application_transactions(
-            txns.iter()
-                .map(|(app, v)| Transaction::new_with_last_update(app, *v, Some(now)))
-                .collect(),
-        );
+        // A commit whose answer is lost (the store wrote it, the reply
+        // never came) is found again by this id in its commitInfo.
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let props = CommitProperties::default()
+            .with_application_transactions(
+                txns.iter()
+                    .map(|(app, v)| Transaction::new_with_last_update(app, *v, Some(now)))
+                    .collect(),
+            )
+            .with_metadata([(
+                COMMIT_ID_KEY.to_string(),
+                serde_json::Value::String(commit_id.clone()),
+            )]);
         let op = DeltaOperation::Write {
             mode: if overwrite {
                 SaveMode::Overwrite
@@ -580,10 +597,26 @@ impl ModelTable {
             partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
             predicate: None,
         };
-        let finalized = CommitBuilder::from(props)
+        let read_version = self.version();
+        let built = CommitBuilder::from(props)
             .with_actions(actions)
             .build(Some(self.table.snapshot()?), self.table.log_store(), op)
-            .await?;
+            .await;
+        let finalized = match built {
+            Ok(f) => f,
+            Err(e) => {
+                // deltalake retries a commit whose put failed; when the
+                // first put had landed, the retry meets our own commit as
+                // a conflict. Look before calling it a failure.
+                return match self.find_commit(read_version, &commit_id).await {
+                    Ok(Some(version)) => {
+                        tracing::info!(table = %self.name, version, "the commit landed though its answer was lost");
+                        Ok(version)
+                    }
+                    _ => Err(e.into()),
+                };
+            }
+        };
         let version = finalized.version() as i64;
         self.table.state = Some(finalized.snapshot());
         // A scheduled model commits every few seconds: without checkpoints
@@ -596,6 +629,35 @@ impl ModelTable {
             tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
         }
         Ok(version)
+    }
+}
+
+/// The commitInfo key holding the id of a model table's commit.
+const COMMIT_ID_KEY: &str = "dagCommitId";
+
+impl ModelTable {
+    /// The version of the commit carrying `commit_id` made after
+    /// `read_version`, if it landed (the table is reloaded).
+    async fn find_commit(
+        &mut self,
+        read_version: i64,
+        commit_id: &str,
+    ) -> Result<Option<i64>, TableError> {
+        self.table.update_state().await?;
+        let log = self.table.log_store();
+        for v in (read_version + 1)..=self.version() {
+            let Some(bytes) = log.read_commit_entry(v as u64).await? else {
+                continue;
+            };
+            for action in deltalake::logstore::get_actions(v as u64, &bytes)? {
+                if let Action::CommitInfo(info) = action
+                    && info.info.get(COMMIT_ID_KEY).and_then(|v| v.as_str()) == Some(commit_id)
+                {
+                    return Ok(Some(v));
+                }
+            }
+        }
+        Ok(None)
     }
 }
 
