@@ -172,3 +172,67 @@ async fn a_new_pipeline_runs_from_its_first_file_to_the_warehouse() {
     assert!(text(&out).contains("nothing was written"), "{}", text(&out));
     pool.close().await;
 }
+
+/// The same new pipeline under `dag scheduler`: its schedule fires, the
+/// embedded ingester takes files as they arrive, and each one reaches the
+/// warehouse with no command run by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scheduler_takes_new_files_to_the_warehouse() {
+    let db = testkit::TestDb::create().await.expect("db");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = dag(tmp.path(), &["init", "shop"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let root = tmp.path().join("shop");
+    std::fs::write(
+        root.join("models/shop/pipeline.yml"),
+        "description: shop\nschedules:\n  - {select: \"+customer_revenue\", cron: \"*/2 * * * * *\"}\n",
+    )
+    .expect("write");
+    let toml = std::fs::read_to_string(root.join("dag.toml")).expect("toml")
+        + "\n[ingest]\nbatch_interval = \"300ms\"\n\n[scheduler]\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n";
+    std::fs::write(root.join("dag.toml"), toml).expect("write");
+    let mut child = Command::new(testkit::dag_bin())
+        .current_dir(&root)
+        .arg("scheduler")
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("scheduler");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pg");
+    let customers = async || -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT customer_id, orders FROM gold.customer_revenue ORDER BY 1")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default()
+    };
+    let wait_for = async |want: Vec<(String, i64)>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let got = customers().await;
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the warehouse holds {got:?}, not {want:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    };
+    wait_for(vec![("c1".into(), 2), ("c2".into(), 1)]).await;
+    // A file dropped in while it runs: written aside, then renamed.
+    let tmp_file = root.join("landing/orders/.orders-0002.csv.tmp");
+    std::fs::write(
+        &tmp_file,
+        "order_id,customer_id,amount,ordered_at\no5,c3,1.00,2026-12-02T08:00:00Z\no6,c1,3.00,2026-12-02T09:00:00Z\n",
+    )
+    .expect("write");
+    std::fs::rename(&tmp_file, root.join("landing/orders/orders-0002.csv")).expect("rename");
+    wait_for(vec![("c1".into(), 3), ("c2".into(), 1), ("c3".into(), 1)]).await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    pool.close().await;
+}
