@@ -199,27 +199,26 @@ pub async fn run_sharing(
         retry_timeout: settings.retry_timeout,
         until_caught_up,
     };
-    for spec in files {
+    // Each ingester's counters, for the progress line and the scheduler's
+    // metrics (a restarted ingester replaces its predecessor's).
+    let mut register = |name: &str| {
         let stats = Arc::new(IngestStats::default());
-        all_stats.push((spec.name.clone(), stats.clone()));
+        all_stats.push((name.to_string(), stats.clone()));
         if let Ok(mut s) = shared.lock() {
-            // A restarted ingester replaces its predecessor's counters.
-            s.retain(|(name, _)| name != &spec.name);
-            s.push((spec.name.clone(), stats.clone()));
+            s.retain(|(n, _)| n != name);
+            s.push((name.to_string(), stats.clone()));
         }
+        stats
+    };
+    for spec in files {
+        let stats = register(&spec.name);
         let (settings, stop) = (file_settings.clone(), stop.clone());
         tasks.push(tokio::spawn(jobs::bronze::files::run(
             spec, settings, stop, stats,
         )));
     }
     for spec in specs {
-        let stats = Arc::new(IngestStats::default());
-        all_stats.push((spec.name.clone(), stats.clone()));
-        if let Ok(mut s) = shared.lock() {
-            // A restarted ingester replaces its predecessor's counters.
-            s.retain(|(name, _)| name != &spec.name);
-            s.push((spec.name.clone(), stats.clone()));
-        }
+        let stats = register(&spec.name);
         let (settings, stop, rt) = (
             settings.clone(),
             stop.clone(),

@@ -7,7 +7,7 @@
 //! lose and duplicate nothing; the gold model over them loads into
 //! PostgreSQL.
 
-use crate::fixtures::{ok, text};
+use crate::fixtures::{ok, strings, text};
 use dag::pipeline::Pipeline;
 use jobs::model::{Catalog, Settings};
 use polars::prelude::*;
@@ -207,21 +207,6 @@ fn per_file(bronze: &DataFrame) -> BTreeMap<String, Vec<i64>> {
         v.sort();
     }
     out
-}
-
-fn strings(df: &DataFrame, column: &str) -> Vec<String> {
-    let mut v: Vec<String> = df
-        .column(column)
-        .expect("column")
-        .cast(&DataType::String)
-        .expect("cast")
-        .str()
-        .expect("str")
-        .iter()
-        .map(|s| s.unwrap_or("<null>").to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// A small Parquet file of payments.

@@ -80,3 +80,20 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The values of `column`, as text ("<null>" for a null), sorted.
+pub fn strings(df: &polars::prelude::DataFrame, column: &str) -> Vec<String> {
+    use polars::prelude::DataType;
+    let mut v: Vec<String> = df
+        .column(column)
+        .unwrap_or_else(|e| panic!("{column}: {e}"))
+        .cast(&DataType::String)
+        .expect("cast")
+        .str()
+        .expect("str")
+        .iter()
+        .map(|s| s.unwrap_or("<null>").to_string())
+        .collect();
+    v.sort();
+    v
+}

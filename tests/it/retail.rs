@@ -14,7 +14,7 @@
 //! append model's rows; every data test kind's result in the JSON report;
 //! a run with nothing new changes nothing.
 
-use crate::fixtures::{ok, text};
+use crate::fixtures::{ok, strings, text};
 use dag::pipeline::Pipeline;
 use jobs::model::{Catalog, Settings};
 use polars::prelude::*;
@@ -268,22 +268,6 @@ struct TestRow {
     kind: String,
     status: String,
     failing: i64,
-}
-
-/// The values of `column`, as text ("<null>" for a null), sorted.
-fn strings(df: &DataFrame, column: &str) -> Vec<String> {
-    let mut v: Vec<String> = df
-        .column(column)
-        .unwrap_or_else(|e| panic!("{column}: {e}"))
-        .cast(&DataType::String)
-        .expect("cast")
-        .str()
-        .expect("str")
-        .iter()
-        .map(|s| s.unwrap_or("<null>").to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 /// The line of `model` in `dag run`'s output.

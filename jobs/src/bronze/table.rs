@@ -253,21 +253,8 @@ impl BronzeTable {
                 Transaction::new_with_last_update(app_id(&self.topic, *p), s.last, Some(now))
             })
             .collect();
-        let props = CommitProperties::default()
-            .with_application_transactions(txns)
-            // Checkpoints are scheduled by the ingester (see `checkpoint`).
-            .with_create_checkpoint(false);
-        self.epoch += 1;
-        let op = DeltaOperation::StreamingUpdate {
-            output_mode: OutputMode::Append,
-            query_id: self.query_id.clone(),
-            epoch_id: self.epoch,
-        };
         let read_version = self.version();
-        let finalized = CommitBuilder::from(props)
-            .with_actions(adds.into_iter().map(Action::Add).collect())
-            .build(Some(self.table.snapshot()?), self.table.log_store(), op)
-            .await?;
+        let finalized = self.append(adds, txns).await?;
         let version = finalized.version() as i64;
         self.table.state = Some(finalized.snapshot());
         self.staged = None;
@@ -379,12 +366,22 @@ impl BronzeTable {
         writer.write(batch.clone()).await?;
         let adds = writer.flush().await?;
         let now = chrono::Utc::now().timestamp_millis();
+        let txn = Transaction::new_with_last_update(FILES_APP_ID, files_after, Some(now));
+        let finalized = self.append(adds, vec![txn]).await?;
+        self.table.state = Some(finalized.snapshot());
+        Ok(finalized.version() as i64)
+    }
+
+    /// One streaming append of `adds` with `txns`, as the next epoch of
+    /// this writer's query.
+    async fn append(
+        &mut self,
+        adds: Vec<Add>,
+        txns: Vec<Transaction>,
+    ) -> Result<deltalake::kernel::transaction::FinalizedCommit, DeltaTableError> {
         let props = CommitProperties::default()
-            .with_application_transactions(vec![Transaction::new_with_last_update(
-                FILES_APP_ID,
-                files_after,
-                Some(now),
-            )])
+            .with_application_transactions(txns)
+            // Checkpoints are scheduled by the ingester (see `checkpoint`).
             .with_create_checkpoint(false);
         self.epoch += 1;
         let op = DeltaOperation::StreamingUpdate {
@@ -392,12 +389,10 @@ impl BronzeTable {
             query_id: self.query_id.clone(),
             epoch_id: self.epoch,
         };
-        let finalized = CommitBuilder::from(props)
+        CommitBuilder::from(props)
             .with_actions(adds.into_iter().map(Action::Add).collect())
             .build(Some(self.table.snapshot()?), self.table.log_store(), op)
-            .await?;
-        self.table.state = Some(finalized.snapshot());
-        Ok(finalized.version() as i64)
+            .await
     }
 
     /// Fault tests only: the log read that follows the next successful
