@@ -1,10 +1,13 @@
 //! The whole chain under faults: the shipped pipeline against the separate
-//! broker process, the lake on S3 and PostgreSQL. While a producer sends
-//! simulated messages (every bad kind among them), the test kills -9 the
-//! ingester and the scheduler and terminates PostgreSQL's client
-//! connections at random points, at least 30 times; a schedule runs
-//! silver, gold, the tests and the load every 2 seconds throughout. Then
-//! everything restarts clean and a final `dag trigger gold --wait` runs.
+//! broker process, the lake on S3 (through the fault proxy) and
+//! PostgreSQL. While a producer sends simulated messages (every bad kind
+//! among them), the test kills -9 the ingester and the scheduler,
+//! terminates PostgreSQL's client connections, and turns S3 storms on and
+//! off (failed requests, writes that land with their answer lost, delays)
+//! at random points; a schedule runs silver, gold, the tests and the load
+//! every 2 seconds throughout. Six kinds of fault, over a hundred in all.
+//! Throughout, `dag.loaded_versions` never goes back. Then everything
+//! restarts clean and a final `dag trigger gold --wait` runs.
 //!
 //! The invariant is checked against an independent recomputation from
 //! the produced messages (the simulator's own record): PostgreSQL's
@@ -20,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::s3_faults::{ActionKind, FaultProxy, Method, Rule};
 use testkit::{TestDb, TestS3};
 
 const START: &str = "2026-11-21T08:00:00Z";
@@ -30,8 +34,23 @@ struct Chain {
     dir: tempfile::TempDir,
     db: TestDb,
     _s3: TestS3,
+    proxy: FaultProxy,
     telemetry: String,
     fines: String,
+}
+
+/// An S3 storm: a share of the lake's requests fail, land with their
+/// answer lost, or wait.
+fn storm() -> Vec<Rule> {
+    vec![
+        Rule::drop_response()
+            .method(Method::Put)
+            .path("/_delta_log/")
+            .share(0.3),
+        Rule::fail().method(Method::Put).share(0.10),
+        Rule::fail().method(Method::Get).share(0.03),
+        Rule::delay(Duration::from_millis(200)).share(0.05),
+    ]
 }
 
 impl Chain {
@@ -45,6 +64,7 @@ impl Chain {
         )
         .expect("write");
         let s3 = TestS3::create().expect("test s3");
+        let proxy = FaultProxy::start(&s3.endpoint, 0xfa17).expect("proxy");
         let toml = format!(
             "pipeline = \"telematics\"\n[lake]\nuri = \"{}/lake\"\n[s3]\nendpoint = \"{}\"\n\
              [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"g-{}\"\nsession_timeout = \"6s\"\n\
@@ -53,7 +73,7 @@ impl Chain {
              [scheduler]\ningest = false\nmetrics_addr = \"off\"\nlease = \"2s\"\nretries = 8\n\
              retry_backoff = \"300ms\"\npoll_interval = \"1s\"\ngrace_period = \"1s\"\n",
             s3.url(),
-            s3.endpoint,
+            proxy.endpoint(),
             testkit::kafka_bootstrap().expect("broker"),
             testkit::unique_suffix()
         );
@@ -62,6 +82,7 @@ impl Chain {
             dir,
             db: TestDb::create().await.expect("db"),
             _s3: s3,
+            proxy,
             telemetry,
             fines,
         }
@@ -191,7 +212,7 @@ async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_invariant_holds_in_postgresql_after_30_kills_across_the_chain() {
+async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
     let c = Chain::new().await;
     let t = truth(&c);
     for kind in [
@@ -232,14 +253,47 @@ async fn the_invariant_holds_in_postgresql_after_30_kills_across_the_chain() {
     let mut scheduler = c.spawn(&["scheduler"], "scheduler");
     let mut rng = rand::rng();
     let (mut kills, mut ingest_kills, mut scheduler_kills, mut pg_kills) = (0, 0, 0, 0);
+    let mut storms = 0;
+    let mut loaded: BTreeMap<String, i64> = BTreeMap::new();
     let started = Instant::now();
-    // Faults while the producer runs (and a little after), at least 30.
-    while kills < 30 || producer.try_wait().expect("producer").is_none() {
+    // Faults while the producer runs (and a little after), at least 30
+    // kills and S3 storms among them.
+    let s3_faults_enough = |n: testkit::s3_faults::FaultCounts| {
+        n.failed + n.dropped + n.delayed >= 70 && n.failed > 0 && n.dropped > 0 && n.delayed > 0
+    };
+    while kills < 30
+        || storms < 3
+        || !s3_faults_enough(c.proxy.counts())
+        || producer.try_wait().expect("producer").is_none()
+    {
         assert!(
             started.elapsed() < Duration::from_secs(240),
             "the producer never finished"
         );
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        // A checkpoint: no table's loaded version ever goes back.
+        if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(
+            "SELECT model, delta_version FROM dag.loaded_versions",
+        )
+        .fetch_all(&c.db.pool)
+        .await
+        {
+            for (model, v) in rows {
+                let before = loaded.insert(model.clone(), v).unwrap_or(-1);
+                assert!(
+                    v >= before,
+                    "{model}: loaded version went back from {before} to {v}"
+                );
+            }
+        }
+        // Storms come and go between the kills (more often once the
+        // producer is done and the lake is quieter).
+        if rng.random_range(0..3) == 0 {
+            c.proxy.set_rules(storm());
+            storms += 1;
+        } else if rng.random_range(0..2) == 0 {
+            c.proxy.clear_rules();
+        }
         match rng.random_range(0..3) {
             0 => {
                 kill9(&mut ingester);
@@ -264,6 +318,7 @@ async fn the_invariant_holds_in_postgresql_after_30_kills_across_the_chain() {
         c.log("producer")
     );
     // Clean: bronze catches up, then one run brings everything up to date.
+    c.proxy.clear_rules();
     kill9(&mut ingester);
     let out = c
         .dag(&["ingest", "--until-caught-up"])
@@ -295,9 +350,21 @@ async fn the_invariant_holds_in_postgresql_after_30_kills_across_the_chain() {
         c.log("scheduler")
     );
     kill9(&mut scheduler);
+    let s3 = c.proxy.events();
+    let of = |k: ActionKind| s3.iter().filter(|e| e.action == k).count();
+    let (failed, dropped, delayed) = (
+        of(ActionKind::Fail),
+        of(ActionKind::DropResponse),
+        of(ActionKind::Delay),
+    );
     eprintln!(
-        "faults: {kills} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {pg_kills} PostgreSQL connection kills) in {:.0}s",
+        "faults: {} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {pg_kills} PostgreSQL connection kills, {failed} S3 requests failed, {dropped} S3 answers lost after the write, {delayed} S3 requests delayed, in {storms} storms) in {:.0}s",
+        kills + failed + dropped + delayed,
         started.elapsed().as_secs_f64()
+    );
+    assert!(
+        kills + failed + dropped + delayed >= 100 && failed > 0 && dropped > 0 && delayed > 0,
+        "too few faults to prove much"
     );
 
     let events: Vec<String> = set_of(&c, "SELECT event_id FROM gold.fact_telemetry").await;
