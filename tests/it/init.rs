@@ -166,6 +166,19 @@ async fn a_new_pipeline_runs_from_its_first_file_to_the_warehouse() {
         rows,
         vec![("c1".into(), 2), ("c2".into(), 1), ("c3".into(), 1)]
     );
+    // The data tests again, as CI would run them, and a load on its own
+    // (nothing new: every table up to date).
+    let report = root.join("report.xml");
+    let out = run(&["test", "--junit", report.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let junit = std::fs::read_to_string(&report).expect("junit");
+    assert!(
+        junit.contains("unique_customer_revenue_customer_id"),
+        "{junit}"
+    );
+    let out = run(&["load"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("up to date"), "{}", text(&out));
     // An existing project is not overwritten.
     let out = dag(tmp.path(), &["init", "shop"]);
     assert!(!out.status.success());
