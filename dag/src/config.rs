@@ -106,6 +106,13 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// A consumer that stops heartbeating this long loses its partitions.
     pub session_timeout: String,
+    /// "group": ingesters of a source share its partitions through the
+    /// consumer group (a restarted one waits for the group to drop its dead
+    /// predecessor, up to session_timeout). "all": each ingester takes
+    /// every partition itself, no group to wait for (a restart reads again
+    /// at once); run one ingester per source then (a second one is fenced
+    /// by the table, batch by batch, and only wastes work).
+    pub assignment: String,
 }
 
 /// How bronze ingesters batch, commit and look after their tables.
@@ -219,6 +226,7 @@ impl Default for KafkaConfig {
             bootstrap_servers: "localhost:9092".into(),
             group_id: "dag-bronze".into(),
             session_timeout: "45s".into(),
+            assignment: "group".into(),
         }
     }
 }
@@ -361,6 +369,7 @@ impl Loaded {
             bootstrap_servers: c.kafka.bootstrap_servers.clone(),
             group_id: c.kafka.group_id.clone(),
             session_timeout: dur(&c.kafka.session_timeout, 45),
+            assign_all: c.kafka.assignment == "all",
             kafka_properties: Default::default(),
             batch_rows: c.ingest.batch_rows.max(1) as usize,
             batch_bytes: c.ingest.batch_bytes.max(1) as usize,
@@ -827,6 +836,13 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
     let duration =
         |key: &str, text: &str| jobs::spec::parse_duration(text).map_err(|e| invalid(ro, key, e));
     duration("kafka.session_timeout", &c.kafka.session_timeout)?;
+    if !matches!(c.kafka.assignment.as_str(), "group" | "all") {
+        return Err(invalid(
+            ro,
+            "kafka.assignment",
+            format!("`{}` must be \"group\" or \"all\"", c.kafka.assignment),
+        ));
+    }
     duration("ingest.batch_interval", &c.ingest.batch_interval)?;
     duration("ingest.retry_timeout", &c.ingest.retry_timeout)?;
     duration("warehouse.retry_timeout", &c.warehouse.retry_timeout)?;

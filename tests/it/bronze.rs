@@ -569,6 +569,50 @@ async fn kill_9_at_random_points_loses_and_duplicates_nothing() {
     assert_invariant(&p, &settings).await;
 }
 
+/// `kafka.assignment = "all"`: an ingester takes every partition itself,
+/// so one killed -9 and restarted reads again at once (no dead group
+/// member to wait out), and still loses and duplicates nothing. The time
+/// from each restart to its first commit is printed (measured, not
+/// asserted).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_every_partition_taken_a_restart_reads_again_at_once() {
+    let mut p = Project::new("assign", None, "batch_rows = 500");
+    p.env
+        .push(("DAG_KAFKA__ASSIGNMENT".to_string(), "all".to_string()));
+    let (settings, mut producer) = start_producer(&p, 13, 16_000, 800);
+    let mut rng = rand::rng();
+    let log = p.log_dir("bronze_vehicle_telemetry");
+    let mut to_first_commit = Vec::new();
+    for round in 0..8 {
+        let before = commits_in(&log);
+        let started = Instant::now();
+        let mut ingester = p.spawn(&["ingest"], &format!("ingest-{round}"));
+        let deadline = started + Duration::from_secs(30);
+        while commits_in(&log) == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            commits_in(&log) > before,
+            "round {round}: no commit within 30 s of the restart: {}",
+            p.log(&format!("ingest-{round}"), "err")
+        );
+        to_first_commit.push(started.elapsed().as_secs_f64());
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
+        kill9(&mut ingester);
+    }
+    let status = producer.wait().expect("producer");
+    assert!(status.success(), "producer: {}", p.log("producer", "err"));
+    p.run_ok(&["ingest", "--until-caught-up"]);
+    assert_invariant(&p, &settings).await;
+    to_first_commit.sort_by(f64::total_cmp);
+    eprintln!(
+        "assignment = all: restart to first commit (batch_interval 300 ms) median {:.2} s, max {:.2} s over {} restarts",
+        to_first_commit[to_first_commit.len() / 2],
+        to_first_commit[to_first_commit.len() - 1],
+        to_first_commit.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_member_dies_and_the_other_takes_over() {
     let p = Project::new("group", None, "batch_rows = 2000");

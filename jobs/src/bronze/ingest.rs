@@ -35,6 +35,10 @@ pub struct IngestSettings {
     /// The consumer group; each source joins `<group_id>.<source>`.
     pub group_id: String,
     pub session_timeout: Duration,
+    /// Take every partition of the topic directly instead of joining the
+    /// consumer group: a restart reads again at once (no dead member to
+    /// wait out); exactly-once still rests on the table's offsets.
+    pub assign_all: bool,
     /// Extra librdkafka properties (security, tuning), applied last.
     pub kafka_properties: BTreeMap<String, String>,
     /// A batch is committed when it holds this many rows...
@@ -63,6 +67,7 @@ impl Default for IngestSettings {
             bootstrap_servers: "localhost:9092".into(),
             group_id: "dag-bronze".into(),
             session_timeout: Duration::from_secs(45),
+            assign_all: false,
             kafka_properties: BTreeMap::new(),
             batch_rows: 200_000,
             batch_bytes: 64 << 20,
@@ -671,7 +676,31 @@ pub fn run(
         info!(source = %source.name, ?targets, "catching up to these high watermarks");
         lock(&consumer.context().state).targets = targets;
     }
-    consumer.subscribe(&[&source.topic]).map_err(kafka_err)?;
+    if settings.assign_all {
+        // Every partition, from where the table says: no group to join.
+        let parts: Vec<i32> = watermarks(&consumer, &source.topic, &stop)
+            .map_err(kafka_err)?
+            .into_keys()
+            .collect();
+        let mut st = lock(&consumer.context().state);
+        let next = st.claim(&rt, &parts)?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, n) in &next {
+            let offset = if *n >= 0 {
+                Offset::Offset(*n)
+            } else {
+                Offset::Beginning
+            };
+            tpl.add_partition_offset(&source.topic, *p, offset)
+                .map_err(kafka_err)?;
+        }
+        st.assigned_once = true;
+        drop(st);
+        consumer.assign(&tpl).map_err(kafka_err)?;
+        info!(source = %source.name, partitions = ?next, "took every partition; starting at the offsets the table records");
+    } else {
+        consumer.subscribe(&[&source.topic]).map_err(kafka_err)?;
+    }
     info!(source = %source.name, topic = %source.topic, table = %source.location.url, "ingesting");
 
     let result = poll_loop(&consumer, &rt, &stop);
