@@ -138,6 +138,9 @@ pub struct IngestConfig {
     pub clock: String,
     /// How long an unreachable store is retried before the ingester stops.
     pub retry_timeout: String,
+    /// A file source in a local folder takes a file once it has not
+    /// changed for this long (`cp` and SFTP write in place).
+    pub file_settle: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -243,6 +246,7 @@ impl Default for IngestConfig {
             target_file_mb: 128,
             clock: "system".into(),
             retry_timeout: "5m".into(),
+            file_settle: "2s".into(),
         }
     }
 }
@@ -434,6 +438,23 @@ impl Loaded {
         let url = url::Url::from_directory_path(&abs)
             .map_err(|()| format!("{} is not an absolute folder", abs.display()))?;
         Ok((url, Default::default()))
+    }
+
+    /// How file sources are polled and committed.
+    pub fn file_ingest_settings(
+        &self,
+        until_caught_up: bool,
+    ) -> jobs::bronze::files::FileIngestSettings {
+        let s = self.ingest_settings();
+        jobs::bronze::files::FileIngestSettings {
+            batch_bytes: s.batch_bytes as u64,
+            poll: s.batch_interval,
+            clock: s.clock,
+            retry_timeout: s.retry_timeout,
+            settle: jobs::spec::parse_duration(&self.config.ingest.file_settle)
+                .unwrap_or(std::time::Duration::from_secs(2)),
+            until_caught_up,
+        }
     }
 
     /// `[vars]` as template values, `--vars` (YAML or JSON) applied over
@@ -845,6 +866,7 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
     }
     duration("ingest.batch_interval", &c.ingest.batch_interval)?;
     duration("ingest.retry_timeout", &c.ingest.retry_timeout)?;
+    duration("ingest.file_settle", &c.ingest.file_settle)?;
     duration("warehouse.retry_timeout", &c.warehouse.retry_timeout)?;
     if c.ingest.compact_every != "off" {
         jobs::spec::parse_duration(&c.ingest.compact_every)

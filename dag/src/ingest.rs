@@ -8,7 +8,7 @@
 use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
 use crate::pipeline::Pipeline;
-use jobs::bronze::files::{FileIngestSettings, FileSourceSpec};
+use jobs::bronze::files::FileSourceSpec;
 use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};
 use jobs::spec::Source;
 use std::io::IsTerminal;
@@ -98,14 +98,7 @@ pub async fn ingest_files_once(
     names: &[String],
 ) -> Result<(), CliError> {
     let Sources { files, .. } = sources(cfg, p, names)?;
-    let s = cfg.ingest_settings();
-    let settings = FileIngestSettings {
-        batch_bytes: s.batch_bytes as u64,
-        poll: s.batch_interval,
-        clock: s.clock,
-        retry_timeout: s.retry_timeout,
-        until_caught_up: true,
-    };
+    let settings = cfg.file_ingest_settings(true);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     for spec in files {
@@ -192,13 +185,7 @@ pub async fn run_sharing(
     let started = Instant::now();
     let mut tasks = Vec::new();
     let mut all_stats = Vec::new();
-    let file_settings = FileIngestSettings {
-        batch_bytes: settings.batch_bytes as u64,
-        poll: settings.batch_interval,
-        clock: settings.clock,
-        retry_timeout: settings.retry_timeout,
-        until_caught_up,
-    };
+    let file_settings = cfg.file_ingest_settings(until_caught_up);
     // Each ingester's counters, for the progress line and the scheduler's
     // metrics (a restarted ingester replaces its predecessor's).
     let mut register = |name: &str| {

@@ -117,7 +117,8 @@ impl Shop {
         s.write("models/shop/silver/payments.yml", PAYMENTS);
         s.write("models/shop/gold/daily_revenue.yml", DAILY_YML);
         s.write("models/shop/gold/daily_revenue.sql", DAILY_SQL);
-        let mut toml = "pipeline = \"shop\"\n[ingest]\nclock = \"2026-12-01T00:00:00Z\"\nbatch_interval = \"200ms\"\n".to_string();
+        // Files are renamed into place here (whole at once): no settling.
+        let mut toml = "pipeline = \"shop\"\n[ingest]\nclock = \"2026-12-01T00:00:00Z\"\nbatch_interval = \"200ms\"\nfile_settle = \"0s\"\n".to_string();
         if let Some((uri, endpoint)) = lake {
             toml += &format!("[lake]\nuri = \"{uri}\"\n[s3]\nendpoint = \"{endpoint}\"\n");
         }
@@ -571,5 +572,40 @@ async fn a_backfill_after_a_rule_fix_equals_a_fresh_run() {
             ("2026-11-30".to_string(), 1, "7.25".to_string()),
             ("2026-12-01".to_string(), 1, "2.00".to_string()),
         ]
+    );
+}
+
+/// A file still being written in place (as `cp` or SFTP do) is not taken
+/// half-written: the ingester waits until it has been left alone for
+/// `ingest.file_settle`, then takes it whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_written_in_place_is_taken_whole() {
+    let mut shop = Shop::new(None, None);
+    shop.env = vec![("DAG_INGEST__FILE_SETTLE".into(), "1s".into())];
+    let path = shop.root().join("landing/orders/slow.csv");
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    let (head, tail) = ORDERS_2.split_at(ORDERS_2.find("\no1,").expect("row") + 1);
+    std::fs::write(&path, head).expect("write");
+    let child = shop
+        .command(&["ingest", "raw_orders", "--until-caught-up"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open")
+        .write_all(tail.as_bytes())
+        .expect("append");
+    let out = child.wait_with_output().expect("ingest");
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("raw_orders: 2 records of 1 new file(s)"), "{t}");
+    assert_eq!(
+        per_file(&shop.table("raw_orders").await)["slow.csv"],
+        vec![2, 3]
     );
 }

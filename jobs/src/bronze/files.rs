@@ -18,7 +18,10 @@
 //! so a file rewritten in place is not read again: land new data as new
 //! files.
 //!
-//! A file that cannot be read as its format (a broken Parquet file) lands
+//! A file in a local folder is taken once it has not changed for
+//! `ingest.file_settle`
+//! (`cp` and SFTP write in place: never half a file); a file that cannot be
+//! read as its format (a broken Parquet file) lands
 //! as one row at offset -1 whose value is the reason: its cleaning model
 //! quarantines it (`unreadable_file`) and nothing else is held up. A file
 //! with no records yet (empty, or a header only) is passed over until it
@@ -31,7 +34,7 @@ use super::ingest::{IngestError, IngestReport, IngestStats};
 use super::table::BronzeTable;
 use crate::lake::TableLocation;
 use crate::spec::FileFormat;
-use futures::TryStreamExt;
+use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, path::Path as StorePath};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -62,6 +65,10 @@ pub struct FileIngestSettings {
     pub clock: Clock,
     /// How long an unreachable store is retried before giving up.
     pub retry_timeout: Duration,
+    /// A file in a local folder modified this recently may still be being
+    /// written (`cp`, SFTP and many exporters write in place): it is taken
+    /// once it has been left alone this long, never half-written.
+    pub settle: Duration,
     /// One pass over what is there, then stop.
     pub until_caught_up: bool,
 }
@@ -73,6 +80,7 @@ impl Default for FileIngestSettings {
             poll: Duration::from_secs(5),
             clock: Clock::System,
             retry_timeout: Duration::from_secs(300),
+            settle: Duration::from_secs(2),
             until_caught_up: false,
         }
     }
@@ -96,8 +104,15 @@ enum Records {
 
 struct Record {
     offset: i64,
-    key: Option<Vec<u8>>,
+    /// The CSV header line, shared by the rows of a file.
+    key: Option<std::sync::Arc<[u8]>>,
     value: Vec<u8>,
+}
+
+/// A file taken into the batch being committed.
+struct Chosen {
+    name: String,
+    unreadable: bool,
 }
 
 /// Ingests the source until `stop` is set (or, with `until_caught_up`,
@@ -124,6 +139,7 @@ pub async fn run(
         table: None,
         taken: HashSet::new(),
         files: None,
+        commits: 0,
     };
     let started = Instant::now();
     let mut report = IngestReport {
@@ -137,14 +153,21 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     loop {
         match source.pass(&settings, &stats, &mut report).await {
-            Ok(new) => {
+            Ok(pass) => {
                 failing_since = None;
                 backoff = Duration::from_millis(200);
-                if new {
-                    continue;
-                }
-                if settings.until_caught_up || stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
                     break;
+                }
+                match pass {
+                    Pass::Committed => continue,
+                    // A run-once ingest waits for files still settling.
+                    Pass::Settling if settings.until_caught_up => {
+                        sleep_unless_stopped(Duration::from_millis(200), &stop).await;
+                        continue;
+                    }
+                    _ if settings.until_caught_up => break,
+                    _ => {}
                 }
                 sleep_unless_stopped(settings.poll, &stop).await;
                 if stop.load(Ordering::SeqCst) {
@@ -165,7 +188,7 @@ pub async fn run(
                 source.table = None;
                 sleep_unless_stopped(backoff, &stop).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
-                if stop.load(Ordering::SeqCst) && settings.until_caught_up {
+                if stop.load(Ordering::SeqCst) {
                     return Err(table_err(format!("stopped while failing: {e}")));
                 }
             }
@@ -185,6 +208,25 @@ async fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
     }
 }
 
+/// What one pass did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Files were committed (there may be more).
+    Committed,
+    /// Nothing new.
+    Nothing,
+    /// Only files still being written (changed within `SETTLE`).
+    Settling,
+}
+
+/// A file's records go into record batches of about this many bytes (an
+/// Arrow string column holds at most 2 GiB); one commit still takes the
+/// whole file.
+const CHUNK_BYTES: usize = 256 << 20;
+
+/// A checkpoint every this many commits of a file source's table.
+const CHECKPOINT_EVERY: u64 = 100;
+
 /// The state of one source's ingester between passes.
 struct Source<'s> {
     spec: &'s FileSourceSpec,
@@ -196,6 +238,8 @@ struct Source<'s> {
     taken: HashSet<String>,
     /// The file count the table records.
     files: Option<i64>,
+    /// Commits since the last checkpoint.
+    commits: u64,
 }
 
 impl Source<'_> {
@@ -206,17 +250,34 @@ impl Source<'_> {
         settings: &FileIngestSettings,
         stats: &IngestStats,
         report: &mut IngestReport,
-    ) -> Result<bool, String> {
+    ) -> Result<Pass, String> {
         if self.table.is_none() {
             self.open().await?;
         }
         let mut new = self.list().await?;
         new.retain(|f| !self.taken.contains(&f.name));
         new.sort_by(|a, b| (a.modified_micros, &a.name).cmp(&(b.modified_micros, &b.name)));
+        // Arrival order: a file still settling holds back the ones after it.
+        // Object stores show an object only once its upload is whole; a
+        // folder shows files while they are written.
+        let settle = if self.spec.root.scheme() == "file" {
+            settings.settle
+        } else {
+            Duration::ZERO
+        };
+        let settled_before = chrono::Utc::now().timestamp_micros() - settle.as_micros() as i64;
+        let settling = new
+            .iter()
+            .position(|f| f.modified_micros > settled_before)
+            .unwrap_or(new.len());
+        let young = settling < new.len();
+        new.truncate(settling);
         if new.is_empty() {
-            return Ok(false);
+            return Ok(if young { Pass::Settling } else { Pass::Nothing });
         }
         let mut builder = BatchBuilder::new("");
+        let mut batches = Vec::new();
+        let mut payload = 0u64;
         let now = settings.clock.now_micros();
         let (mut bytes, mut chosen) = (0u64, Vec::new());
         let mut sequence = self.files.unwrap_or(0);
@@ -254,11 +315,14 @@ impl Source<'_> {
                             timestamp_ms,
                         };
                         builder.push(&m, now);
+                        if builder.bytes() >= CHUNK_BYTES {
+                            payload += builder.payload_bytes() as u64;
+                            batches.push(builder.finish().0);
+                        }
                     }
                 }
                 Records::Unreadable(reason) => {
                     tracing::warn!(source = %self.spec.name, file = %file.name, %reason, "file source: unreadable file quarantined");
-                    report.unreadable += 1;
                     let m = RawMessage {
                         partition,
                         offset: -1,
@@ -270,20 +334,33 @@ impl Source<'_> {
                 }
             }
             sequence += 1;
-            chosen.push(file);
+            chosen.push(Chosen {
+                unreadable: matches!(records, Records::Unreadable(_)),
+                name: file.name,
+            });
         }
         if chosen.is_empty() {
-            return Ok(false);
+            return Ok(Pass::Nothing);
         }
-        let rows = builder.rows() as u64;
-        let payload = builder.payload_bytes() as u64;
-        let (batch, _) = builder.finish();
-        stats.consumed.fetch_add(rows, Ordering::Relaxed);
+        if !builder.is_empty() {
+            payload += builder.payload_bytes() as u64;
+            batches.push(builder.finish().0);
+        }
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let unreadable = chosen.iter().filter(|f| f.unreadable).count() as u64;
         let table = self.table.as_mut().ok_or("bronze table not open")?;
         let version = table
-            .commit_files(&batch, sequence)
+            .commit_files(&batches, sequence)
             .await
             .map_err(|e| format!("committing {} file(s): {e}", chosen.len()))?;
+        stats.consumed.fetch_add(rows, Ordering::Relaxed);
+        report.unreadable += unreadable;
+        self.commits += 1;
+        if self.commits.is_multiple_of(CHECKPOINT_EVERY)
+            && let Err(e) = table.checkpoint().await
+        {
+            tracing::warn!(source = %self.spec.name, error = %e, "checkpoint failed");
+        }
         self.files = Some(sequence);
         self.taken.extend(chosen.iter().map(|f| f.name.clone()));
         stats.committed_rows.fetch_add(rows, Ordering::Relaxed);
@@ -295,7 +372,7 @@ impl Source<'_> {
         report.files += chosen.len() as u64;
         report.version = version;
         tracing::info!(source = %self.spec.name, files = chosen.len(), rows, version, "file source: committed");
-        Ok(true)
+        Ok(Pass::Committed)
     }
 
     /// Opens the bronze table and reads which files it holds.
@@ -324,14 +401,28 @@ impl Source<'_> {
         Ok(())
     }
 
-    /// Every file of the source's format under its root.
+    /// Every file of the source's format under its root. An entry that
+    /// cannot be listed (a name that is not UTF-8, a folder not readable)
+    /// is skipped with a warning: the rest of the source goes on.
     async fn list(&self) -> Result<Vec<Arrived>, String> {
-        let listed: Vec<ObjectMeta> = self
-            .store
-            .list(Some(&self.prefix))
-            .try_collect()
-            .await
-            .map_err(|e| format!("listing {}: {e}", self.spec.root))?;
+        let mut stream = self.store.list(Some(&self.prefix));
+        let mut listed: Vec<ObjectMeta> = Vec::new();
+        let mut errors = 0;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(meta) => listed.push(meta),
+                Err(e) => {
+                    errors += 1;
+                    if errors <= 3 {
+                        tracing::warn!(source = %self.spec.name, error = %e, "file source: an entry cannot be listed; skipped");
+                    }
+                }
+            }
+        }
+        // Nothing listed and only errors: the source itself is unreachable.
+        if listed.is_empty() && errors > 0 {
+            return Err(format!("listing {}: every entry failed", self.spec.root));
+        }
         let prefix: Vec<String> = self
             .prefix
             .parts()
@@ -469,7 +560,7 @@ fn csv_rows(data: &[u8]) -> Records {
     let Some(_) = starts.first() else {
         return Records::Rows(Vec::new());
     };
-    let header = raw(0).to_vec();
+    let header: std::sync::Arc<[u8]> = raw(0).into();
     Records::Rows(
         (1..starts.len())
             .map(|i| Record {

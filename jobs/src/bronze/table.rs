@@ -358,12 +358,14 @@ impl BronzeTable {
     /// reloads and plans again from what the table holds.
     pub async fn commit_files(
         &mut self,
-        batch: &arrow::array::RecordBatch,
+        batches: &[arrow::array::RecordBatch],
         files_after: i64,
     ) -> Result<i64, DeltaTableError> {
         let mut writer =
             RecordBatchWriter::for_table(&self.table)?.with_writer_properties(self.props.clone());
-        writer.write(batch.clone()).await?;
+        for batch in batches {
+            writer.write(batch.clone()).await?;
+        }
         let adds = writer.flush().await?;
         let now = chrono::Utc::now().timestamp_millis();
         let txn = Transaction::new_with_last_update(FILES_APP_ID, files_after, Some(now));

@@ -494,11 +494,12 @@ impl<'r> RowChecker<'r> {
                 // A member of a nested object: the object stays for the
                 // other rules that read into it.
                 Some(at) if rule.path.len() > 1 => nested(&members[at].1, rule)?,
-                // Keys are unique (duplicates are malformed), so a plain
-                // member's value can be taken once found.
+                // Copied, not taken: two rules may read one member (a
+                // `path` alias, a nested rule under a plain one). A
+                // borrowed value copies two words.
                 Some(at) => {
                     next = at + 1;
-                    Some(std::mem::replace(&mut members[at].1, Value::Null))
+                    Some(members[at].1.clone())
                 }
             };
             scratch.cells.push(check_field(
@@ -511,6 +512,42 @@ impl<'r> RowChecker<'r> {
         }
         Ok(())
     }
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`: a JSON number.
+fn is_number_token(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// The value at the rule's nested `path` inside `value` (the top member):
@@ -576,7 +613,8 @@ fn check_field<'a>(
         FieldKind::Number | FieldKind::Integer => {
             let token: &str = match &value {
                 Value::Number(token) => token,
-                Value::String(text) if text_numbers => text.trim(),
+                // A CSV cell must be a number as JSON writes one.
+                Value::String(text) if text_numbers && is_number_token(text.trim()) => text.trim(),
                 _ => return Err(Reason::Type(name())),
             };
             let dec = Decimal::parse(token).ok_or_else(|| Reason::Type(name()))?;
@@ -706,6 +744,23 @@ mod tests {
         assert_eq!(reason(br#"{"id":"x","location":null}"#), "missing:lat");
         assert_eq!(reason(br#"{"id":"x","location":[1]}"#), "type:lat");
         assert_eq!(reason(br#"{"id":"x","location":{"lat":"1"}}"#), "type:lat");
+        // Two rules may read one member.
+        let alias = [
+            rule("loc", "location", FieldKind::String, false),
+            rule("raw", "id", FieldKind::String, true),
+            rule("id", "id", FieldKind::String, true),
+        ];
+        let cells = RowChecker::new(&alias)
+            .check(Some(br#"{"id":"x","location":"here"}"#), 0)
+            .unwrap();
+        assert_eq!(
+            cells,
+            vec![
+                Cell::Text("here".into()),
+                Cell::Text("x".into()),
+                Cell::Text("x".into())
+            ]
+        );
         // Strictness still covers nested objects.
         assert_eq!(
             reason(br#"{"id":"x","location":{"lat":1,"lat":2}}"#),
@@ -739,6 +794,13 @@ mod tests {
         assert_eq!(check(b"7,b,").unwrap()[2], Cell::Null);
         assert_eq!(check(b"x,a,").unwrap_err(), "type:n");
         assert_eq!(check(b"1.5,a,").unwrap_err(), "type:n");
+        for bad in ["0e", "0eabc", "5e", "01", "1.", ".5", "+1", "1e+"] {
+            let row = format!("{bad},a,");
+            let row: &'static [u8] = Box::leak(row.into_bytes().into_boxed_slice());
+            assert_eq!(check(row).unwrap_err(), "type:n", "{bad}");
+        }
+        assert_eq!(check(b"-0,a,").unwrap()[1], Cell::Int(0));
+        assert_eq!(check(b"2E+1,a,").unwrap()[1], Cell::Int(20));
         assert_eq!(check(b"1,,z").unwrap_err(), "missing:id");
         assert_eq!(check(b"1,a").unwrap_err(), "malformed_csv");
         assert_eq!(check(b"1,a,b\n2,c,d").unwrap_err(), "malformed_csv");
