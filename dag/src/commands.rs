@@ -114,8 +114,8 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let dest = dir.unwrap_or_else(|| PathBuf::from(&name));
             let w = crate::scaffold::write(&name, &dest, force)?;
             println!(
-                "wrote the new pipeline {name} to {} ({} files)
-                 next: cd {} && dag validate && dag run    (DATABASE_URL says where the warehouse is)
+                "wrote the new pipeline {name} to {} ({} files)\n\
+                 next: cd {} && dag validate && dag run    (DATABASE_URL says where the warehouse is)\n\
                  then: drop more CSV files into landing/orders and `dag run` again",
                 dest.display(),
                 w.files.len(),
