@@ -587,7 +587,12 @@ fn parquet_rows(data: &[u8]) -> Records {
             Err(e) => return Records::Unreadable(format!("Parquet data: {e}")),
         };
         let mut out = Vec::new();
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
+        // A timestamp without a time zone (pandas' default, Spark's
+        // TIMESTAMP_NTZ) is written as UTC, so `timestamp` rules (RFC 3339,
+        // offset required) can read it.
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_timestamp_format("%Y-%m-%dT%H:%M:%S%.fZ".to_string())
+            .build::<_, arrow::json::writer::LineDelimited>(&mut out);
         if let Err(e) = writer.write(&batch).and_then(|_| writer.finish()) {
             return Records::Unreadable(format!("Parquet row as JSON: {e}"));
         }
@@ -654,6 +659,40 @@ mod tests {
                 (5, "not json".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn parquet_rows_are_json_objects_with_utc_timestamps() {
+        use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+        let naive = TimestampMicrosecondArray::from(vec![1_704_067_200_000_000i64]);
+        let utc =
+            TimestampMicrosecondArray::from(vec![1_704_067_200_500_000i64]).with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([
+            (
+                "id",
+                std::sync::Arc::new(StringArray::from(vec!["a"])) as ArrayRef,
+            ),
+            ("at", std::sync::Arc::new(naive) as ArrayRef),
+            ("at_utc", std::sync::Arc::new(utc) as ArrayRef),
+        ])
+        .unwrap();
+        let mut file = Vec::new();
+        let mut w =
+            deltalake::parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None)
+                .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let got = rows(parquet_rows(&file));
+        assert_eq!(got.len(), 1);
+        let v: serde_json::Value = serde_json::from_str(&got[0].2).unwrap();
+        assert_eq!(v["id"], "a");
+        for key in ["at", "at_utc"] {
+            let text = v[key].as_str().unwrap();
+            assert!(
+                crate::model::values::parse_rfc3339(text).is_some(),
+                "{key}: {text} is not RFC 3339"
+            );
+        }
     }
 
     #[test]
