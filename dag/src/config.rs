@@ -396,6 +396,11 @@ impl Loaded {
         if !self.config.lake.uri.starts_with("s3://") {
             return Default::default();
         }
+        self.s3_storage_options()
+    }
+
+    /// The `[s3]` settings and keys as object-store options.
+    fn s3_storage_options(&self) -> std::collections::HashMap<String, String> {
         jobs::lake::S3Options {
             endpoint: self.config.s3.endpoint.clone(),
             region: self.config.s3.region.clone(),
@@ -416,15 +421,7 @@ impl Loaded {
     ) -> Result<(url::Url, std::collections::HashMap<String, String>), String> {
         if path.starts_with("s3://") || path.starts_with("s3a://") {
             let url = url::Url::parse(path).map_err(|e| format!("`{path}`: {e}"))?;
-            let options = jobs::lake::S3Options {
-                endpoint: self.config.s3.endpoint.clone(),
-                region: self.config.s3.region.clone(),
-                allow_http: self.config.s3.allow_http,
-                access_key_id: self.s3_access_key_id.clone(),
-                secret_access_key: self.s3_secret_access_key.clone(),
-            }
-            .storage_options();
-            return Ok((url, options));
+            return Ok((url, self.s3_storage_options()));
         }
         if path.starts_with("file://") {
             let url = url::Url::parse(path).map_err(|e| format!("`{path}`: {e}"))?;

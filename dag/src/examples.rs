@@ -87,27 +87,33 @@ pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
          data_dir = \"data\"\n"
     );
     todo.push((config.clone(), toml.as_bytes()));
-    if !force {
-        let existing: Vec<String> = todo
-            .iter()
-            .filter(|(p, _)| p.exists())
-            .map(|(p, _)| p.display().to_string())
-            .collect();
-        if !existing.is_empty() {
-            bail!(
-                "{} file(s) exist, first {}: nothing was written (--force overwrites)",
-                existing.len(),
-                existing[0]
-            );
-        }
-    }
-    for (path, bytes) in &todo {
-        put(path, bytes)?;
-    }
+    write_project(&todo, force)?;
     Ok(Written {
         config,
         files: todo.len(),
     })
+}
+
+/// Writes the files of a project: none if any exists already, unless
+/// `force` (then they are overwritten). Shared with `dag init NAME`.
+pub fn write_project(files: &[(PathBuf, &[u8])], force: bool) -> anyhow::Result<()> {
+    if !force {
+        let existing: Vec<String> = files
+            .iter()
+            .filter(|(p, _)| p.exists())
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        if let Some(first) = existing.first() {
+            bail!(
+                "{} file(s) exist, first {first}: nothing was written (--force overwrites)",
+                existing.len()
+            );
+        }
+    }
+    for (path, bytes) in files {
+        put(path, bytes)?;
+    }
+    Ok(())
 }
 
 fn put(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 //! source takes its files, silver and gold run, their tests judge them and
 //! the gold table is loaded into PostgreSQL (`DATABASE_URL`).
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use std::path::{Path, PathBuf};
 
 /// What [`write`] wrote.
@@ -27,36 +27,23 @@ pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
             "`{name}` cannot name a pipeline: use a lower-case identifier (a-z, 0-9, _), not bronze, silver or gold"
         );
     }
-    let files: Vec<(String, String)> = FILES
+    let files: Vec<(PathBuf, String)> = FILES
         .iter()
-        .map(|(path, text)| (path.replace("{name}", name), text.replace("{name}", name)))
+        .map(|(path, text)| {
+            (
+                dest.join(path.replace("{name}", name)),
+                text.replace("{name}", name),
+            )
+        })
         .collect();
-    if !force {
-        let existing: Vec<String> = files
-            .iter()
-            .map(|(p, _)| dest.join(p))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string())
-            .collect();
-        if let Some(first) = existing.first() {
-            bail!(
-                "{} file(s) exist, first {first}: nothing was written (--force overwrites)",
-                existing.len()
-            );
-        }
-    }
-    let mut written = Vec::new();
-    for (rel, text) in files {
-        let path = dest.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        written.push(path);
-    }
+    let todo: Vec<(PathBuf, &[u8])> = files
+        .iter()
+        .map(|(p, text)| (p.clone(), text.as_bytes()))
+        .collect();
+    crate::examples::write_project(&todo, force)?;
     Ok(Written {
         dir: dest.to_path_buf(),
-        files: written,
+        files: files.into_iter().map(|(p, _)| p).collect(),
     })
 }
 

@@ -3,7 +3,7 @@
 //! repository's copy; an existing project is not overwritten without
 //! `--force`; an unknown example says which there are.
 
-use crate::fixtures::text;
+use crate::fixtures::{files, text};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,25 +13,6 @@ fn dag(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("dag")
-}
-
-/// Every file under `dir`, relative, with its bytes.
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).expect("ok").display().to_string();
-                out.push((rel, std::fs::read(&p).expect("read")));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

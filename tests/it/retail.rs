@@ -313,19 +313,10 @@ const DIM_PRODUCT: &str = "SELECT concat_ws('|', product_id, name, category, lis
 
 /// Every file under `dir`, relative.
 fn files_under(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(p.strip_prefix(dir).expect("under").display().to_string());
-            }
-        }
-    }
-    out
+    crate::fixtures::files(dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// `dag init --example retail`: the models as in the repository, the sample

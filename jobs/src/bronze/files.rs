@@ -675,19 +675,19 @@ mod tests {
             ("at", std::sync::Arc::new(naive) as ArrayRef),
             ("at_utc", std::sync::Arc::new(utc) as ArrayRef),
         ])
-        .unwrap();
+        .expect("test value");
         let mut file = Vec::new();
         let mut w =
             deltalake::parquet::arrow::ArrowWriter::try_new(&mut file, batch.schema(), None)
-                .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+                .expect("test value");
+        w.write(&batch).expect("test value");
+        w.close().expect("test value");
         let got = rows(parquet_rows(&file));
         assert_eq!(got.len(), 1);
-        let v: serde_json::Value = serde_json::from_str(&got[0].2).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&got[0].2).expect("test value");
         assert_eq!(v["id"], "a");
         for key in ["at", "at_utc"] {
-            let text = v[key].as_str().unwrap();
+            let text = v[key].as_str().expect("test value");
             assert!(
                 crate::model::values::parse_rfc3339(text).is_some(),
                 "{key}: {text} is not RFC 3339"

@@ -335,10 +335,10 @@ mod tests {
     fn result(test: &str, status: Status, failing: u64) -> TestResult {
         TestResult {
             test: test.into(),
-            model: "fact_telemetry".into(),
+            model: "orders".into(),
             kind: "unique".into(),
             severity: "error".into(),
-            columns: vec!["event_id".into()],
+            columns: vec!["id".into()],
             version: 7,
             since_version: Some(5),
             compared_version: None,
@@ -346,9 +346,9 @@ mod tests {
             status,
             failing,
             seconds: 0.25,
-            message: "1 row(s) share <event_id> & \"more\"".into(),
+            message: "1 row(s) share <id> & \"more\"".into(),
             sample: vec![
-                serde_json::json!({"event_id": "e|1", "n": 2})
+                serde_json::json!({"id": "e|1", "n": 2})
                     .as_object()
                     .cloned()
                     .unwrap_or_default(),
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn junit_escapes_and_marks_failures() {
         let x = junit(&meta(), &[result("unique_x", Status::Fail, 1)]);
-        assert!(x.contains("<failure message=\"1 failing row(s): 1 row(s) share &lt;event_id&gt; &amp; &quot;more&quot;\" type=\"unique\">"), "{x}");
+        assert!(x.contains("<failure message=\"1 failing row(s): 1 row(s) share &lt;id&gt; &amp; &quot;more&quot;\" type=\"unique\">"), "{x}");
         assert!(x.contains("tests=\"1\" failures=\"1\" errors=\"0\""), "{x}");
     }
 

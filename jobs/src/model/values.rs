@@ -661,7 +661,7 @@ mod tests {
     use super::*;
 
     fn dec(s: &str) -> Decimal {
-        Decimal::parse(s).unwrap()
+        Decimal::parse(s).expect("test value")
     }
 
     #[test]
@@ -684,7 +684,7 @@ mod tests {
         assert!(dec(&long) > dec("1") && dec(&long) < dec("1.0000001"));
         assert_eq!(dec(&format!("1.5{}", "0".repeat(60))), dec("1.5"));
         assert_eq!(dec(&format!("{}7", "0".repeat(60))).scaled(0), Some(7));
-        let r = Interval::parse("[0, 300]").unwrap();
+        let r = Interval::parse("[0, 300]").expect("test value");
         assert!(
             in_interval(&dec("0"), &r)
                 && in_interval(&dec("300"), &r)
@@ -693,7 +693,7 @@ mod tests {
         assert!(
             !in_interval(&dec("300.00000000000000001"), &r) && !in_interval(&dec("-0.001"), &r)
         );
-        let r = Interval::parse("(0, 100000]").unwrap();
+        let r = Interval::parse("(0, 100000]").expect("test value");
         assert!(
             !in_interval(&dec("0"), &r)
                 && in_interval(&dec("0.01"), &r)
@@ -728,7 +728,7 @@ mod tests {
                 Some(br#"{"id":"x","location":{"lon":2.5,"lat":-1},"a":{"b":{"c":"d"}}}"#),
                 0,
             )
-            .unwrap();
+            .expect("test value");
         assert_eq!(
             cells,
             vec![
@@ -739,7 +739,7 @@ mod tests {
             ]
         );
         // Missing on the way, null on the way, not an object on the way.
-        let reason = |raw: &[u8]| c.check(Some(raw), 0).unwrap_err().to_string();
+        let reason = |raw: &[u8]| c.check(Some(raw), 0).expect_err("test value").to_string();
         assert_eq!(reason(br#"{"id":"x","location":{}}"#), "missing:lat");
         assert_eq!(reason(br#"{"id":"x","location":null}"#), "missing:lat");
         assert_eq!(reason(br#"{"id":"x","location":[1]}"#), "type:lat");
@@ -752,7 +752,7 @@ mod tests {
         ];
         let cells = RowChecker::new(&alias)
             .check(Some(br#"{"id":"x","location":"here"}"#), 0)
-            .unwrap();
+            .expect("test value");
         assert_eq!(
             cells,
             vec![
@@ -784,31 +784,34 @@ mod tests {
                 .map_err(|r| r.to_string())
         };
         assert_eq!(
-            check(b" 42 ,a,\"x, \"\"y\"\"\"").unwrap(),
+            check(b" 42 ,a,\"x, \"\"y\"\"\"").expect("test value"),
             vec![
                 Cell::Text("a".into()),
                 Cell::Int(42),
                 Cell::Text("x, \"y\"".into())
             ]
         );
-        assert_eq!(check(b"7,b,").unwrap()[2], Cell::Null);
-        assert_eq!(check(b"x,a,").unwrap_err(), "type:n");
-        assert_eq!(check(b"1.5,a,").unwrap_err(), "type:n");
+        assert_eq!(check(b"7,b,").expect("test value")[2], Cell::Null);
+        assert_eq!(check(b"x,a,").expect_err("test value"), "type:n");
+        assert_eq!(check(b"1.5,a,").expect_err("test value"), "type:n");
         for bad in ["0e", "0eabc", "5e", "01", "1.", ".5", "+1", "1e+"] {
             let row = format!("{bad},a,");
             let row: &'static [u8] = Box::leak(row.into_bytes().into_boxed_slice());
-            assert_eq!(check(row).unwrap_err(), "type:n", "{bad}");
+            assert_eq!(check(row).expect_err("test value"), "type:n", "{bad}");
         }
-        assert_eq!(check(b"-0,a,").unwrap()[1], Cell::Int(0));
-        assert_eq!(check(b"2E+1,a,").unwrap()[1], Cell::Int(20));
-        assert_eq!(check(b"1,,z").unwrap_err(), "missing:id");
-        assert_eq!(check(b"1,a").unwrap_err(), "malformed_csv");
-        assert_eq!(check(b"1,a,b\n2,c,d").unwrap_err(), "malformed_csv");
+        assert_eq!(check(b"-0,a,").expect("test value")[1], Cell::Int(0));
+        assert_eq!(check(b"2E+1,a,").expect("test value")[1], Cell::Int(20));
+        assert_eq!(check(b"1,,z").expect_err("test value"), "missing:id");
+        assert_eq!(check(b"1,a").expect_err("test value"), "malformed_csv");
+        assert_eq!(
+            check(b"1,a,b\n2,c,d").expect_err("test value"),
+            "malformed_csv"
+        );
     }
 
     #[test]
     fn rfc3339_exactly() {
-        let t = parse_rfc3339("2026-11-21T08:15:30.123Z").unwrap();
+        let t = parse_rfc3339("2026-11-21T08:15:30.123Z").expect("test value");
         assert_eq!(t, 1_795_248_930_123_000);
         assert_eq!(parse_rfc3339("2026-11-21t10:15:30.123+02:00"), Some(t));
         assert_eq!(
