@@ -98,9 +98,24 @@ pub enum Command {
     /// their inputs (silver from bronze), each in one exactly-once commit,
     /// then their tests and the load: after a rule or SQL fix, the lake,
     /// the quarantine and the warehouse end as a fresh full run would.
+    ///
+    /// With --from and --to, each model is still recomputed from all of its
+    /// inputs, but only its partitions of a date partition column in that
+    /// range (ends included) are replaced; models not partitioned by a date
+    /// are rebuilt whole.
     Backfill {
         /// Models to rebuild, with their downstream (default: all).
         selector: Vec<String>,
+        /// First date of the range to replace (YYYY-MM-DD).
+        #[arg(long, requires = "to", value_name = "DATE")]
+        from: Option<chrono::NaiveDate>,
+        /// Last date of the range to replace (YYYY-MM-DD), included.
+        #[arg(long, requires = "from", value_name = "DATE")]
+        to: Option<chrono::NaiveDate>,
+        /// The date partition column the range applies to (default: each
+        /// model's first partition column of type date).
+        #[arg(long, requires = "from", value_name = "COLUMN")]
+        column: Option<String>,
         /// Do not load the warehouse afterwards (see also warehouse.enabled).
         #[arg(long)]
         no_load: bool,

@@ -202,9 +202,15 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
-            crate::run::run(&cfg, &p, &nodes, full_refresh, load).await
+            crate::run::run(&cfg, &p, &nodes, full_refresh, None, load).await
         }
-        Command::Backfill { selector, no_load } => {
+        Command::Backfill {
+            selector,
+            no_load,
+            from,
+            to,
+            column,
+        } => {
             let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = Selector::parse_args(&selector)
@@ -220,14 +226,39 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                 .iter()
                 .map(|n| p.graph[*n].name.as_str())
                 .collect();
+            let load = cfg.config.warehouse.enabled && !no_load;
+            let range = match (from, to) {
+                (Some(from), Some(to)) if from > to => {
+                    return Err(CliError::Usage(format!(
+                        "backfill: --from {from} is after --to {to}"
+                    )));
+                }
+                (Some(from), Some(to)) => Some(jobs::model::range::DateRange { column, from, to }),
+                _ => None,
+            };
+            let Some(range) = range else {
+                println!(
+                    "backfill: rebuilding {} model(s) from their inputs: {}\n",
+                    names.len(),
+                    names.join(", ")
+                );
+                return crate::run::run(&cfg, &p, &nodes, true, None, load).await;
+            };
+            // The partitions outside the range are kept as they are: they
+            // must first hold everything the inputs have.
             println!(
-                "backfill: rebuilding {} model(s) from their inputs: {}
-",
+                "backfill: bringing {} model(s) up to date first\n",
+                names.len()
+            );
+            if crate::run::run(&cfg, &p, &nodes, false, None, false).await? != Outcome::Success {
+                return Ok(Outcome::Failed);
+            }
+            println!(
+                "\nbackfill: replacing {range} in {} model(s): {}\n",
                 names.len(),
                 names.join(", ")
             );
-            let load = cfg.config.warehouse.enabled && !no_load;
-            crate::run::run(&cfg, &p, &nodes, true, load).await
+            crate::run::run(&cfg, &p, &nodes, true, Some(range), load).await
         }
         Command::Trigger { selector, wait } => {
             let cfg = load_config(explicit, vars)?;

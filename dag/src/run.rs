@@ -29,6 +29,7 @@ pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
         data_dir: cfg.data_dir(),
         full_refresh,
         clean_batch_bytes: cfg.config.models.clean_batch_mb << 20,
+        range: None,
     }
 }
 
@@ -51,8 +52,10 @@ pub async fn run(
     p: &Pipeline,
     selected: &[NodeIndex],
     full_refresh: bool,
+    range: Option<jobs::model::range::DateRange>,
     load: bool,
 ) -> Result<Outcome, CliError> {
+    let full_refresh = full_refresh || range.is_some();
     // File sources in the selection take their new files first: a batch
     // pipeline runs end to end with `dag run` alone.
     let files: Vec<String> = selected
@@ -70,7 +73,8 @@ pub async fn run(
         return Ok(Outcome::Success);
     }
     let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let s = settings(cfg, full_refresh);
+    let mut s = settings(cfg, full_refresh);
+    s.range = range;
     let tester = Tester::new(catalog.clone(), s.clone(), Options::default())
         .await
         .map_err(anyhow::Error::from)?;

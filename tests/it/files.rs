@@ -168,6 +168,7 @@ impl Shop {
             data_dir: self.root().join("data"),
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
+            range: None,
         }
     }
 
@@ -573,6 +574,137 @@ async fn a_backfill_after_a_rule_fix_equals_a_fresh_run() {
             ("2026-12-01".to_string(), 1, "2.00".to_string()),
         ]
     );
+}
+
+/// A backfill over a range of dates after a rule fix: only the partitions
+/// of those dates are replaced, in silver, its quarantine, the gold model
+/// partitioned by the same date and the warehouse; every other date stays
+/// as the old rule left it. Run twice, it changes nothing more.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_over_a_range_replaces_only_those_dates() {
+    let db = TestDb::create().await.expect("db");
+    let mut shop = Shop::new(None, None);
+    shop.env = vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("DAG_WAREHOUSE__ENABLED".into(), "true".into()),
+    ];
+    let by_day = |rule: &str| {
+        ORDERS.replace("(0, 10000]", rule).replace(
+            "dedupe:",
+            "derive:\n  - {name: day, sql: \"CAST(placed_at AS DATE)\"}\npartition_by: [day]\ndedupe:",
+        ) + "  - {name: day, type: date, nullable: false}\n"
+    };
+    shop.write("models/shop/silver/orders.yml", &by_day("(0, 10]"));
+    shop.write(
+        "models/shop/gold/daily_revenue.yml",
+        &DAILY_YML.replace("warehouse: true", "warehouse: true\npartition_by: [day]"),
+    );
+    shop.write(
+        "models/shop/gold/daily_revenue.sql",
+        "SELECT day, COUNT(*) AS orders, SUM(amount) AS revenue FROM {{ ref('orders') }} GROUP BY day",
+    );
+    shop.write(
+        "landing/orders/batch.csv",
+        "order_id,amount,placed_at,note\n\
+         a1,5.00,2026-11-29T10:00:00Z,\n\
+         a2,50.00,2026-11-29T11:00:00Z,\n\
+         b1,5.00,2026-11-30T10:00:00Z,\n\
+         b2,60.00,2026-11-30T11:00:00Z,\n\
+         b3,abc,2026-11-30T12:00:00Z,\n\
+         c1,5.00,2026-12-01T10:00:00Z,\n\
+         c2,70.00,2026-12-01T11:00:00Z,\n",
+    );
+    ok(shop.dag(&["run"]));
+    assert_eq!(
+        strings(&shop.table("orders").await, "order_id"),
+        ["a1", "b1", "c1"]
+    );
+    // The rule is loosened; only 2026-11-30 is backfilled.
+    shop.write("models/shop/silver/orders.yml", &by_day("(0, 10000]"));
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("pg");
+    for attempt in 0..2 {
+        let out = ok(shop.dag(&[
+            "backfill",
+            "orders",
+            "--from",
+            "2026-11-30",
+            "--to",
+            "2026-11-30",
+        ]));
+        assert!(
+            out.contains("replacing 2026-11-30 to 2026-11-30 in 2 model(s): orders, daily_revenue"),
+            "{out}"
+        );
+        let released = if attempt == 0 { 1 } else { 0 };
+        assert!(
+            out.contains(&format!(
+                "{released} row(s) now pass into the range and left it"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains("out         2  quarantined 1  duplicates 0"),
+            "{out}"
+        );
+        assert_eq!(
+            sorted(strings(&shop.table("orders").await, "order_id")),
+            ["a1", "b1", "b2", "c1"],
+            "only 2026-11-30 is judged by the new rule (attempt {attempt})"
+        );
+        let q = shop.table("orders_quarantine").await;
+        let column = |c: &str| -> Vec<String> {
+            q.column(c)
+                .expect("column")
+                .cast(&DataType::String)
+                .expect("text")
+                .str()
+                .expect("str")
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect()
+        };
+        let mut quarantined: Vec<String> = column("value")
+            .iter()
+            .zip(column("reason"))
+            .map(|(v, r)| format!("{}:{r}", &v[..2]))
+            .collect();
+        quarantined.sort();
+        assert_eq!(
+            quarantined,
+            ["a2:range:amount", "b3:type:amount", "c2:range:amount"],
+            "rows of other dates stay quarantined (attempt {attempt})"
+        );
+        let rows: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT day::text, orders, revenue::text FROM gold.daily_revenue ORDER BY day",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("rows");
+        assert_eq!(
+            rows,
+            vec![
+                ("2026-11-29".to_string(), 1, "5.00".to_string()),
+                ("2026-11-30".to_string(), 2, "65.00".to_string()),
+                ("2026-12-01".to_string(), 1, "5.00".to_string()),
+            ],
+            "attempt {attempt}"
+        );
+    }
+    // Bad ranges are refused before anything runs.
+    let out = shop.dag(&["backfill", "--from", "2026-12-01", "--to", "2026-11-30"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--from 2026-12-01 is after --to 2026-11-30"),
+        "{}",
+        text(&out)
+    );
+    let out = shop.dag(&["backfill", "--from", "2026-12-01"]);
+    assert!(!out.status.success());
+    pool.close().await;
 }
 
 /// A file still being written in place (as `cp` or SFTP do) is not taken

@@ -80,6 +80,7 @@ impl Lake {
             data_dir: repo().join("data"),
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
+            range: None,
         }
     }
 

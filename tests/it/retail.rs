@@ -225,6 +225,7 @@ impl Retail {
             data_dir: self.root.join("data"),
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
+            range: None,
         };
         catalog
             .open_input(name, &settings)

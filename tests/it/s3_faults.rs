@@ -638,6 +638,7 @@ impl TwoLakes {
             data_dir: self.dir.path().join("data"),
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
+            range: None,
         }
     }
 

@@ -10,6 +10,7 @@
 
 use super::bridge::batch_to_df;
 use super::keyset::KeySet;
+use super::range::DateRange;
 use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
 use super::values::{Cell, Reason, RowChecker, Scratch};
@@ -55,6 +56,10 @@ pub async fn run(
     let bronze = catalog.open_input(input, s).await?;
     let mut silver = catalog.open_output(&model.name, s).await?;
     let mut quar = catalog.open_output(quarantine, s).await?;
+    let ranged = match &s.range {
+        Some(range) => range.column_of(model)?.map(|c| (range, c)),
+        None => None,
+    };
     let to = bronze.version();
     let (silver_from, quar_from) = if s.full_refresh {
         (-1, -1)
@@ -99,23 +104,31 @@ pub async fn run(
         let files = new_files(&bronze, from).await?;
         // Keys that already won: silver's committed ones (none when it is
         // replaced), then each batch's winners in `won`.
-        let silver_files = if s.full_refresh {
-            Vec::new()
-        } else {
-            silver.files().await?
+        // In a backfill over a range, the rows outside it stay: their keys
+        // won already.
+        let silver_files = match &ranged {
+            Some((range, column)) => range.split(silver.files().await?, column).1,
+            None if s.full_refresh => Vec::new(),
+            None => silver.files().await?,
         };
         let mut won = KeySet::new(&dedupe.key);
         let (mut silver_adds, mut quar_adds) = (Vec::new(), Vec::new());
+        let mut rejudged = Rejudged::default();
         for batch in batches(files, order.first().copied(), s.clean_batch_bytes) {
             let started = std::time::Instant::now();
             let rows = bronze.read(&batch, Some(&cols)).await?;
             tracing::debug!(model = %model.name, rows = rows.height(), files = batch.len(), seconds = started.elapsed().as_secs_f64(), "bronze read");
-            let out = rule.clean(&rows, &silver, &silver_files, &mut won).await?;
+            let range = ranged.as_ref().map(|(r, c)| (*r, c.as_str()));
+            let out = rule
+                .clean(&rows, &silver, &silver_files, &mut won, range)
+                .await?;
             report.rows_in += rows.height() as u64;
             report.quarantined += out.quarantine.height() as u64;
             report.duplicates += out.duplicates;
             report.rows_out += out.silver.height() as u64;
-            if to_quar {
+            if let Some(in_range) = out.in_range {
+                rejudged.add(out.quarantine, in_range);
+            } else if to_quar {
                 quar_adds.extend(quar.write_files(&out.quarantine).await?);
             }
             if to_silver {
@@ -125,11 +138,20 @@ pub async fn run(
         }
         // One commit per table, whatever the number of batches; a full
         // refresh replaces each table in that commit.
-        if to_quar {
+        if to_quar && ranged.is_some() {
+            let old = quar.files().await?;
+            let (rows, note) = rejudged.apply(quar.read(&old, None).await?)?;
+            let adds = quar.write_files(&rows).await?;
+            quar.commit(adds, &old, &txns, true).await?;
+            report.note = Some(note);
+        } else if to_quar {
             let old = replaced(&quar, s.full_refresh).await?;
             quar.commit(quar_adds, &old, &txns, s.full_refresh).await?;
         }
-        if to_silver {
+        if let (true, Some((range, column))) = (to_silver, &ranged) {
+            let (old, _) = range.split(silver.files().await?, column);
+            versions.push(silver.commit(silver_adds, &old, &txns, false).await?);
+        } else if to_silver {
             let old = replaced(&silver, s.full_refresh).await?;
             versions.push(
                 silver
@@ -175,6 +197,61 @@ fn batches(mut files: Vec<DataFile>, first_order: Option<&str>, limit: i64) -> V
     out
 }
 
+/// A backfill over a range re-judges the quarantine: every bronze row is
+/// judged again, but only the silver rows in the range are replaced, so
+/// only what lands in the range may leave the quarantine.
+#[derive(Default)]
+struct Rejudged {
+    /// The quarantine rows the fixed rules produce (all of bronze).
+    quarantined: Vec<DataFrame>,
+    /// Coordinates of the bronze rows that now pass into the range.
+    in_range: Vec<DataFrame>,
+}
+
+impl Rejudged {
+    fn add(&mut self, quarantined: DataFrame, in_range: DataFrame) {
+        self.quarantined.push(quarantined);
+        self.in_range.push(in_range);
+    }
+
+    /// The quarantine after the backfill, from the one before it: rows
+    /// quarantined again carry the fixed rules' reason; rows that now pass
+    /// into the range leave; rows that now pass outside the range stay
+    /// (their dates are not being replaced). Also the note saying so.
+    fn apply(self, before: DataFrame) -> Result<(DataFrame, String), ModelError> {
+        let stack = |frames: Vec<DataFrame>| -> Result<Option<DataFrame>, ModelError> {
+            let mut frames = frames.into_iter();
+            let Some(mut acc) = frames.next() else {
+                return Ok(None);
+            };
+            for f in frames {
+                acc.vstack_mut_owned(f)?;
+            }
+            Ok(Some(acc))
+        };
+        let (Some(judged), Some(in_range)) = (stack(self.quarantined)?, stack(self.in_range)?)
+        else {
+            return Ok((before, "no bronze rows to judge".into()));
+        };
+        let on: Vec<String> = COORDS.iter().map(|c| c.to_string()).collect();
+        let before = super::write::conform(before, &judged)?;
+        let released = super::write::semi_join(before.clone(), in_range.clone(), &on)?.height();
+        let added = anti_join(judged.clone(), before.select(COORDS)?, &on)?.height();
+        let mut gone = in_range;
+        gone.vstack_mut_owned(judged.select(COORDS)?)?;
+        let kept = anti_join(before, gone, &on)?;
+        let note = format!(
+            "quarantine re-judged: {released} row(s) now pass into the range and left it, \
+             {added} newly quarantined, {} that now pass outside the range stay until a \
+             backfill covers their dates",
+            kept.height()
+        );
+        let mut after = judged;
+        after.vstack_mut_owned(kept)?;
+        Ok((after, note))
+    }
+}
+
 async fn replaced(t: &ModelTable, full_refresh: bool) -> Result<Vec<DataFile>, ModelError> {
     Ok(if full_refresh {
         t.files().await?
@@ -206,7 +283,15 @@ pub struct Cleaned {
     pub silver: DataFrame,
     pub quarantine: DataFrame,
     pub duplicates: u64,
+    /// In a backfill over a range: bronze coordinates of the rows that
+    /// passed into the range.
+    pub in_range: Option<DataFrame>,
 }
+
+/// A bronze row's coordinates, and the names they travel under next to a
+/// row's parsed fields in a backfill over a range.
+const COORDS: [&str; 3] = ["topic", "partition", "offset"];
+const HIDDEN: [&str; 3] = ["__dag_topic", "__dag_partition", "__dag_offset"];
 
 struct Rules<'a> {
     format: RecordFormat,
@@ -221,18 +306,61 @@ impl Rules<'_> {
     /// order, against themselves, the keys earlier batches of this run let
     /// through (`won`, given this batch's) and the keys silver's committed
     /// files hold (none when silver is replaced).
+    ///
+    /// With a `range` (a backfill over dates of `column`), only the silver
+    /// rows in the range are returned, and `in_range` holds the bronze
+    /// coordinates of every row that passes into it (duplicates included).
     async fn clean(
         &self,
         rows: &DataFrame,
         silver: &ModelTable,
         silver_files: &[DataFile],
         won: &mut KeySet,
+        range: Option<(&DateRange, &str)>,
     ) -> Result<Cleaned, ModelError> {
         let started = std::time::Instant::now();
         let order = dedupe_order(rows, &self.dedupe.order)?;
         let sorted = started.elapsed().as_secs_f64();
-        let (valid, quarantine) = check_rows(rows, self.fields, self.format, &order)?;
+        let Judged {
+            valid,
+            accepted,
+            quarantine,
+        } = check_rows(rows, self.fields, self.format, &order)?;
         tracing::debug!(model = %self.model.name, sorted, checked = started.elapsed().as_secs_f64(), "rows checked");
+        let (valid, in_range) = match range {
+            None => (valid, None),
+            Some((range, column)) => {
+                // Derived before the dedupe: the range column may be a
+                // derived one, and every passing row's place matters.
+                let idx = IdxCa::from_vec("idx".into(), accepted);
+                let coords = rows
+                    .select(COORDS)?
+                    .take(&idx)?
+                    .lazy()
+                    .select(
+                        COORDS
+                            .iter()
+                            .zip(HIDDEN)
+                            .map(|(c, h)| col(*c).alias(h))
+                            .collect::<Vec<_>>(),
+                    )
+                    .collect()?;
+                let valid = self.derive(valid.hstack(coords.columns())?)?;
+                let in_range = valid
+                    .clone()
+                    .lazy()
+                    .filter(range.predicate(column))
+                    .select(
+                        HIDDEN
+                            .iter()
+                            .zip(COORDS)
+                            .map(|(h, c)| col(*h).alias(c))
+                            .collect::<Vec<_>>(),
+                    )
+                    .collect()?;
+                (valid, Some(in_range))
+            }
+        };
         let passed = valid.height();
         let key = &self.dedupe.key;
         // A key silver holds stays in `won` too: any later copy of it is a
@@ -251,14 +379,29 @@ impl Rules<'_> {
                 firsts = anti_join(firsts, held, key)?;
             }
         }
-        let duplicates = (passed - firsts.height()) as u64;
+        let mut duplicates = (passed - firsts.height()) as u64;
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "deduplicated");
-        let silver_rows = self.derive(firsts)?;
+        let silver_rows = match range {
+            None => self.derive(firsts)?,
+            Some((range, column)) => {
+                let rows = range.rows_in(firsts, column)?;
+                // Rows outside the range are neither written nor dropped.
+                duplicates = in_range.as_ref().map_or(0, |r| r.height() - rows.height()) as u64;
+                let keep: Vec<PlSmallStr> = rows
+                    .get_column_names()
+                    .into_iter()
+                    .filter(|c| !HIDDEN.contains(&c.as_str()))
+                    .cloned()
+                    .collect();
+                rows.select(keep)?
+            }
+        };
         tracing::debug!(model = %self.model.name, seconds = started.elapsed().as_secs_f64(), "derived");
         Ok(Cleaned {
             silver: silver_rows,
             quarantine,
             duplicates,
+            in_range,
         })
     }
 
@@ -340,7 +483,7 @@ pub fn check_rows(
     fields: &[FieldRule],
     format: RecordFormat,
     order: &[IdxSize],
-) -> Result<(DataFrame, DataFrame), ModelError> {
+) -> Result<Judged, ModelError> {
     let values = rows
         .column("value")?
         .as_materialized_series()
@@ -389,6 +532,7 @@ pub fn check_rows(
                         .collect();
                     let mut rejected = Vec::new();
                     let mut reasons = Vec::new();
+                    let mut accepted = Vec::new();
                     for &i in slice {
                         let at = ingested.get(i as usize).unwrap_or(i64::MAX);
                         let value = values.get(i as usize);
@@ -408,6 +552,7 @@ pub fn check_rows(
                                 for (b, c) in builders.iter_mut().zip(scratch.cells.drain(..)) {
                                     b.push(c);
                                 }
+                                accepted.push(i);
                             }
                             Err(reason) => {
                                 rejected.push(i);
@@ -418,6 +563,7 @@ pub fn check_rows(
                     let valid = finish(fields, builders)?;
                     Ok(Checked {
                         valid,
+                        accepted,
                         rejected,
                         reasons,
                     })
@@ -442,9 +588,11 @@ pub fn check_rows(
     )?;
     let mut rejected: Vec<IdxSize> = Vec::new();
     let mut reasons: Vec<String> = Vec::new();
+    let mut accepted: Vec<IdxSize> = Vec::new();
     for part in parts {
         let part = part?;
         valid.vstack_mut_owned(part.valid)?;
+        accepted.extend(part.accepted);
         rejected.extend(part.rejected);
         reasons.extend(part.reasons);
     }
@@ -452,7 +600,21 @@ pub fn check_rows(
     let idx = IdxCa::from_vec("idx".into(), rejected);
     let mut quarantine = rows.select(BRONZE_READ)?.take(&idx)?;
     quarantine.with_column(Column::new("reason".into(), reasons))?;
-    Ok((valid, quarantine))
+    Ok(Judged {
+        valid,
+        accepted,
+        quarantine,
+    })
+}
+
+/// The rows [`check_rows`] judged.
+pub struct Judged {
+    /// Typed columns of the rows that pass, in the order checked.
+    pub valid: DataFrame,
+    /// The input row number of each row of `valid`.
+    pub accepted: Vec<IdxSize>,
+    /// Bronze coordinates, raw value and reason of the rows that fail.
+    pub quarantine: DataFrame,
 }
 
 /// The column names of a CSV header line (none if it is not one record).
@@ -482,6 +644,8 @@ fn csv_header(raw: &[u8]) -> Vec<String> {
 /// What one thread of [`check_rows`] produced.
 struct Checked {
     valid: DataFrame,
+    /// The row numbers of `valid`'s rows, in order.
+    accepted: Vec<IdxSize>,
     rejected: Vec<IdxSize>,
     reasons: Vec<String>,
 }

@@ -14,6 +14,7 @@
 //!   [`scope`], [`asof_scope`], [`accumulate`]: how their incremental
 //!   runs recompute only what changed.
 //! - [`write`]: the materializations (table, incremental, append).
+//! - [`range`]: backfills over a range of dates.
 //! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
 //! - [`json`], [`values`]: the parsing rules, exactly; [`keyset`]: the
 //!   keys a cleaning run let through.
@@ -25,6 +26,7 @@ pub mod bridge;
 pub mod clean;
 pub mod json;
 pub mod keyset;
+pub mod range;
 pub mod scope;
 pub mod seed;
 pub mod sql;
@@ -52,6 +54,10 @@ pub struct Settings {
     pub full_refresh: bool,
     /// Silver cleaning reads bronze in batches of about this many bytes.
     pub clean_batch_bytes: i64,
+    /// A backfill over a range of dates: models are recomputed as a full
+    /// refresh, but only their partitions in the range are replaced (see
+    /// [`range`]). Set together with `full_refresh`.
+    pub range: Option<range::DateRange>,
 }
 
 impl Settings {

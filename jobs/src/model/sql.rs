@@ -90,6 +90,16 @@ pub async fn run(
         Plan::Scoped(scoped) => Some(scoped),
     };
     let needed = columns_read(model, sql, asof)?;
+    // A backfill over a range of dates replaces only those partitions.
+    let ranged = match &s.range {
+        Some(range) => range.column_of(model)?.map(|c| (range, c)),
+        None => None,
+    };
+    if let (Some(range), None) = (&s.range, &ranged) {
+        report.note = Some(format!(
+            "rebuilt whole: no date partition column for the range {range}"
+        ));
+    }
     // A row-wise model over one input (its scope maps that input's key),
     // rebuilt whole: computed batch by batch of input files, so memory
     // stays bounded whatever the table's size; one commit at the end.
@@ -108,12 +118,21 @@ pub async fn run(
             let df = table.read(&batch, Some(&cols)).await?;
             report.rows_in += df.height() as u64;
             let frames = BTreeMap::from([((*name).clone(), df)]);
-            let result = execute(model, sql, asof, &frames)?;
+            let mut result = execute(model, sql, asof, &frames)?;
+            if let Some((range, column)) = &ranged {
+                result = range.rows_in(result, column)?;
+            }
             report.rows_out += result.height() as u64;
             adds.extend(out.write_files(&result).await?);
         }
         let old = out.files().await?;
-        report.version = Some(out.commit(adds, &old, &versions, true).await?);
+        report.version = Some(match &ranged {
+            Some((range, column)) => {
+                let (old, _) = range.split(old, column);
+                out.commit(adds, &old, &versions, false).await?
+            }
+            None => out.commit(adds, &old, &versions, true).await?,
+        });
         tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "row-wise rebuild");
         return Ok(report);
     }
@@ -170,7 +189,12 @@ pub async fn run(
         }
         None => None,
     };
-    let written = write::write(&mut out, result, how, key, &versions, affected).await?;
+    let written = match &ranged {
+        Some((range, column)) => {
+            super::range::replace(&mut out, result, range, column, &versions).await?
+        }
+        None => write::write(&mut out, result, how, key, &versions, affected).await?,
+    };
     tracing::debug!(model = %model.name, read, executed, written = started.elapsed().as_secs_f64(), scoped = scoped.is_some(), "sql model");
     report.rows_out = written.rows + written.deleted;
     report.version = Some(written.version);
