@@ -81,6 +81,7 @@ done
 stage scheduler-c4 scripts/bench_scheduler.sh 200 4
 stage scheduler-c1 scripts/bench_scheduler.sh 200 1
 stage freshness scripts/bench_freshness.sh "$FRESH_EVENTS" "$FRESH_RATE"
+stage restart scripts/bench_restart.sh 5
 
 python3 scripts/bench_report.py "$RUN" "$OUT" --small "$(tag "$SMALL")" --large "$(tag "$LARGE")" \
   ${QUICK:+--quick}

@@ -240,6 +240,23 @@ def rows(fig, small, large):
         )
 
     r.append(fresh)
+
+    def restart():
+        """Kill -9 to reading again"""
+        reps = int(f("restart.repeats"))
+        fast = f("restart.all.max_s")
+        return (
+            f"Kill -9 to reading again: a streaming `dag ingest` killed -9 and restarted {reps} times, "
+            "kill to its first new bronze commit",
+            f"`scripts/bench_restart.sh {reps}`",
+            f"`assignment = \"all\"`: median {secs(f('restart.all.median_s'))}, max {secs(fast)}; "
+            f"`\"group\"` (session_timeout 6 s): median {secs(f('restart.group.median_s'))}, "
+            f"max {secs(f('restart.group.max_s'))}",
+            "", "", "",
+            f"under 5 s: {verdict(fast < 5)}",
+        )
+
+    r.append(restart)
     return r
 
 

@@ -30,6 +30,7 @@ pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
         full_refresh,
         clean_batch_bytes: cfg.config.models.clean_batch_mb << 20,
         range: None,
+        cancel: Default::default(),
     }
 }
 

@@ -169,6 +169,7 @@ impl Shop {
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
             range: None,
+            cancel: Default::default(),
         }
     }
 

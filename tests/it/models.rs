@@ -81,6 +81,7 @@ impl Lake {
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
             range: None,
+            cancel: Default::default(),
         }
     }
 

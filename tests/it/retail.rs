@@ -226,6 +226,7 @@ impl Retail {
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
             range: None,
+            cancel: Default::default(),
         };
         catalog
             .open_input(name, &settings)

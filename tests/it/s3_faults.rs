@@ -639,6 +639,7 @@ impl TwoLakes {
             full_refresh: false,
             clean_batch_bytes: 96 << 20,
             range: None,
+            cancel: Default::default(),
         }
     }
 

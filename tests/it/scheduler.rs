@@ -673,3 +673,90 @@ async fn sigterm_hands_back_a_task_that_cannot_finish_within_the_grace_period() 
     );
     kill9(&mut second);
 }
+
+/// A task that times out while its model is still about to commit is
+/// cancelled and joined before its retry can run: the late commit never
+/// lands, and the two executions never overlap (hypothesis 6 of issue 21:
+/// the timed-out attempt kept running on the blocking pool and appended
+/// its rows next to the retry's).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_task_never_commits_next_to_its_retry() {
+    let p = Project::new("task_timeout = \"1s\"\nretries = 2", NO_SCHEDULES).await;
+    let gold = p.root().join("models/p/gold");
+    std::fs::write(
+        gold.join("e.yml"),
+        "kind: sql\nmaterialized: append\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: v, type: string}\n",
+    )
+    .expect("write");
+    std::fs::write(gold.join("e.sql"), "SELECT id, v FROM a\n").expect("write");
+    assert!(p.output(&["run", "a"]).status.success());
+    // e's first commit stalls 3 s, past the task's 1 s timeout.
+    let marker = p.root().join("stalled");
+    let mut s = p
+        .dag(&["scheduler"])
+        .env(
+            "DAG_TEST_STALL_COMMIT",
+            format!("e:3000:{}", marker.display()),
+        )
+        .stdout(Stdio::from(
+            std::fs::File::create(p.root().join("s1.out")).expect("log"),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(p.root().join("s1.err")).expect("log"),
+        ))
+        .spawn()
+        .expect("spawn scheduler");
+    p.wait_for_schedulers(1).await;
+    let id = run_id(&p.output(&["trigger", "e"]));
+    assert_eq!(
+        p.wait_run(id, Duration::from_secs(30)).await,
+        "success",
+        "{}",
+        p.log("s1")
+    );
+    assert!(marker.exists(), "the commit never stalled: {}", p.log("s1"));
+    let attempts: Vec<(i32, f64, f64, Option<String>)> = sqlx::query_as(
+        "SELECT attempt, extract(epoch FROM started_at)::float8, \
+         extract(epoch FROM finished_at)::float8, outcome FROM dag.task_attempts \
+         WHERE run_id = $1 AND node = 'e' ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    // Give a late commit the time it would need to land.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let resumed: f64 = p
+        .log("s1")
+        .lines()
+        .find_map(|l| l.split("'s commit resumes at ").nth(1))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resumed commit: {}", p.log("s1")));
+    assert!(
+        attempts[1].1 >= resumed,
+        "the retry started at {} while the timed-out attempt still ran (its commit resumed at \
+         {resumed}): {attempts:?}",
+        attempts[1].1
+    );
+    kill9(&mut s);
+    let pipeline = dag::pipeline::Pipeline::load(&p.root().join("models/p")).expect("pipeline");
+    let catalog = jobs::model::Catalog::new(pipeline.graph.node_weights().cloned());
+    let settings = jobs::model::Settings {
+        lake: format!("file://{}/lake", p.root().display()),
+        storage_options: Default::default(),
+        data_dir: p.root().join("data"),
+        full_refresh: false,
+        clean_batch_bytes: 96 << 20,
+        range: None,
+        cancel: Default::default(),
+    };
+    let rows = catalog
+        .open_input("e", &settings)
+        .await
+        .expect("open e")
+        .read_all(None)
+        .await
+        .expect("read e");
+    assert_eq!(rows.height(), 2, "each of a's rows once in e: {rows:?}");
+}

@@ -22,6 +22,7 @@ use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
 use crate::pipeline::Pipeline;
 use clock::{Clock, Schedule};
+use jobs::model::Cancel;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
@@ -365,22 +366,25 @@ async fn work(
     };
     let running = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
+    // Set when the drain's grace period is over: no task commits after.
+    let stopping = Cancel::default();
     while !stop.is_set() {
         // Claim while there is room here (the global limit is the claim's).
         while running.load(Ordering::SeqCst) < s.max_concurrency as usize {
             match store::claim(pool, me, s.lease, s.max_concurrency).await {
                 Ok(Some(c)) => {
                     running.fetch_add(1, Ordering::SeqCst);
-                    let (pool, me, s, runner, running, metrics) = (
+                    let (pool, me, s, runner, running, metrics, cancel) = (
                         pool.clone(),
                         me.to_string(),
                         s.clone(),
                         runner.clone(),
                         running.clone(),
                         metrics.clone(),
+                        stopping.child(),
                     );
                     tasks.spawn(async move {
-                        run_claim(&pool, &me, &s, runner, &c, &metrics).await;
+                        run_claim(&pool, &me, &s, runner, &c, &metrics, cancel).await;
                         running.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -431,7 +435,10 @@ async fn work(
         })
         .await;
         if drained.is_err() {
-            tasks.abort_all();
+            // Tasks still going may not commit any more, and are waited
+            // for: a task handed back while its thread still ran could be
+            // claimed and run a second time at once.
+            stopping.cancel();
             while tasks.join_next().await.is_some() {}
         }
     }
@@ -451,6 +458,7 @@ async fn run_claim(
     runner: Arc<Runner>,
     c: &Claim,
     metrics: &metrics::Metrics,
+    cancel: Cancel,
 ) {
     let nodes = match store::run_nodes(pool, c.run_id).await {
         Ok(n) => n,
@@ -462,11 +470,23 @@ async fn run_claim(
     // The task runs on the blocking pool: a model's CPU-bound stretches
     // must not hold up this loop's lease renewals (nor the heartbeat) on
     // the async workers, or a live scheduler would lose its claim.
+    let audited = if c.node == task::LOAD_NODE {
+        match store::run_versions(pool, c.run_id).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("run {}: {e}", c.run_id);
+                return;
+            }
+        }
+    } else {
+        Default::default()
+    };
     let work = {
         let (runner, node, run_id) = (runner.clone(), c.node.clone(), c.run_id);
         let rt = tokio::runtime::Handle::current();
+        let cancel = cancel.clone();
         let job = tokio::task::spawn_blocking(move || {
-            rt.block_on(async move { runner.execute(run_id, &nodes, &node).await })
+            rt.block_on(async move { runner.execute(run_id, &nodes, &node, cancel, audited).await })
         });
         async move {
             job.await
@@ -490,13 +510,28 @@ async fn run_claim(
         }
     })
     .await;
+    // A task given up is cancelled (it cannot commit any more) and joined
+    // before its retry can be claimed: never two executions at once.
     let outcome = match outcome {
-        Ok(Some(r)) => r,
+        Ok(Some(r)) if !cancel.is_cancelled() => r,
+        Ok(Some(_)) => {
+            // The scheduler is stopping: the task is handed back.
+            return;
+        }
         Ok(None) => {
+            cancel.cancel();
+            let _ = (&mut work).await;
             tracing::warn!("run {} {}: claim lost, result dropped", c.run_id, c.node);
             return;
         }
-        Err(_) => Err(format!("timed out after {:?}", s.task_timeout)),
+        Err(_) => {
+            cancel.cancel();
+            let _ = (&mut work).await;
+            Err(format!(
+                "timed out after {:?} (nothing committed after that)",
+                s.task_timeout
+            ))
+        }
     };
     let layer = runner
         .p

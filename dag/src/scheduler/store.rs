@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Row, Transaction};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The channel schedulers LISTEN on.
@@ -509,4 +510,17 @@ pub async fn run_nodes(pool: &PgPool, run_id: i64) -> DbResult<Vec<String>> {
         .bind(run_id)
         .fetch_all(pool)
         .await
+}
+
+/// The Delta version each model task of a run left its table at (its
+/// tests judged that version): what the run's load publishes.
+pub async fn run_versions(pool: &PgPool, run_id: i64) -> DbResult<BTreeMap<String, i64>> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT node, delta_version FROM dag.task_runs \
+         WHERE run_id = $1 AND state = 'success' AND delta_version IS NOT NULL",
+    )
+    .bind(run_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }

@@ -7,7 +7,7 @@ use super::store::{Done, NewTask};
 use crate::config::Loaded;
 use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, Tester, test_inputs};
-use jobs::model::{Catalog, Settings, run_model};
+use jobs::model::{Cancel, Catalog, Settings, run_model};
 use jobs::spec::DataTest;
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
@@ -103,13 +103,21 @@ impl Runner {
         out
     }
 
-    /// Runs one node of run `run_id` (whose nodes are `run_nodes`).
+    /// Runs one node of run `run_id` (whose nodes are `run_nodes`); no
+    /// commit happens once `cancel` is set. The load node publishes the
+    /// `audited` versions (model -> the version its task left and tested).
     pub async fn execute(
         &self,
         run_id: i64,
         run_nodes: &[String],
         node: &str,
+        cancel: Cancel,
+        audited: BTreeMap<String, i64>,
     ) -> Result<Done, String> {
+        let settings = Settings {
+            cancel,
+            ..self.settings.clone()
+        };
         let started = Instant::now();
         if node == LOAD_NODE {
             let selected: Vec<NodeIndex> =
@@ -118,7 +126,9 @@ impl Runner {
                 &self.cfg,
                 &self.p,
                 &selected,
-                Gate::Open,
+                // The versions the run's tests passed, never newer ones a
+                // concurrent run committed since.
+                Gate::Audited(audited),
                 self.print,
             )
             .await
@@ -131,19 +141,16 @@ impl Runner {
                 ..Done::default()
             });
         }
-        let report = run_model(node, &self.catalog, &self.settings)
+        let report = run_model(node, &self.catalog, &settings)
             .await
             .map_err(|e| format!("{e}"))?;
         let all: BTreeSet<String> = run_nodes.iter().cloned().collect();
         let tests = self.owned_tests(&all, node);
+        let mut tested = None;
         if !tests.is_empty() {
-            let tester = Tester::new(
-                self.catalog.clone(),
-                self.settings.clone(),
-                Options::default(),
-            )
-            .await
-            .map_err(|e| format!("{e}"))?;
+            let tester = Tester::new(self.catalog.clone(), settings.clone(), Options::default())
+                .await
+                .map_err(|e| format!("{e}"))?;
             for (idx, t) in &tests {
                 tester.run(&self.p.graph[*idx], t).await;
             }
@@ -159,12 +166,28 @@ impl Runner {
             if !failed.is_empty() {
                 return Err(failed.join("; "));
             }
+            tested = results
+                .iter()
+                .filter(|r| r.model == node)
+                .map(|r| r.version)
+                .max();
         }
+        // The version this step left the table at (what the load may
+        // publish): written now, else judged by its tests, else as found.
+        let version = match report.version.or(tested) {
+            Some(v) => Some(v),
+            None => self
+                .catalog
+                .open_input(node, &settings)
+                .await
+                .ok()
+                .map(|t| t.version()),
+        };
         Ok(Done {
             seconds: started.elapsed().as_secs_f64(),
             rows_in: Some(report.rows_in as i64),
             rows_out: Some(report.rows_out as i64),
-            version: report.version,
+            version,
         })
     }
 }

@@ -39,6 +39,7 @@ use crate::spec::{Column, Layer, Model, Source, bronze_columns, quarantine_colum
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
+pub use table::Cancel;
 use table::{ModelTable, TableCache, TableError, arrow_schema};
 
 /// Where the lake and the data folder are.
@@ -58,6 +59,8 @@ pub struct Settings {
     /// refresh, but only their partitions in the range are replaced (see
     /// [`range`]). Set together with `full_refresh`.
     pub range: Option<range::DateRange>,
+    /// Set when the task running the models is given up: no commit after.
+    pub cancel: Cancel,
 }
 
 impl Settings {
@@ -159,7 +162,9 @@ impl Catalog {
             Some(&self.tables),
         )
         .await?;
-        Ok(table.with_bloom_filters(lookup_key(m).unwrap_or_default()))
+        Ok(table
+            .with_bloom_filters(lookup_key(m).unwrap_or_default())
+            .with_cancel(s.cancel.clone()))
     }
 }
 

@@ -50,6 +50,10 @@ pub enum TableError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("{0}")]
     Schema(String),
+    #[error(
+        "{0}: not committed: the task was given up (timed out, lost its claim, or its scheduler is stopping)"
+    )]
+    Cancelled(String),
 }
 
 /// One data file of the table, as the log records it.
@@ -102,7 +106,44 @@ pub struct ModelTable {
     partition_by: Vec<String>,
     /// Columns whose files get a parquet bloom filter (the table's key).
     bloom: Vec<String>,
+    /// Once set, [`ModelTable::commit`] refuses.
+    cancel: Cancel,
 }
+
+/// Set when the task writing a table must not commit any more: its
+/// scheduler gave it up (it timed out, lost its claim, or the scheduler is
+/// stopping) and another attempt may run. Checked right before every
+/// commit, so a task given up can finish computing but never publish.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel {
+    own: Arc<std::sync::atomic::AtomicBool>,
+    /// A scheduler's "stopping": cancels every task's token at once.
+    parent: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Cancel {
+    /// A token cancelled with this one, or on its own.
+    pub fn child(&self) -> Cancel {
+        Cancel {
+            own: Arc::default(),
+            parent: Some(self.own.clone()),
+        }
+    }
+
+    pub fn cancel(&self) {
+        self.own.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.own.load(SeqCst) || self.parent.as_ref().is_some_and(|p| p.load(SeqCst))
+    }
+}
+
+/// Names a table whose next commit stalls, once (tests only):
+/// `<table>:<milliseconds>:<marker file>`; the stall happens when the
+/// marker file does not exist yet, and creates it.
+pub const STALL_COMMIT: &str = "DAG_TEST_STALL_COMMIT";
 
 /// Delta tables this process loaded, by URL, for one catalog: opening a
 /// table again applies only the commits made since (one log listing when
@@ -178,6 +219,7 @@ impl ModelTable {
             schema,
             partition_by,
             bloom: Vec::new(),
+            cancel: Cancel::default(),
         };
         this.check_schema()?;
         Ok(Some(this))
@@ -244,6 +286,7 @@ impl ModelTable {
             schema,
             partition_by: partition_by.to_vec(),
             bloom: Vec::new(),
+            cancel: Cancel::default(),
         };
         this.check_schema()?;
         Ok(this)
@@ -280,6 +323,12 @@ impl ModelTable {
     /// Files written from now on carry a parquet bloom filter on each of
     /// `columns` (those that are in the files, not partition columns), so
     /// that [`Self::lookup`] reads only the row groups that may hold a key.
+    /// Commits refuse once `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
     pub fn with_bloom_filters(mut self, columns: &[String]) -> Self {
         self.bloom = columns
             .iter()
@@ -559,6 +608,10 @@ impl ModelTable {
         txns: &BTreeMap<String, i64>,
         overwrite: bool,
     ) -> Result<i64, TableError> {
+        self.stall_for_tests().await;
+        if self.cancel.is_cancelled() {
+            return Err(TableError::Cancelled(self.name.clone()));
+        }
         let now = chrono::Utc::now().timestamp_millis();
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         actions.extend(removes.iter().map(|f| {
@@ -629,6 +682,30 @@ impl ModelTable {
             tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
         }
         Ok(version)
+    }
+}
+
+impl ModelTable {
+    /// See [`STALL_COMMIT`].
+    async fn stall_for_tests(&self) {
+        let Ok(spec) = std::env::var(STALL_COMMIT) else {
+            return;
+        };
+        let mut parts = spec.splitn(3, ':');
+        let (Some(table), Some(ms), Some(marker)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let marker = std::path::Path::new(marker);
+        if table == self.name && !marker.exists() && std::fs::write(marker, b"").is_ok() {
+            let ms = ms.parse().unwrap_or(0);
+            eprintln!("{STALL_COMMIT}: stalling {table}'s commit for {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            eprintln!("{STALL_COMMIT}: {table}'s commit resumes at {at:.3}");
+        }
     }
 }
 
