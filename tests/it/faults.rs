@@ -1,13 +1,16 @@
 //! The whole chain under faults: the shipped pipeline against the separate
 //! broker process, the lake on S3 (through the fault proxy) and
 //! PostgreSQL. While a producer sends simulated messages (every bad kind
-//! among them), the test kills -9 the ingester and the scheduler,
-//! terminates PostgreSQL's client connections, and turns S3 storms on and
-//! off (failed requests, writes that land with their answer lost, delays)
-//! at random points; a schedule runs silver, gold, the tests and the load
-//! every 2 seconds throughout. Six kinds of fault, over a hundred in all.
-//! Throughout, `dag.loaded_versions` never goes back. Then everything
-//! restarts clean and a final `dag trigger gold --wait` runs.
+//! among them), the test kills -9 the ingesters (two, of one group) and
+//! the schedulers (two), freezes them with SIGSTOP past the session
+//! timeout or the lease and wakes them as zombies, terminates PostgreSQL's
+//! client connections, and turns S3 storms on and off (failed requests,
+//! writes that land with their answer lost, delays) at random points; a
+//! schedule runs silver, gold, the tests and the load every 2 seconds
+//! throughout. Eight kinds of fault, over a hundred in all. Throughout,
+//! `dag.loaded_versions` never goes back, and at checkpoints the lake's
+//! own invariants hold ([`check_lake`]). Then everything restarts clean
+//! and a final `dag trigger gold --wait` runs.
 //!
 //! The invariant is checked against an independent recomputation from
 //! the produced messages (the simulator's own record): PostgreSQL's
@@ -138,6 +141,13 @@ impl Chain {
     }
 }
 
+/// Sends SIGSTOP or SIGCONT.
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
 fn kill9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -211,8 +221,142 @@ async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
         .expect("query")
 }
 
+/// The lake's own invariants, read straight from S3 (not through the
+/// proxy): in every bronze table each (partition, offset) once (and, when
+/// `complete`, every offset the broker holds); for every cleaning model,
+/// its quarantine's bronze coordinates once each and all in bronze, its
+/// silver keys once each, and bronze = silver + quarantine + duplicates
+/// (duplicates never negative). Silver and quarantines are read before
+/// bronze, which only grows: each is a snapshot no later than bronze's.
+/// Returns the rows checked.
+async fn check_lake(c: &Chain, complete: bool) -> u64 {
+    use jobs::spec::Source;
+    use polars::prelude::{DataFrame, DataType, UniqueKeepStrategy};
+    let p = dag::pipeline::Pipeline::load(&c.root().join("models/telematics")).expect("pipeline");
+    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
+    let settings = jobs::model::Settings {
+        lake: format!("{}/lake", c._s3.url()),
+        storage_options: crate::s3_faults::direct_storage(&c._s3),
+        data_dir: c.root().join("data"),
+        full_refresh: false,
+        clean_batch_bytes: 96 << 20,
+        range: None,
+        cancel: Default::default(),
+    };
+    let read = async |name: &str, cols: &[String]| -> DataFrame {
+        let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
+        match catalog.open_input(name, &settings).await {
+            Ok(t) => t.read_all(Some(&cols)).await.expect("read"),
+            Err(_) => DataFrame::empty(),
+        }
+    };
+    let coords = |df: &DataFrame| -> Vec<(String, i64, i64)> {
+        if df.height() == 0 {
+            return Vec::new();
+        }
+        let cast = |c: &str, t: DataType| df.column(c).expect("column").cast(&t).expect("cast");
+        let (topic, part, off) = (
+            cast("topic", DataType::String),
+            cast("partition", DataType::Int64),
+            cast("offset", DataType::Int64),
+        );
+        let (topic, part, off) = (
+            topic.str().expect("str").clone(),
+            part.i64().expect("i64").clone(),
+            off.i64().expect("i64").clone(),
+        );
+        (0..df.height())
+            .map(|i| {
+                (
+                    topic.get(i).unwrap_or_default().to_string(),
+                    part.get(i).unwrap_or(-1),
+                    off.get(i).unwrap_or(-1),
+                )
+            })
+            .collect()
+    };
+    let coord_cols: Vec<String> = ["topic", "partition", "offset"].map(String::from).to_vec();
+    let mut checked = 0u64;
+    // (model, input, quarantine coordinates, silver rows)
+    let mut cleaned = Vec::new();
+    for m in p.graph.node_weights() {
+        let Source::Clean {
+            input,
+            quarantine,
+            dedupe,
+            ..
+        } = &m.source
+        else {
+            continue;
+        };
+        let q = coords(&read(quarantine, &coord_cols).await);
+        let qset: BTreeSet<_> = q.iter().cloned().collect();
+        assert_eq!(
+            qset.len(),
+            q.len(),
+            "{quarantine}: a bronze row quarantined twice"
+        );
+        let silver = read(&m.name, &dedupe.key).await;
+        if silver.height() > 0 {
+            let distinct = silver
+                .unique_stable(None, UniqueKeepStrategy::First, None)
+                .expect("unique")
+                .height();
+            assert_eq!(
+                distinct,
+                silver.height(),
+                "{}: a key twice in silver",
+                m.name
+            );
+        }
+        checked += (q.len() + silver.height()) as u64;
+        cleaned.push((m.name.clone(), input.clone(), qset, silver.height()));
+    }
+    let mut bronze: BTreeMap<String, BTreeSet<(String, i64, i64)>> = BTreeMap::new();
+    for m in p.graph.node_weights() {
+        let Source::Kafka { topic } = &m.source else {
+            continue;
+        };
+        let rows = coords(&read(&m.name, &coord_cols).await);
+        checked += rows.len() as u64;
+        let set: BTreeSet<_> = rows.iter().cloned().collect();
+        assert_eq!(
+            set.len(),
+            rows.len(),
+            "{}: an offset twice in bronze",
+            m.name
+        );
+        if complete {
+            for (part, (lo, hi)) in crate::s3_faults::watermarks(topic) {
+                let held = set.iter().filter(|(_, p, _)| *p == part as i64).count() as i64;
+                assert_eq!(
+                    held,
+                    hi - lo,
+                    "{}: partition {part} holds {held} of {lo}..{hi}",
+                    m.name
+                );
+            }
+        }
+        bronze.insert(m.name.clone(), set);
+    }
+    for (name, input, quarantined, silver) in cleaned {
+        let b = bronze.get(&input).cloned().unwrap_or_default();
+        assert!(
+            quarantined.is_subset(&b),
+            "{name}: quarantined rows that are not in {input}"
+        );
+        assert!(
+            b.len() >= quarantined.len() + silver,
+            "{name}: bronze {} < silver {silver} + quarantine {}",
+            b.len(),
+            quarantined.len()
+        );
+    }
+    checked
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
+async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
     let c = Chain::new().await;
     let t = truth(&c);
     for kind in [
@@ -249,10 +393,22 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
         ],
         "producer",
     );
-    let mut ingester = c.spawn(&["ingest"], "ingest");
-    let mut scheduler = c.spawn(&["scheduler"], "scheduler");
+    // Two ingesters of one group and two schedulers: kills, zombies and
+    // take-overs between live peers.
+    let mut ingesters = [
+        c.spawn(&["ingest"], "ingest"),
+        c.spawn(&["ingest"], "ingest"),
+    ];
+    let mut schedulers = [
+        c.spawn(&["scheduler"], "scheduler"),
+        c.spawn(&["scheduler"], "scheduler"),
+    ];
     let mut rng = rand::rng();
     let (mut kills, mut ingest_kills, mut scheduler_kills, mut pg_kills) = (0, 0, 0, 0);
+    let (mut ingest_zombies, mut scheduler_zombies, mut checkpoints, mut rows_checked) =
+        (0, 0, 0, 0u64);
+    // Processes stopped with SIGSTOP, and when they get SIGCONT.
+    let mut stopped: Vec<(u32, Instant)> = Vec::new();
     let mut storms = 0;
     let mut loaded: BTreeMap<String, i64> = BTreeMap::new();
     let started = Instant::now();
@@ -271,6 +427,13 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
             "the producer never finished"
         );
         tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        stopped.retain(|(pid, at)| {
+            let due = *at <= Instant::now();
+            if due {
+                signal(*pid, "CONT");
+            }
+            !due
+        });
         // A checkpoint: no table's loaded version ever goes back.
         if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(
             "SELECT model, delta_version FROM dag.loaded_versions",
@@ -294,16 +457,43 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
         } else if rng.random_range(0..2) == 0 {
             c.proxy.clear_rules();
         }
-        match rng.random_range(0..3) {
+        // Now and then the lake's own invariants, mid-run.
+        if kills % 8 == 0 {
+            let n = check_lake(&c, false).await;
+            eprintln!("checkpoint {checkpoints}: {n} rows");
+            rows_checked += n;
+            checkpoints += 1;
+        }
+        let i = rng.random_range(0..2);
+        let is_stopped =
+            |pid: u32, stopped: &[(u32, Instant)]| stopped.iter().any(|(p, _)| *p == pid);
+        match rng.random_range(0..5) {
             0 => {
-                kill9(&mut ingester);
-                ingester = c.spawn(&["ingest"], "ingest");
+                stopped.retain(|(p, _)| *p != ingesters[i].id());
+                kill9(&mut ingesters[i]);
+                ingesters[i] = c.spawn(&["ingest"], "ingest");
                 ingest_kills += 1;
             }
             1 => {
-                kill9(&mut scheduler);
-                scheduler = c.spawn(&["scheduler"], "scheduler");
+                stopped.retain(|(p, _)| *p != schedulers[i].id());
+                kill9(&mut schedulers[i]);
+                schedulers[i] = c.spawn(&["scheduler"], "scheduler");
                 scheduler_kills += 1;
+            }
+            // A zombie ingester: frozen past the session timeout (6 s), so
+            // the group hands its partitions to the other; then it wakes
+            // with its batch and must be fenced by the table.
+            3 if !is_stopped(ingesters[i].id(), &stopped) => {
+                signal(ingesters[i].id(), "STOP");
+                stopped.push((ingesters[i].id(), Instant::now() + Duration::from_secs(7)));
+                ingest_zombies += 1;
+            }
+            // A zombie scheduler: frozen past its lease (2 s), so its
+            // tasks are retried by the other; then it wakes mid-task.
+            4 if !is_stopped(schedulers[i].id(), &stopped) => {
+                signal(schedulers[i].id(), "STOP");
+                stopped.push((schedulers[i].id(), Instant::now() + Duration::from_secs(3)));
+                scheduler_zombies += 1;
             }
             _ => {
                 c.kill_connections().await;
@@ -319,7 +509,12 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
     );
     // Clean: bronze catches up, then one run brings everything up to date.
     c.proxy.clear_rules();
-    kill9(&mut ingester);
+    for (pid, _) in stopped.drain(..) {
+        signal(pid, "CONT");
+    }
+    for ingester in &mut ingesters {
+        kill9(ingester);
+    }
     let out = c
         .dag(&["ingest", "--until-caught-up"])
         .output()
@@ -349,7 +544,11 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
         "the final run never succeeded:\n{}",
         c.log("scheduler")
     );
-    kill9(&mut scheduler);
+    for scheduler in &mut schedulers {
+        kill9(scheduler);
+    }
+    rows_checked += check_lake(&c, true).await;
+    checkpoints += 1;
     let s3 = c.proxy.events();
     let of = |k: ActionKind| s3.iter().filter(|e| e.action == k).count();
     let (failed, dropped, delayed) = (
@@ -358,7 +557,7 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
         of(ActionKind::Delay),
     );
     eprintln!(
-        "faults: {} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {pg_kills} PostgreSQL connection kills, {failed} S3 requests failed, {dropped} S3 answers lost after the write, {delayed} S3 requests delayed, in {storms} storms) in {:.0}s",
+        "faults: {} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {ingest_zombies} ingester zombies (SIGSTOP 7 s), {scheduler_zombies} scheduler zombies (SIGSTOP 3 s), {pg_kills} PostgreSQL connection kills, {failed} S3 requests failed, {dropped} S3 answers lost after the write, {delayed} S3 requests delayed, in {storms} storms) in {:.0}s; lake invariants checked at {checkpoints} checkpoints ({rows_checked} rows)",
         kills + failed + dropped + delayed,
         started.elapsed().as_secs_f64()
     );
@@ -401,4 +600,5 @@ async fn the_invariant_holds_in_postgresql_after_100_faults_of_six_kinds() {
         "agg_driver_daily.events vs a recount"
     );
     assert!(kills >= 30 && ingest_kills > 0 && scheduler_kills > 0 && pg_kills > 0);
+    assert!(ingest_zombies > 0 && scheduler_zombies > 0 && checkpoints > 1);
 }

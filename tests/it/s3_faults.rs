@@ -46,7 +46,7 @@ use testkit::s3_faults::{ActionKind, FaultCounts, FaultEvent, FaultProxy, Method
 
 /// Storage options that reach the S3 server directly (no faults): how the
 /// tests write inputs and read results.
-fn direct_storage(s3: &TestS3) -> HashMap<String, String> {
+pub(crate) fn direct_storage(s3: &TestS3) -> HashMap<String, String> {
     jobs::lake::S3Options {
         endpoint: s3.endpoint.clone(),
         region: "us-east-1".into(),
@@ -393,7 +393,7 @@ type Record = (String, Vec<u8>, Option<Vec<u8>>);
 type BronzeRow = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// (low, high) watermarks of every partition of `topic`, from the broker.
-fn watermarks(topic: &str) -> BTreeMap<i32, (i64, i64)> {
+pub(crate) fn watermarks(topic: &str) -> BTreeMap<i32, (i64, i64)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
         .set(
