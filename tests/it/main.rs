@@ -16,6 +16,7 @@ mod json_schema;
 mod lake;
 mod loader;
 mod models;
+mod races;
 mod readme;
 mod retail;
 mod s3_faults;

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 /// Advisory lock key of loads ("dagload").
-const LOCK: i64 = 0x0064_6167_6c6f_6164;
+pub const LOCK: i64 = 0x0064_6167_6c6f_6164;
 
 /// Input files read per COPY chunk.
 const CHUNK_BYTES: i64 = 32 << 20;
