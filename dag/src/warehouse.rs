@@ -18,8 +18,15 @@ use sqlx::PgPool;
 /// Connects and applies dag's own pending migrations (commands that need
 /// the run metadata: trigger, runs, status, the scheduler).
 pub async fn ready(cfg: &Loaded) -> Result<PgPool, CliError> {
+    ready_with(cfg, 3).await
+}
+
+/// [`ready`], with a pool of `connections`.
+pub async fn ready_with(cfg: &Loaded, connections: u32) -> Result<PgPool, CliError> {
     let ws = cfg.warehouse_settings();
-    let pool = connect::connect(&ws).await.map_err(anyhow::Error::from)?;
+    let pool = connect::connect_with(&ws, connections)
+        .await
+        .map_err(anyhow::Error::from)?;
     let applied = connect::retrying(&ws, "migrating the warehouse", || migrate::migrate(&pool))
         .await
         .map_err(anyhow::Error::from)?;

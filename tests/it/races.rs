@@ -302,3 +302,59 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
         "the warehouse holds the version the run's tests passed"
     );
 }
+
+/// A load waits for another one holding the load lock, but not for ever:
+/// after warehouse.retry_timeout it gives up, says why, and loads nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_waits_for_the_lock_only_as_long_as_retry_timeout() {
+    let p = Project::new(None).await;
+    let out = p.output(&["run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    p.seed("id,v\n1,new\n2,new\n");
+    let out = p.output(&["run", "--no-load"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut lock = p.db.pool.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(jobs::warehouse::load::LOCK)
+        .execute(&mut *lock)
+        .await
+        .expect("lock");
+    let started = std::time::Instant::now();
+    let out = p
+        .dag(&["load"])
+        .env("DAG_WAREHOUSE__RETRY_TIMEOUT", "2s")
+        .output()
+        .expect("load");
+    let waited = started.elapsed();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("another load has held the warehouse's load lock for 2s"),
+        "{}",
+        text(&out)
+    );
+    assert!(waited < Duration::from_secs(30), "waited {waited:?}");
+    assert!(
+        !text(&out).contains("slow statement"),
+        "a library's warning on the user's terminal: {}",
+        text(&out)
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(jobs::warehouse::load::LOCK)
+        .execute(&mut *lock)
+        .await
+        .expect("unlock");
+    drop(lock);
+    let rows: Vec<String> = sqlx::query_scalar("SELECT v FROM gold.g ORDER BY id")
+        .fetch_all(&p.db.pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows, ["a", "b"], "the warehouse kept its state");
+    // Once the lock is free, the same load goes through.
+    let out = p.output(&["load"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: Vec<String> = sqlx::query_scalar("SELECT v FROM gold.g ORDER BY id")
+        .fetch_all(&p.db.pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows, ["new", "new"]);
+}

@@ -177,7 +177,12 @@ pub async fn serve_until(
     let mut s = Settings::from_config(cfg);
     s.quiet = quiet;
     let schedules = schedules(&p, s.tz).map_err(|e| anyhow::anyhow!(e))?;
-    let pool = crate::warehouse::ready(cfg).await?;
+    // Coordination connections: LISTEN holds one for good; the heartbeat
+    // and lease expiry, the schedules' firing and the claims need theirs;
+    // and every running task renews its lease (with three connections,
+    // renewals of several tasks would queue behind the others).
+    let connections = 3 + u32::try_from(s.max_concurrency).unwrap_or(u32::MAX).min(64);
+    let pool = crate::warehouse::ready_with(cfg, connections).await?;
     let host = jobs::datatest::report::hostname();
     let me = scheduler_id(&host);
     store::heartbeat(&pool, &me, &host)

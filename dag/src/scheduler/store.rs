@@ -165,6 +165,12 @@ pub async fn claim(
     max_concurrency: i64,
 ) -> DbResult<Option<Claim>> {
     let mut tx = pool.begin().await?;
+    // A claim holds the lock for milliseconds; a wait this long means a
+    // stuck peer: give up this round (the caller polls again) rather than
+    // wait for ever.
+    sqlx::query("SELECT set_config('lock_timeout', '10s', true)")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(CLAIM_LOCK)
         .execute(&mut *tx)

@@ -86,9 +86,17 @@ where
 /// A small pool (a load is one transaction; migrations take a lock on a
 /// second connection), connected with retries.
 pub async fn connect(s: &WarehouseSettings) -> Result<PgPool, WarehouseError> {
+    connect_with(s, 3).await
+}
+
+/// [`connect`] with room for `connections` at once.
+pub async fn connect_with(
+    s: &WarehouseSettings,
+    connections: u32,
+) -> Result<PgPool, WarehouseError> {
     retrying(s, "connecting to PostgreSQL", || async {
         Ok(PgPoolOptions::new()
-            .max_connections(3)
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect(&s.url)
             .await?)

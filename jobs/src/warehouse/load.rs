@@ -134,7 +134,7 @@ pub async fn load(
         .filter(|m| m.warehouse.is_some())
         .collect();
     retrying(ws, "loading the warehouse", || {
-        load_once(pool, &models, catalog, s, &audited)
+        load_once(pool, &models, catalog, s, &audited, ws.retry_timeout)
     })
     .await
 }
@@ -145,11 +145,29 @@ async fn load_once(
     catalog: &Catalog,
     s: &Settings,
     audited: &BTreeMap<String, i64>,
+    lock_wait: std::time::Duration,
 ) -> Result<LoadReport, WarehouseError> {
     let mut report = LoadReport::default();
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    // Another load (or one hung mid-transaction) is waited for, but not
+    // for ever: the lock wait is bounded, the load's own statements not.
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(format!("{}ms", lock_wait.as_millis().max(1)))
+        .execute(&mut *tx)
+        .await?;
+    match sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(LOCK)
+        .execute(&mut *tx)
+        .await
+    {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            return Err(WarehouseError::Busy {
+                seconds: lock_wait.as_secs_f64(),
+            });
+        }
+        other => other?,
+    };
+    sqlx::query("SELECT set_config('lock_timeout', '0', true)")
         .execute(&mut *tx)
         .await?;
     // Tables are opened under the lock: a load that waited for another one

@@ -42,6 +42,11 @@ pub enum WarehouseError {
     /// A lost connection under another library (refinery): retried.
     #[error("{0}")]
     Transient(String),
+    /// Another load held the load lock for all of warehouse.retry_timeout.
+    #[error(
+        "another load has held the warehouse's load lock for {seconds:.0}s (warehouse.retry_timeout): nothing was loaded, the warehouse keeps its state"
+    )]
+    Busy { seconds: f64 },
     #[error("PostgreSQL: {0}")]
     Sql(#[from] sqlx::Error),
     #[error(transparent)]
