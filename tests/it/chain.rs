@@ -369,7 +369,13 @@ async fn the_scheduler_streams_bronze_and_a_triggered_run_loads_postgresql() {
     let out = p.dag(&db, &["trigger", "gold", "--wait"]);
     assert!(out.contains("success"), "{out}\n{}", p.log("scheduler"));
     assert_invariant(&db, &sent, "scheduled run").await;
-    let status = p.dag(&db, &["status"]);
+    // The triggered run's own status (a scheduled run may have started
+    // since and be the latest).
+    let run = out
+        .lines()
+        .find_map(|l| l.strip_prefix("run ")?.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in:\n{out}"));
+    let status = p.dag(&db, &["status", run]);
     assert!(status.contains("load:warehouse"), "{status}");
     let _ = Command::new("kill")
         .args(["-TERM", &scheduler.id().to_string()])

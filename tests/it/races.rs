@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::TestDb;
 
-struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
     db: TestDb,
 }
 
 impl Project {
     /// `schedule`: the pipeline's schedule of `+g` (`None`: none).
-    async fn new(schedule: Option<&str>) -> Project {
+    pub(crate) async fn new(schedule: Option<&str>) -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         let write = |rel: &str, text: &str| {
@@ -64,7 +64,7 @@ impl Project {
         }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
@@ -78,19 +78,19 @@ impl Project {
         c
     }
 
-    fn output(&self, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
         self.dag(args).output().expect("dag")
     }
 
     /// The seed's next version, written aside and renamed into place.
-    fn seed(&self, text: &str) {
+    pub(crate) fn seed(&self, text: &str) {
         let tmp = self.root().join("data/.s.csv.tmp");
         std::fs::write(&tmp, text).expect("write");
         std::fs::rename(&tmp, self.root().join("data/s.csv")).expect("rename");
     }
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),

@@ -67,9 +67,10 @@ pub async fn evaluate(
     ctx: &Context<'_>,
     model: &Model,
     test: &DataTest,
-    base: Option<Base>,
+    passes: &[Base],
 ) -> Result<Outcome, ModelError> {
     let table = ctx.catalog.open_input(&model.name, ctx.settings).await?;
+    let base = super::results::pick(passes, table.created_at());
     let version = table.version();
     let all = table.files().await?;
     let scope = Scope::new(&table, &all, base.as_ref()).await?;

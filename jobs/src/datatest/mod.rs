@@ -164,17 +164,17 @@ impl Tester {
     /// `Error` result, not an `Err`.
     pub async fn run(&self, model: &Model, test: &DataTest) -> TestResult {
         let started = Instant::now();
-        let base = if self.opts.full {
-            None
+        let passes = if self.opts.full {
+            Vec::new()
         } else {
-            lock(&self.bases).base(&test.name)
+            lock(&self.bases).passes(&test.name)
         };
         let ctx = eval::Context {
             catalog: &self.catalog,
             settings: &self.settings,
             opts: &self.opts,
         };
-        let mut result = match eval::evaluate(&ctx, model, test, base).await {
+        let mut result = match eval::evaluate(&ctx, model, test, &passes).await {
             Ok(o) => judge(model, test, o),
             Err(e) => TestResult {
                 status: Status::Error,
@@ -184,7 +184,14 @@ impl Tester {
         };
         result.seconds = started.elapsed().as_secs_f64();
         if result.status == Status::Pass && result.failing == 0 {
-            lock(&self.bases).passed(&test.name, result.version, result.compared_version);
+            lock(&self.bases).passed(
+                &test.name,
+                results::Base {
+                    version: result.version,
+                    compared_version: result.compared_version,
+                    tested_at: self.opts.clock.max(Utc::now()).timestamp_micros(),
+                },
+            );
         }
         lock(&self.ran).push(result.clone());
         result

@@ -33,7 +33,12 @@ pub fn columns() -> Vec<SpecColumn> {
             false,
             "the dag run or dag test that ran it",
         ),
-        c("tested_at", Timestamp, false, "the run's clock"),
+        c(
+            "tested_at",
+            Timestamp,
+            false,
+            "when the run recorded its results",
+        ),
         c("test", String, false, "the test's name"),
         c("model", String, false, "the model tested"),
         c("kind", String, false, "not_null, unique, ..."),
@@ -81,17 +86,21 @@ fn location(s: &Settings) -> Result<TableLocation, ModelError> {
     )?)
 }
 
-/// Where a test last passed with no failing row.
+/// A version at which a test passed with no failing row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Base {
     pub version: i64,
     pub compared_version: Option<i64>,
+    /// When it was recorded (epoch microseconds): a pass recorded before
+    /// the table was created was on another table of the same name (it
+    /// was deleted and rebuilt), whose versions mean nothing here.
+    pub tested_at: i64,
 }
 
-/// Each test's base, from the results table.
+/// Each test's clean passes, from the results table.
 #[derive(Clone, Debug, Default)]
 pub struct Bases {
-    by_test: HashMap<String, Base>,
+    by_test: HashMap<String, Vec<Base>>,
 }
 
 impl Bases {
@@ -103,18 +112,23 @@ impl Bases {
         let df = table
             .read_all(Some(&[
                 "test",
+                "tested_at",
                 "version",
                 "compared_version",
                 "status",
                 "failing",
             ]))
             .await?;
+        let tested_at = df
+            .column("tested_at")?
+            .cast(&polars::prelude::DataType::Int64)?;
+        let tested_at = tested_at.i64()?.clone();
         let tests = df.column("test")?.str()?.clone();
         let versions = df.column("version")?.i64()?.clone();
         let compared = df.column("compared_version")?.i64()?.clone();
         let status = df.column("status")?.str()?.clone();
         let failing = df.column("failing")?.i64()?.clone();
-        let mut by_test: HashMap<String, Base> = HashMap::new();
+        let mut by_test: HashMap<String, Vec<Base>> = HashMap::new();
         for i in 0..df.height() {
             if status.get(i) != Some(Status::Pass.as_str()) || failing.get(i) != Some(0) {
                 continue;
@@ -122,35 +136,37 @@ impl Bases {
             let (Some(t), Some(v)) = (tests.get(i), versions.get(i)) else {
                 continue;
             };
-            let base = Base {
+            by_test.entry(t.to_string()).or_default().push(Base {
                 version: v,
                 compared_version: compared.get(i),
-            };
-            // Files are read in log order: a later equal version wins.
-            match by_test.get(t) {
-                Some(b) if b.version > v => {}
-                _ => {
-                    by_test.insert(t.to_string(), base);
-                }
-            }
+                tested_at: tested_at.get(i).unwrap_or(i64::MIN),
+            });
         }
         Ok(Bases { by_test })
     }
 
-    pub fn base(&self, test: &str) -> Option<Base> {
-        self.by_test.get(test).copied()
+    /// Every clean pass of `test` on record.
+    pub fn passes(&self, test: &str) -> Vec<Base> {
+        self.by_test.get(test).cloned().unwrap_or_default()
     }
 
     /// Records a clean pass made in this process.
-    pub fn passed(&mut self, test: &str, version: i64, compared_version: Option<i64>) {
-        self.by_test.insert(
-            test.to_string(),
-            Base {
-                version,
-                compared_version,
-            },
-        );
+    pub fn passed(&mut self, test: &str, base: Base) {
+        self.by_test.entry(test.to_string()).or_default().push(base);
     }
+}
+
+/// The base of a test on a table created at `created` (epoch
+/// milliseconds, when the table's metadata says): the highest version
+/// among the passes recorded since then (all of them when the creation
+/// time is unknown).
+pub fn pick(passes: &[Base], created: Option<i64>) -> Option<Base> {
+    let since = created.map_or(i64::MIN, |ms| ms.saturating_mul(1000));
+    passes
+        .iter()
+        .filter(|b| b.tested_at >= since)
+        .max_by_key(|b| (b.version, b.tested_at))
+        .copied()
 }
 
 /// Appends `results` in one commit (nothing when there are none).
@@ -178,7 +194,11 @@ pub async fn append(
     let sample = |r: &TestResult| -> Option<String> {
         (!r.sample.is_empty()).then(|| serde_json::Value::from(r.sample.clone()).to_string())
     };
-    let tested_at = Column::new("tested_at".into(), vec![clock.timestamp_micros(); n])
+    // Recorded now (or at the run's clock, if that is later): after the
+    // tested tables existed, which is what tells a pass on a table from
+    // one on an older table of the same name (see [`pick`]).
+    let recorded = clock.max(Utc::now());
+    let tested_at = Column::new("tested_at".into(), vec![recorded.timestamp_micros(); n])
         .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
     let df = DataFrame::new(
         n,

@@ -347,6 +347,17 @@ impl ModelTable {
         &self.schema
     }
 
+    /// When the table was created (epoch milliseconds), as its metadata
+    /// records it: a table deleted and rebuilt under the same name has a
+    /// new one.
+    pub fn created_at(&self) -> Option<i64> {
+        let metadata = self.table.snapshot().ok()?.metadata().clone();
+        serde_json::to_value(metadata)
+            .ok()?
+            .get("createdTime")?
+            .as_i64()
+    }
+
     pub fn version(&self) -> i64 {
         self.table.version().map_or(-1, |v| v as i64)
     }
