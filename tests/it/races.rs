@@ -90,6 +90,30 @@ impl Project {
     }
 }
 
+/// The warehouse's load lock, held by the test as another load would.
+struct LoadLock(sqlx::pool::PoolConnection<sqlx::Postgres>);
+
+impl LoadLock {
+    async fn hold(pool: &sqlx::PgPool) -> LoadLock {
+        let mut conn = pool.acquire().await.expect("connection");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(jobs::warehouse::load::LOCK)
+            .execute(&mut *conn)
+            .await
+            .expect("lock");
+        LoadLock(conn)
+    }
+
+    /// Unlocks (a session lock outlives the connection's return to the pool).
+    async fn release(mut self) {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(jobs::warehouse::load::LOCK)
+            .execute(&mut *self.0)
+            .await
+            .expect("unlock");
+    }
+}
+
 pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}\n{}",
@@ -217,12 +241,7 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
         .spawn()
         .expect("scheduler");
     // Hold the load lock: the run's load task will wait on it.
-    let mut lock = p.db.pool.acquire().await.expect("connection");
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(jobs::warehouse::load::LOCK)
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = LoadLock::hold(&p.db.pool).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let live: i64 = sqlx::query_scalar("SELECT count(*) FROM dag.schedulers")
@@ -263,12 +282,7 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
         text(&out)
     );
     assert!(text(&out).contains("not_null_g_v"), "{}", text(&out));
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(jobs::warehouse::load::LOCK)
-        .execute(&mut *lock)
-        .await
-        .expect("unlock");
-    drop(lock);
+    lock.release().await;
     let out = p.output(&["status"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -313,12 +327,7 @@ async fn a_load_waits_for_the_lock_only_as_long_as_retry_timeout() {
     p.seed("id,v\n1,new\n2,new\n");
     let out = p.output(&["run", "--no-load"]);
     assert!(out.status.success(), "{}", text(&out));
-    let mut lock = p.db.pool.acquire().await.expect("connection");
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(jobs::warehouse::load::LOCK)
-        .execute(&mut *lock)
-        .await
-        .expect("lock");
+    let lock = LoadLock::hold(&p.db.pool).await;
     let started = std::time::Instant::now();
     let out = p
         .dag(&["load"])
@@ -338,12 +347,7 @@ async fn a_load_waits_for_the_lock_only_as_long_as_retry_timeout() {
         "a library's warning on the user's terminal: {}",
         text(&out)
     );
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(jobs::warehouse::load::LOCK)
-        .execute(&mut *lock)
-        .await
-        .expect("unlock");
-    drop(lock);
+    lock.release().await;
     let rows: Vec<String> = sqlx::query_scalar("SELECT v FROM gold.g ORDER BY id")
         .fetch_all(&p.db.pool)
         .await
