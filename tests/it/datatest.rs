@@ -620,3 +620,43 @@ async fn a_rebuilt_table_is_tested_whole_not_from_its_predecessors_base() {
     assert!(!out.status.success(), "the null passed: {text}");
     assert!(text.contains("not_null_g_v  FAIL"), "{text}");
 }
+
+/// The same for a `relationships` test's parent: rebuilt with a key fewer
+/// while the child did not change, the child's rows are checked again
+/// against the rebuilt parent, not judged by the old parent's version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuilt_parent_sends_relationships_back_over_every_row() {
+    let p = crate::races::Project::new(None).await;
+    let write = |rel: &str, text: &str| {
+        let path = p.root().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    write(
+        "models/r/silver/t.yml",
+        "kind: seed\nfile: t.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false}\n",
+    );
+    write("data/t.csv", "id\n1\n2\n");
+    write(
+        "models/r/gold/h.yml",
+        "kind: sql\nmaterialized: table\nunique_key: [id]\ncolumns:\n  - name: id\n    type: int\n    nullable: false\n    tests:\n      - relationships: {to: g, field: id}\n",
+    );
+    write("models/r/gold/h.sql", "SELECT id FROM t\n");
+    let out = p.output(&["run", "--no-load"]);
+    assert!(out.status.success(), "{}", crate::races::text(&out));
+    // The parent is deleted and rebuilt without key 2; the child stays.
+    std::fs::remove_dir_all(p.root().join("lake/gold/g")).expect("delete the parent");
+    p.seed("id,v\n1,a\n");
+    let out = p.output(&["run", "--no-load", "+g"]);
+    assert!(out.status.success(), "{}", crate::races::text(&out));
+    let out = p.output(&["test", "h"]);
+    let text = crate::races::text(&out);
+    assert!(
+        !out.status.success(),
+        "h's row 2 points at no parent: {text}"
+    );
+    assert!(
+        text.contains("relationships_h_id") && text.contains("FAIL"),
+        "{text}"
+    );
+}

@@ -700,8 +700,13 @@ async fn relationships(
     let mut files = scope.files.clone();
     let mut since = scope.since;
     if let (Some(_), Some(b)) = (since, base) {
+        // A parent rebuilt since the check (created after it) shares
+        // nothing with the version compared then.
+        let same_parent = parent
+            .created_at()
+            .is_none_or(|ms| b.tested_at >= ms.saturating_mul(1000));
         let stands = match b.compared_version {
-            Some(pv) if pv <= parent.version() => {
+            Some(pv) if pv <= parent.version() && same_parent => {
                 !lost_keys(&parent, pv, field, &keys, column).await?
             }
             _ => false,
