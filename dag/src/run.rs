@@ -24,13 +24,9 @@ use tokio::task::JoinSet;
 
 pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
     Settings {
-        lake: cfg.lake_url(),
-        storage_options: cfg.storage_options(),
-        data_dir: cfg.data_dir(),
         full_refresh,
         clean_batch_bytes: cfg.config.models.clean_batch_mb << 20,
-        range: None,
-        cancel: Default::default(),
+        ..Settings::new(cfg.lake_url(), cfg.storage_options(), cfg.data_dir())
     }
 }
 

@@ -234,15 +234,11 @@ async fn check_lake(c: &Chain, complete: bool) -> u64 {
     use polars::prelude::{DataFrame, DataType, UniqueKeepStrategy};
     let p = dag::pipeline::Pipeline::load(&c.root().join("models/telematics")).expect("pipeline");
     let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
-    let settings = jobs::model::Settings {
-        lake: format!("{}/lake", c._s3.url()),
-        storage_options: crate::s3_faults::direct_storage(&c._s3),
-        data_dir: c.root().join("data"),
-        full_refresh: false,
-        clean_batch_bytes: 96 << 20,
-        range: None,
-        cancel: Default::default(),
-    };
+    let settings = jobs::model::Settings::new(
+        format!("{}/lake", c._s3.url()),
+        crate::s3_faults::direct_storage(&c._s3),
+        c.root().join("data"),
+    );
     let read = async |name: &str, cols: &[String]| -> DataFrame {
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         match catalog.open_input(name, &settings).await {

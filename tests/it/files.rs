@@ -162,15 +162,11 @@ impl Shop {
     }
 
     fn settings(&self) -> Settings {
-        Settings {
-            lake: format!("file://{}/lake", self.root().display()),
-            storage_options: HashMap::new(),
-            data_dir: self.root().join("data"),
-            full_refresh: false,
-            clean_batch_bytes: 96 << 20,
-            range: None,
-            cancel: Default::default(),
-        }
+        Settings::new(
+            format!("file://{}/lake", self.root().display()),
+            HashMap::new(),
+            self.root().join("data"),
+        )
     }
 
     async fn table(&self, name: &str) -> DataFrame {

@@ -74,15 +74,11 @@ impl Lake {
     }
 
     pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            lake: format!("file://{}/lake", self.root().display()),
-            storage_options: HashMap::new(),
-            data_dir: repo().join("data"),
-            full_refresh: false,
-            clean_batch_bytes: 96 << 20,
-            range: None,
-            cancel: Default::default(),
-        }
+        Settings::new(
+            format!("file://{}/lake", self.root().display()),
+            HashMap::new(),
+            repo().join("data"),
+        )
     }
 
     /// Appends messages to the two bronze tables as one commit each, with

@@ -219,15 +219,11 @@ impl Retail {
     async fn table(&self, name: &str) -> DataFrame {
         let p = Pipeline::load(&self.root.join("models/retail")).expect("pipeline");
         let catalog = Catalog::new(p.graph.node_weights().cloned());
-        let settings = Settings {
-            lake: format!("file://{}/lake", self.root.display()),
-            storage_options: HashMap::new(),
-            data_dir: self.root.join("data"),
-            full_refresh: false,
-            clean_batch_bytes: 96 << 20,
-            range: None,
-            cancel: Default::default(),
-        };
+        let settings = Settings::new(
+            format!("file://{}/lake", self.root.display()),
+            HashMap::new(),
+            self.root.join("data"),
+        );
         catalog
             .open_input(name, &settings)
             .await

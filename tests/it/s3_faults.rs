@@ -632,15 +632,11 @@ impl TwoLakes {
     }
 
     fn settings(&self, lake: &str) -> Settings {
-        Settings {
-            lake: format!("{}/{lake}", self.s3.url()),
-            storage_options: self.direct.clone(),
-            data_dir: self.dir.path().join("data"),
-            full_refresh: false,
-            clean_batch_bytes: 96 << 20,
-            range: None,
-            cancel: Default::default(),
-        }
+        Settings::new(
+            format!("{}/{lake}", self.s3.url()),
+            self.direct.clone(),
+            self.dir.path().join("data"),
+        )
     }
 
     fn catalog(&self) -> Catalog {

@@ -742,15 +742,11 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
     kill9(&mut s);
     let pipeline = dag::pipeline::Pipeline::load(&p.root().join("models/p")).expect("pipeline");
     let catalog = jobs::model::Catalog::new(pipeline.graph.node_weights().cloned());
-    let settings = jobs::model::Settings {
-        lake: format!("file://{}/lake", p.root().display()),
-        storage_options: Default::default(),
-        data_dir: p.root().join("data"),
-        full_refresh: false,
-        clean_batch_bytes: 96 << 20,
-        range: None,
-        cancel: Default::default(),
-    };
+    let settings = jobs::model::Settings::new(
+        format!("file://{}/lake", p.root().display()),
+        Default::default(),
+        p.root().join("data"),
+    );
     let rows = catalog
         .open_input("e", &settings)
         .await

@@ -173,15 +173,17 @@ impl Runner {
                 .max();
         }
         // The version this step left the table at (what the load may
-        // publish): written now, else judged by its tests, else as found.
+        // publish): written now, else judged by its tests, else, for a
+        // model the load publishes, as found (one more table open).
         let version = match report.version.or(tested) {
             Some(v) => Some(v),
-            None => self
+            None if self.p.model(node).is_some_and(|m| m.warehouse.is_some()) => self
                 .catalog
                 .open_input(node, &settings)
                 .await
                 .ok()
                 .map(|t| t.version()),
+            None => None,
         };
         Ok(Done {
             seconds: started.elapsed().as_secs_f64(),

@@ -293,6 +293,16 @@ pub struct Cleaned {
 const COORDS: [&str; 3] = ["topic", "partition", "offset"];
 const HIDDEN: [&str; 3] = ["__dag_topic", "__dag_partition", "__dag_offset"];
 
+/// Columns `from` of `df`, renamed `to` (nothing else).
+fn renamed(df: DataFrame, from: &[&str], to: &[&str]) -> Result<DataFrame, ModelError> {
+    let columns: Vec<Expr> = from
+        .iter()
+        .zip(to)
+        .map(|(f, t)| col(*f).alias(*t))
+        .collect();
+    Ok(df.lazy().select(columns).collect()?)
+}
+
 struct Rules<'a> {
     format: RecordFormat,
     fields: &'a [FieldRule],
@@ -333,31 +343,17 @@ impl Rules<'_> {
                 // Derived before the dedupe: the range column may be a
                 // derived one, and every passing row's place matters.
                 let idx = IdxCa::from_vec("idx".into(), accepted);
-                let coords = rows
-                    .select(COORDS)?
-                    .take(&idx)?
-                    .lazy()
-                    .select(
-                        COORDS
-                            .iter()
-                            .zip(HIDDEN)
-                            .map(|(c, h)| col(*c).alias(h))
-                            .collect::<Vec<_>>(),
-                    )
-                    .collect()?;
+                let coords = renamed(rows.select(COORDS)?.take(&idx)?, &COORDS, &HIDDEN)?;
                 let valid = self.derive(valid.hstack(coords.columns())?)?;
-                let in_range = valid
-                    .clone()
-                    .lazy()
-                    .filter(range.predicate(column))
-                    .select(
-                        HIDDEN
-                            .iter()
-                            .zip(COORDS)
-                            .map(|(h, c)| col(*h).alias(c))
-                            .collect::<Vec<_>>(),
-                    )
-                    .collect()?;
+                let in_range = renamed(
+                    valid
+                        .clone()
+                        .lazy()
+                        .filter(range.predicate(column))
+                        .collect()?,
+                    &HIDDEN,
+                    &COORDS,
+                )?;
                 (valid, Some(in_range))
             }
         };

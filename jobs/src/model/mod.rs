@@ -64,6 +64,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Incremental runs (no full refresh, no range), cleaning batches of
+    /// 96 MB, never cancelled: what a run is unless it says otherwise.
+    pub fn new(lake: String, storage_options: HashMap<String, String>, data_dir: PathBuf) -> Self {
+        Self {
+            lake,
+            storage_options,
+            data_dir,
+            full_refresh: false,
+            clean_batch_bytes: 96 << 20,
+            range: None,
+            cancel: Cancel::default(),
+        }
+    }
+
     pub fn location(&self, layer: Layer, name: &str) -> Result<TableLocation, ModelError> {
         Ok(TableLocation::in_lake(
             &self.lake,
