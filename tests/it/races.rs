@@ -90,6 +90,32 @@ impl Project {
     }
 }
 
+/// Polls `sql` (one text value or none) every 50 ms until `done` holds
+/// of it, for at most 30 s; the value it ended on.
+async fn wait_for(
+    pool: &sqlx::PgPool,
+    sql: &'static str,
+    what: &str,
+    done: impl Fn(Option<&str>) -> bool,
+) -> Option<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Option<String> = sqlx::query_scalar(sql)
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten();
+        if done(v.as_deref()) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 30 s for {what}: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The warehouse's load lock, held by the test as another load would.
 struct LoadLock(sqlx::pool::PoolConnection<sqlx::Postgres>);
 
@@ -242,37 +268,22 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
         .expect("scheduler");
     // Hold the load lock: the run's load task will wait on it.
     let lock = LoadLock::hold(&p.db.pool).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM dag.schedulers")
-            .fetch_one(&p.db.pool)
-            .await
-            .unwrap_or(0);
-        if live > 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no scheduler started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        &p.db.pool,
+        "SELECT count(*)::text FROM dag.schedulers",
+        "a scheduler",
+        |v| v != Some("0"),
+    )
+    .await;
     let out = p.output(&["trigger", "+g"]);
     assert!(out.status.success(), "{}", text(&out));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state: Option<String> = sqlx::query_scalar(
-            "SELECT state FROM dag.task_runs WHERE node = 'load:warehouse' ORDER BY run_id DESC LIMIT 1",
-        )
-        .fetch_optional(&p.db.pool)
-        .await
-        .expect("state");
-        if state.as_deref() == Some("running") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the load task never started: {state:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        &p.db.pool,
+        "SELECT state FROM dag.task_runs WHERE node = 'load:warehouse' ORDER BY run_id DESC LIMIT 1",
+        "the load task running",
+        |v| v == Some("running"),
+    )
+    .await;
     // Meanwhile a version that fails its test is committed.
     p.seed("id,v\n1,\n2,untested\n");
     let out = p.output(&["run", "--no-load"]);
@@ -284,20 +295,14 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
     assert!(text(&out).contains("not_null_g_v"), "{}", text(&out));
     lock.release().await;
     let out = p.output(&["status"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state: String =
-            sqlx::query_scalar("SELECT state FROM dag.runs ORDER BY id DESC LIMIT 1")
-                .fetch_one(&p.db.pool)
-                .await
-                .expect("run");
-        if state != "running" && state != "queued" {
-            assert_eq!(state, "success", "{}", text(&out));
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the run never ended");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let state = wait_for(
+        &p.db.pool,
+        "SELECT state FROM dag.runs ORDER BY id DESC LIMIT 1",
+        "the run's end",
+        |v| !matches!(v, Some("running" | "queued")),
+    )
+    .await;
+    assert_eq!(state.as_deref(), Some("success"), "{}", text(&out));
     let _ = scheduler.kill();
     let _ = scheduler.wait();
     let rows: Vec<(i32, Option<String>)> = sqlx::query("SELECT id, v FROM gold.g ORDER BY id")
