@@ -1,16 +1,18 @@
 //! The whole chain under faults: the shipped pipeline against the separate
-//! broker process, the lake on S3 (through the fault proxy) and
-//! PostgreSQL. While a producer sends simulated messages (every bad kind
-//! among them), the test kills -9 the ingesters (two, of one group) and
-//! the schedulers (two), freezes them with SIGSTOP past the session
-//! timeout or the lease and wakes them as zombies, terminates PostgreSQL's
-//! client connections, and turns S3 storms on and off (failed requests,
+//! broker process, the lake on S3 (through the fault proxy) and a
+//! PostgreSQL of the test's own. While a producer sends simulated messages
+//! (every bad kind among them), the test kills -9 the ingesters (two, of
+//! one group) and the schedulers (two), freezes them with SIGSTOP past the
+//! session timeout or the lease and wakes them as zombies, terminates
+//! PostgreSQL's client connections, crashes PostgreSQL and starts it again
+//! after an outage, and turns S3 storms on and off (failed requests,
 //! writes that land with their answer lost, delays) at random points; a
 //! schedule runs silver, gold, the tests and the load every 2 seconds
-//! throughout. Eight kinds of fault, over a hundred in all. Throughout,
+//! throughout. Nine kinds of fault, over a hundred in all. Throughout,
 //! `dag.loaded_versions` never goes back, and at checkpoints the lake's
-//! own invariants hold ([`check_lake`]). Then everything restarts clean
-//! and a final `dag trigger gold --wait` runs.
+//! own invariants hold ([`check_lake`]) and PostgreSQL equals gold at a
+//! version whose tests passed ([`check_warehouse`]). Then everything
+//! restarts clean and a final `dag trigger gold --wait` runs.
 //!
 //! The invariant is checked against an independent recomputation from
 //! the produced messages (the simulator's own record): PostgreSQL's
@@ -26,8 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::TestS3;
+use testkit::pg_cluster::PgCluster;
 use testkit::s3_faults::{ActionKind, FaultProxy, Method, Rule};
-use testkit::{TestDb, TestS3};
 
 const START: &str = "2026-11-21T08:00:00Z";
 const SEED: u64 = 77;
@@ -35,7 +38,9 @@ const EVENTS: u64 = 24_000;
 
 struct Chain {
     dir: tempfile::TempDir,
-    db: TestDb,
+    /// PostgreSQL of this test's own: the test crashes and restarts it.
+    pg: PgCluster,
+    pool: sqlx::PgPool,
     _s3: TestS3,
     proxy: FaultProxy,
     telemetry: String,
@@ -81,9 +86,12 @@ impl Chain {
             testkit::unique_suffix()
         );
         std::fs::write(root.join("dag.toml"), toml).expect("write");
+        let pg = PgCluster::start().expect("a PostgreSQL cluster of the test's own");
+        let pool = sqlx::PgPool::connect(&pg.url()).await.expect("connect");
         Chain {
             dir,
-            db: TestDb::create().await.expect("db"),
+            pg,
+            pool,
             _s3: s3,
             proxy,
             telemetry,
@@ -99,7 +107,7 @@ impl Chain {
         let mut c = Command::new(testkit::dag_bin());
         c.current_dir(self.root())
             .args(args)
-            .env("DATABASE_URL", &self.db.url)
+            .env("DATABASE_URL", self.pg.url())
             .env("AWS_ACCESS_KEY_ID", testkit::S3_ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", testkit::S3_SECRET_KEY);
         c
@@ -136,7 +144,7 @@ impl Chain {
              WHERE datname = current_database() AND pid <> pg_backend_pid() \
              AND backend_type = 'client backend'",
         )
-        .execute(&self.db.pool)
+        .execute(&self.pool)
         .await;
     }
 }
@@ -216,7 +224,7 @@ fn truth(c: &Chain) -> Truth {
 
 async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_all(&c.db.pool)
+        .fetch_all(&c.pool)
         .await
         .expect("query")
 }
@@ -351,8 +359,183 @@ async fn check_lake(c: &Chain, complete: bool) -> u64 {
     checked
 }
 
+/// PostgreSQL against the lake, with the load lock held so that no load
+/// moves anything meanwhile: every table `dag.loaded_versions` names holds
+/// exactly its gold model's rows at that version (as many rows, the same
+/// set of unique keys), and each of the model's error-severity tests has
+/// a result at that very version that did not fail (the load published
+/// what its audit passed, nothing newer). Returns the rows checked, or
+/// None when the lock or the database could not be had (PostgreSQL down,
+/// a load holding the lock long).
+async fn check_warehouse(c: &Chain) -> Option<u64> {
+    use jobs::spec::{ColumnType, Severity, TestKind};
+    use polars::prelude::DataType;
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&c.pg.url()).await.ok()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(jobs::warehouse::load::LOCK)
+            .fetch_one(&mut conn)
+            .await
+            .ok()?;
+        if got {
+            break;
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let loaded: Vec<(String, i64)> =
+        sqlx::query_as("SELECT model, delta_version FROM dag.loaded_versions")
+            .fetch_all(&mut conn)
+            .await
+            .ok()?;
+    if loaded.is_empty() {
+        return Some(0);
+    }
+    let p = dag::pipeline::Pipeline::load(&c.root().join("models/telematics")).expect("pipeline");
+    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
+    let settings = jobs::model::Settings::new(
+        format!("{}/lake", c._s3.url()),
+        crate::s3_faults::direct_storage(&c._s3),
+        c.root().join("data"),
+    );
+    // (test, version) -> whether a result there did not fail.
+    let results = jobs::model::table::ModelTable::open(
+        jobs::datatest::results::TABLE,
+        &jobs::datatest::results::location(&settings).expect("location"),
+        jobs::model::table::arrow_schema(&jobs::datatest::results::columns()),
+    )
+    .await
+    .expect("results table")
+    .expect("a load happened, so tests ran")
+    .read_all(Some(&["test", "version", "status"]))
+    .await
+    .expect("read results");
+    let (tests, versions, status) = (
+        results
+            .column("test")
+            .expect("test")
+            .str()
+            .expect("str")
+            .clone(),
+        results
+            .column("version")
+            .expect("v")
+            .i64()
+            .expect("i64")
+            .clone(),
+        results
+            .column("status")
+            .expect("s")
+            .str()
+            .expect("str")
+            .clone(),
+    );
+    let passed: BTreeSet<(String, i64)> = (0..results.height())
+        .filter(|&i| matches!(status.get(i), Some("pass" | "warn")))
+        .filter_map(|i| Some((tests.get(i)?.to_string(), versions.get(i)?)))
+        .collect();
+    let mut checked = 0u64;
+    for (model, version) in loaded {
+        let m = p.model(&model).expect("a loaded model is in the pipeline");
+        let target = m.warehouse.as_ref().expect("a warehouse model");
+        for t in m.tests.iter().filter(|t| t.severity == Severity::Error) {
+            assert!(
+                passed.contains(&(t.name.clone(), version)),
+                "{model}: published at version {version}, where test {} has no passing result",
+                t.name
+            );
+        }
+        let key: Vec<String> = m
+            .tests
+            .iter()
+            .find_map(|t| match &t.kind {
+                TestKind::Unique { columns } => Some(columns.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| m.unique_key.clone());
+        let is_ts = |col: &str| {
+            m.column(col)
+                .is_some_and(|c| matches!(c.ty, ColumnType::Timestamp))
+        };
+        // Keys as text on both sides; timestamps as epoch microseconds.
+        let pg_key = key
+            .iter()
+            .map(|k| {
+                if is_ts(k) {
+                    format!("(extract(epoch from \"{k}\") * 1000000)::bigint::text")
+                } else {
+                    format!("\"{k}\"::text")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let in_pg: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT concat_ws('|', {pg_key}) FROM \"{}\".\"{}\"",
+            target.schema, target.table
+        )))
+        .fetch_all(&mut conn)
+        .await
+        .expect("read the warehouse table");
+        let table = catalog
+            .open_input(&model, &settings)
+            .await
+            .expect("open gold")
+            .at_version(version)
+            .await
+            .expect("the loaded version is in the table's log");
+        let cols: Vec<&str> = key.iter().map(String::as_str).collect();
+        let df = table.read_all(Some(&cols)).await.expect("read gold");
+        let parts: Vec<_> = key
+            .iter()
+            .map(|k| {
+                let col = df.column(k).expect("key column");
+                let col = if is_ts(k) {
+                    col.cast(&DataType::Int64).expect("cast")
+                } else {
+                    col.clone()
+                };
+                col.cast(&DataType::String).expect("as text")
+            })
+            .collect();
+        let in_gold: Vec<String> = (0..df.height())
+            .map(|i| {
+                parts
+                    .iter()
+                    .map(|c| c.str().expect("str").get(i).unwrap_or_default().to_string())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        assert_eq!(
+            in_pg.len(),
+            in_gold.len(),
+            "{model}: PostgreSQL holds {} rows, gold at the loaded version {version} {}",
+            in_pg.len(),
+            in_gold.len()
+        );
+        let (a, b): (BTreeSet<_>, BTreeSet<_>) =
+            (in_pg.into_iter().collect(), in_gold.into_iter().collect());
+        let only_pg: Vec<_> = a.difference(&b).take(3).collect();
+        let only_gold: Vec<_> = b.difference(&a).take(3).collect();
+        assert!(
+            only_pg.is_empty() && only_gold.is_empty(),
+            "{model} at version {version}: only in PostgreSQL {only_pg:?}, only in gold {only_gold:?}"
+        );
+        checked += a.len() as u64;
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(jobs::warehouse::load::LOCK)
+        .execute(&mut conn)
+        .await;
+    Some(checked)
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
+async fn the_invariant_holds_after_100_faults_of_nine_kinds() {
     let c = Chain::new().await;
     let t = truth(&c);
     for kind in [
@@ -401,6 +584,7 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
     ];
     let mut rng = rand::rng();
     let (mut kills, mut ingest_kills, mut scheduler_kills, mut pg_kills) = (0, 0, 0, 0);
+    let (mut pg_restarts, mut warehouse_checkpoints) = (0, 0);
     let (mut ingest_zombies, mut scheduler_zombies, mut checkpoints, mut rows_checked) =
         (0, 0, 0, 0u64);
     // Processes stopped with SIGSTOP, and when they get SIGCONT.
@@ -434,7 +618,7 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
         if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(
             "SELECT model, delta_version FROM dag.loaded_versions",
         )
-        .fetch_all(&c.db.pool)
+        .fetch_all(&c.pool)
         .await
         {
             for (model, v) in rows {
@@ -456,14 +640,19 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
         // Now and then the lake's own invariants, mid-run.
         if kills % 8 == 0 {
             let n = check_lake(&c, false).await;
-            eprintln!("checkpoint {checkpoints}: {n} rows");
+            let w = check_warehouse(&c).await;
+            eprintln!("checkpoint {checkpoints}: {n} lake rows, warehouse {w:?}");
             rows_checked += n;
+            if let Some(w) = w {
+                rows_checked += w;
+                warehouse_checkpoints += 1;
+            }
             checkpoints += 1;
         }
         let i = rng.random_range(0..2);
         let is_stopped =
             |pid: u32, stopped: &[(u32, Instant)]| stopped.iter().any(|(p, _)| *p == pid);
-        match rng.random_range(0..5) {
+        match rng.random_range(0..6) {
             0 => {
                 stopped.retain(|(p, _)| *p != ingesters[i].id());
                 kill9(&mut ingesters[i]);
@@ -490,6 +679,14 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
                 signal(schedulers[i].id(), "STOP");
                 stopped.push((schedulers[i].id(), Instant::now() + Duration::from_secs(3)));
                 scheduler_zombies += 1;
+            }
+            // PostgreSQL crashes (every session cut, locks and open
+            // transactions gone) and is down for up to 3 s.
+            5 => {
+                let outage = Duration::from_millis(rng.random_range(300..3000));
+                tokio::task::block_in_place(|| c.pg.crash_restart(outage))
+                    .expect("restart PostgreSQL");
+                pg_restarts += 1;
             }
             _ => {
                 c.kill_connections().await;
@@ -544,7 +741,11 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
         kill9(scheduler);
     }
     rows_checked += check_lake(&c, true).await;
+    rows_checked += check_warehouse(&c)
+        .await
+        .expect("the warehouse check at the end");
     checkpoints += 1;
+    warehouse_checkpoints += 1;
     let s3 = c.proxy.events();
     let of = |k: ActionKind| s3.iter().filter(|e| e.action == k).count();
     let (failed, dropped, delayed) = (
@@ -553,7 +754,7 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
         of(ActionKind::Delay),
     );
     eprintln!(
-        "faults: {} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {ingest_zombies} ingester zombies (SIGSTOP 7 s), {scheduler_zombies} scheduler zombies (SIGSTOP 3 s), {pg_kills} PostgreSQL connection kills, {failed} S3 requests failed, {dropped} S3 answers lost after the write, {delayed} S3 requests delayed, in {storms} storms) in {:.0}s; lake invariants checked at {checkpoints} checkpoints ({rows_checked} rows)",
+        "faults: {} ({ingest_kills} ingester kill -9, {scheduler_kills} scheduler kill -9, {ingest_zombies} ingester zombies (SIGSTOP 7 s), {scheduler_zombies} scheduler zombies (SIGSTOP 3 s), {pg_kills} PostgreSQL connection kills, {pg_restarts} PostgreSQL crash-restarts, {failed} S3 requests failed, {dropped} S3 answers lost after the write, {delayed} S3 requests delayed, in {storms} storms) in {:.0}s; lake invariants checked at {checkpoints} checkpoints, PostgreSQL against gold at {warehouse_checkpoints} ({rows_checked} rows)",
         kills + failed + dropped + delayed,
         started.elapsed().as_secs_f64()
     );
@@ -585,7 +786,7 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
     let per_day: BTreeMap<(String, String), i64> = sqlx::query(
         "SELECT driver_id, event_date::text, events FROM gold.agg_driver_daily WHERE events > 0",
     )
-    .fetch_all(&c.db.pool)
+    .fetch_all(&c.pool)
     .await
     .expect("agg")
     .iter()
@@ -597,4 +798,5 @@ async fn the_invariant_holds_after_100_faults_of_eight_kinds() {
     );
     assert!(kills >= 30 && ingest_kills > 0 && scheduler_kills > 0 && pg_kills > 0);
     assert!(ingest_zombies > 0 && scheduler_zombies > 0 && checkpoints > 1);
+    assert!(pg_restarts > 0 && warehouse_checkpoints > 1);
 }

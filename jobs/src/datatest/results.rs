@@ -77,7 +77,8 @@ pub fn columns() -> Vec<SpecColumn> {
     ]
 }
 
-fn location(s: &Settings) -> Result<TableLocation, ModelError> {
+/// Where the results table lives for the lake of `s`.
+pub fn location(s: &Settings) -> Result<TableLocation, ModelError> {
     Ok(TableLocation::in_lake(
         &s.lake,
         LAYER,

@@ -8,6 +8,7 @@
 //! `/var/tmp/dag-services`). A missing service fails the test with the
 //! command that starts it: a test that silently skips proves nothing.
 
+pub mod pg_cluster;
 pub mod s3_faults;
 
 use anyhow::{Context, Result, bail};
