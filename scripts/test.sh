@@ -47,6 +47,10 @@ step "setup" "$ROOT/scripts/setup.sh" </dev/null
 # just installed it (the next run would otherwise rebuild everything).
 . "$ROOT/scripts/env.sh"
 
+# The code's shape: no import circles between files, nothing new too long
+# (seconds; fails before the long build does).
+step "structure" python3 "$ROOT/scripts/check_structure.py"
+
 # Stale binaries of our own crates fill the disk otherwise (never a clean).
 "$ROOT/scripts/prune_target.sh" || true
 

@@ -74,7 +74,7 @@ pub fn load_pipeline(cfg: &Loaded) -> Result<Pipeline, CliError> {
 
 fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeIndex>, CliError> {
     Selector::parse_args(words)
-        .and_then(|s| s.resolve(p))
+        .and_then(|s| p.select(&s))
         .map_err(CliError::Selector)
 }
 
@@ -215,7 +215,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             let nodes = Selector::parse_args(&selector)
                 .map(Selector::with_downstream)
-                .and_then(|s| s.resolve(&p))
+                .and_then(|s| p.select(&s))
                 .map_err(CliError::Selector)?;
             // Bronze is what a backfill rebuilds from, not what it takes in.
             let nodes: Vec<_> = nodes

@@ -496,6 +496,16 @@ impl Loaded {
         self.base_dir.join(&self.config.data_dir)
     }
 
+    /// The engine's settings for a run of models on this config's lake
+    /// (incremental unless `full_refresh`).
+    pub fn model_settings(&self, full_refresh: bool) -> jobs::model::Settings {
+        jobs::model::Settings {
+            full_refresh,
+            clean_batch_bytes: self.config.models.clean_batch_mb << 20,
+            ..jobs::model::Settings::new(self.lake_url(), self.storage_options(), self.data_dir())
+        }
+    }
+
     /// The lake as a URL: `s3://...` as written, a local path made absolute.
     pub fn lake_url(&self) -> String {
         let uri = &self.config.lake.uri;

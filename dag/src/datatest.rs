@@ -180,7 +180,7 @@ pub async fn run_on_current(
     print: bool,
 ) -> Result<Vec<TestResult>, CliError> {
     let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let tester = Tester::new(catalog, crate::run::settings(cfg, false), opts)
+    let tester = Tester::new(catalog, cfg.model_settings(false), opts)
         .await
         .map_err(anyhow::Error::from)?;
     let w = width(p, nodes);

@@ -2,7 +2,7 @@
 //! for Graphviz, Mermaid for Markdown renderers such as GitHub's).
 
 use crate::pipeline::Pipeline;
-use jobs::spec::{Layer, Model, Source};
+use jobs::spec::{Layer, Model};
 use petgraph::graph::NodeIndex;
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -12,16 +12,6 @@ use std::fmt::Write;
 pub enum GraphFormat {
     Dot,
     Mermaid,
-}
-
-/// The kind of a model as `dag list` shows it (`kafka_source(topic)`).
-pub fn kind_label(m: &Model) -> String {
-    match &m.source {
-        Source::Kafka { topic } => format!("kafka_source({topic})"),
-        Source::Files { path, format } => format!("file_source({}, {path})", format.name()),
-        Source::Seed { file } => format!("seed({file})"),
-        other => other.kind_name().to_string(),
-    }
 }
 
 /// One line per model: name, layer, kind, materialization, inputs, tags,
@@ -35,7 +25,7 @@ pub fn list_text(p: &Pipeline, nodes: &[NodeIndex]) -> String {
             [
                 m.name.clone(),
                 m.layer.to_string(),
-                kind_label(m),
+                m.source.label(),
                 m.materialized.as_str().to_string(),
                 if inputs.is_empty() {
                     "-".into()
@@ -167,7 +157,7 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
                         "    \"{}\" [fillcolor=\"{}\", tooltip=\"{}\"];",
                         m.name,
                         layer_color(layer),
-                        kind_label(m).replace('"', "'")
+                        m.source.label().replace('"', "'")
                     );
                 }
                 out.push_str("  }\n");
@@ -187,7 +177,7 @@ pub fn graph(p: &Pipeline, nodes: &[NodeIndex], format: GraphFormat) -> String {
                         "    {}[\"{}<br/><small>{}</small>\"]",
                         m.name,
                         m.name,
-                        kind_label(m).replace('"', "'")
+                        m.source.label().replace('"', "'")
                     );
                 }
                 out.push_str("  end\n");

@@ -22,14 +22,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
-pub fn settings(cfg: &Loaded, full_refresh: bool) -> Settings {
-    Settings {
-        full_refresh,
-        clean_batch_bytes: cfg.config.models.clean_batch_mb << 20,
-        ..Settings::new(cfg.lake_url(), cfg.storage_options(), cfg.data_dir())
-    }
-}
-
 /// The models of `selected` that a run executes, in dependency order.
 pub fn runnable(p: &Pipeline, selected: &[NodeIndex]) -> Vec<NodeIndex> {
     let chosen: BTreeSet<NodeIndex> = selected.iter().copied().collect();
@@ -70,7 +62,7 @@ pub async fn run(
         return Ok(Outcome::Success);
     }
     let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let mut s = settings(cfg, full_refresh);
+    let mut s = cfg.model_settings(full_refresh);
     s.range = range;
     let tester = Tester::new(catalog.clone(), s.clone(), Options::default())
         .await

@@ -3,25 +3,24 @@
 //! (`bronze`, `silver`, `gold`), `tag:x`, and unions of terms separated by
 //! spaces or commas. `+` works on layers and tags too (`+gold`).
 
-use crate::pipeline::Pipeline;
-use jobs::spec::{Layer, did_you_mean};
-use petgraph::graph::NodeIndex;
-use petgraph::visit::{Bfs, Reversed};
-use std::collections::BTreeSet;
+use jobs::spec::Layer;
 use std::fmt;
 
+/// What a term names.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Atom {
+pub enum Atom {
     Model(String),
     Layer(Layer),
     Tag(String),
 }
 
+/// One term: what it names, and whether everything upstream (`+x`) and
+/// downstream (`x+`) of it comes along.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Term {
-    atom: Atom,
-    upstream: bool,
-    downstream: bool,
+pub struct Term {
+    pub atom: Atom,
+    pub upstream: bool,
+    pub downstream: bool,
 }
 
 /// A parsed selector: a union of terms. An empty selector selects all.
@@ -43,7 +42,7 @@ impl fmt::Display for Selector {
 
 impl Selector {
     /// Parses `a +b c+ tag:x,silver`. Syntax only; names are checked by
-    /// [`Selector::resolve`].
+    /// [`crate::pipeline::Pipeline::select`].
     pub fn parse(text: &str) -> Result<Selector, String> {
         let mut terms = Vec::new();
         for raw in text
@@ -104,71 +103,9 @@ impl Selector {
         self.terms.is_empty()
     }
 
-    /// The selected models, in the pipeline's topological order. Unknown
-    /// model names and tags no model has are errors.
-    pub fn resolve(&self, p: &Pipeline) -> Result<Vec<NodeIndex>, String> {
-        if self.terms.is_empty() {
-            return Ok(p.topo_order().to_vec());
-        }
-        let mut chosen: BTreeSet<NodeIndex> = BTreeSet::new();
-        for term in &self.terms {
-            let seeds: Vec<NodeIndex> = match &term.atom {
-                Atom::Model(name) => match p.node(name) {
-                    Some(n) => vec![n],
-                    None => {
-                        return Err(format!(
-                            "no model named `{name}`{}",
-                            did_you_mean(name, p.names())
-                        ));
-                    }
-                },
-                Atom::Layer(l) => p
-                    .graph
-                    .node_indices()
-                    .filter(|n| p.graph[*n].layer == *l)
-                    .collect(),
-                Atom::Tag(tag) => {
-                    let v: Vec<NodeIndex> = p
-                        .graph
-                        .node_indices()
-                        .filter(|n| p.graph[*n].tags.contains(tag))
-                        .collect();
-                    if v.is_empty() {
-                        let mut tags: BTreeSet<&str> = BTreeSet::new();
-                        for m in p.graph.node_weights() {
-                            tags.extend(m.tags.iter().map(String::as_str));
-                        }
-                        return Err(format!(
-                            "no model has tag `{tag}`{} (tags: {})",
-                            did_you_mean(tag, tags.iter().copied()),
-                            tags.into_iter().collect::<Vec<_>>().join(", ")
-                        ));
-                    }
-                    v
-                }
-            };
-            for seed in seeds {
-                chosen.insert(seed);
-                if term.upstream {
-                    let rev = Reversed(&p.graph);
-                    let mut bfs = Bfs::new(rev, seed);
-                    while let Some(n) = bfs.next(rev) {
-                        chosen.insert(n);
-                    }
-                }
-                if term.downstream {
-                    let mut bfs = Bfs::new(&p.graph, seed);
-                    while let Some(n) = bfs.next(&p.graph) {
-                        chosen.insert(n);
-                    }
-                }
-            }
-        }
-        Ok(p.topo_order()
-            .iter()
-            .copied()
-            .filter(|n| chosen.contains(n))
-            .collect())
+    /// The terms of the union (none: everything).
+    pub fn terms(&self) -> &[Term] {
+        &self.terms
     }
 }
 

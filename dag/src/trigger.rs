@@ -39,7 +39,7 @@ pub async fn trigger(
     wait: bool,
 ) -> Result<Outcome, CliError> {
     let selector = Selector::parse_args(words).map_err(CliError::Selector)?;
-    let nodes = selector.resolve(p).map_err(CliError::Selector)?;
+    let nodes = p.select(&selector).map_err(CliError::Selector)?;
     let nodes = with_upstream(p, &nodes);
     let pool = crate::warehouse::ready(cfg).await?;
     if store::live_schedulers(&pool, LIVE)

@@ -198,7 +198,7 @@ pub async fn load_reporting(
     }
     let pool = ready_warehouse(cfg, p).await?;
     let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let s = crate::run::settings(cfg, false);
+    let s = cfg.model_settings(false);
     let report = load(
         &cfg.warehouse_settings(),
         &pool,

@@ -6,8 +6,8 @@ use dag::select::Selector;
 
 fn select(p: &Pipeline, text: &str) -> Result<Vec<String>, String> {
     let sel = Selector::parse(text)?;
-    let mut names: Vec<String> = sel
-        .resolve(p)?
+    let mut names: Vec<String> = p
+        .select(&sel)?
         .into_iter()
         .map(|n| p.graph[n].name.clone())
         .collect();
@@ -104,8 +104,8 @@ fn tags_select_their_models() {
 fn terms_make_a_union_in_dependency_order() {
     let p = shipped();
     let sel = Selector::parse("dim_driver, bronze_traffic_fines tag:fines").expect("parses");
-    let names: Vec<String> = sel
-        .resolve(&p)
+    let names: Vec<String> = p
+        .select(&sel)
         .expect("ok")
         .into_iter()
         .map(|n| p.graph[n].name.clone())
@@ -140,9 +140,6 @@ fn unknown_names_and_tags_are_errors_with_suggestions() {
 #[test]
 fn empty_selector_selects_all_in_order() {
     let p = shipped();
-    let all = Selector::parse("")
-        .expect("parses")
-        .resolve(&p)
-        .expect("ok");
+    let all = p.select(&Selector::parse("").expect("parses")).expect("ok");
     assert_eq!(all, p.topo_order());
 }

@@ -289,7 +289,7 @@ pub async fn demo(
     bronze_bar.finish_with_message("every message committed");
     // The final run: gold and everything upstream, tests, load.
     let gold = crate::select::Selector::parse("gold")
-        .and_then(|sel| sel.resolve(&p))
+        .and_then(|sel| p.select(&sel))
         .map_err(CliError::Selector)?;
     let nodes = crate::trigger::with_upstream(&p, &gold);
     let (run, _) = crate::trigger::queue(&pool, &cfg, &p, &nodes, "gold").await?;
@@ -344,7 +344,7 @@ pub async fn demo(
     crate::datatest::write_reports(&meta, &results, &files, false)?;
     let tests = Summary::of(&results);
     let catalog = Catalog::new(p.graph.node_weights().cloned());
-    let settings = crate::run::settings(&cfg, false);
+    let settings = cfg.model_settings(false);
     // The warehouse tables: the models marked for it.
     let warehouse: Vec<String> = p
         .graph

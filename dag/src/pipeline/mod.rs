@@ -15,6 +15,7 @@
 //! whole chain). A loaded [`Pipeline`] is known to be consistent.
 
 mod graph;
+mod selection;
 
 pub use graph::Cycle;
 
@@ -274,7 +275,7 @@ impl Pipeline {
         for s in raw_schedules {
             let pos = Pos::at(&root.join("pipeline.yml"), &s.select.referenced);
             match crate::select::Selector::parse(&s.select.value)
-                .and_then(|sel| sel.resolve(&pipeline))
+                .and_then(|sel| pipeline.select(&sel))
             {
                 Err(e) => diags.push(pos, format!("schedule selector: {e}")),
                 Ok(_) => {
@@ -355,7 +356,7 @@ fn check_read(reader: &Model, input: &Model, pos: &Pos, diags: &mut Diagnostics)
                 format!(
                     "`format: csv` reads the rows of a CSV file_source, and `{}` is a {}",
                     input.name,
-                    crate::render::kind_label(input)
+                    input.source.label()
                 )
             } else {
                 format!(

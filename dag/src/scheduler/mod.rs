@@ -326,7 +326,7 @@ async fn fire(pool: PgPool, p: Pipeline, load: bool, sch: Schedule, s: Settings,
                 return Ok::<_, anyhow::Error>(());
             }
             let nodes = crate::select::Selector::parse(&sch.select)
-                .and_then(|sel| sel.resolve(&p))
+                .and_then(|sel| p.select(&sel))
                 .map_err(|e| anyhow::anyhow!(e))?;
             let nodes = crate::run::runnable(&p, &nodes);
             let tasks = task::plan(&p, &nodes, load);

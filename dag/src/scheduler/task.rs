@@ -67,7 +67,7 @@ impl Runner {
         Runner {
             print: true,
             catalog: Catalog::new(p.graph.node_weights().cloned()),
-            settings: crate::run::settings(cfg, false),
+            settings: cfg.model_settings(false),
             cfg: cfg.clone(),
             p,
         }

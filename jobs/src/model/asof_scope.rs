@@ -15,8 +15,8 @@
 //! telemetry files, not the whole fact table.
 
 use super::ModelError;
+use super::frame::semi_join;
 use super::table::{DataFile, ModelTable, STATS_SLACK_US};
-use super::write::semi_join;
 use crate::spec::AsofJoin;
 use polars::prelude::*;
 
@@ -183,7 +183,7 @@ async fn read_matches(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, M
     let mut probe: Vec<&str> = a.by.iter().map(String::as_str).collect();
     probe.push(&a.left_on);
     let left = scan.left.select(probe)?;
-    for batch in super::sql::size_batches(scan.files.clone(), MATCH_BATCH_BYTES) {
+    for batch in super::frame::size_batches(scan.files.clone(), MATCH_BATCH_BYTES) {
         acc.vstack_mut_owned(scan.rows(&batch).await?)?;
         acc = matches_only(a, &left, acc)?;
     }
@@ -198,7 +198,7 @@ fn matches_only(a: &AsofJoin, left: &DataFrame, right: DataFrame) -> Result<Data
         select: vec![ROW.to_string()],
         ..a.clone()
     };
-    let matched = super::sql::asof_join(&probe, left.clone(), right.clone())?
+    let matched = super::frame::asof_join(&probe, left.clone(), right.clone())?
         .select([col(ROW)])
         .drop_nulls(None)
         .unique(None, UniqueKeepStrategy::Any)
@@ -233,8 +233,8 @@ fn settled(
         .select(lkeep)
         .sort([a.left_on.as_str()], SortMultipleOptions::default())
         .collect()?;
-    let joined =
-        super::sql::backward_asof(left.lazy(), right.lazy(), &a.left_on, MATCH, &a.by).collect()?;
+    let joined = super::frame::backward_asof(left.lazy(), right.lazy(), &a.left_on, MATCH, &a.by)
+        .collect()?;
     let matches = micros(joined.column(MATCH)?.as_materialized_series())?;
     Ok(matches.null_count() == 0 && matches.min().is_none_or(|m| m > unread_max))
 }

@@ -9,12 +9,12 @@
 //! crash between the two commits, each catches up from its own watermark.
 
 use super::bridge::batch_to_df;
+use super::frame::anti_join;
 use super::keyset::KeySet;
 use super::range::DateRange;
 use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
 use super::values::{Cell, Reason, RowChecker, Scratch};
-use super::write::anti_join;
 use super::{Catalog, ModelError, ModelReport, Settings};
 use crate::spec::{ColumnType, Dedupe, Derived, FieldRule, Model, RecordFormat, Source};
 use arrow::array::{
@@ -235,7 +235,7 @@ impl Rejudged {
         };
         let on: Vec<String> = COORDS.iter().map(|c| c.to_string()).collect();
         let before = super::write::conform(before, &judged)?;
-        let released = super::write::semi_join(before.clone(), in_range.clone(), &on)?.height();
+        let released = super::frame::semi_join(before.clone(), in_range.clone(), &on)?.height();
         let added = anti_join(judged.clone(), before.select(COORDS)?, &on)?.height();
         let mut gone = in_range;
         gone.vstack_mut_owned(judged.select(COORDS)?)?;

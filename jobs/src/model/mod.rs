@@ -24,6 +24,7 @@ pub mod asof_scope;
 pub mod bloom;
 pub mod bridge;
 pub mod clean;
+pub mod frame;
 pub mod json;
 pub mod keyset;
 pub mod range;

@@ -233,7 +233,7 @@ async fn not_held(out: &ModelTable, values: DataFrame) -> Result<DataFrame, Mode
         .map(|c| c.to_string())
         .collect();
     let held = conform_to(&held, &values)?;
-    super::write::anti_join(values, held, &names)
+    super::frame::anti_join(values, held, &names)
 }
 
 /// The input rows (of `files`, columns `cols`) whose scope values are
@@ -350,7 +350,7 @@ impl<'k> Affected<'k> {
     /// The rows of `rows` whose keys are an affected row.
     fn keep(&self, rows: DataFrame) -> Result<DataFrame, ModelError> {
         let Some(inside) = &self.by_column else {
-            return super::write::semi_join(rows, self.wanted.clone(), self.keys);
+            return super::frame::semi_join(rows, self.wanted.clone(), self.keys);
         };
         const INSIDE: &str = "__inside";
         let mask = rows
@@ -378,7 +378,7 @@ pub fn restrict(result: DataFrame, affected: &DataFrame) -> Result<DataFrame, Mo
         .map(|c| c.to_string())
         .collect();
     let wanted = conform_to(affected, &result)?;
-    super::write::semi_join(result, wanted, &keys)
+    super::frame::semi_join(result, wanted, &keys)
 }
 
 /// `affected` with its columns cast to the types `like` has for them.

@@ -10,8 +10,9 @@
 //! is skipped without writing.
 
 use super::accumulate::{self, Step};
+use super::frame::{asof_join, size_batches};
 use super::scope::{self, Plan};
-use super::table::{DataFile, ModelTable};
+use super::table::ModelTable;
 use super::{Catalog, ModelError, ModelReport, Settings, write};
 use crate::spec::{AsofJoin, Fold, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use polars::prelude::*;
@@ -253,25 +254,6 @@ fn columns_of<'t>(
 /// Input read per batch when a row-wise model is rebuilt.
 const ROWWISE_BATCH_BYTES: i64 = 48 << 20;
 
-/// `files` in groups of about `limit` bytes, in the order given.
-pub(super) fn size_batches(files: Vec<DataFile>, limit: i64) -> Vec<Vec<DataFile>> {
-    let mut out: Vec<Vec<DataFile>> = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for f in files {
-        if !current.is_empty() && bytes >= limit {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += f.size;
-        current.push(f);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
 /// Whether the model may read column (table, column): the query's words,
 /// its `*` tables, and the columns of its as-of joins. Only these are read,
 /// so a query over one column of a wide table reads that column.
@@ -362,64 +344,4 @@ pub fn execute(
         )));
     }
     Ok(df.select(names)?)
-}
-
-/// Each left row with the right row of the same `by` values and the latest
-/// `right_on` at or before its `left_on`; among equal `right_on`, the
-/// greatest `tie_break`. Left rows without a match get nulls.
-pub fn asof_join(a: &AsofJoin, left: DataFrame, right: DataFrame) -> PolarsResult<LazyFrame> {
-    const ON: &str = "__asof_right_on";
-    const TIE: &str = "__asof_tie_break";
-    let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
-    keep.push(col(a.right_on.as_str()).alias(ON));
-    keep.extend(a.select.iter().map(|c| col(c.as_str())));
-    let mut order = vec![col(ON)];
-    if let Some(t) = &a.tie_break {
-        keep.push(col(t.as_str()).alias(TIE));
-        order.push(col(TIE));
-    }
-    // A backward as-of join takes the last right row at or before the left
-    // key, so with equal `right_on` the last in this order wins: the
-    // greatest tie_break. Sorting on `right_on` first also sorts it within
-    // each `by` group, which the join needs.
-    let right = right
-        .lazy()
-        .select(keep)
-        .sort_by_exprs(order, SortMultipleOptions::default())
-        .collect()?;
-    let left = left.sort(
-        [a.left_on.as_str()],
-        SortMultipleOptions::default().with_maintain_order(true),
-    )?;
-    let joined = backward_asof(left.lazy(), right.lazy(), &a.left_on, ON, &a.by);
-    Ok(joined.select([all().exclude_cols([ON, TIE]).as_expr()]))
-}
-
-/// A backward as-of join (allow equal keys) of `left` on `left_on` with
-/// `right` on `right_on`, within equal `by` values. Both sides must be
-/// sorted on their key: polars cannot check sortedness within `by` groups
-/// and would only print a warning, so the check is off.
-pub fn backward_asof(
-    left: LazyFrame,
-    right: LazyFrame,
-    left_on: &str,
-    right_on: &str,
-    by: &[String],
-) -> LazyFrame {
-    let by: Vec<PlSmallStr> = by.iter().map(|c| c.as_str().into()).collect();
-    let options = AsOfOptions {
-        strategy: AsofStrategy::Backward,
-        tolerance: None,
-        tolerance_str: None,
-        left_by: Some(by.clone()),
-        right_by: Some(by),
-        allow_eq: true,
-        check_sortedness: false,
-    };
-    left.join(
-        right,
-        [col(left_on)],
-        [col(right_on)],
-        JoinArgs::new(JoinType::AsOf(Box::new(options))),
-    )
 }

@@ -13,6 +13,7 @@
 //!   there is no key).
 
 use super::ModelError;
+use super::frame::{anti_join, semi_join};
 use super::table::{DataFile, ModelTable};
 use crate::spec::{Fold, Materialization};
 use polars::prelude::*;
@@ -287,36 +288,4 @@ pub fn conform(existing: DataFrame, result: &DataFrame) -> Result<DataFrame, Mod
         .map(|c| col(c.name().clone()).cast(c.dtype().clone()))
         .collect();
     Ok(existing.lazy().select(casts).collect()?)
-}
-
-pub fn anti_join(
-    left: DataFrame,
-    right: DataFrame,
-    on: &[String],
-) -> Result<DataFrame, ModelError> {
-    keyed_join(left, right, on, JoinType::Anti)
-}
-
-pub fn semi_join(
-    left: DataFrame,
-    right: DataFrame,
-    on: &[String],
-) -> Result<DataFrame, ModelError> {
-    keyed_join(left, right, on, JoinType::Semi)
-}
-
-fn keyed_join(
-    left: DataFrame,
-    right: DataFrame,
-    on: &[String],
-    how: JoinType,
-) -> Result<DataFrame, ModelError> {
-    let keys: Vec<Expr> = on.iter().map(|c| col(c.as_str())).collect();
-    let mut args = JoinArgs::new(how);
-    args.nulls_equal = true;
-    args.maintain_order = MaintainOrderJoin::Left;
-    Ok(left
-        .lazy()
-        .join(right.lazy(), &keys, &keys, args)
-        .collect()?)
 }

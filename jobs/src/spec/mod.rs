@@ -325,9 +325,18 @@ impl Source {
             Source::Sql { .. } => "sql",
         }
     }
-}
 
-impl Source {
+    /// The kind with what it reads, as `dag list` shows it
+    /// (`kafka_source(topic)`, `file_source(csv, path)`, `seed(file)`).
+    pub fn label(&self) -> String {
+        match self {
+            Source::Kafka { topic } => format!("kafka_source({topic})"),
+            Source::Files { path, format } => format!("file_source({}, {path})", format.name()),
+            Source::Seed { file } => format!("seed({file})"),
+            other => other.kind_name().to_string(),
+        }
+    }
+
     /// Bronze kinds: raw records from outside, landed as they came.
     pub fn is_bronze_source(&self) -> bool {
         matches!(self, Source::Kafka { .. } | Source::Files { .. })
