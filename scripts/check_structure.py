@@ -57,37 +57,101 @@ def code_of(path):
     return text
 
 
-def edges(mods):
-    graph = collections.defaultdict(set)
+DEFINITION = re.compile(
+    r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:async\s+|const\s+|unsafe\s+)*"
+    r"(?:fn|struct|enum|trait|type|const|static|union)\s+(\w+)",
+    re.M,
+)
+REEXPORT = re.compile(r"^\s*pub(?:\([^)]*\))?\s+use\s+([^;]+);", re.M)
+PATH = re.compile(r"\b(crate|super|self)((?:::\w+)*)(::\{([^;]*?)\}|::\*)?")
 
-    def resolve(crate, path):
-        for n in range(len(path), -1, -1):
-            key = (crate, tuple(path[:n]))
-            if key in mods:
-                return key
+
+def clean_source(path):
+    src = re.sub(r"//[^\n]*", "", code_of(path))
+    return re.sub(r'"(\\.|[^"\\])*"', '""', src)
+
+
+def expand(head_path, group):
+    """`a::b::{c, d::e}` -> [a::b::c, a::b::d::e] as segment lists."""
+    if not group:
+        return [head_path]
+    out = []
+    for g in re.split(r",(?![^{]*\})", group):
+        g = g.strip().split(" as ")[0]
+        if g:
+            out.append(head_path + [x for x in g.split("{")[0].strip(":").split("::") if x and x != "self"])
+    return out
+
+
+def edges(mods):
+    """File -> the files whose items it names. A name reached through a
+    re-export (`pub use x::Item` in a mod.rs) counts against the file that
+    defines the item, and a re-export is not a use: a mod.rs that only
+    gathers its children's items depends on none of them."""
+    graph = collections.defaultdict(set)
+    sources = {key: clean_source(path) for key, path in mods.items()}
+    defined = {key: set(DEFINITION.findall(src)) for key, src in sources.items()}
+    children = {
+        key: re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", src, re.M)
+        for key, src in sources.items()
+    }
+
+    def absolute(crate, here, segs):
+        """A path as written in module `here` -> an absolute one."""
+        if not segs:
+            return None
+        head = segs[0]
+        if head == "crate":
+            return segs[1:]
+        if head == "super":
+            return absolute(crate, here[:-1], ["self"] + segs[1:])
+        if head == "self":
+            return here + segs[1:]
+        if head in children.get((crate, tuple(here)), []):
+            return here + segs
         return None
 
-    for (crate, mod), path in mods.items():
-        src = re.sub(r"//[^\n]*", "", code_of(path))
-        src = re.sub(r'"(\\.|[^"\\])*"', '""', src)
+    reexports = collections.defaultdict(dict)  # module -> name -> absolute path
+    for (crate, mod), src in sources.items():
+        for m in REEXPORT.finditer(src):
+            text = m.group(1).strip()
+            g = re.match(r"(.*?)::\{(.*)\}$", text, re.S)
+            paths = expand(g.group(1).split("::"), g.group(2)) if g else [text.split(" as ")[0].split("::")]
+            for segs in paths:
+                full = absolute(crate, list(mod), [x.strip() for x in segs if x.strip()])
+                if full:
+                    reexports[(crate, mod)][full[-1]] = full
+
+    def resolve(crate, path, depth=0):
+        for n in range(len(path), -1, -1):
+            key = (crate, tuple(path[:n]))
+            if key not in mods:
+                continue
+            rest = path[n:]
+            if rest and rest[0] not in defined[key] and rest[0] in reexports[key] and depth < 10:
+                return resolve(crate, reexports[key][rest[0]], depth + 1)
+            return key
+        return None
+
+    for (crate, mod), src in sources.items():
         here = list(mod)
-        pattern = r"\b(crate|super|self)((?:::\w+)+)(::\{([^;]*?)\})?"
-        for m in re.finditer(pattern, src):
-            head, rest, _, group = m.groups()
-            segs = rest.strip(":").split("::")
-            base = {"crate": [], "super": here[:-1], "self": here}[head]
-            tails = [[]]
-            if group:
-                tails = []
-                for g in re.split(r",(?![^{]*\})", group):
-                    g = g.strip().split(" as ")[0]
-                    if g:
-                        tails.append(g.split("{")[0].strip(":").split("::"))
-            for t in tails:
-                full = base + segs + [x for x in t if x and x != "self"]
-                target = resolve(crate, full)
-                if target and target != (crate, mod):
-                    graph[(crate, mod)].add(target)
+        used = REEXPORT.sub("", src)
+        found = []
+        for m in PATH.finditer(used):
+            head, rest, tail, group = m.groups()
+            if not rest and not tail:
+                continue  # `self` as a value, `super` alone
+            segs = [head] + [x for x in rest.split("::") if x]
+            for path in expand(segs, group):
+                found.append(path)
+        for child in children[(crate, mod)]:
+            for m in re.finditer(r"(?<![\w:])" + child + r"((?:::\w+)+)", used):
+                found.append([child] + [x for x in m.group(1).split("::") if x])
+        for segs in found:
+            full = absolute(crate, here, segs)
+            target = resolve(crate, full) if full is not None else None
+            if target and target != (crate, mod):
+                graph[(crate, mod)].add(target)
     return graph
 
 

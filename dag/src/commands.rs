@@ -5,49 +5,15 @@
 //! (`dag test`) a test that could not run.
 
 use crate::cli::{Cli, Command, ListFormat};
-use crate::config::{self, ConfigError, Loaded};
+use crate::config::{self, Loaded};
+use crate::events::{self, Style};
+pub use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use crate::render;
 use crate::select::Selector;
-use jobs::spec::{Diagnostics, Layer, Source};
+use jobs::spec::{Layer, Source};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-/// How a command that ran to its end went.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    Failed,
-    /// The work could not run (`dag test`: a test could not be evaluated).
-    Unrunnable,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CliError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("pipeline {} has {} problem(s):\n{diags}", path.display(), diags.len())]
-    Pipeline { path: PathBuf, diags: Diagnostics },
-    #[error("selector: {0}")]
-    Selector(String),
-    /// A command-line argument that names something that is not there.
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-impl CliError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Config(_)
-            | CliError::Pipeline { .. }
-            | CliError::Selector(_)
-            | CliError::Usage(_) => 2,
-            CliError::Other(_) => 1,
-        }
-    }
-}
 
 /// The process environment as a map (config reads it through this).
 pub fn process_env() -> BTreeMap<String, String> {
@@ -81,6 +47,8 @@ fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeInd
 pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
     let explicit = cli.config.as_deref();
     let vars = cli.vars.as_deref();
+    // What a run did, as lines for people or JSON lines (`--log-format`).
+    let table = events::for_format(cli.log_format, Style::Table);
     match cli.command {
         Command::List { selector, format } => {
             let cfg = load_config(explicit, vars)?;
@@ -202,7 +170,25 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
-            crate::run::run(&cfg, &p, &nodes, full_refresh, None, load).await
+            let recorder = events::record::open(&cfg, &*table).await;
+            let mut sinks: Vec<&dyn events::EventSink> = vec![&*table];
+            if let Some(r) = &recorder {
+                sinks.push(r);
+            }
+            let outcome = crate::run::run(
+                &cfg,
+                &p,
+                &nodes,
+                full_refresh,
+                None,
+                load,
+                &events::Fanout(sinks),
+            )
+            .await;
+            if let Some(r) = recorder {
+                r.finish().await;
+            }
+            outcome
         }
         Command::Backfill {
             selector,
@@ -233,7 +219,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                         "backfill: --from {from} is after --to {to}"
                     )));
                 }
-                (Some(from), Some(to)) => Some(jobs::model::range::DateRange { column, from, to }),
+                (Some(from), Some(to)) => Some(jobs::model::DateRange { column, from, to }),
                 _ => None,
             };
             let Some(range) = range else {
@@ -242,7 +228,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                     names.len(),
                     names.join(", ")
                 );
-                return crate::run::run(&cfg, &p, &nodes, true, None, load).await;
+                return crate::run::run(&cfg, &p, &nodes, true, None, load, &*table).await;
             };
             // The partitions outside the range are kept as they are: they
             // must first hold everything the inputs have.
@@ -250,7 +236,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                 "backfill: bringing {} model(s) up to date first\n",
                 names.len()
             );
-            if crate::run::run(&cfg, &p, &nodes, false, None, false).await? != Outcome::Success {
+            if crate::run::run(&cfg, &p, &nodes, false, None, false, &*table).await?
+                != Outcome::Success
+            {
                 return Ok(Outcome::Failed);
             }
             println!(
@@ -258,7 +246,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
                 names.len(),
                 names.join(", ")
             );
-            crate::run::run(&cfg, &p, &nodes, true, Some(range), load).await
+            crate::run::run(&cfg, &p, &nodes, true, Some(range), load, &*table).await
         }
         Command::Trigger { selector, wait } => {
             let cfg = load_config(explicit, vars)?;
@@ -268,7 +256,12 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Scheduler => {
             let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
-            crate::scheduler::serve(&cfg, p).await
+            crate::scheduler::serve(
+                &cfg,
+                p,
+                events::for_format(cli.log_format, Style::Log).into(),
+            )
+            .await
         }
         Command::Ingest {
             sources,
@@ -317,7 +310,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;
             let nodes = select(&p, &selector)?;
-            crate::warehouse::load_command(&cfg, &p, &nodes).await
+            crate::warehouse::load_command(
+                &cfg,
+                &p,
+                &nodes,
+                &*events::for_format(cli.log_format, Style::Log),
+            )
+            .await
         }
     }
 }

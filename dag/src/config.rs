@@ -62,6 +62,9 @@ pub struct ModelsConfig {
     /// Most models `dag run` executes at once (models that do not depend
     /// on each other); 0: one per CPU core.
     pub concurrency: u32,
+    /// `dag run` records its runs in PostgreSQL when a database is
+    /// configured.
+    pub record_runs: bool,
 }
 
 impl Default for ModelsConfig {
@@ -69,6 +72,7 @@ impl Default for ModelsConfig {
         Self {
             clean_batch_mb: 96,
             concurrency: 0,
+            record_runs: true,
         }
     }
 }

@@ -8,8 +8,8 @@
 //! itself downstream (fact -> inferred dimension) can only run after that
 //! model: its failure still fails the run and closes the load's gate.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use chrono::Utc;
 use jobs::datatest::report::{self, Meta, Summary};

@@ -5,8 +5,8 @@
 //! progress line on an interactive terminal; a summary per source at the
 //! end.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use jobs::bronze::files::FileSourceSpec;
 use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};

@@ -1,7 +1,7 @@
 //! `dag produce`: the telematics simulator, or a JSONL replay, into Kafka.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use jobs::produce::{PumpError, Sink, pump, replay};

@@ -9,9 +9,10 @@
 //! and quarantines are listed by the selection but written by the
 //! ingester and the cleaning models.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
 use crate::datatest::Pending;
+use crate::events::{Event, EventSink, NodeFinished, NodeState, RunSummary};
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, TestResult, Tester};
 use jobs::model::{Catalog, ModelReport, Settings, run_model};
@@ -41,8 +42,9 @@ pub async fn run(
     p: &Pipeline,
     selected: &[NodeIndex],
     full_refresh: bool,
-    range: Option<jobs::model::range::DateRange>,
+    range: Option<jobs::model::DateRange>,
     load: bool,
+    events: &dyn EventSink,
 ) -> Result<Outcome, CliError> {
     let full_refresh = full_refresh || range.is_some();
     // File sources in the selection take their new files first: a batch
@@ -61,6 +63,15 @@ pub async fn run(
         println!("nothing to run: the selection holds no silver or gold model");
         return Ok(Outcome::Success);
     }
+    let run = crate::datatest::run_id();
+    events.emit(&Event::RunStarted {
+        run: run.clone(),
+        nodes: order.iter().map(|n| p.graph[*n].name.clone()).collect(),
+        tests: order
+            .iter()
+            .flat_map(|n| p.graph[*n].tests.iter().map(|t| t.name.clone()))
+            .collect(),
+    });
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let mut s = cfg.model_settings(full_refresh);
     s.range = range;
@@ -77,14 +88,8 @@ pub async fn run(
         .collect();
     let mut exec = Executor {
         p,
-        widths: (
-            order
-                .iter()
-                .map(|n| p.graph[*n].name.len())
-                .max()
-                .unwrap_or(10),
-            crate::datatest::width(p, &order),
-        ),
+        run: run.clone(),
+        events,
         catalog,
         settings: s,
         tester: Arc::new(tester),
@@ -113,18 +118,20 @@ pub async fn run(
     } = exec;
     let tester = Arc::into_inner(tester)
         .ok_or_else(|| anyhow::anyhow!("a test step of this run still holds its results"))?;
-    let results = tester
-        .finish(&crate::datatest::run_id())
-        .await
-        .map_err(anyhow::Error::from)?;
-    let warned = results
-        .iter()
-        .filter(|r| r.status == jobs::datatest::Status::Warn)
-        .count();
-    println!(
-        "\n{} model(s) ran, {} failed, {} skipped; {} test(s), {} failed, {} warned",
-        counts.ran, counts.failed, counts.skipped, counts.tests, counts.tests_failed, warned
-    );
+    let results = tester.finish(&run).await.map_err(anyhow::Error::from)?;
+    let summary = RunSummary {
+        run: run.clone(),
+        models_ran: counts.ran,
+        models_failed: counts.failed,
+        models_skipped: counts.skipped,
+        tests: counts.tests,
+        tests_failed: counts.tests_failed,
+        tests_warned: results
+            .iter()
+            .filter(|r| r.status == jobs::datatest::Status::Warn)
+            .count(),
+        ..RunSummary::default()
+    };
     let mut outcome = if failed.is_empty() {
         Outcome::Success
     } else {
@@ -139,12 +146,47 @@ pub async fn run(
         } else {
             Gate::Closed(why.join(", "))
         };
-        println!();
-        if crate::warehouse::load_selected(cfg, p, selected, gate).await? == Outcome::Failed {
+        let loaded = load_as_node(cfg, p, selected, gate, &run, events).await;
+        if loaded? == Outcome::Failed {
             outcome = Outcome::Failed;
         }
     }
+    events.emit(&Event::RunFinished(RunSummary {
+        success: outcome == Outcome::Success,
+        ..summary
+    }));
     Ok(outcome)
+}
+
+/// The warehouse load at the end of `run`: a node of the run, as in the
+/// scheduler's runs, with its own event after the tables it moved
+/// (skipped when the gate is closed).
+async fn load_as_node(
+    cfg: &Loaded,
+    p: &Pipeline,
+    selected: &[NodeIndex],
+    gate: Gate,
+    run: &str,
+    events: &dyn EventSink,
+) -> Result<Outcome, CliError> {
+    let started = std::time::Instant::now();
+    let closed = matches!(gate, Gate::Closed(_));
+    let loaded = crate::warehouse::load_reporting(cfg, p, selected, gate, run, events).await;
+    let state = match &loaded {
+        Ok(Outcome::Success) => NodeState::Success,
+        _ if closed => NodeState::Skipped,
+        _ => NodeState::Failed,
+    };
+    events.emit(&Event::NodeFinished(NodeFinished {
+        seconds: started.elapsed().as_secs_f64(),
+        error: match &loaded {
+            Err(e) => Some(e.to_string()),
+            Ok(_) if closed => Some("a model or an error test failed".into()),
+            Ok(_) => None,
+        },
+        ..NodeFinished::not_ok(run, crate::pipeline::LOAD_NODE, state, String::new())
+    }));
+    loaded
 }
 
 /// What one step of a run hands back to the executor.
@@ -152,10 +194,10 @@ enum Done {
     /// A model ran (or failed, with the message).
     Model(NodeIndex, Result<ModelReport, String>),
     /// The tests that became ready when `node` settled (by owner), with
-    /// the node's own line to print first; `Err` when the step panicked.
+    /// the node's own event to emit first; `Err` when the step panicked.
     Tests {
         node: NodeIndex,
-        head: String,
+        head: NodeFinished,
         results: Result<Vec<(NodeIndex, TestResult)>, String>,
     },
 }
@@ -168,8 +210,8 @@ enum Done {
 /// when they are all known, so concurrent models never interleave lines.
 struct Executor<'a> {
     p: &'a Pipeline,
-    /// Name and test-name column widths.
-    widths: (usize, usize),
+    run: String,
+    events: &'a dyn EventSink,
     catalog: Catalog,
     settings: Settings,
     tester: Arc<Tester>,
@@ -208,14 +250,15 @@ impl Executor<'_> {
                 waiting.remove(i);
                 let name = self.p.graph[n].name.clone();
                 if inputs.iter().any(|x| self.failed.contains(x)) {
-                    let w = self.widths.0;
                     self.failed.insert(n);
                     self.counts.skipped += 1;
-                    self.settle(
-                        n,
-                        format!("{name:<w$}  skipped: upstream failed"),
-                        &mut steps,
+                    let head = NodeFinished::not_ok(
+                        &self.run,
+                        &name,
+                        NodeState::Skipped,
+                        "upstream failed".into(),
                     );
+                    self.settle(n, head, &mut steps);
                 } else {
                     let (catalog, settings) = (self.catalog.clone(), self.settings.clone());
                     steps.spawn(async move {
@@ -236,18 +279,17 @@ impl Executor<'_> {
                 Done::Model(n, r) => {
                     release_freed_memory();
                     let name = self.p.graph[n].name.clone();
-                    let w = self.widths.0;
                     let head = match r {
                         Ok(r) => {
                             self.counts.ran += 1;
-                            line(&r, w)
+                            NodeFinished::ran(&self.run, &r)
                         }
                         Err(e) => {
                             tracing::error!(model = %name, "{e}");
                             self.failed.insert(n);
                             self.why.push(format!("model {name} failed"));
                             self.counts.failed += 1;
-                            format!("{name:<w$}  FAILED: {e}")
+                            NodeFinished::not_ok(&self.run, &name, NodeState::Failed, e)
                         }
                     };
                     self.settle(n, head, &mut steps);
@@ -257,12 +299,16 @@ impl Executor<'_> {
                     head,
                     results,
                 } => {
-                    println!("{head}");
+                    self.events.emit(&Event::NodeFinished(head));
                     let results = match results {
                         Ok(results) => results,
-                        Err(e) => {
+                        Err(error) => {
                             // The tests could not judge: nothing downstream runs.
-                            println!("  tests after {}: {e}", self.p.graph[node].name);
+                            self.events.emit(&Event::TestsNotRun {
+                                run: self.run.clone(),
+                                after: self.p.graph[node].name.clone(),
+                                error,
+                            });
                             self.failed.insert(node);
                             self.why
                                 .push(format!("tests after {} failed", self.p.graph[node].name));
@@ -270,13 +316,16 @@ impl Executor<'_> {
                         }
                     };
                     for (owner, r) in results {
-                        println!("{}", crate::datatest::line(&r, self.widths.1));
                         self.counts.tests += 1;
                         if r.status.blocks() {
                             self.counts.tests_failed += 1;
                             self.failed.insert(owner);
                             self.why.push(format!("test {} failed", r.test));
                         }
+                        self.events.emit(&Event::TestFinished {
+                            run: self.run.clone(),
+                            result: r,
+                        });
                     }
                     cleared.insert(node);
                 }
@@ -288,7 +337,7 @@ impl Executor<'_> {
 
     /// `n` is over: its tests that now have every input (its own, and
     /// those that waited for it) run as one step, then `n` is cleared.
-    fn settle(&mut self, n: NodeIndex, head: String, steps: &mut JoinSet<Done>) {
+    fn settle(&mut self, n: NodeIndex, head: NodeFinished, steps: &mut JoinSet<Done>) {
         self.settled.insert(self.p.graph[n].name.clone());
         // A test over a model that failed or was skipped has nothing new
         // to judge, and the failure already stops the load.
@@ -403,32 +452,4 @@ struct Counts {
     skipped: usize,
     tests: usize,
     tests_failed: usize,
-}
-
-/// One model's line: rows in/out/quarantined/duplicates, version, seconds.
-pub fn line(r: &ModelReport, width: usize) -> String {
-    let name = &r.model;
-    match r.version {
-        None => format!(
-            "{name:<width$}  up to date ({}) {:>7.2}s",
-            r.note.as_deref().unwrap_or("nothing new"),
-            r.seconds
-        ),
-        Some(v) => {
-            let mut s = format!("{name:<width$}  in {:>9}  out {:>9}", r.rows_in, r.rows_out);
-            if r.quarantined > 0 || r.duplicates > 0 {
-                s += &format!(
-                    "  quarantined {}  duplicates {}",
-                    r.quarantined, r.duplicates
-                );
-            }
-            s += &format!("  -> v{v} {:>7.2}s", r.seconds);
-            // Why a run did more (or less) than its inputs' changes: a full
-            // recompute says so, with the reason.
-            if let Some(note) = &r.note {
-                s += &format!("  ({note})");
-            }
-            s
-        }
-    }
 }

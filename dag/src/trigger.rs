@@ -1,8 +1,8 @@
 //! `dag trigger SELECTOR [--wait]`, `dag runs`, `dag status [RUN]`: runs
 //! recorded in PostgreSQL for the running scheduler(s), and their history.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use crate::scheduler::store::{self, Trigger};
 use crate::scheduler::{Settings, task};

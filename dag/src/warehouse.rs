@@ -4,8 +4,9 @@
 //! models' tables, the pipeline's migrations), load the selected warehouse
 //! models, print what moved.
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::events::{Console, Event, EventSink, Style};
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use jobs::model::Catalog;
 use jobs::spec::Model;
@@ -48,7 +49,11 @@ fn warehouse_models(p: &Pipeline) -> Vec<&Model> {
 /// Connects and brings the warehouse to what `p` needs: dag's migrations,
 /// the tables of its warehouse models, its own migrations. Prints each
 /// change.
-pub async fn ready_warehouse(cfg: &Loaded, p: &Pipeline) -> Result<PgPool, CliError> {
+pub async fn ready_warehouse(
+    cfg: &Loaded,
+    p: &Pipeline,
+    events: &dyn EventSink,
+) -> Result<PgPool, CliError> {
     let ws = cfg.warehouse_settings();
     let pool = connect::connect(&ws).await.map_err(anyhow::Error::from)?;
     let models = warehouse_models(p);
@@ -58,7 +63,9 @@ pub async fn ready_warehouse(cfg: &Loaded, p: &Pipeline) -> Result<PgPool, CliEr
     })
     .await
     .map_err(anyhow::Error::from)?;
-    print!("{}", render_applied(&applied));
+    for text in render_applied(&applied).lines() {
+        events.emit(&Event::Notice { text: text.into() });
+    }
     Ok(pool)
 }
 
@@ -122,7 +129,7 @@ pub async fn migrate_command(
             Outcome::Failed
         });
     }
-    let pool = ready_warehouse(cfg, p).await?;
+    let pool = ready_warehouse(cfg, p, &Console::new(Style::Log)).await?;
     let foreign = {
         let mut conn = pool.acquire().await.map_err(anyhow::Error::from)?;
         migrate::plan(
@@ -154,6 +161,7 @@ pub async fn load_command(
     cfg: &Loaded,
     p: &Pipeline,
     selected: &[NodeIndex],
+    events: &dyn EventSink,
 ) -> Result<Outcome, CliError> {
     let loaded: Vec<NodeIndex> = selected
         .iter()
@@ -161,27 +169,19 @@ pub async fn load_command(
         .filter(|n| p.graph[*n].warehouse.is_some())
         .collect();
     let gate = crate::datatest::audit(cfg, p, &loaded).await?;
-    load_selected(cfg, p, selected, gate).await
+    let run = crate::datatest::run_id();
+    load_reporting(cfg, p, selected, gate, &run, events).await
 }
 
-/// Loads the warehouse models among `selected` through `gate`, printing a
-/// line per table.
-pub async fn load_selected(
-    cfg: &Loaded,
-    p: &Pipeline,
-    selected: &[NodeIndex],
-    gate: Gate,
-) -> Result<Outcome, CliError> {
-    load_reporting(cfg, p, selected, gate, true).await
-}
-
-/// [`load_selected`], printing the per-table lines only when `print`.
+/// Loads the warehouse models among `selected` through `gate`, as part of
+/// `run`; what moved is an event (`LoadFinished`).
 pub async fn load_reporting(
     cfg: &Loaded,
     p: &Pipeline,
     selected: &[NodeIndex],
     gate: Gate,
-    print: bool,
+    run: &str,
+    events: &dyn EventSink,
 ) -> Result<Outcome, CliError> {
     let models: Vec<&Model> = selected
         .iter()
@@ -189,14 +189,27 @@ pub async fn load_reporting(
         .filter(|m| m.warehouse.is_some())
         .collect();
     if models.is_empty() {
-        println!("load: the selection holds no model with a warehouse table");
+        events.emit(&Event::LoadFinished {
+            run: run.to_string(),
+            selected: false,
+            blocked: None,
+            tables: Vec::new(),
+            current: Vec::new(),
+            missing: Vec::new(),
+        });
         return Ok(Outcome::Success);
     }
     if let Gate::Closed(why) = &gate {
-        println!("load: BLOCKED ({why}); the warehouse keeps its previous state");
+        events.emit(&Event::load(
+            run,
+            &LoadReport {
+                blocked: Some(why.clone()),
+                ..LoadReport::default()
+            },
+        ));
         return Ok(Outcome::Failed);
     }
-    let pool = ready_warehouse(cfg, p).await?;
+    let pool = ready_warehouse(cfg, p, events).await?;
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let s = cfg.model_settings(false);
     let report = load(
@@ -209,39 +222,6 @@ pub async fn load_reporting(
     )
     .await
     .map_err(anyhow::Error::from)?;
-    if print {
-        print!("{}", render(&report));
-    }
+    events.emit(&Event::load(run, &report));
     Ok(Outcome::Success)
-}
-
-fn render(r: &LoadReport) -> String {
-    let mut out = String::new();
-    let width = r
-        .tables
-        .iter()
-        .map(|t| t.model.len())
-        .chain(r.current.iter().map(String::len))
-        .max()
-        .unwrap_or(10);
-    for t in &r.tables {
-        let from = t.from.map_or("-".to_string(), |v| format!("v{v}"));
-        out += &format!(
-            "load {:<width$}  {from} -> v{} ({})  inserted {}  updated {}  deleted {}  {:.2}s\n",
-            t.model,
-            t.to,
-            t.mode.as_str(),
-            t.inserted,
-            t.updated,
-            t.deleted,
-            t.seconds
-        );
-    }
-    for m in &r.current {
-        out += &format!("load {m:<width$}  up to date\n");
-    }
-    for m in &r.missing {
-        out += &format!("load {m:<width$}  no gold table yet (run its model first)\n");
-    }
-    out
 }

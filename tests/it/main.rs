@@ -7,6 +7,7 @@ mod compose;
 mod config;
 mod datatest;
 mod demo;
+mod events;
 mod faults;
 mod files;
 mod fixtures;

@@ -11,7 +11,8 @@
 
 pub mod postgres;
 
-use crate::commands::{CliError, Outcome, load_pipeline, process_env};
+use crate::commands::{load_pipeline, process_env};
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Schedule;
 use crate::scheduler::Stop;
 use crate::scheduler::metrics::Metrics;
@@ -221,9 +222,11 @@ pub async fn demo(
     let metrics = Arc::new(Metrics::default());
     let scheduler = {
         let (cfg, p, stop, metrics) = (cfg.clone(), p.clone(), stop.clone(), metrics.clone());
-        tokio::spawn(
-            async move { crate::scheduler::serve_until(&cfg, p, stop, metrics, true).await },
-        )
+        tokio::spawn(async move {
+            let quiet =
+                std::sync::Arc::new(crate::events::Console::new(crate::events::Style::Quiet));
+            crate::scheduler::serve_until(&cfg, p, stop, metrics, quiet, true).await
+        })
     };
     let producer = {
         let (cfg, p) = (cfg.clone(), p.clone());
@@ -237,7 +240,12 @@ pub async fn demo(
         };
         tokio::spawn(async move { crate::produce::run(&cfg, &p, args).await })
     };
-    let pool = crate::warehouse::ready_warehouse(&cfg, &p).await?;
+    let pool = crate::warehouse::ready_warehouse(
+        &cfg,
+        &p,
+        &crate::events::Console::new(crate::events::Style::Log),
+    )
+    .await?;
 
     // Progress: bronze (from the ingesters), the warehouse (its fact rows).
     let multi = MultiProgress::with_draw_target(if std::io::stdout().is_terminal() {

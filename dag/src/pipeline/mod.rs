@@ -67,6 +67,10 @@ struct RawSchedule {
     cron: Spanned<String>,
 }
 
+/// The node that loads the warehouse at the end of a run (no model can
+/// take the name: `:` is not allowed in one).
+pub const LOAD_NODE: &str = "load:warehouse";
+
 /// Names a model may not take: they mean something else to selectors.
 const RESERVED: [&str; 3] = ["bronze", "silver", "gold"];
 

@@ -141,7 +141,7 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     pool: PgPool,
     m: std::sync::Arc<Metrics>,
-    stop: std::sync::Arc<super::Stop>,
+    stop: std::sync::Arc<super::stop::Stop>,
 ) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

@@ -15,11 +15,13 @@
 //! cut short has written nothing), then are handed back; ingesters flush.
 
 pub mod clock;
+mod stop;
 pub mod store;
 pub mod task;
 
-use crate::commands::{CliError, Outcome};
 use crate::config::Loaded;
+use crate::events::{Event, EventSink, NodeFinished, NodeState};
+use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use clock::{Clock, Schedule};
 use jobs::model::Cancel;
@@ -28,6 +30,7 @@ use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+pub use stop::Stop;
 use store::{Claim, Trigger};
 use task::Runner;
 
@@ -87,35 +90,6 @@ pub fn schedules(p: &Pipeline, tz: chrono_tz::Tz) -> Result<Vec<Schedule>, Strin
     Ok(out)
 }
 
-/// The drain signal: a flag, and a wake-up for whoever waits on it.
-#[derive(Default)]
-pub struct Stop {
-    flag: AtomicBool,
-    wake: tokio::sync::Notify,
-}
-
-impl Stop {
-    pub fn set(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Returns once the stop is set.
-    pub async fn wait(&self) {
-        loop {
-            let woken = self.wake.notified();
-            if self.is_set() {
-                return;
-            }
-            woken.await;
-        }
-    }
-}
-
 /// Runs the ingester of `source` until `stop`; one that stops on an error
 /// (a lake down past its retry timeout) is started again after a pause that
 /// grows while it keeps failing: bronze keeps flowing while the scheduler
@@ -156,22 +130,27 @@ fn scheduler_id(host: &str) -> String {
 }
 
 /// `dag scheduler`: until SIGTERM/SIGINT.
-pub async fn serve(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
+pub async fn serve(
+    cfg: &Loaded,
+    p: Pipeline,
+    events: Arc<dyn EventSink>,
+) -> Result<Outcome, CliError> {
     let stop = Arc::new(Stop::default());
     let stopping = stop_on_signals(stop.clone());
     let metrics = Arc::new(metrics::Metrics::default());
-    let outcome = serve_until(cfg, p, stop, metrics, false).await;
+    let outcome = serve_until(cfg, p, stop, metrics, events, false).await;
     stopping.abort();
     outcome
 }
 
 /// A scheduler until `stop` (`dag demo` runs one in-process, `quiet`, and
-/// reads its `metrics`).
+/// reads its `metrics`); what its tasks do goes to `events`.
 pub async fn serve_until(
     cfg: &Loaded,
     p: Pipeline,
     stop: Arc<Stop>,
     metrics: Arc<metrics::Metrics>,
+    events: Arc<dyn EventSink>,
     quiet: bool,
 ) -> Result<Outcome, CliError> {
     let mut s = Settings::from_config(cfg);
@@ -246,7 +225,7 @@ pub async fn serve_until(
         None
     };
     let mut runner = Runner::new(cfg, p);
-    runner.print = !quiet;
+    runner.events = events;
     let runner = Arc::new(runner);
     work(&pool, &me, &s, runner, &stop, &metrics).await;
     store::stopped(&pool, &me).await.ok();
@@ -475,7 +454,7 @@ async fn run_claim(
     // The task runs on the blocking pool: a model's CPU-bound stretches
     // must not hold up this loop's lease renewals (nor the heartbeat) on
     // the async workers, or a live scheduler would lose its claim.
-    let audited = if c.node == task::LOAD_NODE {
+    let audited = if c.node == crate::pipeline::LOAD_NODE {
         match store::run_versions(pool, c.run_id).await {
             Ok(v) => v,
             Err(e) => {
@@ -543,15 +522,28 @@ async fn run_claim(
         .model(&c.node)
         .map_or("warehouse", |m| m.layer.as_str());
     metrics.record(&c.node, layer, &outcome);
-    if !s.quiet {
-        match &outcome {
-            Ok(d) => println!("run {} {}: success in {:.2}s", c.run_id, c.node, d.seconds),
-            Err(e) => println!(
-                "run {} {} (attempt {}/{}): failed: {e}",
-                c.run_id, c.node, c.attempt, c.max_attempts
-            ),
-        }
-    }
+    let (state, error) = match &outcome {
+        Ok(_) => (NodeState::Success, None),
+        Err(e) if c.attempt < c.max_attempts => (NodeState::Retrying, Some(e.clone())),
+        Err(e) => (NodeState::Failed, Some(e.clone())),
+    };
+    let d = outcome.as_ref().ok().cloned().unwrap_or_default();
+    let event = NodeFinished {
+        run: c.run_id.to_string(),
+        node: c.node.clone(),
+        state,
+        attempt: u32::try_from(c.attempt).unwrap_or(0),
+        max_attempts: u32::try_from(c.max_attempts).unwrap_or(0),
+        rows_in: u64::try_from(d.rows_in.unwrap_or(0)).unwrap_or(0),
+        rows_out: u64::try_from(d.rows_out.unwrap_or(0)).unwrap_or(0),
+        quarantined: d.quarantined,
+        duplicates: d.duplicates,
+        version: d.version,
+        seconds: d.seconds,
+        note: d.note,
+        error,
+    };
+    runner.events.emit(&Event::NodeFinished(event));
     match store::finish(pool, me, c, outcome, s.retry_backoff).await {
         Ok(true) => {}
         Ok(false) => tracing::warn!(

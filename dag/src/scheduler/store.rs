@@ -268,6 +268,10 @@ pub struct Done {
     pub rows_in: Option<i64>,
     pub rows_out: Option<i64>,
     pub version: Option<i64>,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    /// Why the model did what it did (see `ModelReport::note`).
+    pub note: Option<String>,
 }
 
 /// Records a claim's outcome: success, or a failure that is retried after

@@ -5,6 +5,8 @@
 
 use super::store::{Done, NewTask};
 use crate::config::Loaded;
+use crate::events::{Console, Event, EventSink, Style};
+use crate::pipeline::LOAD_NODE;
 use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, Tester, test_inputs};
 use jobs::model::{Cancel, Catalog, Settings, run_model};
@@ -12,10 +14,8 @@ use jobs::spec::DataTest;
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
-
-/// The node that loads the warehouse at the end of a run.
-pub const LOAD_NODE: &str = "load:warehouse";
 
 /// The tasks of a run of `nodes` (runnable models): each waits for the
 /// nearest models of the run upstream of it (through models outside the
@@ -54,8 +54,8 @@ pub fn plan(p: &Pipeline, nodes: &[NodeIndex], load: bool) -> Vec<NewTask> {
 
 /// Runs tasks for one scheduler: the pipeline, where the lake is.
 pub struct Runner {
-    /// Print the load's lines (not for an in-process scheduler).
-    pub print: bool,
+    /// Where what a task did goes (the scheduler's console by default).
+    pub events: Arc<dyn EventSink>,
     pub cfg: Loaded,
     pub p: Pipeline,
     catalog: Catalog,
@@ -65,7 +65,7 @@ pub struct Runner {
 impl Runner {
     pub fn new(cfg: &Loaded, p: Pipeline) -> Runner {
         Runner {
-            print: true,
+            events: Arc::new(Console::new(Style::Log)),
             catalog: Catalog::new(p.graph.node_weights().cloned()),
             settings: cfg.model_settings(false),
             cfg: cfg.clone(),
@@ -129,11 +129,12 @@ impl Runner {
                 // The versions the run's tests passed, never newer ones a
                 // concurrent run committed since.
                 Gate::Audited(audited),
-                self.print,
+                &run_id.to_string(),
+                &*self.events,
             )
             .await
             .map_err(|e| format!("{e:#}"))?;
-            if outcome != crate::commands::Outcome::Success {
+            if outcome != crate::outcome::Outcome::Success {
                 return Err("the warehouse load failed".into());
             }
             return Ok(Done {
@@ -158,6 +159,12 @@ impl Runner {
                 .finish(&format!("run-{run_id}"))
                 .await
                 .map_err(|e| format!("{e}"))?;
+            for r in &results {
+                self.events.emit(&Event::TestFinished {
+                    run: run_id.to_string(),
+                    result: r.clone(),
+                });
+            }
             let failed: Vec<String> = results
                 .iter()
                 .filter(|r| r.status.blocks())
@@ -190,6 +197,9 @@ impl Runner {
             rows_in: Some(report.rows_in as i64),
             rows_out: Some(report.rows_out as i64),
             version,
+            quarantined: report.quarantined,
+            duplicates: report.duplicates,
+            note: report.note,
         })
     }
 }

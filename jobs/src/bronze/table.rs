@@ -383,8 +383,10 @@ impl BronzeTable {
     ) -> Result<deltalake::kernel::transaction::FinalizedCommit, DeltaTableError> {
         let props = CommitProperties::default()
             .with_application_transactions(txns)
-            // Checkpoints are scheduled by the ingester (see `checkpoint`).
-            .with_create_checkpoint(false);
+            // Checkpoints and log cleanup are scheduled by the ingester
+            // (see `checkpoint`), not run (or looked for) on every commit.
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
         self.epoch += 1;
         let op = DeltaOperation::StreamingUpdate {
             output_mode: OutputMode::Append,
@@ -409,9 +411,15 @@ impl BronzeTable {
         self.staged = None;
     }
 
-    /// Writes a checkpoint at the loaded version.
+    /// Writes a checkpoint at the loaded version, then deletes the log
+    /// entries the table's log retention let expire (only ever before a
+    /// checkpoint; a failed cleanup costs only disk and is logged).
     pub async fn checkpoint(&self) -> Result<(), DeltaTableError> {
-        deltalake::checkpoints::create_checkpoint(&self.table, None).await
+        deltalake::checkpoints::create_checkpoint(&self.table, None).await?;
+        if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
+            tracing::warn!(table = %self.name, "log cleanup failed: {e}");
+        }
+        Ok(())
     }
 
     /// Compacts the small files of closed ingest dates (before the clock's
@@ -458,7 +466,11 @@ impl BronzeTable {
                 .with_filters(&filters)
                 .with_target_size(target)
                 .with_writer_properties(self.props.clone())
-                .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+                .with_commit_properties(
+                    CommitProperties::default()
+                        .with_create_checkpoint(false)
+                        .with_cleanup_expired_logs(Some(false)),
+                )
                 .await?;
             self.table = table;
             // Optimize's snapshot holds every commit up to its own.

@@ -9,9 +9,9 @@
 //! crash between the two commits, each catches up from its own watermark.
 
 use super::bridge::batch_to_df;
+use super::dates::DateRange;
 use super::frame::anti_join;
 use super::keyset::KeySet;
-use super::range::DateRange;
 use super::scope::conform_to;
 use super::table::{DataFile, ModelTable};
 use super::values::{Cell, Reason, RowChecker, Scratch};

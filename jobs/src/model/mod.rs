@@ -7,6 +7,7 @@
 //! atomic step: a run killed anywhere redoes at most the model it was in,
 //! and a model whose inputs did not move writes nothing.
 //!
+//! [`run_model`] (in `run.rs`) hands a model to the runner of its kind:
 //! - [`clean`]: silver cleaning of a bronze table (strict JSON against
 //!   declared field rules, quarantine with reasons, first-copy dedupe).
 //! - [`seed`]: reference CSVs into silver tables.
@@ -14,20 +15,29 @@
 //!   [`scope`], [`asof_scope`], [`accumulate`]: how their incremental
 //!   runs recompute only what changed.
 //! - [`write`]: the materializations (table, incremental, append).
-//! - [`range`]: backfills over a range of dates.
-//! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs.
+//! - [`range`]: backfills over a range of dates ([`DateRange`], in
+//!   `dates.rs`, says which files and rows lie in it).
+//! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs;
+//!   [`frame`]: the joins and batching the runners share.
 //! - [`json`], [`values`]: the parsing rules, exactly; [`keyset`]: the
 //!   keys a cleaning run let through.
+//!
+//! This file holds what every runner needs (settings, the catalog of
+//! models, the report) and uses none of the runners: the files below it
+//! never import each other in a circle (`scripts/check_structure.py`).
 
 pub mod accumulate;
 pub mod asof_scope;
 pub mod bloom;
 pub mod bridge;
 pub mod clean;
+mod dates;
+mod error;
 pub mod frame;
 pub mod json;
 pub mod keyset;
 pub mod range;
+mod run;
 pub mod scope;
 pub mod seed;
 pub mod sql;
@@ -37,11 +47,13 @@ pub mod write;
 
 use crate::lake::TableLocation;
 use crate::spec::{Column, Layer, Model, Source, bronze_columns, quarantine_columns};
+pub use dates::DateRange;
+pub use error::ModelError;
+pub use run::{ABORT_AFTER, run_model};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::Instant;
 pub use table::Cancel;
-use table::{ModelTable, TableCache, TableError, arrow_schema};
+use table::{ModelTable, TableCache, arrow_schema};
 
 /// Where the lake and the data folder are.
 #[derive(Clone, Debug)]
@@ -59,7 +71,7 @@ pub struct Settings {
     /// A backfill over a range of dates: models are recomputed as a full
     /// refresh, but only their partitions in the range are replaced (see
     /// [`range`]). Set together with `full_refresh`.
-    pub range: Option<range::DateRange>,
+    pub range: Option<DateRange>,
     /// Set when the task running the models is given up: no commit after.
     pub cancel: Cancel,
 }
@@ -87,23 +99,6 @@ impl Settings {
             self.storage_options.clone(),
         )?)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error(transparent)]
-    Table(#[from] TableError),
-    #[error(transparent)]
-    Delta(#[from] deltalake::DeltaTableError),
-    #[error(transparent)]
-    Polars(#[from] polars::prelude::PolarsError),
-    #[error(transparent)]
-    Bridge(#[from] bridge::BridgeError),
-    #[error(transparent)]
-    Arrow(#[from] arrow::error::ArrowError),
-    /// Bad input the user can fix (a seed file, a missing table, ...).
-    #[error("{0}")]
-    Input(String),
 }
 
 /// Every model of the pipeline by name, for reading inputs' tables.
@@ -212,47 +207,3 @@ pub struct ModelReport {
     /// nothing was written.
     pub note: Option<String>,
 }
-
-/// Runs one model (not a bronze source or a quarantine: those are written
-/// by the ingester and by their cleaning model).
-pub async fn run_model(
-    name: &str,
-    catalog: &Catalog,
-    settings: &Settings,
-) -> Result<ModelReport, ModelError> {
-    let started = Instant::now();
-    let model = catalog.model(name)?;
-    let mut report = match &model.source {
-        Source::Clean { .. } => clean::run(model, catalog, settings).await?,
-        Source::Seed { file } => seed::run(model, file, catalog, settings).await?,
-        Source::Sql {
-            sql,
-            asof,
-            scope,
-            accumulate,
-        } => sql::run(model, sql, asof, scope, accumulate, catalog, settings).await?,
-        Source::Kafka { .. } | Source::Files { .. } | Source::Quarantine { .. } => {
-            return Err(ModelError::Input(format!(
-                "`{name}` is a {}: it is written by {}, not run",
-                model.source.kind_name(),
-                if model.source.is_bronze_source() {
-                    "`dag ingest`"
-                } else {
-                    "its cleaning model"
-                }
-            )));
-        }
-    };
-    report.model = name.to_string();
-    report.seconds = started.elapsed().as_secs_f64();
-    // Fault injection for the exactly-once tests: the process dies right
-    // after this model's commit, before anything downstream of it runs.
-    if std::env::var(ABORT_AFTER).is_ok_and(|m| m == name) {
-        eprintln!("{ABORT_AFTER}={name}: aborting after its commit");
-        std::process::abort();
-    }
-    Ok(report)
-}
-
-/// Names a model after whose commit the process aborts (tests only).
-pub const ABORT_AFTER: &str = "DAG_TEST_ABORT_AFTER";

@@ -651,7 +651,13 @@ impl ModelTable {
             .with_metadata([(
                 COMMIT_ID_KEY.to_string(),
                 serde_json::Value::String(commit_id.clone()),
-            )]);
+            )])
+            // Checkpoints and the cleanup of expired log entries are ours,
+            // every CHECKPOINT_EVERY commits (below): delta-rs would list
+            // the whole `_delta_log` after every commit to look for
+            // expired entries, a cost that grows with the log.
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
         let op = DeltaOperation::Write {
             mode: if overwrite {
                 SaveMode::Overwrite
@@ -686,13 +692,25 @@ impl ModelTable {
         // A scheduled model commits every few seconds: without checkpoints
         // every open would replay its whole JSON log. A failed checkpoint
         // costs only speed.
-        if version > 0
-            && version % CHECKPOINT_EVERY == 0
-            && let Err(e) = deltalake::checkpoints::create_checkpoint(&self.table, None).await
-        {
-            tracing::warn!(table = %self.name, version, "checkpoint failed: {e}");
+        if version > 0 && version % CHECKPOINT_EVERY == 0 {
+            upkeep(&self.table, &self.name, version).await;
         }
         Ok(version)
+    }
+}
+
+/// A checkpoint at `version`, then the log entries older than the table's
+/// log retention (and older than a checkpoint) deleted. Failures cost only
+/// speed: they are logged.
+pub async fn upkeep(table: &DeltaTable, name: &str, version: i64) {
+    if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
+        tracing::warn!(table = %name, version, "checkpoint failed: {e}");
+        return;
+    }
+    match deltalake::checkpoints::cleanup_metadata(table, None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(table = %name, version, "{n} expired log entries removed"),
+        Err(e) => tracing::warn!(table = %name, version, "log cleanup failed: {e}"),
     }
 }
 

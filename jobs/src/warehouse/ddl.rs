@@ -9,8 +9,7 @@
 //! state, so the next load is a full one that rewrites every row from gold.
 
 use super::quote;
-use super::schema::pg_type;
-use crate::spec::{Model, OnSchemaChange, WarehouseTarget};
+use crate::spec::{ColumnType, Model, OnSchemaChange, WarehouseTarget};
 use sqlx::PgConnection;
 
 /// A column of a live warehouse table.
@@ -277,6 +276,22 @@ pub fn change(m: &Model, live: Option<&LiveTable>) -> Option<TableChange> {
         None => create(m, t),
         Some(l) => diff(m, t, l),
     })
+}
+
+/// The PostgreSQL type a column of `ty` has in the warehouse (as
+/// `format_type` prints it).
+pub fn pg_type(ty: ColumnType) -> String {
+    match ty {
+        ColumnType::String => "text".into(),
+        ColumnType::Binary => "bytea".into(),
+        ColumnType::Int => "integer".into(),
+        ColumnType::BigInt => "bigint".into(),
+        ColumnType::Double => "double precision".into(),
+        ColumnType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
+        ColumnType::Bool => "boolean".into(),
+        ColumnType::Timestamp => "timestamp with time zone".into(),
+        ColumnType::Date => "date".into(),
+    }
 }
 
 #[cfg(test)]

@@ -4,24 +4,8 @@
 //! (`dag migrate` resolves what the model's `on_schema_change` allows.)
 
 use super::{WarehouseError, ddl};
-use crate::spec::{ColumnType, Model};
+use crate::spec::Model;
 use sqlx::PgConnection;
-
-/// The PostgreSQL type a column of `ty` has in the warehouse (as
-/// `format_type` prints it).
-pub fn pg_type(ty: ColumnType) -> String {
-    match ty {
-        ColumnType::String => "text".into(),
-        ColumnType::Binary => "bytea".into(),
-        ColumnType::Int => "integer".into(),
-        ColumnType::BigInt => "bigint".into(),
-        ColumnType::Double => "double precision".into(),
-        ColumnType::Decimal { precision, scale } => format!("numeric({precision},{scale})"),
-        ColumnType::Bool => "boolean".into(),
-        ColumnType::Timestamp => "timestamp with time zone".into(),
-        ColumnType::Date => "date".into(),
-    }
-}
 
 /// Checks every table of `models` (schema.table from each model's
 /// warehouse target) against what [`ddl`] derives from the model: anything

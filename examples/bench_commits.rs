@@ -1,0 +1,82 @@
+//! Benchmark: does a commit stay cheap as a table's log grows? Commits N
+//! tiny batches (one message each) to one bronze table, as a streaming
+//! ingester would with a checkpoint every 100 commits, and prints the
+//! mean milliseconds per commit of each thousand.
+//!
+//!   bench_commits LAKE_URI [COMMITS]     (default 20,000)
+//!
+//! Output: `commits FROM-TO mean_ms X` per thousand, then `first_ms`,
+//! `last_ms` and `ratio` (last thousand / first thousand) for the report.
+
+use jobs::bronze::batch::{BatchBuilder, RawMessage};
+use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use std::collections::HashMap;
+use std::time::Instant;
+
+const EVERY: usize = 1000;
+const CHECKPOINT_EVERY: usize = 100;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [lake, rest @ ..] = args.as_slice() else {
+        anyhow::bail!("usage: bench_commits LAKE_URI [COMMITS]");
+    };
+    let commits: usize = rest
+        .first()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(20_000);
+    let loc = TableLocation::in_lake(lake, "bronze", "bench_commits", HashMap::new())?;
+    let mut table = BronzeTable::open_or_create("bench_commits", "t", loc).await?;
+    let mut next = table
+        .claim(&[0])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|(_, last)| last)
+        .map_or(0, |l| l + 1);
+    let mut means = Vec::new();
+    let mut started = Instant::now();
+    for i in 1..=commits {
+        let mut b = BatchBuilder::new("t");
+        b.push(
+            &RawMessage {
+                partition: 0,
+                offset: next,
+                key: None,
+                value: Some(b"{\"v\":1}"),
+                timestamp_ms: None,
+            },
+            0,
+        );
+        next += 1;
+        let (batch, spans) = b.finish();
+        match table.commit(&batch, &spans).await? {
+            Outcome::Committed { .. } => {}
+            other => anyhow::bail!("commit {i}: {other:?}"),
+        }
+        if i % CHECKPOINT_EVERY == 0 {
+            let t = Instant::now();
+            table.checkpoint().await?;
+            if std::env::var("BENCH_VERBOSE").is_ok() {
+                eprintln!(
+                    "checkpoint at {i}: {:.0} ms",
+                    t.elapsed().as_secs_f64() * 1000.0
+                );
+            }
+        }
+        if i % EVERY == 0 {
+            let mean = started.elapsed().as_secs_f64() * 1000.0 / EVERY as f64;
+            println!("commits {}-{i} mean_ms {mean:.2}", i + 1 - EVERY);
+            means.push(mean);
+            started = Instant::now();
+        }
+    }
+    if let (Some(first), Some(last)) = (means.first(), means.last()) {
+        println!("first_ms {first:.2}");
+        println!("last_ms {last:.2}");
+        println!("ratio {:.2}", last / first);
+    }
+    Ok(())
+}

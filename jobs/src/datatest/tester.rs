@@ -1,0 +1,141 @@
+//! Running a set of tests against the lake: each from its base (the last
+//! clean pass on record), the results gathered and appended in one commit.
+
+use super::{Options, Status, TestResult, eval, results, tested_columns};
+use crate::model::{Catalog, ModelError, Settings};
+use crate::spec::{DataTest, Model, Severity};
+use chrono::Utc;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Runs tests against the lake, keeping each test's base from the results
+/// table; [`Tester::finish`] appends what ran. Shared by reference: a run
+/// evaluates tests of independent models at the same time.
+pub struct Tester {
+    catalog: Catalog,
+    settings: Settings,
+    opts: Options,
+    bases: Mutex<results::Bases>,
+    ran: Mutex<Vec<TestResult>>,
+}
+
+impl Tester {
+    pub async fn new(
+        catalog: Catalog,
+        settings: Settings,
+        opts: Options,
+    ) -> Result<Self, ModelError> {
+        let bases = results::Bases::read(&settings).await?;
+        Ok(Self {
+            catalog,
+            settings,
+            opts,
+            bases: Mutex::new(bases),
+            ran: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs one declared test of `model`; a test that cannot run is an
+    /// `Error` result, not an `Err`.
+    pub async fn run(&self, model: &Model, test: &DataTest) -> TestResult {
+        let started = Instant::now();
+        let passes = if self.opts.full {
+            Vec::new()
+        } else {
+            lock(&self.bases).passes(&test.name)
+        };
+        let ctx = eval::Context {
+            catalog: &self.catalog,
+            settings: &self.settings,
+            opts: &self.opts,
+        };
+        let mut result = match eval::evaluate(&ctx, model, test, &passes).await {
+            Ok(o) => judge(model, test, o),
+            Err(e) => TestResult {
+                status: Status::Error,
+                message: e.to_string(),
+                ..blank(model, test)
+            },
+        };
+        result.seconds = started.elapsed().as_secs_f64();
+        if result.status == Status::Pass && result.failing == 0 {
+            lock(&self.bases).passed(
+                &test.name,
+                results::Base {
+                    version: result.version,
+                    compared_version: result.compared_version,
+                    tested_at: self.opts.clock.max(Utc::now()).timestamp_micros(),
+                },
+            );
+        }
+        lock(&self.ran).push(result.clone());
+        result
+    }
+
+    /// Appends every result to the results table, in one commit.
+    pub async fn finish(self, run_id: &str) -> Result<Vec<TestResult>, ModelError> {
+        let ran = self.ran.into_inner().unwrap_or_else(|e| e.into_inner());
+        results::append(&self.settings, run_id, self.opts.clock, &ran).await?;
+        Ok(ran)
+    }
+}
+
+/// A guard on `m`; a test that panicked while holding it left plain data
+/// (a base or a result list), still good to use.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn blank(model: &Model, test: &DataTest) -> TestResult {
+    TestResult {
+        test: test.name.clone(),
+        model: model.name.clone(),
+        kind: test.kind.name().to_string(),
+        severity: match test.severity {
+            Severity::Error => "error",
+            Severity::Warn => "warn",
+        }
+        .to_string(),
+        columns: tested_columns(&test.kind),
+        version: -1,
+        since_version: None,
+        compared_version: None,
+        rows_checked: 0,
+        status: Status::Pass,
+        failing: 0,
+        seconds: 0.0,
+        message: String::new(),
+        sample: Vec::new(),
+        declared_at: test.pos.to_string(),
+    }
+}
+
+/// The status from the failing count, the severity and the thresholds, as
+/// dbt decides it: `error_if` (default `!= 0`) fails an error-severity
+/// test, else `warn_if` (default `!= 0`) warns.
+fn judge(model: &Model, test: &DataTest, o: eval::Outcome) -> TestResult {
+    let nonzero = crate::spec::Threshold {
+        op: crate::spec::CmpOp::Ne,
+        value: 0,
+    };
+    let error_if = test.error_if.unwrap_or(nonzero);
+    let warn_if = test.warn_if.unwrap_or(nonzero);
+    let status = if test.severity == Severity::Error && error_if.holds(o.failing) {
+        Status::Fail
+    } else if warn_if.holds(o.failing) {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    TestResult {
+        version: o.version,
+        since_version: o.since_version,
+        compared_version: o.compared_version,
+        rows_checked: o.rows_checked,
+        status,
+        failing: o.failing,
+        message: o.message,
+        sample: o.sample,
+        ..blank(model, test)
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Commit cost as a table's log grows (issue 24, "commits that stay cheap"):
+# COMMITS one-message commits to one local bronze table, a checkpoint (and
+# the expired-log cleanup) every 100, as a streaming ingester does; prints
+# the mean milliseconds per commit of each thousand and the ratio of the
+# last thousand to the first.
+#
+#   scripts/bench_commits.sh [COMMITS]     (default 20000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench_lib.sh
+. scripts/bench_lib.sh
+COMMITS="${1:-20000}"
+build_release
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+out="$("$CARGO_TARGET_DIR/release/examples/bench_commits" "file://$dir" "$COMMITS" | tee /dev/stderr)"
+metric commits_first_ms "$(sed -n 's/^first_ms //p' <<<"$out")"
+metric commits_last_ms "$(sed -n 's/^last_ms //p' <<<"$out")"
+metric commits_ratio "$(sed -n 's/^ratio //p' <<<"$out")"
