@@ -2,11 +2,18 @@
 //! server: the shared test server (`scripts/services.sh`) serves every
 //! other test at once and must never go down under them. Built from the
 //! same PostgreSQL 15 binaries (`DAG_PG_BIN`, default Debian's path), in a
-//! temporary folder, listening on a free loopback port, without fsync (as
-//! the shared one). [`PgCluster::crash_restart`] stops it the way a crash
-//! does (`pg_ctl stop -m immediate`: no shutdown checkpoint, every client
-//! cut, crash recovery at the next start) and starts it again after an
-//! outage.
+//! temporary folder, listening on a free loopback port.
+//! [`PgCluster::crash_restart`] stops it the way a crash does (`pg_ctl
+//! stop -m immediate`: no shutdown checkpoint, every client cut, crash
+//! recovery at the next start) and starts it again after an outage.
+//!
+//! Durable as a production server is against a process crash: commits are
+//! acknowledged only once their WAL reached the operating system
+//! (`synchronous_commit` stays on; the shared test server turns it off for
+//! speed, and then a crash loses acknowledged commits: the fault test saw
+//! `dag.loaded_versions` go back from 2 to 1). `fsync` is off: the files
+//! outlive the killed server in the OS cache, only a machine crash would
+//! lose them.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -114,8 +121,7 @@ impl PgCluster {
             .args(["-w", "-t", "60", "-o"])
             .arg(format!(
                 "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-                 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-                 -c max_connections=100",
+                 -c fsync=off -c full_page_writes=off -c max_connections=100",
                 self.port
             ))
             .arg("start");
