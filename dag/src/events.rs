@@ -73,8 +73,8 @@ impl NodeFinished {
         }
     }
 
-    /// A node that did not succeed (`Failed`, `Retrying` or `Skipped`).
-    pub fn not_ok(run: &str, node: &str, state: NodeState, error: String) -> NodeFinished {
+    /// A node that moved no rows: a failure, a skip, or the load node.
+    pub fn of(run: &str, node: &str, state: NodeState, error: Option<String>) -> NodeFinished {
         NodeFinished {
             run: run.to_string(),
             node: node.to_string(),
@@ -88,7 +88,7 @@ impl NodeFinished {
             version: None,
             seconds: 0.0,
             note: None,
-            error: Some(error),
+            error,
         }
     }
 }
@@ -234,6 +234,18 @@ impl Console {
 
     /// The text of `event`, if it shows as any (without the newline).
     pub fn text(&self, event: &Event) -> Option<String> {
+        let text = self.lines(event)?;
+        // In a run's table, the load stands apart from the models.
+        Some(
+            if self.style == Style::Table && matches!(event, Event::LoadFinished { .. }) {
+                format!("\n{text}")
+            } else {
+                text
+            },
+        )
+    }
+
+    fn lines(&self, event: &Event) -> Option<String> {
         let (w, tw) = self.widths();
         match (self.style, event) {
             (Style::Quiet, _) => None,
@@ -314,10 +326,6 @@ impl Console {
 impl EventSink for Console {
     fn emit(&self, event: &Event) {
         if let Some(line) = self.text(event) {
-            // In a run's table, the load stands apart from the models.
-            if self.style == Style::Table && matches!(event, Event::LoadFinished { .. }) {
-                println!();
-            }
             println!("{line}");
         }
     }

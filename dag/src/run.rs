@@ -177,14 +177,14 @@ async fn load_as_node(
         _ if closed => NodeState::Skipped,
         _ => NodeState::Failed,
     };
+    let error = match &loaded {
+        Err(e) => Some(e.to_string()),
+        Ok(_) if closed => Some("a model or an error test failed".into()),
+        Ok(_) => None,
+    };
     events.emit(&Event::NodeFinished(NodeFinished {
         seconds: started.elapsed().as_secs_f64(),
-        error: match &loaded {
-            Err(e) => Some(e.to_string()),
-            Ok(_) if closed => Some("a model or an error test failed".into()),
-            Ok(_) => None,
-        },
-        ..NodeFinished::not_ok(run, crate::pipeline::LOAD_NODE, state, String::new())
+        ..NodeFinished::of(run, crate::pipeline::LOAD_NODE, state, error)
     }));
     loaded
 }
@@ -252,11 +252,11 @@ impl Executor<'_> {
                 if inputs.iter().any(|x| self.failed.contains(x)) {
                     self.failed.insert(n);
                     self.counts.skipped += 1;
-                    let head = NodeFinished::not_ok(
+                    let head = NodeFinished::of(
                         &self.run,
                         &name,
                         NodeState::Skipped,
-                        "upstream failed".into(),
+                        Some("upstream failed".into()),
                     );
                     self.settle(n, head, &mut steps);
                 } else {
@@ -289,7 +289,7 @@ impl Executor<'_> {
                             self.failed.insert(n);
                             self.why.push(format!("model {name} failed"));
                             self.counts.failed += 1;
-                            NodeFinished::not_ok(&self.run, &name, NodeState::Failed, e)
+                            NodeFinished::of(&self.run, &name, NodeState::Failed, Some(e))
                         }
                     };
                     self.settle(n, head, &mut steps);

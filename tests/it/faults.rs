@@ -137,6 +137,26 @@ impl Chain {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// The pipeline, its catalog and settings that read the lake straight
+    /// from S3 (not through the fault proxy), for the checks.
+    fn lake(
+        &self,
+    ) -> (
+        dag::pipeline::Pipeline,
+        jobs::model::Catalog,
+        jobs::model::Settings,
+    ) {
+        let p = dag::pipeline::Pipeline::load(&self.root().join("models/telematics"))
+            .expect("pipeline");
+        let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
+        let settings = jobs::model::Settings::new(
+            format!("{}/lake", self._s3.url()),
+            crate::s3_faults::direct_storage(&self._s3),
+            self.root().join("data"),
+        );
+        (p, catalog, settings)
+    }
+
     /// Terminates every client connection to the test database but ours.
     async fn kill_connections(&self) {
         let _ = sqlx::query(
@@ -240,13 +260,7 @@ async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
 async fn check_lake(c: &Chain, complete: bool) -> u64 {
     use jobs::spec::Source;
     use polars::prelude::{DataFrame, DataType, UniqueKeepStrategy};
-    let p = dag::pipeline::Pipeline::load(&c.root().join("models/telematics")).expect("pipeline");
-    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
-    let settings = jobs::model::Settings::new(
-        format!("{}/lake", c._s3.url()),
-        crate::s3_faults::direct_storage(&c._s3),
-        c.root().join("data"),
-    );
+    let (p, catalog, settings) = c.lake();
     let read = async |name: &str, cols: &[String]| -> DataFrame {
         let cols: Vec<&str> = cols.iter().map(String::as_str).collect();
         match catalog.open_input(name, &settings).await {
@@ -395,13 +409,7 @@ async fn check_warehouse(c: &Chain) -> Option<u64> {
     if loaded.is_empty() {
         return Some(0);
     }
-    let p = dag::pipeline::Pipeline::load(&c.root().join("models/telematics")).expect("pipeline");
-    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
-    let settings = jobs::model::Settings::new(
-        format!("{}/lake", c._s3.url()),
-        crate::s3_faults::direct_storage(&c._s3),
-        c.root().join("data"),
-    );
+    let (p, catalog, settings) = c.lake();
     // (test, version) -> whether a result there did not fail.
     let results = jobs::model::table::ModelTable::open(
         jobs::datatest::results::TABLE,

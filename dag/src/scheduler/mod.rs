@@ -529,9 +529,6 @@ async fn run_claim(
     };
     let d = outcome.as_ref().ok().cloned().unwrap_or_default();
     let event = NodeFinished {
-        run: c.run_id.to_string(),
-        node: c.node.clone(),
-        state,
         attempt: u32::try_from(c.attempt).unwrap_or(0),
         max_attempts: u32::try_from(c.max_attempts).unwrap_or(0),
         rows_in: u64::try_from(d.rows_in.unwrap_or(0)).unwrap_or(0),
@@ -541,7 +538,7 @@ async fn run_claim(
         version: d.version,
         seconds: d.seconds,
         note: d.note,
-        error,
+        ..NodeFinished::of(&c.run_id.to_string(), &c.node, state, error)
     };
     runner.events.emit(&Event::NodeFinished(event));
     match store::finish(pool, me, c, outcome, s.retry_backoff).await {

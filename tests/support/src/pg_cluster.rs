@@ -24,18 +24,23 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
+    root: bool,
 }
 
-/// Runs a PostgreSQL program as the user `postgres` when we are root
-/// (PostgreSQL refuses to run as root), else as ourselves.
-fn as_postgres(bin: &Path, program: &str) -> Command {
-    let exe = bin.join(program);
-    // Whether we are root, from `id -u` (no libc dependency for one call).
-    let root = Command::new("id")
+/// Whether we are root (PostgreSQL refuses to run as root), from `id -u`
+/// (no libc dependency for one call), asked once per cluster.
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL program as the user `postgres` when we are root,
+/// else as ourselves.
+fn as_postgres(root: bool, bin: &Path, program: &str) -> Command {
+    let exe = bin.join(program);
     if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(exe);
@@ -89,7 +94,8 @@ impl PgCluster {
             .arg(&data)
             .output();
         let _ = Command::new("chmod").args(["0700"]).arg(&data).output();
-        let mut initdb = as_postgres(&bin, "initdb");
+        let root = is_root();
+        let mut initdb = as_postgres(root, &bin, "initdb");
         initdb.arg("-D").arg(&data).args([
             "-A",
             "trust",
@@ -103,7 +109,12 @@ impl PgCluster {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let c = PgCluster { dir, port, bin };
+        let c = PgCluster {
+            dir,
+            port,
+            bin,
+            root,
+        };
         c.up()?;
         Ok(c)
     }
@@ -113,7 +124,7 @@ impl PgCluster {
     }
 
     fn up(&self) -> Result<()> {
-        let mut c = as_postgres(&self.bin, "pg_ctl");
+        let mut c = as_postgres(self.root, &self.bin, "pg_ctl");
         c.arg("-D")
             .arg(self.data())
             .arg("-l")
@@ -129,7 +140,7 @@ impl PgCluster {
     }
 
     fn down(&self) -> Result<()> {
-        let mut c = as_postgres(&self.bin, "pg_ctl");
+        let mut c = as_postgres(self.root, &self.bin, "pg_ctl");
         c.arg("-D")
             .arg(self.data())
             .args(["-w", "-t", "60", "stop", "-m", "immediate"]);
