@@ -1,23 +1,17 @@
-//! `dag test [SELECTOR]`, and the tests inside `dag run` and before
-//! `dag load`: which tests to run when, one line per result, the reports.
-//!
-//! In a run, a test runs as soon as every model it reads has settled
-//! (its own model, and the model a `relationships` or `row_count`
-//! compares with), so a failing test stops what is downstream of its
-//! model before it runs. A `relationships` test towards a model that is
-//! itself downstream (fact -> inferred dimension) can only run after that
-//! model: its failure still fails the run and closes the load's gate.
+//! `dag test [SELECTOR]` and the tests before `dag load`: every test of
+//! the selected models on the tables as they are, one line per result,
+//! the reports. (In a run, when each test runs is the executor's rule:
+//! `crate::executor::task`.)
 
 use crate::config::Loaded;
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use chrono::Utc;
 use jobs::datatest::report::{self, Meta, Summary};
-use jobs::datatest::{Options, Status, TestResult, Tester, test_inputs};
+use jobs::datatest::{Options, Status, TestResult, Tester};
 use jobs::model::Catalog;
 use jobs::spec::DataTest;
 use petgraph::graph::NodeIndex;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Where `dag test` writes its reports.
@@ -34,36 +28,12 @@ pub fn run_id() -> String {
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%SZ"), &id[..8])
 }
 
-/// Tests waiting for the models they read, in declaration order.
-pub struct Pending {
-    tests: Vec<(NodeIndex, DataTest, Vec<String>)>,
-}
-
-impl Pending {
-    /// The tests of the models in `nodes`.
-    pub fn of(p: &Pipeline, nodes: &[NodeIndex]) -> Pending {
-        let mut tests = Vec::new();
-        for n in nodes {
-            let m = &p.graph[*n];
-            for t in &m.tests {
-                tests.push((*n, t.clone(), test_inputs(&m.name, t)));
-            }
-        }
-        Pending { tests }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tests.is_empty()
-    }
-
-    /// Removes and returns the tests whose inputs are all in `settled`.
-    pub fn ready(&mut self, settled: &BTreeSet<String>) -> Vec<(NodeIndex, DataTest)> {
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.tests)
-            .into_iter()
-            .partition(|(_, _, inputs)| inputs.iter().all(|i| settled.contains(i)));
-        self.tests = waiting;
-        ready.into_iter().map(|(n, t, _)| (n, t)).collect()
-    }
+/// The tests of the models in `nodes`, in declaration order.
+fn tests_of(p: &Pipeline, nodes: &[NodeIndex]) -> Vec<(NodeIndex, DataTest)> {
+    nodes
+        .iter()
+        .flat_map(|n| p.graph[*n].tests.iter().map(|t| (*n, t.clone())))
+        .collect()
 }
 
 /// One result as a line of `dag run` / `dag test` output.
@@ -108,7 +78,7 @@ pub async fn test_command(
     };
     let clock = opts.clock;
     let id = run_id();
-    if Pending::of(p, selected).is_empty() {
+    if tests_of(p, selected).is_empty() {
         println!("no data tests are declared on the selected models");
     }
     let results = run_on_current(cfg, p, selected, opts, &id, true).await?;
@@ -184,8 +154,7 @@ pub async fn run_on_current(
         .await
         .map_err(anyhow::Error::from)?;
     let w = width(p, nodes);
-    let everything: BTreeSet<String> = p.graph.node_weights().map(|m| m.name.clone()).collect();
-    for (n, t) in Pending::of(p, nodes).ready(&everything) {
+    for (n, t) in tests_of(p, nodes) {
         let r = tester.run(&p.graph[n], &t).await;
         if print {
             println!("{}", line(&r, w));

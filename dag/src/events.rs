@@ -50,6 +50,8 @@ pub struct NodeFinished {
     /// Why the model did what it did (a full recompute's reason, or why
     /// nothing was written).
     pub note: Option<String>,
+    /// Error-severity tests of the task that failed (its model ran).
+    pub tests_failed: usize,
     pub error: Option<String>,
 }
 
@@ -69,6 +71,7 @@ impl NodeFinished {
             version: r.version,
             seconds: r.seconds,
             note: r.note.clone(),
+            tests_failed: 0,
             error: None,
         }
     }
@@ -88,6 +91,7 @@ impl NodeFinished {
             version: None,
             seconds: 0.0,
             note: None,
+            tests_failed: 0,
             error,
         }
     }
@@ -255,6 +259,16 @@ impl Console {
                     (width(nodes), width(tests));
                 None
             }
+            // A load that did not run kept the warehouse as it was.
+            (_, Event::NodeFinished(n))
+                if n.node == crate::pipeline::LOAD_NODE && n.state == NodeState::Skipped =>
+            {
+                Some(format!(
+                    "{}load: BLOCKED ({}); the warehouse keeps its previous state",
+                    if self.style == Style::Table { "\n" } else { "" },
+                    n.error.as_deref().unwrap_or("something upstream failed")
+                ))
+            }
             // In a run's table the load's own lines say what it did.
             (Style::Table, Event::NodeFinished(n)) if n.node == crate::pipeline::LOAD_NODE => None,
             (Style::Table, Event::NodeFinished(n)) => Some(model_line(n, w)),
@@ -262,7 +276,12 @@ impl Console {
                 NodeState::Success => {
                     format!("run {} {}: success in {:.2}s", n.run, n.node, n.seconds)
                 }
-                NodeState::Skipped => format!("run {} {}: skipped", n.run, n.node),
+                NodeState::Skipped => format!(
+                    "run {} {}: skipped ({})",
+                    n.run,
+                    n.node,
+                    n.error.as_deref().unwrap_or("upstream failed")
+                ),
                 NodeState::Retrying | NodeState::Failed => format!(
                     "run {} {} (attempt {}/{}): failed: {}",
                     n.run,
@@ -334,36 +353,47 @@ impl EventSink for Console {
 /// One model's line in a `dag run`.
 fn model_line(n: &NodeFinished, width: usize) -> String {
     let name = &n.node;
+    let failed = matches!(n.state, NodeState::Failed | NodeState::Retrying);
     match (n.state, n.version) {
         (NodeState::Skipped, _) => format!("{name:<width$}  skipped: upstream failed"),
+        // The model ran; its tests (on the lines below) failed.
+        _ if failed && n.tests_failed > 0 => {
+            format!("{}  FAILED: {} test(s)", ran_line(n, width), n.tests_failed)
+        }
         (NodeState::Failed | NodeState::Retrying, _) => {
             format!(
                 "{name:<width$}  FAILED: {}",
                 n.error.as_deref().unwrap_or("")
             )
         }
-        (NodeState::Success, None) => format!(
+        (NodeState::Success, _) => ran_line(n, width),
+    }
+}
+
+/// What a model that ran read and wrote.
+fn ran_line(n: &NodeFinished, width: usize) -> String {
+    let name = &n.node;
+    let Some(v) = n.version else {
+        return format!(
             "{name:<width$}  up to date ({}) {:>7.2}s",
             n.note.as_deref().unwrap_or("nothing new"),
             n.seconds
-        ),
-        (NodeState::Success, Some(v)) => {
-            let mut s = format!("{name:<width$}  in {:>9}  out {:>9}", n.rows_in, n.rows_out);
-            if n.quarantined > 0 || n.duplicates > 0 {
-                s += &format!(
-                    "  quarantined {}  duplicates {}",
-                    n.quarantined, n.duplicates
-                );
-            }
-            s += &format!("  -> v{v} {:>7.2}s", n.seconds);
-            // Why a run did more (or less) than its inputs' changes: a full
-            // recompute says so, with the reason.
-            if let Some(note) = &n.note {
-                s += &format!("  ({note})");
-            }
-            s
-        }
+        );
+    };
+    let mut s = format!("{name:<width$}  in {:>9}  out {:>9}", n.rows_in, n.rows_out);
+    if n.quarantined > 0 || n.duplicates > 0 {
+        s += &format!(
+            "  quarantined {}  duplicates {}",
+            n.quarantined, n.duplicates
+        );
     }
+    s += &format!("  -> v{v} {:>7.2}s", n.seconds);
+    // Why a run did more (or less) than its inputs' changes: a full
+    // recompute says so, with the reason.
+    if let Some(note) = &n.note {
+        s += &format!("  ({note})");
+    }
+    s
 }
 
 /// The load's lines: a table each.

@@ -10,6 +10,7 @@ pub mod datatest;
 pub mod demo;
 pub mod events;
 pub mod examples;
+pub mod executor;
 pub mod ingest;
 pub mod logging;
 pub mod outcome;

@@ -8,13 +8,14 @@ pub fn init(format: LogFormat, verbose: u8) {
     // kernel, DataFusion, librdkafka) only when they warn, unless -vv.
     // The kernel logs a missing table (before we create it) as an error.
     // deltalake warns of every commit that meets another writer's ("table
-    // updated during transaction"): a normal event between our concurrent
-    // writers, whose outcome (retried, or fenced) we report ourselves.
+    // updated during transaction") and logs the conflicts it gives up on
+    // as errors: normal events between our concurrent writers, whose
+    // outcome (retried, or fenced) we report ourselves.
     // sqlx warns of every statement slower than a second: a load's COPY
     // of a big table, or a wait for the load lock, which we report.
     let default = match verbose {
         0 => {
-            "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error,deltalake_core::kernel::transaction=error,sqlx::query=error"
+            "warn,dag=info,jobs=info,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error,deltalake_core::kernel::transaction=off,sqlx::query=error"
         }
         1 => {
             "warn,dag=debug,jobs=debug,buoyant_kernel::snapshot::builder=off,deltalake_core::writer::stats=error"

@@ -2,10 +2,11 @@
 //! recorded in PostgreSQL for the running scheduler(s), and their history.
 
 use crate::config::Loaded;
+use crate::executor::task;
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
+use crate::scheduler::Settings;
 use crate::scheduler::store::{self, Trigger};
-use crate::scheduler::{Settings, task};
 use crate::select::Selector;
 use petgraph::Direction;
 use petgraph::graph::NodeIndex;

@@ -100,6 +100,21 @@ fn work(events: &[Value]) -> BTreeMap<String, String> {
                     ),
                 );
             }
+            Some("run_finished") => {
+                out.insert(
+                    "run finished".to_string(),
+                    format!(
+                        "success={} ran={} failed={} skipped={} tests={} failed={} warned={}",
+                        e["success"],
+                        e["models_ran"],
+                        e["models_failed"],
+                        e["models_skipped"],
+                        e["tests"],
+                        e["tests_failed"],
+                        e["tests_warned"]
+                    ),
+                );
+            }
             Some("load_finished") => {
                 for t in e["tables"].as_array().into_iter().flatten() {
                     out.insert(
@@ -339,4 +354,121 @@ async fn a_dag_run_is_recorded_as_a_run_with_a_row_per_node() {
     let listed = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(listed.matches("cli").count(), 2, "{listed}");
     p.db.drop_db().await.ok();
+}
+
+/// Runs `silver gold` through a scheduler of `p` (JSON events) triggered
+/// once: the events, and whether the run succeeded.
+async fn through_a_scheduler(p: &Project) -> (Vec<Value>, bool) {
+    let log = p.root().join("scheduler.out");
+    let mut scheduler = p
+        .dag(&["--log-format", "json", "scheduler"])
+        .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scheduler");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up: Option<i64> =
+            sqlx::query_scalar("SELECT count(*) FROM dag.schedulers WHERE stopped_at IS NULL")
+                .fetch_one(&p.db.pool)
+                .await
+                .ok();
+        if up.unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the scheduler never started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = p
+        .dag(&["trigger", "silver", "gold", "--wait"])
+        .output()
+        .expect("trigger");
+    // The run's last events are written just after its state: give the
+    // scheduler a moment to say them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"run_finished\"")
+    {
+        assert!(Instant::now() < deadline, "no run_finished event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+    let text = std::fs::read_to_string(&log).expect("scheduler log");
+    (events(&text), out.status.success())
+}
+
+/// Each node's recorded state, in `dag.task_runs`.
+async fn recorded_states(p: &Project) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT node, state FROM dag.task_runs ORDER BY node")
+        .fetch_all(&p.db.pool)
+        .await
+        .expect("task_runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_test_stops_the_same_nodes_in_dag_run_and_the_scheduler() {
+    // b's v must be x, and one row holds q: the test fails (error
+    // severity), so d (built from b) is skipped and the load keeps the
+    // warehouse as it was; c goes on.
+    let strict = SEED.replace("{f}", "b").replace(
+        "{name: v, type: string}",
+        "{name: v, type: string, tests: [{accepted_values: {values: [x]}}]}",
+    );
+    let bad = |p: &Project| {
+        std::fs::write(p.root().join("models/p/silver/b.yml"), &strict).expect("write");
+        std::fs::write(p.root().join("data/b.csv"), "id,v\n1,x\n2,q\n").expect("write");
+    };
+    let one = Project::new().await;
+    bad(&one);
+    let out = one
+        .dag(&["--log-format", "json", "run", "silver", "gold"])
+        .output()
+        .expect("dag run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let by_run = events(&String::from_utf8_lossy(&out.stdout));
+
+    let two = Project::new().await;
+    bad(&two);
+    let (by_scheduler, ok) = through_a_scheduler(&two).await;
+    assert!(!ok, "the scheduler's run failed too");
+
+    let (a, b) = (work(&by_run), work(&by_scheduler));
+    assert_eq!(
+        a["node \"b\""].split(' ').next(),
+        Some("\"failed\""),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a["node \"d\""].split(' ').next(),
+        Some("\"skipped\""),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a["node \"load:warehouse\""].split(' ').next(),
+        Some("\"skipped\""),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a["node \"c\""].split(' ').next(),
+        Some("\"success\""),
+        "{a:#?}"
+    );
+    assert_eq!(
+        a["run finished"], "success=false ran=3 failed=0 skipped=1 tests=8 failed=1 warned=1",
+        "{a:#?}"
+    );
+    assert_eq!(a, b, "dag run and the scheduler disagree");
+    // And they record the same states.
+    let (x, y) = (recorded_states(&one).await, recorded_states(&two).await);
+    assert_eq!(x.len(), 5, "{x:?}");
+    assert_eq!(x, y, "dag run and the scheduler recorded different states");
+    one.db.drop_db().await.ok();
+    two.db.drop_db().await.ok();
 }

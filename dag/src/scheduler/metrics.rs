@@ -4,7 +4,7 @@
 //! counts and durations per node, rows written per layer, and its bronze
 //! ingesters' rows and consumer lag per partition.
 
-use super::store::Done;
+use crate::events::{Event, EventSink, NodeState};
 use sqlx::{PgPool, Row};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,21 +29,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn record(&self, node: &str, layer: &str, outcome: &Result<Done, String>) {
-        if let (Ok(d), Ok(mut layers)) = (outcome, self.layers.lock()) {
-            *layers.entry(layer.to_string()).or_default() += d.rows_out.unwrap_or(0).max(0) as u64;
+    /// Counts a task that ran (success, or failed) in `layer`.
+    fn record(&self, layer: &str, n: &crate::events::NodeFinished) {
+        let ok = n.state == NodeState::Success;
+        if let (true, Ok(mut layers)) = (ok, self.layers.lock()) {
+            *layers.entry(layer.to_string()).or_default() += n.rows_out;
         }
         let Ok(mut nodes) = self.nodes.lock() else {
             return;
         };
-        let s = nodes.entry(node.to_string()).or_default();
-        match outcome {
-            Ok(d) => {
-                s.success += 1;
-                s.seconds += d.seconds;
-                s.rows_out += d.rows_out.unwrap_or(0).max(0) as u64;
-            }
-            Err(_) => s.failed += 1,
+        let s = nodes.entry(n.node.clone()).or_default();
+        if ok {
+            s.success += 1;
+            s.seconds += n.seconds;
+            s.rows_out += n.rows_out;
+        } else {
+            s.failed += 1;
         }
     }
 
@@ -136,12 +137,34 @@ async fn render(pool: &PgPool, m: &Metrics) -> String {
     out
 }
 
+/// Counts the tasks that ran in the metrics, then hands each event on.
+pub struct Counting {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub p: crate::pipeline::Pipeline,
+    pub then: std::sync::Arc<dyn EventSink>,
+}
+
+impl EventSink for Counting {
+    fn emit(&self, event: &Event) {
+        if let Event::NodeFinished(n) = event
+            && n.state != NodeState::Skipped
+        {
+            let layer = self
+                .p
+                .model(&n.node)
+                .map_or("warehouse", |m| m.layer.as_str());
+            self.metrics.record(layer, n);
+        }
+        self.then.emit(event);
+    }
+}
+
 /// Serves `/metrics` until `stop`.
 pub async fn serve(
     addr: std::net::SocketAddr,
     pool: PgPool,
     m: std::sync::Arc<Metrics>,
-    stop: std::sync::Arc<super::stop::Stop>,
+    stop: std::sync::Arc<super::Stop>,
 ) {
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,

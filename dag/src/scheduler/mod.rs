@@ -5,9 +5,10 @@
 //!
 //! - [`clock`]: the (system or virtual) clock and cron fire times.
 //! - [`store`]: runs and tasks in the database: claims, leases, outcomes.
-//! - [`task`]: the tasks of a run and what each one does.
+//! - [`pg`]: that store as the executor's state store.
 //!
-//! Work is picked up on `NOTIFY dag_work` (a trigger, a finished task) or
+//! The tasks run through the one executor (`crate::executor`), as
+//! `dag run`'s do. Work is picked up on `NOTIFY dag_work` (a trigger, a finished task) or
 //! every `poll_interval`. Each claimed task renews its lease every third of
 //! it; a scheduler that dies stops renewing, and the others retry its
 //! tasks once the lease ran out. SIGTERM drains: no new claims, in-flight
@@ -15,66 +16,23 @@
 //! cut short has written nothing), then are handed back; ingesters flush.
 
 pub mod clock;
-mod stop;
+pub mod pg;
+mod settings;
 pub mod store;
-pub mod task;
 
 use crate::config::Loaded;
-use crate::events::{Event, EventSink, NodeFinished, NodeState};
+use crate::events::EventSink;
+pub use crate::executor::Stop;
+use crate::executor::task::{self, Runner};
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
-use clock::{Clock, Schedule};
-use jobs::model::Cancel;
+use clock::Schedule;
+pub use settings::Settings;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-pub use stop::Stop;
-use store::{Claim, Trigger};
-use task::Runner;
-
-/// The `[scheduler]` settings, parsed (validated when the config loaded).
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub tz: chrono_tz::Tz,
-    pub max_concurrency: i64,
-    pub max_attempts: i32,
-    pub retry_backoff: Duration,
-    pub task_timeout: Duration,
-    pub lease: Duration,
-    pub queue_overlaps: bool,
-    pub poll_interval: Duration,
-    pub grace_period: Duration,
-    pub ingest: bool,
-    pub metrics_addr: Option<std::net::SocketAddr>,
-    pub clock: Clock,
-    /// No lines on stdout (an in-process scheduler).
-    pub quiet: bool,
-}
-
-impl Settings {
-    pub fn from_config(cfg: &Loaded) -> Settings {
-        let c = &cfg.config.scheduler;
-        let d =
-            |t: &str, secs: u64| jobs::spec::parse_duration(t).unwrap_or(Duration::from_secs(secs));
-        Settings {
-            tz: c.timezone.parse().unwrap_or(chrono_tz::UTC),
-            max_concurrency: i64::from(c.max_concurrency.max(1)),
-            max_attempts: c.retries as i32 + 1,
-            retry_backoff: d(&c.retry_backoff, 10),
-            task_timeout: d(&c.task_timeout, 3600),
-            lease: d(&c.lease, 30),
-            queue_overlaps: c.overlap == "queue",
-            poll_interval: d(&c.poll_interval, 1),
-            grace_period: d(&c.grace_period, 30),
-            ingest: c.ingest,
-            metrics_addr: c.metrics_addr.parse().ok(),
-            clock: Clock::parse(&c.clock).unwrap_or(Clock::System),
-            quiet: false,
-        }
-    }
-}
+use store::Trigger;
 
 /// The pipeline's schedules: pipeline.yml's and each model's own.
 pub fn schedules(p: &Pipeline, tz: chrono_tz::Tz) -> Result<Vec<Schedule>, String> {
@@ -224,10 +182,20 @@ pub async fn serve_until(
     } else {
         None
     };
-    let mut runner = Runner::new(cfg, p);
-    runner.events = events;
-    let runner = Arc::new(runner);
-    work(&pool, &me, &s, runner, &stop, &metrics).await;
+    let mut runner = Runner::new(cfg, p.clone());
+    runner.events = Arc::new(metrics::Counting {
+        metrics: metrics.clone(),
+        p,
+        then: events,
+    });
+    let limits = crate::executor::Limits {
+        concurrency: usize::try_from(s.max_concurrency).unwrap_or(1),
+        lease: Some(s.lease),
+        timeout: Some(s.task_timeout),
+        grace: s.grace_period,
+    };
+    let states = Arc::new(pg::PgStore::new(pool.clone(), &me, s.clone()).await);
+    crate::executor::drive(states, Arc::new(runner), limits, &stop).await;
     store::stopped(&pool, &me).await.ok();
     if let Some(i) = ingest {
         let _ = i.await;
@@ -323,232 +291,6 @@ async fn fire(pool: PgPool, p: Pipeline, load: bool, sch: Schedule, s: Settings,
         if let Err(e) = created.await {
             tracing::error!("schedule {key} at {next}: {e:#}");
         }
-    }
-}
-
-/// Claims and runs tasks until `stop`, then drains.
-async fn work(
-    pool: &PgPool,
-    me: &str,
-    s: &Settings,
-    runner: Arc<Runner>,
-    stop: &Stop,
-    metrics: &Arc<metrics::Metrics>,
-) {
-    let mut listener = match PgListener::connect_with(pool).await {
-        Ok(mut l) => match l.listen(store::CHANNEL).await {
-            Ok(()) => Some(l),
-            Err(e) => {
-                tracing::warn!("LISTEN failed ({e}); polling every {:?}", s.poll_interval);
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!("LISTEN failed ({e}); polling every {:?}", s.poll_interval);
-            None
-        }
-    };
-    let running = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    // Set when the drain's grace period is over: no task commits after.
-    let stopping = Cancel::default();
-    while !stop.is_set() {
-        // Claim while there is room here (the global limit is the claim's).
-        while running.load(Ordering::SeqCst) < s.max_concurrency as usize {
-            match store::claim(pool, me, s.lease, s.max_concurrency).await {
-                Ok(Some(c)) => {
-                    running.fetch_add(1, Ordering::SeqCst);
-                    let (pool, me, s, runner, running, metrics, cancel) = (
-                        pool.clone(),
-                        me.to_string(),
-                        s.clone(),
-                        runner.clone(),
-                        running.clone(),
-                        metrics.clone(),
-                        stopping.child(),
-                    );
-                    tasks.spawn(async move {
-                        run_claim(&pool, &me, &s, runner, &c, &metrics, cancel).await;
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    });
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!("claiming: {e}");
-                    break;
-                }
-            }
-        }
-        // Wait for a notification, a finished task, the next retry that
-        // falls due, or the poll interval.
-        let due = store::next_retry_in(pool).await.ok().flatten();
-        let tick = tokio::time::sleep(
-            // (at least 50 ms: a due retry may wait for a slot)
-            due.map_or(s.poll_interval, |d| {
-                d.clamp(Duration::from_millis(50), s.poll_interval)
-            }),
-        );
-        tokio::select! {
-            _ = tick => {}
-            _ = stop.wait() => {}
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            n = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(|_| ()),
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Err(e) = n {
-                    tracing::warn!("notifications: {e}; polling");
-                    listener = None;
-                }
-            }
-        }
-    }
-    // Drain: in-flight tasks get the grace period, then go back.
-    if !tasks.is_empty() {
-        if !s.quiet {
-            println!(
-                "draining {} task(s) (up to {:?})",
-                running.load(Ordering::SeqCst),
-                s.grace_period
-            );
-        }
-        let drained = tokio::time::timeout(s.grace_period, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            // Tasks still going may not commit any more, and are waited
-            // for: a task handed back while its thread still ran could be
-            // claimed and run a second time at once.
-            stopping.cancel();
-            while tasks.join_next().await.is_some() {}
-        }
-    }
-    match store::hand_back(pool, me).await {
-        Ok(0) => {}
-        Ok(n) => println!("handed back {n} unfinished task(s)"),
-        Err(e) => tracing::error!("handing back tasks: {e}"),
-    }
-}
-
-/// Runs one claimed task under its timeout, renewing the lease, and
-/// records the outcome.
-async fn run_claim(
-    pool: &PgPool,
-    me: &str,
-    s: &Settings,
-    runner: Arc<Runner>,
-    c: &Claim,
-    metrics: &metrics::Metrics,
-    cancel: Cancel,
-) {
-    let nodes = match store::run_nodes(pool, c.run_id).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!("run {}: {e}", c.run_id);
-            return;
-        }
-    };
-    // The task runs on the blocking pool: a model's CPU-bound stretches
-    // must not hold up this loop's lease renewals (nor the heartbeat) on
-    // the async workers, or a live scheduler would lose its claim.
-    let audited = if c.node == crate::pipeline::LOAD_NODE {
-        match store::run_versions(pool, c.run_id).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!("run {}: {e}", c.run_id);
-                return;
-            }
-        }
-    } else {
-        Default::default()
-    };
-    let work = {
-        let (runner, node, run_id) = (runner.clone(), c.node.clone(), c.run_id);
-        let rt = tokio::runtime::Handle::current();
-        let cancel = cancel.clone();
-        let job = tokio::task::spawn_blocking(move || {
-            rt.block_on(async move { runner.execute(run_id, &nodes, &node, cancel, audited).await })
-        });
-        async move {
-            job.await
-                .unwrap_or_else(|e| Err(format!("the task panicked or was cancelled: {e}")))
-        }
-    };
-    tokio::pin!(work);
-    let renew_every = s.lease / 3;
-    let outcome = tokio::time::timeout(s.task_timeout, async {
-        loop {
-            tokio::select! {
-                r = &mut work => break Some(r),
-                _ = tokio::time::sleep(renew_every) => {
-                    match store::renew(pool, me, c, s.lease).await {
-                        Ok(true) => {}
-                        Ok(false) => break None,
-                        Err(e) => tracing::warn!("renewing the lease of {}: {e}", c.node),
-                    }
-                }
-            }
-        }
-    })
-    .await;
-    // A task given up is cancelled (it cannot commit any more) and joined
-    // before its retry can be claimed: never two executions at once.
-    let outcome = match outcome {
-        Ok(Some(r)) if !cancel.is_cancelled() => r,
-        Ok(Some(_)) => {
-            // The scheduler is stopping: the task is handed back.
-            return;
-        }
-        Ok(None) => {
-            cancel.cancel();
-            let _ = (&mut work).await;
-            tracing::warn!("run {} {}: claim lost, result dropped", c.run_id, c.node);
-            return;
-        }
-        Err(_) => {
-            cancel.cancel();
-            let _ = (&mut work).await;
-            Err(format!(
-                "timed out after {:?} (nothing committed after that)",
-                s.task_timeout
-            ))
-        }
-    };
-    let layer = runner
-        .p
-        .model(&c.node)
-        .map_or("warehouse", |m| m.layer.as_str());
-    metrics.record(&c.node, layer, &outcome);
-    let (state, error) = match &outcome {
-        Ok(_) => (NodeState::Success, None),
-        Err(e) if c.attempt < c.max_attempts => (NodeState::Retrying, Some(e.clone())),
-        Err(e) => (NodeState::Failed, Some(e.clone())),
-    };
-    let d = outcome.as_ref().ok().cloned().unwrap_or_default();
-    let event = NodeFinished {
-        attempt: u32::try_from(c.attempt).unwrap_or(0),
-        max_attempts: u32::try_from(c.max_attempts).unwrap_or(0),
-        rows_in: u64::try_from(d.rows_in.unwrap_or(0)).unwrap_or(0),
-        rows_out: u64::try_from(d.rows_out.unwrap_or(0)).unwrap_or(0),
-        quarantined: d.quarantined,
-        duplicates: d.duplicates,
-        version: d.version,
-        seconds: d.seconds,
-        note: d.note,
-        ..NodeFinished::of(&c.run_id.to_string(), &c.node, state, error)
-    };
-    runner.events.emit(&Event::NodeFinished(event));
-    match store::finish(pool, me, c, outcome, s.retry_backoff).await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            "run {} {}: claim lost before the result was written",
-            c.run_id,
-            c.node
-        ),
-        Err(e) => tracing::error!("run {} {}: recording the outcome: {e}", c.run_id, c.node),
     }
 }
 

@@ -9,9 +9,12 @@
 //! that took over. Every state change sends `NOTIFY dag_work`, which wakes
 //! the schedulers waiting for work.
 
+use crate::events::RunSummary;
+use crate::executor::task::NewTask;
+use crate::executor::{Settled, TaskOutcome};
+use crate::pipeline::LOAD_NODE;
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Row, Transaction};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The channel schedulers LISTEN on.
@@ -20,13 +23,6 @@ pub const CHANNEL: &str = "dag_work";
 const CLAIM_LOCK: i64 = 0x6461_6763_6c61_696d;
 
 pub type DbResult<T> = Result<T, sqlx::Error>;
-
-/// One node of a new run and the nodes of the same run it waits for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewTask {
-    pub node: String,
-    pub upstream: Vec<String>,
-}
 
 /// What created a run.
 #[derive(Clone, Debug)]
@@ -72,11 +68,14 @@ pub async fn create_run(
     };
     for t in tasks {
         sqlx::query(
-            "INSERT INTO dag.task_runs (run_id, node, upstream, max_attempts) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO dag.task_runs (run_id, node, upstream, after, priority, max_attempts) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
         .bind(&t.node)
         .bind(&t.upstream)
+        .bind(&t.after)
+        .bind(t.priority)
         .bind(max_attempts)
         .execute(&mut *tx)
         .await?;
@@ -146,18 +145,13 @@ async fn notify(tx: &mut Transaction<'_, Postgres>) -> DbResult<()> {
     Ok(())
 }
 
-/// A task this scheduler holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub run_id: i64,
-    pub node: String,
-    pub attempt: i32,
-    pub max_attempts: i32,
-}
+pub use crate::executor::Claim;
 
 /// Claims one ready task, if the global limit allows: queued (or due for
-/// retry), its upstream in the run all succeeded, no task of the same node
-/// running anywhere, and no earlier unfinished run of the same schedule.
+/// retry), its upstream in the run all succeeded, the tasks it runs after
+/// all ended, no task of the same node running anywhere, and no earlier
+/// unfinished run of the same schedule. Of the ready tasks, the oldest
+/// run's, and in it the highest priority.
 pub async fn claim(
     pool: &PgPool,
     me: &str,
@@ -190,10 +184,13 @@ pub async fn claim(
              AND (t.next_attempt_at IS NULL OR t.next_attempt_at <= now()) \
              AND NOT EXISTS (SELECT 1 FROM dag.task_runs u WHERE u.run_id = t.run_id \
                              AND u.node = ANY(t.upstream) AND u.state NOT IN ('success', 'skipped')) \
+             AND NOT EXISTS (SELECT 1 FROM dag.task_runs a WHERE a.run_id = t.run_id \
+                             AND a.node = ANY(t.after) \
+                             AND a.state IN ('queued', 'running', 'up_for_retry')) \
              AND NOT EXISTS (SELECT 1 FROM dag.task_runs o WHERE o.node = t.node AND o.state = 'running') \
              AND NOT EXISTS (SELECT 1 FROM dag.runs p WHERE p.schedule = r.schedule AND p.id < r.id \
                              AND p.state IN ('queued', 'running')) \
-           ORDER BY t.run_id, t.node LIMIT 1 FOR UPDATE OF t SKIP LOCKED) \
+           ORDER BY t.run_id, t.priority DESC, t.node LIMIT 1 FOR UPDATE OF t SKIP LOCKED) \
          UPDATE dag.task_runs t SET state = 'running', attempt = t.attempt + 1, claimed_by = $1, \
            lease_until = now() + $2::interval, started_at = now(), next_attempt_at = NULL \
          FROM ready WHERE t.run_id = ready.run_id AND t.node = ready.node \
@@ -207,11 +204,15 @@ pub async fn claim(
         tx.commit().await?;
         return Ok(None);
     };
-    let c = Claim {
-        run_id: row.get(0),
+    let run_id: i64 = row.get(0);
+    let mut c = Claim {
+        run_id,
+        run: run_id.to_string(),
+        results_run: format!("run-{run_id}"),
         node: row.get(1),
         attempt: row.get(2),
         max_attempts: row.get(3),
+        first: false,
     };
     sqlx::query(
         "INSERT INTO dag.task_attempts (run_id, node, attempt, scheduler) VALUES ($1, $2, $3, $4)",
@@ -222,13 +223,15 @@ pub async fn claim(
     .bind(me)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    c.first = sqlx::query(
         "UPDATE dag.runs SET state = 'running', started_at = coalesce(started_at, now()) \
          WHERE id = $1 AND state = 'queued'",
     )
     .bind(c.run_id)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
     tx.commit().await?;
     Ok(Some(c))
 }
@@ -261,94 +264,65 @@ pub async fn renew(pool: &PgPool, me: &str, c: &Claim, lease: Duration) -> DbRes
     Ok(n == 1)
 }
 
-/// What a task did, for `dag status`.
-#[derive(Clone, Debug, Default)]
-pub struct Done {
-    pub seconds: f64,
-    pub rows_in: Option<i64>,
-    pub rows_out: Option<i64>,
-    pub version: Option<i64>,
-    pub quarantined: u64,
-    pub duplicates: u64,
-    /// Why the model did what it did (see `ModelReport::note`).
-    pub note: Option<String>,
-}
-
-/// Records a claim's outcome: success, or a failure that is retried after
-/// `backoff * 2^(attempt-1)` while attempts remain, else fails the task and
-/// marks its downstream upstream_failed. Ends the run when nothing in it
-/// is left to do. False when the claim was no longer ours (nothing
-/// written).
+/// Records a claim's outcome: success; a failure to `retry` after
+/// `backoff * 2^(attempt-1)`; or a failure that fails the task and marks
+/// its downstream upstream_failed. Ends the run when nothing in it is left
+/// to do. `None` when the claim was no longer ours (nothing written).
 pub async fn finish(
     pool: &PgPool,
     me: &str,
     c: &Claim,
-    outcome: Result<Done, String>,
+    outcome: &TaskOutcome,
+    retry: bool,
     backoff: Duration,
-) -> DbResult<bool> {
+) -> DbResult<Option<Settled>> {
     let mut tx = pool.begin().await?;
-    let mine =
-        "run_id = $1 AND node = $2 AND attempt = $3 AND claimed_by = $4 AND state = 'running'";
-    let (n, label) = match &outcome {
-        Ok(d) => {
-            let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE dag.task_runs SET state = 'success', finished_at = now(), claimed_by = NULL, \
-                 lease_until = NULL, error = NULL, seconds = $5, rows_in = $6, rows_out = $7, \
-                 delta_version = $8 WHERE {mine}"
-            )))
-            .bind(c.run_id)
-            .bind(&c.node)
-            .bind(c.attempt)
-            .bind(me)
-            .bind(d.seconds)
-            .bind(d.rows_in)
-            .bind(d.rows_out)
-            .bind(d.version)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            (n, "success".to_string())
-        }
-        Err(e) if c.attempt < c.max_attempts => {
-            let wait = backoff.saturating_mul(1 << (c.attempt - 1).clamp(0, 16));
-            let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE dag.task_runs SET state = 'up_for_retry', claimed_by = NULL, lease_until = NULL, \
-                 error = $5, next_attempt_at = now() + $6::interval WHERE {mine}"
-            )))
-            .bind(c.run_id)
-            .bind(&c.node)
-            .bind(c.attempt)
-            .bind(me)
-            .bind(e)
-            .bind(interval(wait))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            (n, format!("failed, retry in {}s", wait.as_secs_f64()))
-        }
-        Err(e) => {
-            let n = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE dag.task_runs SET state = 'failed', finished_at = now(), claimed_by = NULL, \
-                 lease_until = NULL, error = $5 WHERE {mine}"
-            )))
-            .bind(c.run_id)
-            .bind(&c.node)
-            .bind(c.attempt)
-            .bind(me)
-            .bind(e)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 1 {
-                fail_downstream(&mut tx, c.run_id, &c.node).await?;
-            }
-            (n, "failed".to_string())
-        }
+    let d = &outcome.done;
+    let (tests, tests_failed, tests_warned) = outcome.test_counts();
+    let wait = backoff.saturating_mul(1 << (c.attempt - 1).clamp(0, 16));
+    let (state, label) = match (&outcome.error, retry) {
+        (None, _) => ("success", "success".to_string()),
+        (Some(_), true) => (
+            "up_for_retry",
+            format!("failed, retry in {}s", wait.as_secs_f64()),
+        ),
+        (Some(_), false) => ("failed", "failed".to_string()),
     };
+    let n = sqlx::query(
+        "UPDATE dag.task_runs SET state = $5, claimed_by = NULL, lease_until = NULL, \
+           finished_at = CASE WHEN $5 = 'up_for_retry' THEN NULL ELSE now() END, \
+           next_attempt_at = CASE WHEN $5 = 'up_for_retry' THEN now() + $6::interval END, \
+           error = $7, seconds = $8, rows_in = $9, rows_out = $10, delta_version = $11, \
+           tests = $12, tests_failed = $13, tests_warned = $14 \
+         WHERE run_id = $1 AND node = $2 AND attempt = $3 AND claimed_by = $4 \
+           AND state = 'running'",
+    )
+    .bind(c.run_id)
+    .bind(&c.node)
+    .bind(c.attempt)
+    .bind(me)
+    .bind(state)
+    .bind(interval(wait))
+    .bind(outcome.error.as_ref().map(|e| e.message.clone()))
+    .bind(d.seconds)
+    .bind(d.rows_in)
+    .bind(d.rows_out)
+    .bind(d.left_at)
+    .bind(i32::try_from(tests).unwrap_or(i32::MAX))
+    .bind(i32::try_from(tests_failed).unwrap_or(i32::MAX))
+    .bind(i32::try_from(tests_warned).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if n == 0 {
         // Not ours any more (lease expired and taken over): leave it.
         tx.rollback().await?;
-        return Ok(false);
+        return Ok(None);
+    }
+    let mut settled = Settled::default();
+    if state == "failed" {
+        let why = outcome.blocks_because(&c.node);
+        settled.skipped = fail_downstream(&mut tx, c.run_id, &c.node, &why).await?;
     }
     sqlx::query(
         "UPDATE dag.task_attempts SET finished_at = now(), outcome = $4 \
@@ -360,36 +334,44 @@ pub async fn finish(
     .bind(label)
     .execute(&mut *tx)
     .await?;
-    end_run_if_done(&mut tx, c.run_id).await?;
+    settled.ended = end_run_if_done(&mut tx, c.run_id).await?;
     notify(&mut tx).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(settled))
 }
 
-/// Every task downstream of `node` in the run that has not run yet.
+/// Every task downstream of `node` in the run that has not run yet, with
+/// `why` as its error; returns them with the reason.
 async fn fail_downstream(
     tx: &mut Transaction<'_, Postgres>,
     run_id: i64,
     node: &str,
-) -> DbResult<()> {
-    sqlx::query(
+    why: &str,
+) -> DbResult<Vec<(String, String)>> {
+    let nodes: Vec<String> = sqlx::query_scalar(
         "WITH RECURSIVE down(node) AS ( \
            SELECT $2::text \
            UNION SELECT t.node FROM dag.task_runs t JOIN down d ON d.node = ANY(t.upstream) \
            WHERE t.run_id = $1) \
-         UPDATE dag.task_runs SET state = 'upstream_failed', finished_at = now(), \
-           error = 'upstream ' || $2 || ' failed' \
+         UPDATE dag.task_runs SET state = 'upstream_failed', finished_at = now(), error = $3 \
          WHERE run_id = $1 AND node IN (SELECT node FROM down) AND node <> $2 \
-           AND state IN ('queued', 'up_for_retry')",
+           AND state IN ('queued', 'up_for_retry') \
+         RETURNING node",
     )
     .bind(run_id)
     .bind(node)
-    .execute(&mut **tx)
+    .bind(why)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(())
+    Ok(nodes.into_iter().map(|n| (n, why.to_string())).collect())
 }
 
-async fn end_run_if_done(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> DbResult<()> {
+/// Ends the run when none of its tasks is left to do; returns what it did
+/// in all when this call ended it.
+async fn end_run_if_done(
+    tx: &mut Transaction<'_, Postgres>,
+    run_id: i64,
+) -> DbResult<Option<RunSummary>> {
     // Two tasks of a run finishing at once each see the other still
     // running (neither's update is committed) and neither would end the
     // run. Taking the run's row lock first serializes them, and the check
@@ -398,18 +380,45 @@ async fn end_run_if_done(tx: &mut Transaction<'_, Postgres>, run_id: i64) -> DbR
         .bind(run_id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
+    let ended: Option<String> = sqlx::query_scalar(
         "UPDATE dag.runs r SET finished_at = now(), state = CASE WHEN EXISTS ( \
              SELECT 1 FROM dag.task_runs t WHERE t.run_id = r.id \
              AND t.state IN ('failed', 'upstream_failed')) THEN 'failed' ELSE 'success' END \
          WHERE r.id = $1 AND r.state IN ('queued', 'running') AND NOT EXISTS ( \
              SELECT 1 FROM dag.task_runs t WHERE t.run_id = r.id \
-             AND t.state IN ('queued', 'running', 'up_for_retry'))",
+             AND t.state IN ('queued', 'running', 'up_for_retry')) \
+         RETURNING r.state",
     )
     .bind(run_id)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(())
+    let Some(state) = ended else {
+        return Ok(None);
+    };
+    let row = sqlx::query(
+        "SELECT \
+           count(*) FILTER (WHERE node <> $2 AND rows_out IS NOT NULL \
+                            AND state IN ('success', 'failed')), \
+           count(*) FILTER (WHERE node <> $2 AND rows_out IS NULL AND state = 'failed'), \
+           count(*) FILTER (WHERE node <> $2 AND state = 'upstream_failed'), \
+           coalesce(sum(tests), 0), coalesce(sum(tests_failed), 0), coalesce(sum(tests_warned), 0) \
+         FROM dag.task_runs WHERE run_id = $1",
+    )
+    .bind(run_id)
+    .bind(LOAD_NODE)
+    .fetch_one(&mut **tx)
+    .await?;
+    let count = |i: usize| usize::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+    Ok(Some(RunSummary {
+        run: run_id.to_string(),
+        success: state == "success",
+        models_ran: count(0),
+        models_failed: count(1),
+        models_skipped: count(2),
+        tests: count(3),
+        tests_failed: count(4),
+        tests_warned: count(5),
+    }))
 }
 
 /// Tasks whose lease ran out (their scheduler died or hung): retried by
@@ -441,7 +450,7 @@ pub async fn expire_leases(pool: &PgPool) -> DbResult<u64> {
         .execute(&mut *tx)
         .await?;
         if state == "failed" {
-            fail_downstream(&mut tx, run_id, &node).await?;
+            fail_downstream(&mut tx, run_id, &node, &format!("model {node} failed")).await?;
             end_run_if_done(&mut tx, run_id).await?;
         }
     }
@@ -514,23 +523,23 @@ pub async fn live_schedulers(pool: &PgPool, within: Duration) -> DbResult<i64> {
     .await
 }
 
-/// The nodes of a run.
-pub async fn run_nodes(pool: &PgPool, run_id: i64) -> DbResult<Vec<String>> {
-    sqlx::query_scalar("SELECT node FROM dag.task_runs WHERE run_id = $1 ORDER BY node")
-        .bind(run_id)
-        .fetch_all(pool)
-        .await
-}
-
-/// The Delta version each model task of a run left its table at (its
-/// tests judged that version): what the run's load publishes.
-pub async fn run_versions(pool: &PgPool, run_id: i64) -> DbResult<BTreeMap<String, i64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT node, delta_version FROM dag.task_runs \
-         WHERE run_id = $1 AND state = 'success' AND delta_version IS NOT NULL",
+/// What a task of run `run_id` needs to know of its run.
+pub async fn run_view(pool: &PgPool, run_id: i64) -> DbResult<crate::executor::RunView> {
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT node, state, delta_version FROM dag.task_runs WHERE run_id = $1 ORDER BY node",
     )
     .bind(run_id)
     .fetch_all(pool)
     .await?;
-    Ok(rows.into_iter().collect())
+    let mut view = crate::executor::RunView::default();
+    for (node, state, version) in rows {
+        if matches!(state.as_str(), "failed" | "upstream_failed") {
+            view.failed.insert(node.clone());
+        }
+        if let (Some(v), "success") = (version, state.as_str()) {
+            view.versions.insert(node.clone(), v);
+        }
+        view.nodes.push(node);
+    }
+    Ok(view)
 }

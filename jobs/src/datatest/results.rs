@@ -170,6 +170,20 @@ pub fn pick(passes: &[Base], created: Option<i64>) -> Option<Base> {
         .copied()
 }
 
+/// Creates the results table if it is missing: a run whose tasks end
+/// together then appends to one table instead of racing to create it.
+pub async fn ensure(s: &Settings) -> Result<(), ModelError> {
+    ModelTable::open_or_create(
+        TABLE,
+        &location(s)?,
+        arrow_schema(&columns()),
+        &[],
+        "dag data test results, one row per test run",
+    )
+    .await?;
+    Ok(())
+}
+
 /// Appends `results` in one commit (nothing when there are none).
 pub async fn append(
     s: &Settings,

@@ -19,3 +19,24 @@ pub enum ModelError {
     #[error("{0}")]
     Input(String),
 }
+
+impl ModelError {
+    /// Whether running the model again can succeed: a store or the lake
+    /// that failed on the way (a lost connection, a timeout, a commit
+    /// conflict, a task given up), or an input that is not there yet (a
+    /// seed file, a table), rather than the model itself (SQL that does not
+    /// compile or run, a schema that does not fit), which fails the same
+    /// way every time in this process (it loaded the pipeline once).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ModelError::Delta(_) => true,
+            ModelError::Table(t) => matches!(
+                t,
+                TableError::Delta(_) | TableError::Parquet(_) | TableError::Cancelled(_)
+            ),
+            ModelError::Polars(p) => matches!(p, polars::prelude::PolarsError::IO { .. }),
+            ModelError::Input(_) => true,
+            ModelError::Bridge(_) | ModelError::Arrow(_) => false,
+        }
+    }
+}
