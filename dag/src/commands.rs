@@ -171,9 +171,13 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
             let recorder = events::record::open(&cfg, &*table).await;
+            let alerts = crate::alerts::Alerts::start(&cfg);
             let mut sinks: Vec<&dyn events::EventSink> = vec![&*table];
             if let Some(r) = &recorder {
                 sinks.push(r);
+            }
+            if let Some(a) = &alerts {
+                sinks.push(a);
             }
             let outcome = crate::run::run(
                 &cfg,
@@ -187,6 +191,9 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             .await;
             if let Some(r) = recorder {
                 r.finish().await;
+            }
+            if let Some(a) = alerts {
+                a.finish().await;
             }
             outcome
         }

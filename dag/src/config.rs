@@ -48,6 +48,9 @@ pub struct Config {
     pub models: ModelsConfig,
     pub warehouse: WarehouseConfig,
     pub scheduler: SchedulerConfig,
+    pub ui: UiConfig,
+    /// `[[alerts]]`: webhooks called on failures (`dag/src/alerts/`).
+    pub alerts: Vec<crate::alerts::rule::AlertRule>,
     /// What `var()` returns in SQL templates; any keys, any TOML values.
     /// `--vars` overrides them.
     pub vars: BTreeMap<String, toml::Value>,
@@ -204,6 +207,8 @@ impl Default for Config {
             models: ModelsConfig::default(),
             warehouse: WarehouseConfig::default(),
             scheduler: SchedulerConfig::default(),
+            ui: UiConfig::default(),
+            alerts: Vec::new(),
             vars: BTreeMap::new(),
         }
     }
@@ -261,6 +266,30 @@ impl Default for WarehouseConfig {
             url: "postgres://dag@localhost:5432/dag".into(),
             enabled: true,
             retry_timeout: "1m".into(),
+        }
+    }
+}
+
+/// `[ui]`: the web UI of `dag ui` (and of `dag scheduler` when
+/// `in_scheduler`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Where the UI listens (loopback by default).
+    pub addr: String,
+    /// The address people reach it at, for links in alerts (default:
+    /// `http://<addr>`).
+    pub url: String,
+    /// `dag scheduler` serves the UI too.
+    pub in_scheduler: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8686".into(),
+            url: String::new(),
+            in_scheduler: false,
         }
     }
 }
@@ -943,6 +972,20 @@ fn validate(loaded: &mut Loaded, env: &BTreeMap<String, String>) -> Result<(), C
     }
     crate::scheduler::clock::Clock::parse(&c.scheduler.clock)
         .map_err(|e| invalid(ro, "scheduler.clock", e))?;
+    if c.ui.addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(invalid(
+            ro,
+            "ui.addr",
+            format!("`{}` must be host:port (an IP address)", c.ui.addr),
+        ));
+    }
+    crate::alerts::rule::check(&c.alerts, &|k| env.get(k).cloned()).map_err(|(key, message)| {
+        ConfigError::Invalid {
+            origin: ro.origin("alerts"),
+            key,
+            message,
+        }
+    })?;
     if c.scheduler.max_concurrency == 0 {
         return Err(invalid(
             ro,

@@ -159,6 +159,12 @@ pub enum Event {
         missing: Vec<String>,
     },
     RunFinished(RunSummary),
+    /// A bronze ingester stopped on an error (the scheduler starts it
+    /// again after a pause).
+    IngesterDown {
+        source: String,
+        error: String,
+    },
     /// Something said in our words that has no event of its own yet (a
     /// migration applied, a warehouse table created).
     Notice {
@@ -299,6 +305,9 @@ impl Console {
                 crate::datatest::line(result, tw).trim_start()
             )),
             (_, Event::Notice { text }) => Some(text.clone()),
+            (_, Event::IngesterDown { source, error }) => {
+                Some(format!("ingester {source} stopped: {error}"))
+            }
             (_, Event::TestsNotRun { after, error, .. }) => {
                 Some(format!("  tests after {after}: {error}"))
             }
@@ -456,6 +465,18 @@ impl EventSink for Collect {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(event.clone());
+    }
+}
+
+/// Every event to each of several shared sinks, in order (a sink that
+/// outlives its caller: the scheduler's).
+pub struct Tee(pub Vec<std::sync::Arc<dyn EventSink>>);
+
+impl EventSink for Tee {
+    fn emit(&self, event: &Event) {
+        for sink in &self.0 {
+            sink.emit(event);
+        }
     }
 }
 

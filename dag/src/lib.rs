@@ -2,6 +2,7 @@
 //! selectors, rendering, and the CLI commands. The work each node does
 //! lives in the `jobs` crate; this crate decides what runs when.
 
+pub mod alerts;
 pub mod broker;
 pub mod cli;
 pub mod commands;

@@ -1,6 +1,7 @@
 //! End-to-end and integration tests of the workspace, in one test binary.
 //! Services (PostgreSQL, S3, the broker) come from `testkit`.
 
+mod alerts;
 mod bronze;
 mod chain;
 mod compose;

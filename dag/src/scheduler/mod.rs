@@ -58,6 +58,7 @@ async fn keep_ingesting(
     source: &str,
     shared: &crate::ingest::SharedStats,
     stop: &Arc<AtomicBool>,
+    events: &dyn EventSink,
 ) {
     let names = [source.to_string()];
     let mut pause = Duration::from_secs(5);
@@ -65,7 +66,13 @@ async fn keep_ingesting(
         let started = std::time::Instant::now();
         match crate::ingest::run_sharing(cfg, p, &names, false, shared, stop.clone()).await {
             Ok(_) => return,
-            Err(e) => tracing::error!("ingester {source} stopped: {e:#}; restarting in {pause:?}"),
+            Err(e) => {
+                events.emit(&crate::events::Event::IngesterDown {
+                    source: source.to_string(),
+                    error: format!("{e:#}"),
+                });
+                tracing::info!("ingester {source}: restarting in {pause:?}");
+            }
         }
         if started.elapsed() > Duration::from_secs(600) {
             pause = Duration::from_secs(5);
@@ -153,35 +160,19 @@ pub async fn serve_until(
             stop.clone(),
         ));
     }
-    let ingest = if s.ingest
+    // Alerts hear what the console hears; what an earlier process left
+    // undelivered is sent again.
+    let alerts = crate::alerts::Alerts::start(cfg).map(Arc::new);
+    let events: Arc<dyn EventSink> = match &alerts {
+        Some(a) => Arc::new(crate::events::Tee(vec![events, a.clone()])),
+        None => events,
+    };
+    background.spawn(crate::alerts::resend_until(cfg.clone(), stop.clone()));
+    let ingest = (s.ingest
         && p.graph
             .node_weights()
-            .any(|m| m.layer == jobs::spec::Layer::Bronze)
-    {
-        let (cfg, p, shared) = (cfg.clone(), p.clone(), metrics.ingest.clone());
-        // The ingesters stop (committing what is pending) with the scheduler.
-        let flag = Arc::new(AtomicBool::new(false));
-        let (set, on) = (flag.clone(), stop.clone());
-        tokio::spawn(async move {
-            on.wait().await;
-            set.store(true, Ordering::SeqCst);
-        });
-        let sources: Vec<String> = p
-            .graph
-            .node_weights()
-            .filter(|m| m.source.is_bronze_source())
-            .map(|m| m.name.clone())
-            .collect();
-        Some(tokio::spawn(async move {
-            let each = sources.into_iter().map(|source| {
-                let (cfg, p, shared, flag) = (cfg.clone(), p.clone(), shared.clone(), flag.clone());
-                async move { keep_ingesting(&cfg, &p, &source, &shared, &flag).await }
-            });
-            futures::future::join_all(each).await;
-        }))
-    } else {
-        None
-    };
+            .any(|m| m.layer == jobs::spec::Layer::Bronze))
+    .then(|| start_ingesters(cfg, &p, &metrics, &events, &stop));
     let mut runner = Runner::new(cfg, p.clone());
     runner.events = Arc::new(metrics::Counting {
         metrics: metrics.clone(),
@@ -197,6 +188,9 @@ pub async fn serve_until(
     let states = Arc::new(pg::PgStore::new(pool.clone(), &me, s.clone()).await);
     crate::executor::drive(states, Arc::new(runner), limits, &stop).await;
     store::stopped(&pool, &me).await.ok();
+    if let Some(a) = &alerts {
+        a.finish().await;
+    }
     if let Some(i) = ingest {
         let _ = i.await;
     }
@@ -205,6 +199,48 @@ pub async fn serve_until(
         println!("scheduler {me}: stopped");
     }
     Ok(Outcome::Success)
+}
+
+/// The pipeline's bronze ingesters, each kept running until `stop`
+/// (they commit what is pending as they stop).
+fn start_ingesters(
+    cfg: &Loaded,
+    p: &Pipeline,
+    metrics: &metrics::Metrics,
+    events: &Arc<dyn EventSink>,
+    stop: &Arc<Stop>,
+) -> tokio::task::JoinHandle<()> {
+    let (cfg, p, shared, events) = (
+        cfg.clone(),
+        p.clone(),
+        metrics.ingest.clone(),
+        events.clone(),
+    );
+    let flag = Arc::new(AtomicBool::new(false));
+    let (set, on) = (flag.clone(), stop.clone());
+    tokio::spawn(async move {
+        on.wait().await;
+        set.store(true, Ordering::SeqCst);
+    });
+    let sources: Vec<String> = p
+        .graph
+        .node_weights()
+        .filter(|m| m.source.is_bronze_source())
+        .map(|m| m.name.clone())
+        .collect();
+    tokio::spawn(async move {
+        let each = sources.into_iter().map(|source| {
+            let (cfg, p, shared, flag, events) = (
+                cfg.clone(),
+                p.clone(),
+                shared.clone(),
+                flag.clone(),
+                events.clone(),
+            );
+            async move { keep_ingesting(&cfg, &p, &source, &shared, &flag, &*events).await }
+        });
+        futures::future::join_all(each).await;
+    })
 }
 
 /// Sets `stop` on the first SIGTERM/SIGINT.
