@@ -3,6 +3,11 @@
 //! workspace's `models/<pipeline>/` and every CSV of `data/` becomes an
 //! entry of `FILES` (path relative to the workspace, bytes) in
 //! `$OUT_DIR/embedded.rs`, included by `src/examples.rs`.
+//!
+//! Also embeds the web UI's graph layout library (dagre, from the npm
+//! registry into `ui/node_modules` by `scripts/setup.sh`) as
+//! `$OUT_DIR/dagre.js`; without it the UI lays the graph out in plain
+//! columns and says so.
 
 use std::path::{Path, PathBuf};
 
@@ -63,4 +68,13 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("models").display());
     println!("cargo:rerun-if-changed={}", root.join("data").display());
     println!("cargo:rerun-if-changed=build.rs");
+    embed_dagre(&root);
+}
+
+fn embed_dagre(root: &Path) {
+    let lib = root.join("ui/node_modules/@dagrejs/dagre/dist/dagre.min.js");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("out dir")).join("dagre.js");
+    let js = std::fs::read(&lib).unwrap_or_else(|_| b"window.dagre = null;\n".to_vec());
+    std::fs::write(out, js).expect("write dagre.js");
+    println!("cargo:rerun-if-changed={}", lib.display());
 }

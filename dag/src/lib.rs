@@ -23,4 +23,5 @@ pub mod scaffold;
 pub mod scheduler;
 pub mod select;
 pub mod trigger;
+pub mod ui;
 pub mod warehouse;

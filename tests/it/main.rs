@@ -26,5 +26,6 @@ mod scheduler;
 mod selectors;
 mod services;
 mod templates;
+mod ui;
 mod warehouse;
 mod warehouse_schema;

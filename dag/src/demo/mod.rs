@@ -408,6 +408,23 @@ pub async fn demo(
         }
     ));
     if keep {
+        // The UI on ui.addr, or any free port when that one is taken.
+        let bound = match crate::ui::bind(&cfg).await {
+            Ok(b) => Ok(b),
+            Err(_) => {
+                let mut any = cfg.clone();
+                any.config.ui.addr = "127.0.0.1:0".into();
+                crate::ui::bind(&any).await
+            }
+        };
+        match bound {
+            Ok((listener, url)) => {
+                say(format!("\nthe UI: {url}"));
+                let (cfg, p, stop) = (cfg.clone(), p.clone(), stop.clone());
+                tokio::spawn(async move { crate::ui::serve(listener, &cfg, p, stop).await });
+            }
+            Err(e) => say(format!("\nthe UI could not start: {e}")),
+        }
         say(format!(
             "\n--keep: the broker ({bootstrap}), the scheduler and PostgreSQL stay up; Ctrl-C to stop (PostgreSQL keeps running{})",
             if private.is_some() {

@@ -168,6 +168,18 @@ pub async fn serve_until(
         None => events,
     };
     background.spawn(crate::alerts::resend_until(cfg.clone(), stop.clone()));
+    if cfg.config.ui.in_scheduler {
+        let (listener, url) = crate::ui::bind(cfg).await?;
+        if !quiet {
+            println!("ui on {url}");
+        }
+        let (cfg, p, stop) = (cfg.clone(), p.clone(), stop.clone());
+        background.spawn(async move {
+            if let Err(e) = crate::ui::serve(listener, &cfg, p, stop).await {
+                tracing::error!("{e}");
+            }
+        });
+    }
     let ingest = (s.ingest
         && p.graph
             .node_weights()

@@ -170,6 +170,92 @@ pub fn pick(passes: &[Base], created: Option<i64>) -> Option<Base> {
         .copied()
 }
 
+/// One recorded test result, as the results table holds it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Recorded {
+    pub run_id: String,
+    /// RFC 3339, UTC.
+    pub tested_at: String,
+    pub test: String,
+    pub model: String,
+    pub kind: String,
+    pub severity: String,
+    pub version: Option<i64>,
+    pub since_version: Option<i64>,
+    pub rows_checked: Option<i64>,
+    pub status: String,
+    pub failing: Option<i64>,
+    pub seconds: Option<f64>,
+    pub message: String,
+    /// The failing rows' sample, as JSON text.
+    pub sample: Option<String>,
+}
+
+/// Every result on record, oldest first (none when no test ran yet).
+pub async fn recorded(s: &Settings) -> Result<Vec<Recorded>, ModelError> {
+    let Some(table) = ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns())).await?
+    else {
+        return Ok(Vec::new());
+    };
+    let df = table.read_all(None).await?;
+    let micros = df.column("tested_at")?.cast(&DataType::Int64)?;
+    let micros = micros.i64()?;
+    let text = |c: &str| -> Result<polars::prelude::StringChunked, ModelError> {
+        Ok(df.column(c)?.str()?.clone())
+    };
+    let int = |c: &str| -> Result<polars::prelude::Int64Chunked, ModelError> {
+        Ok(df.column(c)?.cast(&DataType::Int64)?.i64()?.clone())
+    };
+    let (run, test, model, kind, severity, status, message) = (
+        text("run_id")?,
+        text("test")?,
+        text("model")?,
+        text("kind")?,
+        text("severity")?,
+        text("status")?,
+        text("message")?,
+    );
+    let sample = text("sample")?;
+    let (version, since, checked, failing) = (
+        int("version")?,
+        int("since_version")?,
+        int("rows_checked")?,
+        int("failing")?,
+    );
+    let seconds = df.column("seconds")?.cast(&DataType::Float64)?;
+    let seconds = seconds.f64()?;
+    let s = |c: &polars::prelude::StringChunked, i: usize| c.get(i).unwrap_or("").to_string();
+    let mut out: Vec<(i64, Recorded)> = (0..df.height())
+        .map(|i| {
+            let at = micros.get(i).unwrap_or(0);
+            let when = chrono::DateTime::from_timestamp_micros(at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default();
+            (
+                at,
+                Recorded {
+                    run_id: s(&run, i),
+                    tested_at: when,
+                    test: s(&test, i),
+                    model: s(&model, i),
+                    kind: s(&kind, i),
+                    severity: s(&severity, i),
+                    version: version.get(i),
+                    since_version: since.get(i),
+                    rows_checked: checked.get(i),
+                    status: s(&status, i),
+                    failing: failing.get(i),
+                    seconds: seconds.get(i),
+                    message: s(&message, i),
+                    sample: sample.get(i).map(str::to_string),
+                },
+            )
+        })
+        .collect();
+    out.sort_by_key(|(at, _)| *at);
+    Ok(out.into_iter().map(|(_, r)| r).collect())
+}
+
 /// Creates the results table if it is missing: a run whose tasks end
 /// together then appends to one table instead of racing to create it.
 pub async fn ensure(s: &Settings) -> Result<(), ModelError> {

@@ -1,0 +1,352 @@
+// dag's web UI: renders the page the path names from the JSON API under
+// /api/, and polls it every few seconds for live updates. Text from the API
+// only ever reaches the page as text nodes (never as HTML).
+"use strict";
+
+const REFRESH_MS = 2000;
+
+function el(tag, attrs, ...children) {
+  const ns = ["svg", "g", "rect", "text", "path", "title"].includes(tag)
+    ? "http://www.w3.org/2000/svg" : null;
+  const e = ns ? document.createElementNS(ns, tag) : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+async function api(path, options) {
+  const r = await fetch(path, options);
+  const body = await r.json().catch(() => ({ error: r.statusText }));
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+// Replaces what `main` holds (a null, undefined or false piece is left out:
+// the DOM would print it as text).
+function show(main, ...kids) {
+  main.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
+
+function badge(state) {
+  return el("span", { class: `badge s-${state || "none"}`, "data-state": state || "" }, state || "never ran");
+}
+
+function ago(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  const s = Math.round(seconds);
+  if (s < 90) return `${s}s ago`;
+  if (s < 5400) return `${Math.round(s / 60)}m ago`;
+  if (s < 129600) return `${Math.round(s / 3600)}h ago`;
+  return `${Math.round(s / 86400)}d ago`;
+}
+
+function secs(x) {
+  return x === null || x === undefined ? "" : `${x.toFixed(2)}s`;
+}
+
+function link(href, text) {
+  return el("a", { href, onclick: (ev) => { ev.preventDefault(); go(href); } }, text);
+}
+
+// --- pages -----------------------------------------------------------------
+
+async function pipelinePage(main) {
+  const p = await api("/api/pipeline");
+  const note = p.database === null
+    ? el("p", { class: "muted" }, "No database configured: node states appear once runs are recorded.")
+    : (p.database !== "ok" ? el("p", { class: "error" }, `PostgreSQL: ${p.database}`) : null);
+  show(main,
+    el("h1", {}, `Pipeline ${p.pipeline}`),
+    note,
+    drawGraph(p),
+    el("h2", {}, "Nodes"),
+    nodeTable(p),
+  );
+}
+
+function nodeLines(n) {
+  const l = n.latest;
+  const parts = [];
+  if (l) {
+    if (l.rows_out !== null) parts.push(`${l.rows_out} rows`);
+    if (l.delta_version !== null) parts.push(`v${l.delta_version}`);
+    parts.push(ago(l.age_seconds));
+  } else {
+    parts.push(n.layer);
+  }
+  let tests = "";
+  if (n.tests.length) {
+    tests = l && l.tests !== null
+      ? `${n.tests.length} tests, ${l.tests_failed || 0} failed${l.tests_warned ? `, ${l.tests_warned} warned` : ""}`
+      : `${n.tests.length} tests`;
+  }
+  return [parts.join(" · "), tests];
+}
+
+function drawGraph(p) {
+  const W = 210, H = 56;
+  const pos = {};
+  let width = 400, height = 200;
+  if (window.dagre) {
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "LR", nodesep: 18, ranksep: 60, marginx: 12, marginy: 12 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const n of p.nodes) g.setNode(n.name, { width: W, height: H });
+    for (const e of p.edges) g.setEdge(e.from, e.to);
+    dagre.layout(g);
+    for (const n of p.nodes) pos[n.name] = g.node(n.name);
+    width = g.graph().width; height = g.graph().height;
+  } else {
+    // Without the layout library (not installed at build time): layers
+    // left to right, one column per layer.
+    const cols = { bronze: 0, silver: 1, gold: 2 };
+    const rows = [0, 0, 0];
+    for (const n of p.nodes) {
+      const c = cols[n.layer] ?? 0;
+      pos[n.name] = { x: 20 + W / 2 + c * (W + 60), y: 20 + H / 2 + rows[c]++ * (H + 16) };
+    }
+    width = 3 * (W + 60); height = Math.max(...rows) * (H + 16) + 40;
+  }
+  const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, "data-testid": "graph" });
+  for (const e of p.edges) {
+    const a = pos[e.from], b = pos[e.to];
+    if (!a || !b) continue;
+    const x1 = a.x + W / 2, y1 = a.y, x2 = b.x - W / 2, y2 = b.y, mx = (x1 + x2) / 2;
+    svg.append(el("path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}` }));
+  }
+  for (const n of p.nodes) {
+    const q = pos[n.name];
+    const state = n.latest ? n.latest.state : "none";
+    const [line1, line2] = nodeLines(n);
+    svg.append(el("g", {
+      class: `node state-${state}`, "data-node": n.name, "data-state": state,
+      transform: `translate(${q.x - W / 2},${q.y - H / 2})`,
+      onclick: () => go(`/models/${encodeURIComponent(n.name)}`),
+    },
+      el("title", {}, `${n.name} (${n.layer}, ${n.kind}): ${state}`),
+      el("rect", { width: W, height: H }),
+      el("text", { x: 8, y: 17 }, n.name),
+      el("text", { x: 8, y: 33, class: "sub" }, line1),
+      el("text", { x: 8, y: 48, class: "sub" }, line2),
+    ));
+  }
+  return el("div", { id: "graph" }, svg);
+}
+
+function nodeTable(p) {
+  return el("table", {},
+    el("tr", {}, ["node", "layer", "state", "rows out", "version", "when", "tests", "warehouse"].map((h) => el("th", {}, h))),
+    p.nodes.map((n) => {
+      const l = n.latest || {};
+      return el("tr", { "data-node": n.name },
+        el("td", {}, link(`/models/${encodeURIComponent(n.name)}`, n.name)),
+        el("td", {}, n.layer),
+        el("td", {}, badge(l.state)),
+        el("td", { class: "num" }, l.rows_out ?? ""),
+        el("td", { class: "num" }, l.delta_version ?? ""),
+        el("td", {}, ago(l.age_seconds)),
+        el("td", {}, n.tests.length ? `${n.tests.length}` : ""),
+        el("td", {}, n.warehouse ? `${n.warehouse}${n.loaded_version !== null && n.loaded_version !== undefined ? ` (v${n.loaded_version})` : ""}` : ""),
+      );
+    }),
+  );
+}
+
+async function modelPage(main, name) {
+  const m = await api(`/api/models/${encodeURIComponent(name)}`);
+  show(main,
+    el("h1", {}, `${m.name} `, el("span", { class: "muted" }, `${m.layer} · ${m.kind} · ${m.materialized}`)),
+    m.description ? el("p", {}, m.description) : null,
+    el("p", { "data-testid": "links" }, "Inputs: ", m.inputs.length ? m.inputs.map((i, k) => [k ? ", " : "", link(`/models/${encodeURIComponent(i)}`, i)]) : "none",
+      " · Outputs: ", m.outputs.length ? m.outputs.map((i, k) => [k ? ", " : "", link(`/models/${encodeURIComponent(i)}`, i)]) : "none"),
+    m.warehouse ? el("p", {}, `Warehouse table ${m.warehouse}, loaded version `, el("b", { "data-testid": "loaded-version" }, m.loaded_version ?? "none")) : null,
+    m.sql ? [el("h2", {}, "SQL"), el("pre", {}, m.sql)] : null,
+    el("h2", {}, "Columns"),
+    el("table", {}, el("tr", {}, ["column", "type", "nullable", "description"].map((h) => el("th", {}, h))),
+      m.columns.map((c) => el("tr", {}, el("td", {}, c.name), el("td", {}, c.type), el("td", {}, c.nullable ? "yes" : "no"), el("td", {}, c.description)))),
+    el("h2", {}, "Tests"),
+    m.tests.length ? el("ul", {}, m.tests.map((t) => el("li", {}, link(`/tests/${encodeURIComponent(t.name)}`, t.name), ` (${t.kind})`))) : el("p", { class: "muted" }, "none"),
+    el("h2", {}, "Recent versions"),
+    el("table", { "data-testid": "recent" }, el("tr", {}, ["run", "state", "rows in", "rows out", "version", "seconds", "finished"].map((h) => el("th", {}, h))),
+      m.recent.map((r) => el("tr", {},
+        el("td", {}, link(`/runs/${r.run}`, `${r.run}`)), el("td", {}, badge(r.state)),
+        el("td", { class: "num" }, r.rows_in ?? ""), el("td", { class: "num" }, r.rows_out ?? ""),
+        el("td", { class: "num" }, r.delta_version ?? ""), el("td", { class: "num" }, secs(r.seconds)), el("td", {}, r.finished_at ?? "")))),
+  );
+}
+
+async function runsPage(main) {
+  const r = await api("/api/runs");
+  const input = el("input", { name: "selector", placeholder: "selector, e.g. gold or +fact_trips", "data-testid": "selector" });
+  const said = el("span", { class: "error" });
+  const form = el("form", {
+    class: "trigger",
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const t = await api("/api/trigger", {
+          method: "POST", headers: { "content-type": "application/json" },
+          body: JSON.stringify({ selector: input.value }),
+        });
+        go(`/runs/${t.run}`);
+      } catch (e) { said.textContent = e.message; }
+    },
+  }, input, el("button", { type: "submit", "data-testid": "trigger" }, "Trigger run"), said);
+  // Keep what is being typed across refreshes.
+  const old = document.querySelector("input[name=selector]");
+  if (old) { input.value = old.value; }
+  show(main,
+    el("h1", {}, "Runs"), form,
+    el("table", { "data-testid": "runs" }, el("tr", {}, ["run", "trigger", "selection", "state", "created", "duration", "tasks"].map((h) => el("th", {}, h))),
+      r.runs.map((x) => el("tr", { "data-run": x.id },
+        el("td", {}, link(`/runs/${x.id}`, `${x.id}`)), el("td", {}, x.trigger + (x.schedule ? ` (${x.schedule})` : "")),
+        el("td", {}, x.selector), el("td", {}, badge(x.state)), el("td", {}, x.created_at ?? ""),
+        el("td", { class: "num" }, secs(x.seconds)),
+        el("td", {}, `${x.tasks_succeeded}/${x.tasks}${x.tasks_failed ? `, ${x.tasks_failed} failed` : ""}`)))),
+  );
+  if (old && document.activeElement !== input && old === document.activeElement) input.focus();
+}
+
+function gantt(run) {
+  const end = Math.max(0.001, ...run.tasks.map((t) => t.end ?? t.start ?? 0), run.seconds ?? 0);
+  const colour = { success: "var(--ok)", failed: "var(--fail)", running: "var(--run)", up_for_retry: "var(--warn)" };
+  return el("div", { class: "gantt", "data-testid": "gantt" },
+    run.tasks.map((t) => {
+      const tries = run.attempts.filter((a) => a.node === t.node);
+      return el("div", { class: "row", "data-node": t.node },
+        el("div", { class: "label", title: t.node }, t.node),
+        el("div", { class: "track" },
+          (tries.length ? tries : [{ start: t.start, end: t.end, outcome: t.state }]).filter((a) => a.start !== null && a.start !== undefined).map((a) => {
+            const left = (100 * a.start) / end;
+            const w = (100 * ((a.end ?? end) - a.start)) / end;
+            const state = a.outcome === "success" ? "success" : (a.end === null ? "running" : (a.outcome || t.state).startsWith("failed") ? "failed" : t.state);
+            return el("div", {
+              class: "bar", title: `${t.node} attempt ${a.attempt ?? t.attempt}: ${a.outcome ?? t.state}`,
+              style: `left:${left}%;width:${Math.max(w, 0.3)}%;background:${colour[state] || "var(--skip)"}`,
+            });
+          })));
+    }));
+}
+
+async function runPage(main, id) {
+  const r = await api(`/api/runs/${encodeURIComponent(id)}`);
+  show(main,
+    el("h1", {}, `Run ${r.id} `, badge(r.state)),
+    el("p", {}, `${r.trigger}${r.schedule ? ` (${r.schedule})` : ""} · ${r.selector} · created ${r.created_at ?? ""} · ${secs(r.seconds)}`),
+    r.note ? el("p", { class: "muted" }, r.note) : null,
+    el("h2", {}, "Timeline"), gantt(r),
+    el("h2", {}, "Tasks"),
+    el("table", { "data-testid": "tasks" }, el("tr", {}, ["node", "state", "attempt", "rows in", "rows out", "version", "seconds", "tests", "error"].map((h) => el("th", {}, h))),
+      r.tasks.map((t) => el("tr", { "data-node": t.node },
+        el("td", {}, t.node === "load:warehouse" ? t.node : link(`/models/${encodeURIComponent(t.node)}`, t.node)), el("td", {}, badge(t.state)),
+        el("td", { class: "num" }, `${t.attempt}/${t.max_attempts}`),
+        el("td", { class: "num" }, t.rows_in ?? ""), el("td", { class: "num" }, t.rows_out ?? ""),
+        el("td", { class: "num" }, t.delta_version ?? ""), el("td", { class: "num" }, secs(t.seconds)),
+        el("td", {}, t.tests === null ? "" : `${t.tests}${t.tests_failed ? `, ${t.tests_failed} failed` : ""}`),
+        el("td", {}, t.error ? el("pre", {}, t.error) : "")))),
+    el("h2", {}, "Attempts"),
+    el("table", {}, el("tr", {}, ["node", "attempt", "scheduler", "outcome"].map((h) => el("th", {}, h))),
+      r.attempts.map((a) => el("tr", {}, el("td", {}, a.node), el("td", { class: "num" }, a.attempt), el("td", {}, a.scheduler), el("td", {}, a.outcome ?? "running")))),
+    el("h2", {}, "Data tests of this run"),
+    testResults(r.test_results),
+  );
+}
+
+function testResults(rows) {
+  if (!rows.length) return el("p", { class: "muted" }, "none");
+  return el("table", { "data-testid": "test-results" }, el("tr", {}, ["test", "model", "status", "failing", "rows checked", "version", "message"].map((h) => el("th", {}, h))),
+    rows.map((t) => el("tr", { "data-test": t.test },
+      el("td", {}, link(`/tests/${encodeURIComponent(t.test)}`, t.test)), el("td", {}, t.model), el("td", {}, badge(t.status)),
+      el("td", { class: "num" }, t.failing ?? ""), el("td", { class: "num" }, t.rows_checked ?? ""),
+      el("td", { class: "num" }, t.version ?? ""), el("td", {}, t.message))));
+}
+
+function sparkline(history) {
+  const colour = { pass: "#2e7d32", warn: "#ef6c00", fail: "#c62828", error: "#c62828" };
+  return el("svg", { class: "spark", width: 4 * 30, height: 14 },
+    history.map((h, i) => el("rect", { x: i * 4, y: 0, width: 3, height: 14, fill: colour[h.status] || "#999" }, el("title", {}, `${h.tested_at}: ${h.status}`))));
+}
+
+async function testsPage(main) {
+  const t = await api("/api/tests");
+  show(main,
+    el("h1", {}, "Data quality"),
+    el("table", { "data-testid": "tests" }, el("tr", {}, ["test", "model", "kind", "latest", "failing", "history", "when"].map((h) => el("th", {}, h))),
+      t.tests.map((x) => el("tr", { "data-test": x.test },
+        el("td", {}, link(`/tests/${encodeURIComponent(x.test)}`, x.test)), el("td", {}, x.model), el("td", {}, x.kind),
+        el("td", {}, badge(x.latest ? x.latest.status : null)), el("td", { class: "num" }, x.latest ? x.latest.failing : ""),
+        el("td", {}, sparkline(x.history)), el("td", {}, x.latest ? x.latest.tested_at : "")))),
+  );
+}
+
+async function testPage(main, name) {
+  const t = await api("/api/tests");
+  const x = t.tests.find((y) => y.test === name);
+  if (!x) throw new Error(`no test ${name}`);
+  const lastFail = [...x.history].reverse().find((h) => h.status !== "pass");
+  let sample = null;
+  if (lastFail && lastFail.sample) {
+    try { sample = JSON.stringify(JSON.parse(lastFail.sample), null, 2); } catch { sample = lastFail.sample; }
+  }
+  show(main,
+    el("h1", {}, `${x.test} `, badge(x.latest ? x.latest.status : null)),
+    el("p", {}, `${x.kind} test on `, link(`/models/${encodeURIComponent(x.model)}`, x.model)),
+    el("h2", {}, "History"), sparkline(x.history),
+    lastFail ? [el("h2", {}, "Last failure"), el("p", {}, `${lastFail.tested_at}, run ${lastFail.run_id}: ${lastFail.failing} failing row(s): ${lastFail.message}`),
+      sample ? el("pre", { "data-testid": "sample" }, sample) : null] : null,
+    el("h2", {}, "Results"), testResults([...x.history].reverse()),
+  );
+}
+
+// --- routing ---------------------------------------------------------------
+
+const routes = [
+  [/^\/$/, pipelinePage, "pipeline"],
+  [/^\/models\/([^/]+)$/, modelPage, "pipeline"],
+  [/^\/runs$/, runsPage, "runs"],
+  [/^\/runs\/(\d+)$/, runPage, "runs"],
+  [/^\/tests$/, testsPage, "tests"],
+  [/^\/tests\/([^/]+)$/, testPage, "tests"],
+];
+
+let timer = null;
+
+async function render() {
+  const main = document.getElementById("main");
+  const path = location.pathname;
+  for (const [re, page, nav] of routes) {
+    const m = path.match(re);
+    if (!m) continue;
+    for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", a.dataset.nav === nav);
+    try {
+      await page(main, ...m.slice(1).map(decodeURIComponent));
+      document.getElementById("status").textContent = `updated ${new Date().toLocaleTimeString()}`;
+      document.body.dataset.loaded = path;
+    } catch (e) {
+      show(main, el("h1", {}, "Error"), el("p", { class: "error" }, e.message));
+      document.body.dataset.loaded = path;
+    }
+    return;
+  }
+  show(main, el("h1", {}, "Not found"));
+}
+
+function go(path) {
+  history.pushState(null, "", path);
+  delete document.body.dataset.loaded;
+  render();
+}
+
+window.addEventListener("popstate", render);
+for (const a of document.querySelectorAll("header a")) {
+  a.addEventListener("click", (ev) => { ev.preventDefault(); go(a.getAttribute("href")); });
+}
+render();
+timer = setInterval(() => { if (!document.hidden) render(); }, REFRESH_MS);
