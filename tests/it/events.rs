@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use testkit::TestDb;
 
 const SEED: &str = "kind: seed\nfile: {f}.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string}\n";
-const GOLD: &str = "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string, tests: [{accepted_values: {values: [x, y], severity: warn}}]}\n";
 
 struct Project {
     dir: tempfile::TempDir,
@@ -22,35 +21,11 @@ struct Project {
 impl Project {
     async fn new() -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        for d in ["models/p/silver", "models/p/gold", "data"] {
-            std::fs::create_dir_all(root.join(d)).expect("mkdir");
-        }
-        for (seed, model) in [("a", "c"), ("b", "d")] {
-            std::fs::write(
-                root.join(format!("models/p/silver/{seed}.yml")),
-                SEED.replace("{f}", seed),
-            )
-            .expect("write");
-            std::fs::write(root.join(format!("models/p/gold/{model}.yml")), GOLD).expect("write");
-            std::fs::write(
-                root.join(format!("models/p/gold/{model}.sql")),
-                format!("SELECT id, v FROM {seed}\n"),
-            )
-            .expect("write");
-        }
-        std::fs::write(root.join("models/p/pipeline.yml"), "description: events\n").expect("write");
-        std::fs::write(root.join("data/a.csv"), "id,v\n1,x\n2,y\n3,z\n").expect("write");
-        std::fs::write(root.join("data/b.csv"), "id,v\n1,x\n").expect("write");
-        std::fs::write(
-            root.join("dag.toml"),
-            format!(
-                "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = true\n\
-                 [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n",
-                root.display()
-            ),
-        )
-        .expect("write");
+        crate::fixtures::two_branches(
+            dir.path(),
+            "[warehouse]\nenabled = true\n\
+             [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n",
+        );
         Project {
             dir,
             db: TestDb::create().await.expect("db"),
@@ -169,42 +144,8 @@ async fn dag_run_and_the_scheduler_emit_the_same_events_for_the_same_work() {
 
     // The scheduler, on a lake and warehouse of its own.
     let two = Project::new().await;
-    let log = two.root().join("scheduler.out");
-    let mut scheduler = two
-        .dag(&["--log-format", "json", "scheduler"])
-        .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .stderr(Stdio::from(
-            std::fs::File::create(two.root().join("scheduler.err")).expect("log"),
-        ))
-        .spawn()
-        .expect("scheduler");
-    // Once its heartbeat is in, one triggered run of the same selection.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let up: Option<i64> =
-            sqlx::query_scalar("SELECT count(*) FROM dag.schedulers WHERE stopped_at IS NULL")
-                .fetch_one(&two.db.pool)
-                .await
-                .ok();
-        if up.unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the scheduler never started");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let out = two
-        .dag(&["trigger", "silver", "gold", "--wait"])
-        .output()
-        .expect("trigger");
-    let _ = scheduler.kill();
-    let _ = scheduler.wait();
-    let text = std::fs::read_to_string(&log).expect("scheduler log");
-    assert!(
-        out.status.success(),
-        "{}\n{text}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let by_scheduler = events(&text);
+    let (by_scheduler, ok) = through_a_scheduler(&two).await;
+    assert!(ok, "the scheduler's run failed: {by_scheduler:#?}");
 
     let (a, b) = (work(&by_run), work(&by_scheduler));
     // Four models and the load node, eight error tests and two warn
@@ -233,12 +174,7 @@ async fn dag_run_and_the_scheduler_emit_the_same_events_for_the_same_work() {
         Some("\"warn\""),
         "{a:#?}"
     );
-    assert_eq!(
-        a,
-        b,
-        "dag run and the scheduler disagree; the scheduler said:\n{text}\n{}",
-        std::fs::read_to_string(two.root().join("scheduler.err")).unwrap_or_default()
-    );
+    assert_eq!(a, b, "dag run and the scheduler disagree");
     one.db.drop_db().await.ok();
     two.db.drop_db().await.ok();
 }

@@ -116,3 +116,43 @@ pub fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// A pipeline `p` of two seeds (`a`: ids 1-3 with v x, y, z; `b`: id 1)
+/// and a gold table with a warehouse table over each (`c` over a, `d` over
+/// b); ten tests, one of which warns (a's `z` is not an accepted value of
+/// c's v). dag.toml holds the lake under `root` and `toml` after it.
+pub fn two_branches(root: &Path, toml: &str) {
+    const SEED: &str = "kind: seed\nfile: {f}.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string}\n";
+    const GOLD: &str = "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string, tests: [{accepted_values: {values: [x, y], severity: warn}}]}\n";
+    for d in ["models/p/silver", "models/p/gold", "data"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    for (seed, model) in [("a", "c"), ("b", "d")] {
+        std::fs::write(
+            root.join(format!("models/p/silver/{seed}.yml")),
+            SEED.replace("{f}", seed),
+        )
+        .expect("write");
+        std::fs::write(root.join(format!("models/p/gold/{model}.yml")), GOLD).expect("write");
+        std::fs::write(
+            root.join(format!("models/p/gold/{model}.sql")),
+            format!("SELECT id, v FROM {seed}\n"),
+        )
+        .expect("write");
+    }
+    std::fs::write(
+        root.join("models/p/pipeline.yml"),
+        "description: two branches\n",
+    )
+    .expect("write");
+    std::fs::write(root.join("data/a.csv"), "id,v\n1,x\n2,y\n3,z\n").expect("write");
+    std::fs::write(root.join("data/b.csv"), "id,v\n1,x\n").expect("write");
+    std::fs::write(
+        root.join("dag.toml"),
+        format!(
+            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n{toml}",
+            root.display()
+        ),
+    )
+    .expect("write");
+}

@@ -13,43 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testkit::TestDb;
 
-const SEED: &str = "kind: seed\nfile: {f}.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string}\n";
-const GOLD: &str = "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: int, nullable: false, tests: [not_null, unique]}\n  - {name: v, type: string, tests: [{accepted_values: {values: [x, y], severity: warn}}]}\n";
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn write_project(root: &Path) {
-    for d in ["models/p/silver", "models/p/gold", "data"] {
-        std::fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    for (seed, model) in [("a", "c"), ("b", "d")] {
-        std::fs::write(
-            root.join(format!("models/p/silver/{seed}.yml")),
-            SEED.replace("{f}", seed),
-        )
-        .expect("write");
-        std::fs::write(root.join(format!("models/p/gold/{model}.yml")), GOLD).expect("write");
-        std::fs::write(
-            root.join(format!("models/p/gold/{model}.sql")),
-            format!("SELECT id, v FROM {seed}\n"),
-        )
-        .expect("write");
-    }
-    std::fs::write(root.join("models/p/pipeline.yml"), "description: ui\n").expect("write");
-    std::fs::write(root.join("data/a.csv"), "id,v\n1,x\n2,y\n3,z\n").expect("write");
-    std::fs::write(root.join("data/b.csv"), "id,v\n1,x\n").expect("write");
-    std::fs::write(
-        root.join("dag.toml"),
-        format!(
-            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = true\n\
-             [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n\
-             [ui]\naddr = \"127.0.0.1:0\"\nin_scheduler = true\n",
-            root.display()
-        ),
-    )
-    .expect("write");
 }
 
 /// Each node's latest finished state, as the pipeline page should show it.
@@ -79,7 +44,12 @@ async fn every_page_in_chromium_shows_what_postgresql_holds() {
     let db = TestDb::create().await.expect("db");
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    write_project(root);
+    crate::fixtures::two_branches(
+        root,
+        "[warehouse]\nenabled = true\n\
+         [scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n\
+         [ui]\naddr = \"127.0.0.1:0\"\nin_scheduler = true\n",
+    );
     let dag = |args: &[&str]| {
         let mut c = Command::new(testkit::dag_bin());
         c.current_dir(root).args(args).env("DATABASE_URL", &db.url);

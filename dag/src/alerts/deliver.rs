@@ -184,8 +184,13 @@ async fn record(
     Ok((!recent).then_some(id))
 }
 
-/// Records one try of alert `id`.
-async fn mark(pool: &PgPool, id: i64, outcome: &Result<(), String>) -> Result<(), sqlx::Error> {
+/// Records one try of alert `id` (through `db`: the pool, or the
+/// transaction that holds the alert's row).
+async fn mark<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    id: i64,
+    outcome: &Result<(), String>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE dag.alerts SET attempts = attempts + 1, last_error = $2, \
            state = CASE WHEN $2 IS NULL THEN 'delivered' ELSE state END, \
@@ -194,7 +199,7 @@ async fn mark(pool: &PgPool, id: i64, outcome: &Result<(), String>) -> Result<()
     )
     .bind(id)
     .bind(outcome.as_ref().err())
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -238,16 +243,7 @@ pub async fn resend_pending(pool: &PgPool, rules: &[Rule], client: &reqwest::Cli
             Some(rule) => post(client, rule, &body).await,
             None => Err(format!("no [[alerts]] named {name} in dag.toml any more")),
         };
-        let _ = sqlx::query(
-            "UPDATE dag.alerts SET attempts = attempts + 1, last_error = $2, \
-               state = CASE WHEN $2 IS NULL THEN 'delivered' ELSE state END, \
-               delivered_at = CASE WHEN $2 IS NULL THEN now() END \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(outcome.as_ref().err())
-        .execute(&mut *tx)
-        .await;
+        let _ = mark(&mut *tx, id, &outcome).await;
         let _ = tx.commit().await;
         if outcome.is_ok() {
             sent += 1;
