@@ -91,7 +91,8 @@ pub async fn run(
             .map_err(anyhow::Error::from)?;
     }
     let (relay, mut relayed) = mpsc::unbounded_channel();
-    let mut runner = Runner::with_settings(cfg, p.clone(), s);
+    // This run is the only writer of test results while it lasts.
+    let mut runner = Runner::with_settings(cfg, p.clone(), s).keeping_test_bases();
     runner.events = Arc::new(Relay(relay));
     // A full refresh rebuilds every model from all of its input: each
     // already uses every core, and two at once only add up their memory
@@ -110,7 +111,15 @@ pub async fn run(
     // A `dag run` fails fast: a failed task is not tried again.
     let store = Arc::new(MemoryStore::new(&run, tasks, 1));
     let stop = Stop::default();
-    let execute = crate::executor::drive(store.clone(), Arc::new(runner), limits, &stop);
+    let runner = Arc::new(runner);
+    let execute = async {
+        crate::executor::drive(store.clone(), runner.clone(), limits, &stop).await;
+        // What the load did not append already (a run without a load, or
+        // one whose load did not run).
+        let flushed = runner.flush_results().await;
+        drop(runner);
+        flushed
+    };
     // The executor's events reach `events` (which need not outlive this
     // call) here, in the order they were emitted.
     let show = async {
@@ -118,7 +127,8 @@ pub async fn run(
             events.emit(&e);
         }
     };
-    tokio::join!(execute, show);
+    let (flushed, ()) = tokio::join!(execute, show);
+    flushed.map_err(|e| anyhow::anyhow!("recording the test results: {e}"))?;
     // A load that failed fails the command with its error, as `dag load`.
     if let Some(e) = store.error_of(crate::pipeline::LOAD_NODE) {
         return Err(CliError::Other(anyhow::anyhow!(e)));

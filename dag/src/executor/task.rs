@@ -143,6 +143,15 @@ pub struct Runner {
     pub p: Pipeline,
     catalog: Catalog,
     settings: Settings,
+    /// The tests' bases (their last clean passes), read once and kept
+    /// up to date by this process's tasks: for a runner that is the only
+    /// writer of results while it lives (`dag run`). None: each task reads
+    /// them from the results table (a scheduler, beside others).
+    bases: Option<std::sync::Mutex<Option<jobs::datatest::results::Bases>>>,
+    /// With kept bases: results not yet appended to the results table
+    /// (by run name); the load task and [`Runner::flush_results`] append
+    /// them in one commit, instead of one commit per task.
+    unrecorded: std::sync::Mutex<Vec<(String, jobs::datatest::TestResult)>>,
 }
 
 impl Runner {
@@ -159,6 +168,61 @@ impl Runner {
             settings,
             cfg: cfg.clone(),
             p,
+            bases: None,
+            unrecorded: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Appends the results kept back (see `Runner::unrecorded`), in one
+    /// commit per run.
+    pub async fn flush_results(&self) -> Result<(), jobs::model::ModelError> {
+        let kept = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut by_run: BTreeMap<String, Vec<jobs::datatest::TestResult>> = BTreeMap::new();
+        for (run, r) in kept {
+            by_run.entry(run).or_default().push(r);
+        }
+        for (run, results) in by_run {
+            jobs::datatest::results::append(&self.settings, &run, chrono::Utc::now(), &results)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the tests' bases once and keeps them in memory (see
+    /// `Runner::bases`): a run's tasks then do not each read the whole
+    /// results table, and their results are appended in one commit
+    /// (1M events, nothing new: 0.43 s with a read and a commit per task).
+    pub fn keeping_test_bases(mut self) -> Runner {
+        self.bases = Some(std::sync::Mutex::new(None));
+        self
+    }
+
+    /// The tester of a task: from the kept bases, or reading them.
+    async fn tester(&self, settings: &Settings) -> Result<Tester, jobs::model::ModelError> {
+        let Some(kept) = &self.bases else {
+            return Tester::new(self.catalog.clone(), settings.clone(), Options::default()).await;
+        };
+        let known = kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let bases = match known {
+            Some(b) => b,
+            None => jobs::datatest::results::Bases::read(settings).await?,
+        };
+        Ok(Tester::with_bases(
+            self.catalog.clone(),
+            settings.clone(),
+            Options::default(),
+            bases,
+        ))
+    }
+
+    /// Keeps what `tester` learnt (its tests' new passes) for later tasks.
+    fn keep_bases(&self, tester: &Tester) {
+        if let Some(kept) = &self.bases {
+            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+            match kept.as_mut() {
+                Some(k) => k.absorb(tester.bases()),
+                None => *kept = Some(tester.bases()),
+            }
         }
     }
 
@@ -245,19 +309,30 @@ impl Runner {
         if tests.is_empty() {
             return;
         }
-        let tester =
-            match Tester::new(self.catalog.clone(), settings.clone(), Options::default()).await {
-                Ok(t) => t,
-                Err(e) => {
-                    out.error = Some(TaskError::transient(format!("tests: {e}")));
-                    return;
-                }
-            };
+        let tester = match self.tester(settings).await {
+            Ok(t) => t,
+            Err(e) => {
+                out.error = Some(TaskError::transient(format!("tests: {e}")));
+                return;
+            }
+        };
         // One after another: each test's seconds are its own.
         for (idx, t) in &tests {
             tester.run(&self.p.graph[*idx], t).await;
         }
-        let results = match tester.finish(&c.results_run).await {
+        self.keep_bases(&tester);
+        let recorded = if self.bases.is_some() {
+            // Appended with the run's others, before its load.
+            let results = tester.into_results();
+            self.unrecorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(results.iter().map(|r| (c.results_run.clone(), r.clone())));
+            Ok(results)
+        } else {
+            tester.finish(&c.results_run).await
+        };
+        let results = match recorded {
             Ok(r) => r,
             Err(e) => {
                 out.error = Some(TaskError::transient(format!(
@@ -295,6 +370,12 @@ impl Runner {
     /// The load node: the versions the run's tests passed, never newer
     /// ones a concurrent run committed since.
     async fn load(&self, c: &Claim, run: &RunView, started: Instant) -> TaskOutcome {
+        // The results of the run's tests are on record before it publishes.
+        if let Err(e) = self.flush_results().await {
+            return TaskOutcome::failed(TaskError::transient(format!(
+                "recording the test results: {e}"
+            )));
+        }
         let selected: Vec<NodeIndex> = run.nodes.iter().filter_map(|n| self.p.node(n)).collect();
         let loaded = crate::warehouse::load_reporting(
             &self.cfg,

@@ -155,6 +155,17 @@ impl Bases {
     pub fn passed(&mut self, test: &str, base: Base) {
         self.by_test.entry(test.to_string()).or_default().push(base);
     }
+
+    /// Takes in the passes `other` knows more of, test by test (a run's
+    /// tasks each update the bases of the tests they own).
+    pub fn absorb(&mut self, other: Bases) {
+        for (test, passes) in other.by_test {
+            let mine = self.by_test.entry(test).or_default();
+            if passes.len() > mine.len() {
+                *mine = passes;
+            }
+        }
+    }
 }
 
 /// The base of a test on a table created at `created` (epoch

@@ -35,6 +35,28 @@ impl Tester {
         })
     }
 
+    /// A tester that starts from `bases` (read earlier in this process)
+    /// instead of reading them from the results table.
+    pub fn with_bases(
+        catalog: Catalog,
+        settings: Settings,
+        opts: Options,
+        bases: results::Bases,
+    ) -> Self {
+        Self {
+            catalog,
+            settings,
+            opts,
+            bases: Mutex::new(bases),
+            ran: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The bases as they are now (with the passes of this tester's tests).
+    pub fn bases(&self) -> results::Bases {
+        lock(&self.bases).clone()
+    }
+
     /// Runs one declared test of `model`; a test that cannot run is an
     /// `Error` result, not an `Err`.
     pub async fn run(&self, model: &Model, test: &DataTest) -> TestResult {
@@ -70,6 +92,12 @@ impl Tester {
         }
         lock(&self.ran).push(result.clone());
         result
+    }
+
+    /// The results, without recording them (the caller appends them
+    /// later, with others, in one commit).
+    pub fn into_results(self) -> Vec<TestResult> {
+        self.ran.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends every result to the results table, in one commit.
