@@ -16,6 +16,27 @@ use jobs::warehouse::{connect, migrate};
 use petgraph::graph::NodeIndex;
 use sqlx::PgPool;
 
+/// Whether a database is configured at all (`[warehouse]` enabled, or
+/// `warehouse.url` / `DATABASE_URL` given): what records runs and alerts
+/// and what the UI reads.
+pub fn database_configured(cfg: &Loaded) -> bool {
+    cfg.config.warehouse.enabled || cfg.origins.contains_key("warehouse.url")
+}
+
+/// A pool of up to `connections` on the configured database, connected
+/// on first use (a database that is down does not hold a command up);
+/// None when none is configured.
+pub fn lazy_pool(cfg: &Loaded, connections: u32) -> Option<PgPool> {
+    if !database_configured(cfg) {
+        return None;
+    }
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy(&cfg.warehouse_url)
+        .ok()
+}
+
 /// Connects and applies dag's own pending migrations (commands that need
 /// the run metadata: trigger, runs, status, the scheduler).
 pub async fn ready(cfg: &Loaded) -> Result<PgPool, CliError> {

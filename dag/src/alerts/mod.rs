@@ -53,15 +53,7 @@ pub fn ui_base(cfg: &Loaded) -> String {
 /// on first use (a database that is down does not hold a command up) and
 /// migrated then.
 async fn database(cfg: &Loaded) -> Option<sqlx::PgPool> {
-    let configured = cfg.config.warehouse.enabled || cfg.origins.contains_key("warehouse.url");
-    if !configured {
-        return None;
-    }
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&cfg.warehouse_url)
-        .ok()?;
+    let pool = crate::warehouse::lazy_pool(cfg, 2)?;
     match jobs::warehouse::migrate::migrate(&pool).await {
         Ok(_) => Some(pool),
         Err(e) => {

@@ -19,8 +19,7 @@ use tokio::task::JoinHandle;
 /// be reached now (said once; the run goes on). dag's own migrations it
 /// applies are said on `events`.
 pub async fn open(cfg: &crate::config::Loaded, events: &dyn EventSink) -> Option<Recorder> {
-    let configured = cfg.config.warehouse.enabled || cfg.origins.contains_key("warehouse.url");
-    if !cfg.config.models.record_runs || !configured {
+    if !cfg.config.models.record_runs || !crate::warehouse::database_configured(cfg) {
         return None;
     }
     // One quick try: recording is not worth waiting for a database that

@@ -101,7 +101,7 @@ pub async fn serve(
     events: Arc<dyn EventSink>,
 ) -> Result<Outcome, CliError> {
     let stop = Arc::new(Stop::default());
-    let stopping = stop_on_signals(stop.clone());
+    let stopping = stop.clone().on_signals();
     let metrics = Arc::new(metrics::Metrics::default());
     let outcome = serve_until(cfg, p, stop, metrics, events, false).await;
     stopping.abort();
@@ -252,25 +252,6 @@ fn start_ingesters(
             async move { keep_ingesting(&cfg, &p, &source, &shared, &flag, &*events).await }
         });
         futures::future::join_all(each).await;
-    })
-}
-
-/// Sets `stop` on the first SIGTERM/SIGINT.
-fn stop_on_signals(stop: Arc<Stop>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("draining: no new tasks; in-flight ones finish or are handed back");
-        stop.set();
     })
 }
 

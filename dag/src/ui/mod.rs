@@ -60,20 +60,6 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .with_state(ui)
 }
 
-/// The database of `cfg`, when one is configured (connected on first use,
-/// so that the UI starts with the database down and shows it).
-fn database(cfg: &Loaded) -> Option<sqlx::PgPool> {
-    let configured = cfg.config.warehouse.enabled || cfg.origins.contains_key("warehouse.url");
-    if !configured {
-        return None;
-    }
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy(&cfg.warehouse_url)
-        .ok()
-}
-
 /// Listens on `ui.addr`: the listener and the address it is reachable at
 /// (port 0 picks a free port).
 pub async fn bind(cfg: &Loaded) -> Result<(tokio::net::TcpListener, String), CliError> {
@@ -95,7 +81,7 @@ pub async fn serve(
     stop: Arc<Stop>,
 ) -> Result<(), CliError> {
     let ui = Arc::new(Ui {
-        pool: database(cfg),
+        pool: crate::warehouse::lazy_pool(cfg, 4),
         cfg: cfg.clone(),
         p,
     });
@@ -109,24 +95,10 @@ pub async fn serve(
 /// `dag ui`: until SIGTERM/SIGINT.
 pub async fn command(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
     let stop = Arc::new(Stop::default());
-    let on = stop.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        on.set();
-    });
-    #[cfg(unix)]
-    {
-        let on = stop.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                term.recv().await;
-                on.set();
-            }
-        });
-    }
+    let stopping = stop.clone().on_signals();
     let (listener, url) = bind(cfg).await?;
     println!("ui on {url}");
-    serve(listener, cfg, p, stop).await?;
-    Ok(Outcome::Success)
+    let served = serve(listener, cfg, p, stop).await;
+    stopping.abort();
+    served.map(|()| Outcome::Success)
 }
