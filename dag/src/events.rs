@@ -13,7 +13,6 @@ pub mod record;
 
 use crate::cli::LogFormat;
 use jobs::datatest::TestResult;
-use jobs::model::ModelReport;
 use jobs::warehouse::load::LoadReport;
 use serde::Serialize;
 use std::io::Write;
@@ -56,27 +55,8 @@ pub struct NodeFinished {
 }
 
 impl NodeFinished {
-    /// A model that ran, from its report.
-    pub fn ran(run: &str, r: &ModelReport) -> NodeFinished {
-        NodeFinished {
-            run: run.to_string(),
-            node: r.model.clone(),
-            state: NodeState::Success,
-            attempt: 1,
-            max_attempts: 1,
-            rows_in: r.rows_in,
-            rows_out: r.rows_out,
-            quarantined: r.quarantined,
-            duplicates: r.duplicates,
-            version: r.version,
-            seconds: r.seconds,
-            note: r.note.clone(),
-            tests_failed: 0,
-            error: None,
-        }
-    }
-
-    /// A node that moved no rows: a failure, a skip, or the load node.
+    /// A node's event without rows (the executor fills in what its task
+    /// did): a failure, a skip, or the load node.
     pub fn of(run: &str, node: &str, state: NodeState, error: Option<String>) -> NodeFinished {
         NodeFinished {
             run: run.to_string(),

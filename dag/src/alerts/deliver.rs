@@ -28,13 +28,9 @@ pub struct Courier {
 
 impl Courier {
     pub fn new(rules: Vec<Rule>, pool: Option<PgPool>) -> Courier {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
         Courier {
             rules,
-            client,
+            client: client(),
             pool,
             recent: BTreeMap::new(),
         }
@@ -116,6 +112,15 @@ impl Courier {
             }
         }
     }
+}
+
+/// The HTTP client of webhooks: a webhook that does not answer within
+/// 10 s is a failed try.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
 }
 
 /// One POST of `body` to the rule's webhook; a 2xx answer delivers it.

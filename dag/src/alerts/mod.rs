@@ -148,10 +148,7 @@ pub async fn resend_until(cfg: Loaded, stop: std::sync::Arc<crate::executor::Sto
     let Some(pool) = database(&cfg).await else {
         return;
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
+    let client = deliver::client();
     while !stop.is_set() {
         let sent = deliver::resend_pending(&pool, &rules, &client).await;
         if sent > 0 {
