@@ -2,7 +2,8 @@
 //! call that names the test, its model, its failing rows and links to its
 //! page; the cooldown holds a repeat back (recorded as suppressed); a
 //! webhook that fails is tried again until it answers, and its address
-//! (a secret) never reaches the terminal; a bad rule names its key.
+//! (a secret) never reaches the terminal; a bad rule names its key; a
+//! scheduler alerts a breached freshness test once per cooldown.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -242,6 +243,106 @@ async fn a_failing_webhook_is_tried_again_and_its_address_is_never_printed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    p.db.drop_db().await.ok();
+}
+
+/// The scheduler's sink: a freshness test breached on every scheduled
+/// run (every 2 s) calls the webhook once, the cooldown records the
+/// repeats as suppressed, and the failed runs call it once too, with a
+/// link to the run's page that the UI serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_alerts_a_breached_freshness_test_once_per_cooldown() {
+    let hook = Receiver::start("/hook", 0).await;
+    let p = Project::new(&format!(
+        "[scheduler]\ningest = false\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n\
+         [[alerts]]\nname = \"oncall\"\non = [\"freshness\", \"run_failed\"]\nurl = \"{}\"\n",
+        hook.url
+    ))
+    .await;
+    let root = p.root();
+    std::fs::write(
+        root.join("models/p/silver/b.yml"),
+        "kind: seed\nfile: b.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: at, type: timestamp, nullable: false}\ntests:\n  - freshness: {column: at, max_lag: 1h}\n",
+    )
+    .expect("write");
+    std::fs::write(root.join("data/b.csv"), "id,at\n1,2020-01-01T00:00:00Z\n").expect("write");
+    std::fs::write(
+        root.join("models/p/pipeline.yml"),
+        "description: alerts\nschedules:\n  - {select: b, cron: \"*/2 * * * * *\"}\n",
+    )
+    .expect("write");
+    let mut scheduler = Command::new(testkit::dag_bin())
+        .current_dir(root)
+        .args(["scheduler"])
+        .env("DATABASE_URL", &p.db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dag scheduler");
+    // Three failed runs: the first alerts, the next two are held back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut failed = 0i64;
+    while failed < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        failed = sqlx::query_scalar("SELECT count(*) FROM dag.runs WHERE state = 'failed'")
+            .fetch_one(&p.db.pool)
+            .await
+            .unwrap_or(0);
+    }
+    // The last run's alerts are recorded right after its end.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+    assert!(failed >= 3, "only {failed} failed run(s) in 90 s");
+
+    let calls = hook.calls();
+    let kinds: Vec<&str> = calls.iter().filter_map(|c| c.1["kind"].as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "freshness").count(),
+        1,
+        "{calls:#?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "run_failed").count(),
+        1,
+        "{calls:#?}"
+    );
+    let fresh = calls
+        .iter()
+        .find(|c| c.1["kind"] == "freshness")
+        .map(|c| &c.1)
+        .expect("freshness call");
+    assert_eq!(fresh["test"], "freshness_b_at", "{fresh:#}");
+    assert_eq!(fresh["model"], "b", "{fresh:#}");
+    assert_eq!(fresh["status"], "fail", "{fresh:#}");
+    assert_eq!(
+        fresh["link"], "http://dag.example:8686/tests/freshness_b_at",
+        "{fresh:#}"
+    );
+    // The run's link names a run PostgreSQL holds.
+    let run = calls
+        .iter()
+        .find(|c| c.1["kind"] == "run_failed")
+        .and_then(|c| c.1["link"].as_str())
+        .and_then(|l| l.strip_prefix("http://dag.example:8686/runs/"))
+        .and_then(|id| id.parse::<i64>().ok())
+        .expect("a link to /runs/<id>");
+    let state: String = sqlx::query_scalar("SELECT state FROM dag.runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(&p.db.pool)
+        .await
+        .expect("the linked run");
+    assert_eq!(state, "failed");
+    let recorded = p.recorded().await;
+    let count = |kind: &str, state: &str| {
+        recorded
+            .iter()
+            .filter(|r| r.0 == kind && r.2 == state)
+            .count()
+    };
+    assert_eq!(count("freshness", "delivered"), 1, "{recorded:?}");
+    assert!(count("freshness", "suppressed") >= 2, "{recorded:?}");
+    assert_eq!(count("run_failed", "delivered"), 1, "{recorded:?}");
     p.db.drop_db().await.ok();
 }
 

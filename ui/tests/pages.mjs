@@ -6,40 +6,11 @@
 // PostgreSQL).
 //
 //   node ui/tests/pages.mjs BASE_URL OUT_DIR NODE SELECTOR TEST
-import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { session } from "./browser.mjs";
 
 const [base, out, node, selector, test] = process.argv.slice(2);
-mkdirSync(out, { recursive: true });
-const report = { errors: [] };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  page.on("pageerror", (e) => report.errors.push(String(e)));
-  page.on("requestfailed", (r) => {
-    // Anything but our own server is a page that reaches out (a CDN).
-    if (!r.url().startsWith(base)) report.errors.push(`request to ${r.url()}`);
-  });
-  const loaded = async (path) => {
-    await page.waitForFunction((p) => document.body.dataset.loaded === p, path, { timeout: 20000 });
-  };
-  // Each page is screenshot, and must not show a value the script failed
-  // to render ("null", "undefined", "NaN", "[object Object]").
-  const shot = async (name) => {
-    const text = await page.innerText("main");
-    const bad = text.match(/\b(null|undefined|NaN)\b|\[object Object\]/);
-    if (bad) report.errors.push(`${name} page shows "${bad[0]}"`);
-    await page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
-  };
-
+await session(base, out, "report", async (page, { report, loaded, shot }) => {
   // Pipeline: the graph, each node's state.
   await page.goto(`${base}/`);
   await loaded("/");
@@ -93,9 +64,4 @@ try {
   await loaded(`/tests/${test}`);
   report.test_page = await page.textContent("h1");
   await shot("test");
-} catch (e) {
-  report.errors.push(String(e && e.stack ? e.stack : e));
-} finally {
-  await browser.close();
-  writeFileSync(join(out, "report.json"), JSON.stringify(report, null, 2));
-}
+});

@@ -9,7 +9,8 @@ use crate::config::Loaded;
 use crate::pipeline::Pipeline;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
@@ -24,9 +25,9 @@ pub struct Ui {
     pub pool: Option<sqlx::PgPool>,
 }
 
-type Answer = Result<Json<Value>, (StatusCode, Json<Value>)>;
+pub type Answer = Result<Json<Value>, (StatusCode, Json<Value>)>;
 
-fn fail(status: StatusCode, message: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
+pub fn fail(status: StatusCode, message: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "error": message.to_string() })))
 }
 
@@ -248,8 +249,19 @@ pub async fn runs(State(ui): State<Arc<Ui>>, Query(q): Query<Limit>) -> Answer {
 
 /// `GET /api/runs/{id}`: the run, its tasks (times relative to the run's
 /// start, for a timeline), every attempt, and the test results it wrote.
-pub async fn run(State(ui): State<Arc<Ui>>, Path(id): Path<i64>) -> Answer {
+/// A `dag run` is also found by its name (`20261206T054709Z-ad361e74`,
+/// what its events and alerts call it).
+pub async fn run(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> Answer {
     let pool = pool(&ui)?;
+    let id = match name.parse::<i64>() {
+        Ok(id) => id,
+        Err(_) => sqlx::query_scalar::<_, i64>("SELECT id FROM dag.runs WHERE note = $1")
+            .bind(format!("dag run {name}"))
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| fail(StatusCode::NOT_FOUND, format!("no run {name}")))?,
+    };
     let head = sqlx::query(
         "SELECT trigger, selector, schedule, state, note, \
            to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
@@ -363,6 +375,46 @@ pub async fn tests(State(ui): State<Arc<Ui>>) -> Answer {
         }
     }
     Ok(Json(json!({ "tests": out })))
+}
+
+/// `GET /api/tests/report.md`: the latest result of every declared test
+/// as the Markdown report `dag test --markdown` writes.
+pub async fn report(
+    State(ui): State<Arc<Ui>>,
+) -> Result<impl IntoResponse, (StatusCode, Json<Value>)> {
+    let all = jobs::datatest::results::recorded(&ui.cfg.model_settings(false))
+        .await
+        .map_err(|e| {
+            fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reading the test results: {e}"),
+            )
+        })?;
+    let mut latest = BTreeMap::new();
+    for r in &all {
+        latest.insert(r.test.as_str(), r);
+    }
+    let mut results = Vec::new();
+    let mut newest: Option<&jobs::datatest::results::Recorded> = None;
+    for m in ui.p.graph.node_weights() {
+        for t in &m.tests {
+            if let Some(r) = latest.get(t.name.as_str()) {
+                results.push(r.to_result(&t.pos.to_string()));
+                if newest.is_none_or(|n| n.tested_at < r.tested_at) {
+                    newest = Some(r);
+                }
+            }
+        }
+    }
+    let meta = jobs::datatest::report::Meta {
+        run_id: newest.map_or_else(|| "none".to_string(), |r| r.run_id.clone()),
+        generated_at: chrono::Utc::now(),
+        full: false,
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        jobs::datatest::report::markdown(&meta, &results),
+    ))
 }
 
 #[derive(Deserialize)]

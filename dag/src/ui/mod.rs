@@ -7,10 +7,16 @@
 //!
 //! - [`api`]: the JSON API, read from PostgreSQL (runs, tasks, attempts,
 //!   loaded versions);
-//! - [`lake`]: what it reads from the lake (the data test results).
+//! - [`lake`]: what it reads from the lake (the data test results);
+//! - [`quarantine`]: the rows cleaning models rejected, by reason, with
+//!   samples of the raw values;
+//! - [`freshness`]: consumer lag, the age of bronze commits and of the
+//!   warehouse's loaded versions, freshness tests against their threshold.
 
 pub mod api;
+pub mod freshness;
 pub mod lake;
+pub mod quarantine;
 
 pub use api::Ui;
 
@@ -42,6 +48,8 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/tests", page())
         .route("/tests/{name}", page())
         .route("/models/{name}", page())
+        .route("/quarantine", page())
+        .route("/freshness", page())
         .route(
             "/assets/app.js",
             asset(APP, "text/javascript; charset=utf-8"),
@@ -56,6 +64,9 @@ pub fn router(ui: Arc<Ui>) -> Router {
         .route("/api/runs", get(api::runs))
         .route("/api/runs/{id}", get(api::run))
         .route("/api/tests", get(api::tests))
+        .route("/api/tests/report.md", get(api::report))
+        .route("/api/quarantine", get(quarantine::quarantine))
+        .route("/api/freshness", get(freshness::freshness))
         .route("/api/trigger", post(api::trigger))
         .with_state(ui)
 }

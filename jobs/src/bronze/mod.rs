@@ -7,12 +7,14 @@
 //! - [`ingest`]: the consumer-group ingester around them.
 //! - [`files`]: the ingester of a file source (files under a folder or an
 //!   object-store prefix, each taken once).
+//! - [`lag`]: how far a table is behind its topic (for the UI).
 //! - [`clock`]: what stamps `ingested_at` (pinnable for reproducible runs).
 
 pub mod batch;
 pub mod clock;
 pub mod files;
 pub mod ingest;
+pub mod lag;
 pub mod table;
 
 pub use batch::{PARTITION_COLUMN, bronze_schema};

@@ -868,13 +868,8 @@ async fn freshness(
     column: &str,
     max_lag: std::time::Duration,
 ) -> Result<Outcome, ModelError> {
-    let newest: Option<i64> = if test.filter.is_none()
-        && let Some(maxes) = all
-            .iter()
-            .map(|f| f.bounds(column).map(|b| b.1))
-            .collect::<Option<Vec<i64>>>()
-    {
-        maxes.into_iter().max()
+    let newest: Option<i64> = if test.filter.is_none() {
+        super::freshness::newest(table, all, column).await?
     } else {
         let mut newest = None;
         let mut names: Vec<String> = vec![column.to_string()];
@@ -886,11 +881,7 @@ async fn freshness(
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         for chunk in chunks(all) {
             let df = filtered(table.read(chunk, Some(&names)).await?, test)?;
-            let micros = df
-                .column(column)?
-                .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?
-                .cast(&DataType::Int64)?;
-            if let Some(m) = micros.as_materialized_series().i64()?.max() {
+            if let Some(m) = super::freshness::micros(&df, column)? {
                 newest = Some(newest.map_or(m, |n: i64| n.max(m)));
             }
         }

@@ -15,10 +15,12 @@
 //! every row.
 //!
 //! - [`eval`]: each kind, on polars.
+//! - [`freshness`]: the newest value of a timestamp column.
 //! - [`results`]: the results table and the bases read from it.
 //! - [`report`]: JUnit XML, Markdown and JSON reports of a set of results.
 
 pub mod eval;
+pub mod freshness;
 pub mod report;
 pub mod results;
 mod tester;

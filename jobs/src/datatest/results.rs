@@ -202,6 +202,42 @@ pub struct Recorded {
     pub sample: Option<String>,
 }
 
+impl Recorded {
+    /// The result as a report takes it (`declared_at`: where the test is
+    /// declared now; the table does not keep the tested columns, nor the
+    /// compared version).
+    pub fn to_result(&self, declared_at: &str) -> TestResult {
+        let status = match self.status.as_str() {
+            "pass" => Status::Pass,
+            "warn" => Status::Warn,
+            "fail" => Status::Fail,
+            _ => Status::Error,
+        };
+        let sample = self
+            .sample
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        TestResult {
+            test: self.test.clone(),
+            model: self.model.clone(),
+            kind: self.kind.clone(),
+            severity: self.severity.clone(),
+            columns: Vec::new(),
+            version: self.version.unwrap_or(-1),
+            since_version: self.since_version,
+            compared_version: None,
+            rows_checked: self.rows_checked.unwrap_or(0).max(0) as u64,
+            status,
+            failing: self.failing.unwrap_or(0).max(0) as u64,
+            seconds: self.seconds.unwrap_or(0.0),
+            message: self.message.clone(),
+            sample,
+            declared_at: declared_at.to_string(),
+        }
+    }
+}
+
 /// Every result on record, oldest first (none when no test ran yet).
 pub async fn recorded(s: &Settings) -> Result<Vec<Recorded>, ModelError> {
     let Some(table) = ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns())).await?

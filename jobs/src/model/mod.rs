@@ -46,7 +46,7 @@ pub mod values;
 pub mod write;
 
 use crate::lake::TableLocation;
-use crate::spec::{Column, Layer, Model, Source, bronze_columns, quarantine_columns};
+use crate::spec::{Column, Layer, Model, Source, quarantine_columns};
 pub use dates::DateRange;
 pub use error::ModelError;
 pub use run::{ABORT_AFTER, run_model};
@@ -127,12 +127,7 @@ impl Catalog {
 
     /// The columns a model's table holds.
     pub fn columns(&self, name: &str) -> Result<Vec<Column>, ModelError> {
-        let m = self.model(name)?;
-        Ok(match &m.source {
-            Source::Kafka { .. } | Source::Files { .. } => bronze_columns(),
-            Source::Quarantine { .. } => quarantine_columns(),
-            _ => m.columns.clone(),
-        })
+        Ok(self.model(name)?.table_columns())
     }
 
     /// Opens an input's table for reading; a missing table is an error

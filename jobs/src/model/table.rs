@@ -395,6 +395,25 @@ impl ModelTable {
         Ok(out)
     }
 
+    /// When commit `version` was made (epoch milliseconds), from its
+    /// `commitInfo`; `None` when the log no longer holds the commit or its
+    /// writer recorded no time.
+    pub async fn committed_at(&self, version: i64) -> Result<Option<i64>, TableError> {
+        if version < 0 {
+            return Ok(None);
+        }
+        let log = self.table.log_store();
+        let Some(bytes) = log.read_commit_entry(version as u64).await? else {
+            return Ok(None);
+        };
+        Ok(deltalake::logstore::get_actions(version as u64, &bytes)?
+            .into_iter()
+            .find_map(|a| match a {
+                Action::CommitInfo(info) => info.timestamp,
+                _ => None,
+            }))
+    }
+
     /// Files added and removed with a data change by commits after
     /// `after` (exclusive) up to the loaded version.
     pub async fn changes(&self, after: i64) -> Result<Changes, TableError> {

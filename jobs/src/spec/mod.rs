@@ -590,6 +590,18 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The columns of the model's table: fixed for bronze and quarantine
+    /// tables, declared for the rest.
+    pub fn table_columns(&self) -> Vec<Column> {
+        match &self.source {
+            Source::Kafka { .. } | Source::Files { .. } => bronze_columns(),
+            Source::Quarantine { .. } => quarantine_columns(),
+            _ => self.columns.clone(),
+        }
+    }
+}
+
 /// The fixed columns of every bronze table: bronze never parses.
 pub fn bronze_columns() -> Vec<Column> {
     let c = |name: &str, ty, nullable, description: &str| Column {

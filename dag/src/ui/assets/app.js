@@ -276,8 +276,14 @@ function sparkline(history) {
 
 async function testsPage(main) {
   const t = await api("/api/tests");
+  const md = await fetch("/api/tests/report.md").then((r) => (r.ok ? r.text() : "")).catch(() => "");
+  const open = document.querySelector("details[data-testid=report]")?.open ?? false;
   show(main,
     el("h1", {}, "Data quality"),
+    el("details", { "data-testid": "report", open: open ? "" : null },
+      el("summary", {}, "Report of the latest results (as `dag test --markdown` writes it) · ",
+        el("a", { href: "/api/tests/report.md", download: "data-quality.md" }, "download")),
+      el("pre", {}, md)),
     el("table", { "data-testid": "tests" }, el("tr", {}, ["test", "model", "kind", "latest", "failing", "history", "when"].map((h) => el("th", {}, h))),
       t.tests.map((x) => el("tr", { "data-test": x.test },
         el("td", {}, link(`/tests/${encodeURIComponent(x.test)}`, x.test)), el("td", {}, x.model), el("td", {}, x.kind),
@@ -305,15 +311,140 @@ async function testPage(main, name) {
   );
 }
 
+async function quarantinePage(main) {
+  const q = await api("/api/quarantine");
+  show(main,
+    el("h1", {}, "Quarantine"),
+    q.quarantines.length ? null : el("p", { class: "muted" }, "No cleaning model in this pipeline: nothing is quarantined."),
+    q.quarantines.map((x) => el("section", { "data-quarantine": x.name },
+      el("h2", {}, link(`/models/${encodeURIComponent(x.name)}`, x.name), " ",
+        el("span", { class: "muted" }, `rows rejected by `, link(`/models/${encodeURIComponent(x.of)}`, x.of),
+          x.source ? [" from ", link(`/models/${encodeURIComponent(x.source)}`, x.source)] : "")),
+      el("p", {}, el("b", { "data-testid": "rows" }, `${x.rows}`), " row(s)", x.version !== null ? ` · version ${x.version}` : " · no table yet"),
+      x.by_reason.length ? [
+        el("table", { class: "narrow" }, el("tr", {}, ["reason", "rows"].map((h) => el("th", {}, h))),
+          x.by_reason.map((r) => el("tr", { "data-reason": r.reason }, el("td", {}, el("span", { class: "swatch", style: `background:${reasonColour(x, r.reason)}` }), r.reason), el("td", { class: "num" }, r.rows)))),
+        el("h3", {}, "Rows by reason per hour of ingestion"), reasonChart(x),
+        el("h3", {}, "Newest rows"),
+        el("table", { "data-testid": "sample" }, el("tr", {}, ["ingested", "topic", "partition", "offset", "reason", "raw value"].map((h) => el("th", {}, h))),
+          x.sample.map((r) => el("tr", { "data-offset": `${r.partition}:${r.offset}` },
+            el("td", {}, r.ingested_at ?? ""), el("td", {}, r.topic ?? ""), el("td", { class: "num" }, r.partition ?? ""),
+            el("td", { class: "num" }, r.offset ?? ""), el("td", {}, r.reason ?? ""), el("td", {}, rawValue(r.value))))),
+      ] : null,
+    )),
+  );
+}
+
+const PALETTE = ["#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#558b2f", "#ad1457", "#4e342e"];
+function reasonColour(x, reason) {
+  const i = x.by_reason.findIndex((r) => r.reason === reason);
+  return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+}
+
+function reasonChart(x) {
+  const hours = x.by_hour;
+  const W = 22, H = 120;
+  const total = (h) => Object.values(h.reasons).reduce((a, b) => a + b, 0);
+  const max = Math.max(1, ...hours.map(total));
+  const svg = el("svg", { class: "chart", width: Math.max(320, hours.length * W + 80), height: H + 40, "data-testid": "by-hour" });
+  hours.forEach((h, i) => {
+    let y = H;
+    for (const [reason, n] of Object.entries(h.reasons)) {
+      const bh = Math.max(1, (n / max) * H);
+      y -= bh;
+      svg.append(el("rect", { x: 40 + i * W, y: y + 10, width: W - 4, height: bh, fill: reasonColour(x, reason) },
+        el("title", {}, `${h.hour}: ${n} ${reason}`)));
+    }
+    if (i === 0 || i === hours.length - 1) svg.append(el("text", { x: 40 + i * W, y: H + 30, class: "axis" }, h.hour.slice(5, 16).replace("T", " ")));
+  });
+  svg.append(el("text", { x: 0, y: 18, class: "axis" }, `${max}`));
+  svg.append(el("text", { x: 0, y: H + 10, class: "axis" }, "0"));
+  return el("div", { class: "chartbox" }, svg);
+}
+
+// A raw value as the API made it safe: text (escaped when not printable
+// UTF-8), with its hex behind a toggle when it was binary.
+function rawValue(v) {
+  if (!v) return el("span", { class: "muted" }, "(no value: tombstone)");
+  return el("div", { class: "raw" },
+    v.binary ? el("span", { class: "badge s-warn" }, `binary, ${v.bytes} bytes`) : null,
+    el("pre", {}, v.text + (v.cut ? " …" : "")),
+    v.binary ? el("details", {}, el("summary", {}, "hex"), el("pre", {}, v.hex)) : null);
+}
+
+function duration(s) {
+  if (s === null || s === undefined) return "";
+  const a = Math.abs(s);
+  if (a < 90) return `${Math.round(s)}s`;
+  if (a < 5400) return `${Math.round(s / 60)}m`;
+  if (a < 129600) return `${(s / 3600).toFixed(1)}h`;
+  return `${(s / 86400).toFixed(1)}d`;
+}
+
+// A lag drawn against its threshold: the bar is the lag, the line the
+// threshold; red past it.
+function lagBar(lag, threshold) {
+  const W = 240;
+  const scale = Math.max(lag ?? 0, threshold) * 1.25 || 1;
+  const over = lag !== null && lag > threshold;
+  const w = lag === null ? 0 : Math.min(W, (lag / scale) * W);
+  const t = (threshold / scale) * W;
+  return el("svg", { class: "lagbar", width: W, height: 16 },
+    el("rect", { x: 0, y: 3, width: W, height: 10, fill: "#eceff1" }),
+    el("rect", { x: 0, y: 3, width: w, height: 10, fill: over ? "var(--fail)" : "var(--ok)" }),
+    el("rect", { x: t - 1, y: 0, width: 2, height: 16, fill: "#263238" }, el("title", {}, `threshold ${duration(threshold)}`)));
+}
+
+async function freshnessPage(main) {
+  const f = await api("/api/freshness");
+  show(main,
+    el("h1", {}, "Freshness"),
+    el("p", { class: "muted" }, `as of ${f.now}`),
+    el("h2", {}, "Sources"),
+    f.sources.length ? el("table", { "data-testid": "sources" },
+      el("tr", {}, ["source", "reads", "lag (messages)", "last bronze commit", "version", "partitions"].map((h) => el("th", {}, h))),
+      f.sources.map((s) => el("tr", { "data-source": s.name },
+        el("td", {}, link(`/models/${encodeURIComponent(s.name)}`, s.name)),
+        el("td", {}, s.kind === "kafka" ? `topic ${s.topic}` : `files ${s.path}`),
+        el("td", { class: "num", "data-testid": "lag" }, s.lag ?? ""),
+        el("td", {}, s.age_seconds !== null ? `${ago(s.age_seconds)} (${s.committed_at})` : "never"),
+        el("td", { class: "num" }, s.version ?? ""),
+        el("td", {}, s.error ? el("span", { class: "error" }, s.error) : (s.partitions.length ?
+          el("table", { class: "inner" }, el("tr", {}, ["partition", "in table up to", "high watermark", "lag"].map((h) => el("th", {}, h))),
+            s.partitions.map((p) => el("tr", { "data-partition": p.partition },
+              el("td", { class: "num" }, p.partition), el("td", { class: "num" }, p.recorded ?? "nothing"),
+              el("td", { class: "num" }, p.high_watermark), el("td", { class: "num" }, p.lag)))) : ""))))) : el("p", { class: "muted" }, "No source in this pipeline."),
+    el("h2", {}, "Warehouse tables"),
+    f.tables.length ? el("table", { "data-testid": "tables" },
+      el("tr", {}, ["model", "table", "loaded version", "lake version", "behind", "loaded version committed", "loaded"].map((h) => el("th", {}, h))),
+      f.tables.map((t) => el("tr", { "data-model": t.model },
+        el("td", {}, link(`/models/${encodeURIComponent(t.model)}`, t.model)), el("td", {}, t.warehouse),
+        el("td", { class: "num", "data-testid": "loaded" }, t.loaded_version ?? "not loaded"), el("td", { class: "num" }, t.version ?? ""),
+        el("td", { class: "num" }, t.versions_behind ?? ""),
+        el("td", {}, t.loaded_version_age_seconds !== null ? ago(t.loaded_version_age_seconds) : ""),
+        el("td", {}, t.loaded_at ?? "")))) : el("p", { class: "muted" }, "No model is loaded into the warehouse."),
+    el("h2", {}, "Freshness tests"),
+    f.tests.length ? el("table", { "data-testid": "freshness-tests" },
+      el("tr", {}, ["test", "model", "column", "newest value", "lag now", "against threshold", "threshold", "last result"].map((h) => el("th", {}, h))),
+      f.tests.map((t) => el("tr", { "data-test": t.test, "data-breached": t.lag_seconds !== null && t.lag_seconds > t.max_lag_seconds ? "yes" : "no" },
+        el("td", {}, link(`/tests/${encodeURIComponent(t.test)}`, t.test)), el("td", {}, t.model), el("td", {}, t.column),
+        el("td", {}, t.newest ?? "no value"), el("td", { class: "num" }, duration(t.lag_seconds)),
+        el("td", {}, lagBar(t.lag_seconds, t.max_lag_seconds)), el("td", { class: "num" }, duration(t.max_lag_seconds)),
+        el("td", {}, t.latest ? [badge(t.latest.status), ` ${t.latest.tested_at}`] : badge(null))))) : el("p", { class: "muted" }, "No freshness test declared (`freshness: {column: ..., max_lag: 1h}` on a model)."),
+  );
+}
+
 // --- routing ---------------------------------------------------------------
 
 const routes = [
   [/^\/$/, pipelinePage, "pipeline"],
   [/^\/models\/([^/]+)$/, modelPage, "pipeline"],
   [/^\/runs$/, runsPage, "runs"],
-  [/^\/runs\/(\d+)$/, runPage, "runs"],
+  [/^\/runs\/([^/]+)$/, runPage, "runs"],
   [/^\/tests$/, testsPage, "tests"],
   [/^\/tests\/([^/]+)$/, testPage, "tests"],
+  [/^\/quarantine$/, quarantinePage, "quarantine"],
+  [/^\/freshness$/, freshnessPage, "freshness"],
 ];
 
 let timer = null;
