@@ -17,6 +17,7 @@ pub mod logging;
 pub mod outcome;
 pub mod pipeline;
 pub mod produce;
+pub mod project;
 pub mod render;
 pub mod run;
 pub mod scaffold;

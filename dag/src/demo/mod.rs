@@ -11,10 +11,10 @@
 
 pub mod postgres;
 
-use crate::commands::{load_pipeline, process_env};
 use crate::executor::Stop;
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Schedule;
+use crate::project::{load_pipeline, process_env};
 use crate::scheduler::metrics::Metrics;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jobs::datatest::Options;
