@@ -87,7 +87,7 @@ async fn on_pipeline(
             Ok(Outcome::Success)
         }
         Command::Validate => {
-            println!("{}", summary(&cfg, &p));
+            println!("{}", summary(cfg, &p));
             Ok(Outcome::Success)
         }
         Command::Compile { model } => compile(&p, &model),
@@ -98,7 +98,7 @@ async fn on_pipeline(
         } => {
             let nodes = select(&p, &selector)?;
             let load = cfg.config.warehouse.enabled && !no_load;
-            run_command(&cfg, &p, &nodes, full_refresh, load, &*table).await
+            run_command(cfg, &p, &nodes, full_refresh, load, &*table).await
         }
         Command::Backfill {
             selector,
@@ -112,20 +112,20 @@ async fn on_pipeline(
                 (Some(from), Some(to)) => Some(jobs::model::DateRange { column, from, to }),
                 _ => None,
             };
-            backfill(&cfg, &p, &selector, load, range, &*table).await
+            backfill(cfg, &p, &selector, load, range, &*table).await
         }
         Command::Trigger { selector, wait } => {
-            crate::trigger::trigger(&cfg, &p, &selector, wait).await
+            crate::trigger::trigger(cfg, &p, &selector, wait).await
         }
         Command::Scheduler => {
-            crate::scheduler::serve(&cfg, p, events::for_format(log_format, Style::Log).into())
+            crate::scheduler::serve(cfg, p, events::for_format(log_format, Style::Log).into())
                 .await
         }
         Command::Ingest {
             sources,
             until_caught_up,
-        } => crate::ingest::run(&cfg, &p, &sources, until_caught_up).await,
-        Command::Produce(args) => crate::produce::run(&cfg, &p, args).await,
+        } => crate::ingest::run(cfg, &p, &sources, until_caught_up).await,
+        Command::Produce(args) => crate::produce::run(cfg, &p, args).await,
         Command::Test {
             selector,
             junit,
@@ -139,13 +139,13 @@ async fn on_pipeline(
                 markdown,
                 json,
             };
-            crate::datatest::test_command(&cfg, &p, &nodes, full, &files).await
+            crate::datatest::test_command(cfg, &p, &nodes, full, &files).await
         }
-        Command::Migrate { plan } => crate::warehouse::migrate_command(&cfg, &p, plan).await,
+        Command::Migrate { plan } => crate::warehouse::migrate_command(cfg, &p, plan).await,
         Command::Load { selector } => {
             let nodes = select(&p, &selector)?;
             crate::warehouse::load_command(
-                &cfg,
+                cfg,
                 &p,
                 &nodes,
                 &*events::for_format(log_format, Style::Log),
