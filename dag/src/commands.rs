@@ -118,8 +118,7 @@ async fn on_pipeline(
             crate::trigger::trigger(cfg, &p, &selector, wait).await
         }
         Command::Scheduler => {
-            crate::scheduler::serve(cfg, p, events::for_format(log_format, Style::Log).into())
-                .await
+            crate::scheduler::serve(cfg, p, events::for_format(log_format, Style::Log).into()).await
         }
         Command::Ingest {
             sources,
