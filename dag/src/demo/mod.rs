@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 use summary::count;
 
 type Task<T> = tokio::task::JoinHandle<T>;
+/// A command running on its own task.
+type Running = Task<Result<Outcome, CliError>>;
 
 fn bar(multi: &MultiProgress, len: u64, label: &str) -> ProgressBar {
     let b = multi.add(ProgressBar::new(len));
@@ -46,6 +48,18 @@ fn bar(multi: &MultiProgress, len: u64, label: &str) -> ProgressBar {
     );
     b.set_prefix(label.to_string());
     b
+}
+
+/// The progress bars, drawn only on a terminal.
+fn bars(want: &Expected) -> (MultiProgress, ProgressBar, ProgressBar) {
+    let multi = MultiProgress::with_draw_target(if std::io::stdout().is_terminal() {
+        ProgressDrawTarget::stdout()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let bronze = bar(&multi, want.messages, "bronze");
+    let warehouse = bar(&multi, want.valid_events, "warehouse");
+    (multi, bronze, warehouse)
 }
 
 fn say(s: String) {
@@ -104,13 +118,7 @@ pub async fn demo(
     .await?;
 
     // Progress: bronze (from the ingesters), the warehouse (its fact rows).
-    let multi = MultiProgress::with_draw_target(if std::io::stdout().is_terminal() {
-        ProgressDrawTarget::stdout()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let bronze_bar = bar(&multi, want.messages, "bronze");
-    let wh_bar = bar(&multi, want.valid_events, "warehouse");
+    let (_multi, bronze_bar, wh_bar) = bars(&want);
     stream(
         &pool,
         &metrics,
@@ -184,10 +192,7 @@ fn spawn_workers(
     events: u64,
     rate: u64,
     start: chrono::DateTime<chrono::Utc>,
-) -> (
-    Task<Result<Outcome, CliError>>,
-    Task<Result<Outcome, CliError>>,
-) {
+) -> (Running, Running) {
     let scheduler = {
         let (cfg, p, stop, metrics) = (cfg.clone(), p.clone(), stop.clone(), metrics.clone());
         tokio::spawn(async move {
