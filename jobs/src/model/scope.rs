@@ -16,12 +16,17 @@
 //! Falls back to a full recompute, and says why, when that cannot be
 //! exact: an input never consumed, an input that changed but has no
 //! mapping, or a removed file that is gone (vacuumed).
+//!
+//! How a scoped run reads an input's rows in scope is in `scope/read.rs`.
+
+mod read;
 
 use super::table::{DataFile, ModelTable, STATS_SLACK_US};
 use super::{Catalog, ModelError};
 use crate::spec::{AsofJoin, Model, ScopeInput, Source, sql_columns};
 use polars::prelude::*;
 use polars::sql::SQLContext;
+pub use read::read_in_scope;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// What an incremental run of a scoped model does.
@@ -55,22 +60,68 @@ pub async fn plan(
     out: &ModelTable,
     catalog: &Catalog,
 ) -> Result<Plan, ModelError> {
-    let mut affected: Option<DataFrame> = None;
-    let mut changed_inputs = Vec::new();
-    let mut added_files: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
-    let mut removed_any: BTreeMap<String, bool> = BTreeMap::new();
-    // Presence inputs that only gained rows (see `ScopeInput::presence`).
-    let mut presence_gains: Vec<String> = Vec::new();
+    let mut seen = Changed::default();
     for (name, table) in tables {
+        let input = Input { name, table };
+        if let Some(why) = seen.add(input, scope, asof_only, tables, out).await? {
+            return Ok(Plan::Full(why));
+        }
+    }
+    let Some(affected) = seen.affected.take().filter(|a| a.height() > 0) else {
+        return Ok(Plan::Nothing);
+    };
+    let affected = affected.unique_stable(None, UniqueKeepStrategy::First, None)?;
+    let (files, new_keys_only) = seen.candidates(scope, tables, catalog, &affected).await?;
+    Ok(Plan::Scoped(Scoped {
+        affected,
+        files,
+        new_keys_only,
+    }))
+}
+
+/// One input of a scoped model, by name.
+#[derive(Clone, Copy)]
+struct Input<'a> {
+    name: &'a String,
+    table: &'a ModelTable,
+}
+
+/// What the inputs' changes told so far.
+#[derive(Default)]
+struct Changed {
+    /// The scope values the changes affect (not yet distinct).
+    affected: Option<DataFrame>,
+    /// The inputs with data changes, in name order.
+    changed_inputs: Vec<String>,
+    /// Per mapped changed input: the files it added.
+    added_files: BTreeMap<String, Vec<DataFile>>,
+    /// Per mapped changed input: whether it removed any file.
+    removed_any: BTreeMap<String, bool>,
+    /// Presence inputs that only gained rows (see `ScopeInput::presence`).
+    presence_gains: Vec<String>,
+}
+
+impl Changed {
+    /// Adds the scope values `input`'s changes since `out` consumed it
+    /// affect; `Some(why)` when a scoped run cannot be exact.
+    async fn add(
+        &mut self,
+        input: Input<'_>,
+        scope: &[ScopeInput],
+        asof_only: &[&AsofJoin],
+        tables: &BTreeMap<String, ModelTable>,
+        out: &ModelTable,
+    ) -> Result<Option<String>, ModelError> {
+        let Input { name, table } = input;
         let Some(from) = out.txn(name).await? else {
-            return Ok(Plan::Full(format!("{name} was never consumed")));
+            return Ok(Some(format!("{name} was never consumed")));
         };
         if from >= table.version() {
-            continue;
+            return Ok(None);
         }
         let changes = table.changes(from).await?;
         if changes.added.is_empty() && changes.removed.is_empty() {
-            continue;
+            return Ok(None);
         }
         let mapping = scope.iter().find(|m| &m.input == name);
         // An unmapped input may still be the right side of an as-of join
@@ -83,9 +134,7 @@ pub async fn plan(
             (Some(m), _) => expression_columns(table, m)?,
             (None, Some((a, ..))) => a.by.iter().chain([&a.right_on]).cloned().collect(),
             (None, None) => {
-                return Ok(Plan::Full(format!(
-                    "{name} changed and `scope` does not map it"
-                )));
+                return Ok(Some(format!("{name} changed and `scope` does not map it")));
             }
         };
         let mut files = changes.added.clone();
@@ -94,27 +143,17 @@ pub async fn plan(
         let rows = match table.read(&files, Some(&cols)).await {
             Ok(rows) => rows,
             Err(e) if !changes.removed.is_empty() => {
-                return Ok(Plan::Full(format!(
-                    "a file {name} removed cannot be read ({e})"
-                )));
+                return Ok(Some(format!("a file {name} removed cannot be read ({e})")));
             }
             Err(e) => return Err(e.into()),
         };
-        changed_inputs.push(name.clone());
+        self.changed_inputs.push(name.clone());
         let Some(mapping) = mapping else {
-            let Some((a, left_map, left)) = through else {
-                continue;
-            };
-            let mut need = expression_columns(left, left_map)?;
-            for c in a.by.iter().chain([&a.left_on]) {
-                if !need.contains(c) {
-                    need.push(c.clone());
-                }
+            if let Some((a, left_map, left)) = through {
+                let values = affected_through_asof(a, rows, left_map, left).await?;
+                stack_cast(&mut self.affected, values)?;
             }
-            let need: Vec<&str> = need.iter().map(String::as_str).collect();
-            let rows = super::asof_scope::affected_left(a, rows, left, &need).await?;
-            stack_cast(&mut affected, evaluate(rows, left_map, false)?)?;
-            continue;
+            return Ok(None);
         };
         let values = evaluate(rows, mapping, false)?;
         if mapping.presence && changes.removed.is_empty() {
@@ -125,66 +164,94 @@ pub async fn plan(
                 UniqueKeepStrategy::First,
                 None,
             )?;
-            stack_cast(&mut affected, not_held(out, values).await?)?;
-            presence_gains.push(name.clone());
+            stack_cast(&mut self.affected, not_held(out, values).await?)?;
+            self.presence_gains.push(name.clone());
         } else {
-            stack_cast(&mut affected, values)?;
+            stack_cast(&mut self.affected, values)?;
         }
-        removed_any.insert(name.clone(), !changes.removed.is_empty());
-        added_files.insert(name.clone(), changes.added);
+        self.removed_any
+            .insert(name.clone(), !changes.removed.is_empty());
+        self.added_files.insert(name.clone(), changes.added);
+        Ok(None)
     }
-    let Some(affected) = affected.filter(|a| a.height() > 0) else {
-        return Ok(Plan::Nothing);
-    };
-    let affected = affected.unique_stable(None, UniqueKeepStrategy::First, None)?;
-    // Every value in scope came from presence inputs' new rows and is new
-    // to the output, so no old row of a presence input holds one (the
-    // output would hold it): those inputs are read from their new files.
-    let presence_only = !presence_gains.is_empty() && presence_gains == changed_inputs;
-    let mut files = BTreeMap::new();
-    let mut new_keys_only = false;
-    for mapping in scope {
-        let Some(table) = tables.get(&mapping.input) else {
-            continue;
-        };
-        let live = table.files().await?;
-        // Rows of an input keyed by what the scope maps one to one: the
-        // rows in scope are the ones its own changes brought, so only the
-        // files it added (and still has) are read.
-        let only_changes = changed_inputs.as_slice() == [mapping.input.clone()]
-            && maps_own_key(catalog.model(&mapping.input)?, mapping);
-        // The files the input added since it was consumed (and still has).
-        let added_only = |live: Vec<DataFile>| -> Vec<DataFile> {
-            let added: HashSet<&str> = added_files
-                .get(&mapping.input)
-                .map(|f| f.iter().map(|f| f.path.as_str()).collect())
-                .unwrap_or_default();
-            live.into_iter()
-                .filter(|f| added.contains(f.path.as_str()))
-                .collect()
-        };
-        let candidates = if presence_only && mapping.presence {
-            added_only(live)
-        } else if only_changes {
-            new_keys_only = removed_any.get(&mapping.input) == Some(&false);
-            added_only(live)
-        } else {
-            let by_partition: Vec<(String, String)> = mapping
-                .columns
-                .iter()
-                .filter(|(_, expr)| table.partition_by().contains(expr))
-                .map(|(out, expr)| (expr.clone(), out.clone()))
-                .collect();
-            let files = prune(live, &by_partition, &affected)?;
-            prune_by_stats(table, mapping, files, &affected).await?
-        };
-        files.insert(mapping.input.clone(), candidates);
+
+    /// Per mapped input, the files that can hold rows in scope; and
+    /// whether the output cannot hold a row in scope yet
+    /// ([`Scoped::new_keys_only`]).
+    async fn candidates(
+        &self,
+        scope: &[ScopeInput],
+        tables: &BTreeMap<String, ModelTable>,
+        catalog: &Catalog,
+        affected: &DataFrame,
+    ) -> Result<(BTreeMap<String, Vec<DataFile>>, bool), ModelError> {
+        // Every value in scope came from presence inputs' new rows and is new
+        // to the output, so no old row of a presence input holds one (the
+        // output would hold it): those inputs are read from their new files.
+        let presence_only =
+            !self.presence_gains.is_empty() && self.presence_gains == self.changed_inputs;
+        let mut files = BTreeMap::new();
+        let mut new_keys_only = false;
+        for mapping in scope {
+            let Some(table) = tables.get(&mapping.input) else {
+                continue;
+            };
+            let live = table.files().await?;
+            // Rows of an input keyed by what the scope maps one to one: the
+            // rows in scope are the ones its own changes brought, so only the
+            // files it added (and still has) are read.
+            let only_changes = self.changed_inputs.as_slice() == [mapping.input.clone()]
+                && maps_own_key(catalog.model(&mapping.input)?, mapping);
+            let candidates = if presence_only && mapping.presence {
+                self.added_only(&mapping.input, live)
+            } else if only_changes {
+                new_keys_only = self.removed_any.get(&mapping.input) == Some(&false);
+                self.added_only(&mapping.input, live)
+            } else {
+                let by_partition: Vec<(String, String)> = mapping
+                    .columns
+                    .iter()
+                    .filter(|(_, expr)| table.partition_by().contains(expr))
+                    .map(|(out, expr)| (expr.clone(), out.clone()))
+                    .collect();
+                let files = prune(live, &by_partition, affected)?;
+                prune_by_stats(table, mapping, files, affected).await?
+            };
+            files.insert(mapping.input.clone(), candidates);
+        }
+        Ok((files, new_keys_only))
     }
-    Ok(Plan::Scoped(Scoped {
-        affected,
-        files,
-        new_keys_only,
-    }))
+
+    /// The files of `live` that `input` added since it was consumed.
+    fn added_only(&self, input: &str, live: Vec<DataFile>) -> Vec<DataFile> {
+        let added: HashSet<&str> = self
+            .added_files
+            .get(input)
+            .map(|f| f.iter().map(|f| f.path.as_str()).collect())
+            .unwrap_or_default();
+        live.into_iter()
+            .filter(|f| added.contains(f.path.as_str()))
+            .collect()
+    }
+}
+
+/// The scope values of the left rows of `a` that the changed right rows
+/// `rows` can re-match.
+async fn affected_through_asof(
+    a: &AsofJoin,
+    rows: DataFrame,
+    left_map: &ScopeInput,
+    left: &ModelTable,
+) -> Result<DataFrame, ModelError> {
+    let mut need = expression_columns(left, left_map)?;
+    for c in a.by.iter().chain([&a.left_on]) {
+        if !need.contains(c) {
+            need.push(c.clone());
+        }
+    }
+    let need: Vec<&str> = need.iter().map(String::as_str).collect();
+    let rows = super::asof_scope::affected_left(a, rows, left, &need).await?;
+    evaluate(rows, left_map, false)
 }
 
 /// Whether `mapping` maps the input's key columns one to one (a row-wise
@@ -234,138 +301,6 @@ async fn not_held(out: &ModelTable, values: DataFrame) -> Result<DataFrame, Mode
         .collect();
     let held = conform_to(&held, &values)?;
     super::frame::anti_join(values, held, &names)
-}
-
-/// The input rows (of `files`, columns `cols`) whose scope values are
-/// affected.
-pub async fn read_in_scope(
-    table: &ModelTable,
-    files: &[DataFile],
-    cols: &[&str],
-    mapping: &ScopeInput,
-    affected: &DataFrame,
-) -> Result<DataFrame, ModelError> {
-    let mut all: Vec<String> = cols.iter().map(|c| c.to_string()).collect();
-    for c in expression_columns(table, mapping)? {
-        if !all.contains(&c) {
-            all.push(c);
-        }
-    }
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let started = std::time::Instant::now();
-    let rows = table.read(files, Some(&refs)).await?;
-    let read = started.elapsed().as_secs_f64();
-    let with_scope = evaluate(rows, mapping, true)?;
-    let keys: Vec<String> = mapping.columns.iter().map(|(c, _)| hidden(c)).collect();
-    let wanted = affected
-        .clone()
-        .lazy()
-        .select(
-            mapping
-                .columns
-                .iter()
-                .map(|(c, _)| {
-                    let dtype = with_scope.column(&hidden(c)).map(|s| s.dtype().clone());
-                    col(c.as_str())
-                        .cast(dtype.unwrap_or(DataType::Null))
-                        .alias(hidden(c))
-                })
-                .collect::<Vec<_>>(),
-        )
-        .collect()?;
-    let affected = Affected::new(wanted, &keys)?;
-    let inside = if sample_all_inside(&with_scope, &affected)? {
-        with_scope
-    } else {
-        affected.keep(with_scope)?
-    };
-    tracing::debug!(table = %table.name, files = files.len(), rows = inside.height(), read, filtered = started.elapsed().as_secs_f64(), "scoped read");
-    Ok(inside.select(cols.iter().copied())?)
-}
-
-/// Rows in a sample of this many, from this many places, decide whether
-/// a large scoped read is filtered at all.
-const SAMPLE_ROWS: usize = 2048;
-const SAMPLE_PLACES: usize = 4;
-
-/// Whether evenly spread slices of `rows` (a large read) are all inside
-/// the scope. Filtering an input is a saving, not a rule: rows outside the
-/// scope only make output rows outside it, which [`restrict`] drops. When
-/// the rows read are (nearly) all affected, as re-reading a day for most
-/// of its drivers is, filtering a million rows cost more than the few
-/// extra rows it would have spared.
-fn sample_all_inside(rows: &DataFrame, affected: &Affected) -> Result<bool, ModelError> {
-    let height = rows.height();
-    if height < 4 * SAMPLE_ROWS * SAMPLE_PLACES {
-        return Ok(false);
-    }
-    let stride = height / SAMPLE_PLACES;
-    for place in 0..SAMPLE_PLACES {
-        let slice = rows.slice((place * stride) as i64, SAMPLE_ROWS);
-        if affected.keep(slice)?.height() < SAMPLE_ROWS {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// The affected key rows of a scoped read (`keys` columns), ready to
-/// filter rows by: built once, applied to samples and to the whole read.
-struct Affected<'k> {
-    wanted: DataFrame,
-    keys: &'k [String],
-    /// When `wanted` is every combination of its columns' distinct values
-    /// (one day times that day's drivers: the usual scope), each column
-    /// `is_in` its values; otherwise `None`, and a semi-join, which
-    /// encodes every row's multi-column key first (most of re-reading a
-    /// day of a million facts).
-    by_column: Option<Expr>,
-}
-
-impl<'k> Affected<'k> {
-    fn new(wanted: DataFrame, keys: &'k [String]) -> Result<Self, ModelError> {
-        // Casts may merge values: count distinct rows, not rows.
-        let wanted = wanted.unique_stable(None, UniqueKeepStrategy::First, None)?;
-        let mut combinations: u128 = 1;
-        let mut distinct = Vec::with_capacity(keys.len());
-        for k in keys {
-            let values = wanted.column(k)?.as_materialized_series().unique()?;
-            combinations = combinations.saturating_mul(values.len() as u128);
-            distinct.push(values);
-        }
-        let by_column = (keys.len() >= 2 && combinations == wanted.height() as u128).then(|| {
-            keys.iter()
-                .zip(distinct)
-                .map(|(k, values)| col(k.as_str()).is_in(lit(values).implode(false), true))
-                .reduce(Expr::and)
-                .unwrap_or(lit(true))
-        });
-        Ok(Self {
-            wanted,
-            keys,
-            by_column,
-        })
-    }
-
-    /// The rows of `rows` whose keys are an affected row.
-    fn keep(&self, rows: DataFrame) -> Result<DataFrame, ModelError> {
-        let Some(inside) = &self.by_column else {
-            return super::frame::semi_join(rows, self.wanted.clone(), self.keys);
-        };
-        const INSIDE: &str = "__inside";
-        let mask = rows
-            .clone()
-            .lazy()
-            .select([inside.clone().alias(INSIDE)])
-            .collect()?;
-        let mask = mask.column(INSIDE)?.bool()?;
-        // Re-reading a day for most of its drivers keeps every row: then
-        // the rows are handed on as read, not copied by a filter.
-        if mask.null_count() == 0 && mask.all() {
-            return Ok(rows);
-        }
-        Ok(rows.filter(mask)?)
-    }
 }
 
 /// The output rows of `result` inside the scope (a query over filtered
@@ -563,71 +498,4 @@ pub fn prune(
                 .all(|(part, set)| set.contains(&f.partition_values.get(part).cloned().flatten()))
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys() -> Vec<String> {
-        vec!["d".into(), "day".into()]
-    }
-
-    fn kept(rows: &DataFrame, wanted: DataFrame) -> Vec<(String, i32)> {
-        let keys = keys();
-        let out = Affected::new(wanted, &keys)
-            .unwrap()
-            .keep(rows.clone())
-            .unwrap();
-        let d = out.column("d").unwrap().str().unwrap().clone();
-        let day = out.column("day").unwrap().i32().unwrap().clone();
-        (0..out.height())
-            .map(|i| (d.get(i).unwrap().to_string(), day.get(i).unwrap()))
-            .collect()
-    }
-
-    #[test]
-    fn affected_rows_by_product_or_by_join_agree() {
-        let rows = df!(
-            "d" => ["a", "b", "c", "a", "b", "c"],
-            "day" => [1i32, 1, 1, 2, 2, 2]
-        )
-        .unwrap();
-        // Every combination of {a, b} x {1}: filtered column by column.
-        let product = df!("d" => ["a", "b"], "day" => [1i32, 1]).unwrap();
-        assert_eq!(kept(&rows, product), [("a".into(), 1), ("b".into(), 1)]);
-        // (a, 1) and (b, 2) are not a product: (a, 2) and (b, 1) stay out.
-        let diagonal = df!("d" => ["a", "b"], "day" => [1i32, 2]).unwrap();
-        assert_eq!(kept(&rows, diagonal), [("a".into(), 1), ("b".into(), 2)]);
-        // Repeated wanted rows are not mistaken for a product.
-        let repeated = df!("d" => ["a", "a", "b", "b"], "day" => [1i32, 1, 2, 2]).unwrap();
-        assert_eq!(kept(&rows, repeated), [("a".into(), 1), ("b".into(), 2)]);
-    }
-
-    fn inside(rows: &DataFrame, wanted: &DataFrame) -> bool {
-        let keys = keys();
-        let affected = Affected::new(wanted.clone(), &keys).unwrap();
-        sample_all_inside(rows, &affected).unwrap()
-    }
-
-    #[test]
-    fn a_large_read_is_left_unfiltered_only_when_every_sampled_place_is_inside() {
-        let n = 4 * SAMPLE_ROWS * SAMPLE_PLACES;
-        let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
-        let rows = df!("d" => drivers, "day" => vec![1i32; n]).unwrap();
-        let all = df!("d" => ["a", "b", "c"], "day" => [1i32, 1, 1]).unwrap();
-        assert!(inside(&rows, &all));
-        // Two drivers of three: the samples see c, and the rows are filtered.
-        let some = df!("d" => ["a", "b"], "day" => [1i32, 1]).unwrap();
-        assert!(!inside(&rows, &some));
-        // An outside row in the last sampled place only.
-        let mut days = vec![1i32; n];
-        days[3 * (n / SAMPLE_PLACES) + 7] = 2;
-        let drivers: Vec<&str> = (0..n).map(|i| ["a", "b", "c"][i % 3]).collect();
-        let rows = df!("d" => drivers, "day" => days).unwrap();
-        assert!(!inside(&rows, &all));
-        // A small read is always filtered (exact and cheap).
-        let small = rows.slice(0, 100);
-        assert!(!inside(&small, &all));
-    }
 }

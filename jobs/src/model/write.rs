@@ -122,6 +122,60 @@ async fn merge(
         .map(|f| f.name().clone())
         .collect();
     let result = result.select(columns.iter().map(String::as_str))?;
+    let files = files_in_scope(table, scope).await?;
+    if files.is_empty() {
+        let version = insert(table, &result, &[], txns).await?;
+        return Ok(Written {
+            version,
+            rows: result.height() as u64,
+            deleted: 0,
+        });
+    }
+    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
+    let probed = probe(table, files, &probe_columns(&key_cols, scope), &result).await?;
+    let keys = compare_keys(&result, &probed.existing, scope, unique_key, folds)?;
+    let mut touched = keys.both.clone();
+    touched.vstack_mut_owned(keys.gone.clone())?;
+    let (holders, old_rows) =
+        read_holders(table, probed.per_file, &touched, &result, unique_key).await?;
+    let changed = changed_rows(
+        &result,
+        keys.new_rows,
+        keys.both,
+        old_rows,
+        unique_key,
+        folds,
+        &columns,
+    )?;
+    let gone = keys.gone;
+    let mut affected = changed.select(key_cols.iter().copied())?;
+    affected.vstack_mut_owned(gone.clone())?;
+    if affected.height() == 0 {
+        // Same rows: only the watermark moves.
+        let version = table.commit(Vec::new(), &[], txns, false).await?;
+        return Ok(Written {
+            version,
+            rows: 0,
+            deleted: 0,
+        });
+    }
+    let (rewrite, kept) = without_keys(holders, &affected, unique_key)?;
+    let mut out = changed.clone();
+    stack(&mut out, kept)?;
+    let version = insert(table, &out, &rewrite, txns).await?;
+    Ok(Written {
+        version,
+        rows: changed.height() as u64,
+        deleted: gone.height() as u64,
+    })
+}
+
+/// The table's files that can hold rows of `scope` (with partitioning,
+/// the affected partitions); every file without a scope.
+async fn files_in_scope(
+    table: &ModelTable,
+    scope: Option<&DataFrame>,
+) -> Result<Vec<DataFile>, ModelError> {
     let mut files = table.files().await?;
     if let Some(affected) = scope {
         let by_partition: Vec<(String, String)> = table
@@ -132,18 +186,13 @@ async fn merge(
             .collect();
         files = super::scope::prune(files, &by_partition, affected)?;
     }
-    if files.is_empty() {
-        let version = insert(table, &result, &[], txns).await?;
-        return Ok(Written {
-            version,
-            rows: result.height() as u64,
-            deleted: 0,
-        });
-    }
-    // First only the keys (and scope columns) of each file: which result
-    // rows are new, which keys are gone, which files hold either.
-    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
-    let mut probe_cols = key_cols.clone();
+    Ok(files)
+}
+
+/// The key columns, then the scope columns not among them: what a merge
+/// reads of every candidate file first.
+fn probe_columns<'a>(key_cols: &[&'a str], scope: Option<&'a DataFrame>) -> Vec<&'a str> {
+    let mut probe_cols = key_cols.to_vec();
     if let Some(affected) = scope {
         for c in affected.get_column_names() {
             if !probe_cols.contains(&c.as_str()) {
@@ -151,18 +200,58 @@ async fn merge(
             }
         }
     }
+    probe_cols
+}
+
+/// The probe columns of each candidate file, and of all of them at once.
+struct Probed {
+    per_file: Vec<(DataFile, DataFrame)>,
+    existing: DataFrame,
+}
+
+/// First only the keys (and scope columns) of each file: which result
+/// rows are new, which keys are gone, which files hold either.
+async fn probe(
+    table: &ModelTable,
+    files: Vec<DataFile>,
+    probe_cols: &[&str],
+    result: &DataFrame,
+) -> Result<Probed, ModelError> {
     let mut per_file = Vec::with_capacity(files.len());
     let mut existing = DataFrame::empty();
     for file in files {
         let keys = conform(
             table
-                .read(std::slice::from_ref(&file), Some(&probe_cols))
+                .read(std::slice::from_ref(&file), Some(probe_cols))
                 .await?,
             &result.select(probe_cols.iter().copied())?,
         )?;
         stack(&mut existing, keys.clone())?;
         per_file.push((file, keys));
     }
+    Ok(Probed { per_file, existing })
+}
+
+/// The result's keys against the table's, as key frames (`new_rows`: whole
+/// result rows).
+struct KeyComparison {
+    /// Keys the table holds in scope and the result no longer has.
+    gone: DataFrame,
+    /// Result rows whose key the table does not hold.
+    new_rows: DataFrame,
+    /// Keys in both.
+    both: DataFrame,
+}
+
+/// Compares the result's keys with the probed `existing` ones.
+fn compare_keys(
+    result: &DataFrame,
+    existing: &DataFrame,
+    scope: Option<&DataFrame>,
+    unique_key: &[String],
+    folds: &[(String, Fold)],
+) -> Result<KeyComparison, ModelError> {
+    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
     let in_scope = match scope {
         Some(affected) if existing.width() > 0 => {
             let names: Vec<String> = affected
@@ -172,7 +261,7 @@ async fn merge(
                 .collect();
             semi_join(
                 existing.clone(),
-                super::scope::conform_to(affected, &existing)?,
+                super::scope::conform_to(affected, existing)?,
                 &names,
             )?
         }
@@ -194,8 +283,23 @@ async fn merge(
     let new_rows = anti_join(result.clone(), existing_keys.clone(), unique_key)?;
     // Keys in both: compared row by row, reading only the files holding them.
     let both = semi_join(result_keys, existing_keys, unique_key)?;
-    let mut touched = both.clone();
-    touched.vstack_mut_owned(gone.clone())?;
+    Ok(KeyComparison {
+        gone,
+        new_rows,
+        both,
+    })
+}
+
+/// The files holding a `touched` key, each with its rows (conformed to the
+/// result's types), and all those rows at once.
+async fn read_holders(
+    table: &ModelTable,
+    per_file: Vec<(DataFile, DataFrame)>,
+    touched: &DataFrame,
+    result: &DataFrame,
+    unique_key: &[String],
+) -> Result<(Vec<(DataFile, DataFrame)>, DataFrame), ModelError> {
+    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
     let mut holders = Vec::new();
     let mut old_rows = DataFrame::empty();
     for (file, keys) in per_file {
@@ -208,14 +312,25 @@ async fn merge(
             .height()
                 > 0
         {
-            let rows = conform(
-                table.read(std::slice::from_ref(&file), None).await?,
-                &result,
-            )?;
+            let rows = conform(table.read(std::slice::from_ref(&file), None).await?, result)?;
             stack(&mut old_rows, rows.clone())?;
             holders.push((file, rows));
         }
     }
+    Ok((holders, old_rows))
+}
+
+/// The rows to write: `new_rows`, then the result rows of keys in `both`
+/// that differ from the held ones (folded into them first with `folds`).
+fn changed_rows(
+    result: &DataFrame,
+    new_rows: DataFrame,
+    both: DataFrame,
+    old_rows: DataFrame,
+    unique_key: &[String],
+    folds: &[(String, Fold)],
+    columns: &[String],
+) -> Result<DataFrame, ModelError> {
     let mut changed = new_rows;
     if both.height() > 0 {
         let mut candidates = semi_join(result.clone(), both.clone(), unique_key)?;
@@ -224,20 +339,20 @@ async fn merge(
             candidates = super::accumulate::fold(held, candidates, unique_key, folds)?;
         }
         // Rows different from the table's (every column compared, nulls equal).
-        stack(&mut changed, anti_join(candidates, old_rows, &columns)?)?;
+        stack(&mut changed, anti_join(candidates, old_rows, columns)?)?;
     }
-    let mut affected = changed.select(key_cols.iter().copied())?;
-    affected.vstack_mut_owned(gone.clone())?;
-    if affected.height() == 0 {
-        // Same rows: only the watermark moves.
-        let version = table.commit(Vec::new(), &[], txns, false).await?;
-        return Ok(Written {
-            version,
-            rows: 0,
-            deleted: 0,
-        });
-    }
-    // The files holding an affected key are rewritten without those keys.
+    Ok(changed)
+}
+
+/// The holders that hold an `affected` key (the files to remove) and their
+/// other rows (to write again): the files holding an affected key are
+/// rewritten without those keys.
+fn without_keys(
+    holders: Vec<(DataFile, DataFrame)>,
+    affected: &DataFrame,
+    unique_key: &[String],
+) -> Result<(Vec<DataFile>, DataFrame), ModelError> {
+    let key_cols: Vec<&str> = unique_key.iter().map(String::as_str).collect();
     let mut rewrite: Vec<DataFile> = Vec::new();
     let mut kept = DataFrame::empty();
     for (file, rows) in holders {
@@ -247,14 +362,7 @@ async fn merge(
             rewrite.push(file);
         }
     }
-    let mut out = changed.clone();
-    stack(&mut out, kept)?;
-    let version = insert(table, &out, &rewrite, txns).await?;
-    Ok(Written {
-        version,
-        rows: changed.height() as u64,
-        deleted: gone.height() as u64,
-    })
+    Ok((rewrite, kept))
 }
 
 /// Appends `more` below `acc` (a frame with no columns takes it as is).

@@ -1,0 +1,266 @@
+//! Writing a table's data files and committing them, with the removed
+//! files and the input versions consumed, as one atomic Delta commit;
+//! a commit whose answer was lost is found again, and every
+//! [`CHECKPOINT_EVERY`] commits the log is checkpointed.
+
+use super::data_file::DataFile;
+use super::error::TableError;
+use super::open::ModelTable;
+use crate::model::bridge::df_to_batch;
+use arrow::array::RecordBatch;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Remove, Transaction};
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use polars::prelude::DataFrame;
+use std::collections::BTreeMap;
+
+/// Names a table whose next commit stalls, once (tests only):
+/// `<table>:<milliseconds>:<marker file>`; the stall happens when the
+/// marker file does not exist yet, and creates it.
+pub const STALL_COMMIT: &str = "DAG_TEST_STALL_COMMIT";
+
+/// False-positive rate of the bloom filters on key columns. A lookup's
+/// wasted row-group reads are about keys x row groups x this: 100k keys
+/// against 100 row groups read ~10 for nothing. Filters are folded to this
+/// rate after writing, about 4-5 bytes per distinct key.
+const BLOOM_FPP: f64 = 1e-6;
+
+/// A model table writes a Delta checkpoint every this many commits.
+pub const CHECKPOINT_EVERY: i64 = 100;
+
+/// Rows per data file at most. Rows arrive roughly in time order, so a
+/// file covers a narrow time range: an as-of join reading the newest rows
+/// of a 10M-row fact reads one or two files, not a half of it. Small
+/// enough for that, big enough that a file's footer and bloom filter stay
+/// a small part of it.
+const FILE_ROWS: usize = 128 * 1024;
+
+/// Outputs from this many rows up are written by several writers at once.
+const PARALLEL_WRITE_ROWS: usize = 200_000;
+
+fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
+    (0..batch.num_rows())
+        .step_by(rows.max(1))
+        .map(|at| batch.slice(at, rows.min(batch.num_rows() - at)))
+        .collect()
+}
+
+impl ModelTable {
+    /// Writes `df` (any column order; cast to the table's types) as new
+    /// data files, partitioned as the table is. Nothing is committed.
+    pub async fn write_files(&self, df: &DataFrame) -> Result<Vec<Add>, TableError> {
+        if df.height() == 0 {
+            return Ok(Vec::new());
+        }
+        let batch = df_to_batch(df, &self.schema)?;
+        // Parquet encoding is single-threaded per writer and most of a big
+        // write: large outputs are split over one writer per core (one file
+        // each per partition).
+        let ways = if batch.num_rows() < PARALLEL_WRITE_ROWS {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for part in chunks(&batch, batch.num_rows().div_ceil(ways)) {
+            let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+            // A file holds at most this many keys. Sized for them, the
+            // filter starts small; the default (a million) allocated and
+            // zeroed 8 MB per file at this rate before folding it down.
+            let ndv = part.num_rows().min(FILE_ROWS) as u64;
+            for c in &self.bloom {
+                // A key column is (nearly) one value per row: a dictionary
+                // never pays, and trying one cost a hash per value.
+                let path = ColumnPath::new(vec![c.clone()]);
+                props = props
+                    .set_column_bloom_filter_enabled(path.clone(), true)
+                    .set_column_bloom_filter_fpp(path.clone(), BLOOM_FPP)
+                    .set_column_bloom_filter_max_ndv(path.clone(), ndv)
+                    .set_column_dictionary_enabled(path, false);
+            }
+            let mut writer =
+                RecordBatchWriter::for_table(&self.table)?.with_writer_properties(props.build());
+            tasks.spawn(async move {
+                // The writer splits by partition; a file ends every
+                // FILE_ROWS rows so that readers pruning by statistics
+                // (as-of scopes, time scopes) skip most of a big table.
+                let mut adds = Vec::new();
+                for slice in chunks(&part, FILE_ROWS) {
+                    writer.write(slice).await?;
+                    adds.extend(writer.flush().await?);
+                }
+                Ok::<_, DeltaTableError>(adds)
+            });
+        }
+        let mut adds = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            adds.extend(
+                done.map_err(|e| TableError::Schema(format!("{}: writer task: {e}", self.name)))??,
+            );
+        }
+        // Files in a stable order (join order is arbitrary).
+        adds.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(adds)
+    }
+
+    /// One atomic commit: `adds`, removal of `removes`, and the `txns`
+    /// (input -> version consumed). Returns the new version.
+    pub async fn commit(
+        &mut self,
+        adds: Vec<Add>,
+        removes: &[DataFile],
+        txns: &BTreeMap<String, i64>,
+        overwrite: bool,
+    ) -> Result<i64, TableError> {
+        self.stall_for_tests().await;
+        if self.cancel.is_cancelled() {
+            return Err(TableError::Cancelled(self.name.clone()));
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        actions.extend(removes.iter().map(|f| {
+            Action::Remove(Remove {
+                path: f.path.clone(),
+                data_change: true,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(f.partition_values.clone().into_iter().collect()),
+                size: Some(f.size),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        }));
+        // A commit whose answer is lost (the store wrote it, the reply
+        // never came) is found again by this id in its commitInfo.
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let props = CommitProperties::default()
+            .with_application_transactions(
+                txns.iter()
+                    .map(|(app, v)| Transaction::new_with_last_update(app, *v, Some(now)))
+                    .collect(),
+            )
+            .with_metadata([(
+                COMMIT_ID_KEY.to_string(),
+                serde_json::Value::String(commit_id.clone()),
+            )])
+            // Checkpoints and the cleanup of expired log entries are ours,
+            // every CHECKPOINT_EVERY commits (below): delta-rs would list
+            // the whole `_delta_log` after every commit to look for
+            // expired entries, a cost that grows with the log.
+            .with_create_checkpoint(false)
+            .with_cleanup_expired_logs(Some(false));
+        let op = DeltaOperation::Write {
+            mode: if overwrite {
+                SaveMode::Overwrite
+            } else {
+                SaveMode::Append
+            },
+            partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
+            predicate: None,
+        };
+        let read_version = self.version();
+        let built = CommitBuilder::from(props)
+            .with_actions(actions)
+            .build(Some(self.table.snapshot()?), self.table.log_store(), op)
+            .await;
+        let finalized = match built {
+            Ok(f) => f,
+            Err(e) => {
+                // deltalake retries a commit whose put failed; when the
+                // first put had landed, the retry meets our own commit as
+                // a conflict. Look before calling it a failure.
+                return match self.find_commit(read_version, &commit_id).await {
+                    Ok(Some(version)) => {
+                        tracing::info!(table = %self.name, version, "the commit landed though its answer was lost");
+                        Ok(version)
+                    }
+                    _ => Err(e.into()),
+                };
+            }
+        };
+        let version = finalized.version() as i64;
+        self.table.state = Some(finalized.snapshot());
+        // A scheduled model commits every few seconds: without checkpoints
+        // every open would replay its whole JSON log. A failed checkpoint
+        // costs only speed.
+        if version > 0 && version % CHECKPOINT_EVERY == 0 {
+            upkeep(&self.table, &self.name, version).await;
+        }
+        Ok(version)
+    }
+}
+
+/// A checkpoint at `version`, then the log entries older than the table's
+/// log retention (and older than a checkpoint) deleted. Failures cost only
+/// speed: they are logged.
+pub async fn upkeep(table: &DeltaTable, name: &str, version: i64) {
+    if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
+        tracing::warn!(table = %name, version, "checkpoint failed: {e}");
+        return;
+    }
+    match deltalake::checkpoints::cleanup_metadata(table, None).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(table = %name, version, "{n} expired log entries removed"),
+        Err(e) => tracing::warn!(table = %name, version, "log cleanup failed: {e}"),
+    }
+}
+
+impl ModelTable {
+    /// See [`STALL_COMMIT`].
+    async fn stall_for_tests(&self) {
+        let Ok(spec) = std::env::var(STALL_COMMIT) else {
+            return;
+        };
+        let mut parts = spec.splitn(3, ':');
+        let (Some(table), Some(ms), Some(marker)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let marker = std::path::Path::new(marker);
+        if table == self.name && !marker.exists() && std::fs::write(marker, b"").is_ok() {
+            let ms = ms.parse().unwrap_or(0);
+            eprintln!("{STALL_COMMIT}: stalling {table}'s commit for {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            eprintln!("{STALL_COMMIT}: {table}'s commit resumes at {at:.3}");
+        }
+    }
+}
+
+/// The commitInfo key holding the id of a model table's commit.
+const COMMIT_ID_KEY: &str = "dagCommitId";
+
+impl ModelTable {
+    /// The version of the commit carrying `commit_id` made after
+    /// `read_version`, if it landed (the table is reloaded).
+    async fn find_commit(
+        &mut self,
+        read_version: i64,
+        commit_id: &str,
+    ) -> Result<Option<i64>, TableError> {
+        self.table.update_state().await?;
+        let log = self.table.log_store();
+        for v in (read_version + 1)..=self.version() {
+            let Some(bytes) = log.read_commit_entry(v as u64).await? else {
+                continue;
+            };
+            for action in deltalake::logstore::get_actions(v as u64, &bytes)? {
+                if let Action::CommitInfo(info) = action
+                    && info.info.get(COMMIT_ID_KEY).and_then(|v| v.as_str()) == Some(commit_id)
+                {
+                    return Ok(Some(v));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

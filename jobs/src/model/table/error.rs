@@ -1,0 +1,22 @@
+//! What can go wrong with a model's Delta table.
+
+use crate::model::bridge::BridgeError;
+use deltalake::DeltaTableError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error(transparent)]
+    Delta(#[from] DeltaTableError),
+    #[error(transparent)]
+    Parquet(#[from] deltalake::parquet::errors::ParquetError),
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{0}")]
+    Schema(String),
+    #[error(
+        "{0}: not committed: the task was given up (timed out, lost its claim, or its scheduler is stopping)"
+    )]
+    Cancelled(String),
+}

@@ -1,0 +1,318 @@
+//! Numbers exactly: the decimal value of a JSON number token, compared
+//! and scaled without rounding, and intervals over such values.
+
+use crate::spec::{Bound, Interval};
+use std::cmp::Ordering;
+
+/// The exact value of a JSON number token: `digits` x 10^`exp`, with no
+/// leading or trailing zeros in `digits` (zero has no digits).
+#[derive(Clone, Debug)]
+pub struct Decimal {
+    negative: bool,
+    digits: Digits,
+    exp: i64,
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Decimal {}
+
+/// Decimal digits (0-9), held inline up to `INLINE` of them (every value an
+/// i128 holds, so every number of an event) and on the heap beyond: a row's
+/// numbers are checked without allocating.
+#[derive(Clone, Debug)]
+enum Digits {
+    Inline(u8, [u8; INLINE]),
+    Heap(Vec<u8>),
+}
+
+const INLINE: usize = 40;
+
+impl Digits {
+    fn new() -> Self {
+        Digits::Inline(0, [0; INLINE])
+    }
+
+    fn push(&mut self, d: u8) {
+        match self {
+            Digits::Inline(len, buf) if (*len as usize) < INLINE => {
+                buf[*len as usize] = d;
+                *len += 1;
+            }
+            Digits::Inline(len, buf) => {
+                let mut v = buf[..*len as usize].to_vec();
+                v.push(d);
+                *self = Digits::Heap(v);
+            }
+            Digits::Heap(v) => v.push(d),
+        }
+    }
+
+    fn pop(&mut self) {
+        match self {
+            Digits::Inline(len, _) => *len = len.saturating_sub(1),
+            Digits::Heap(v) => {
+                v.pop();
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Digits::Inline(len, buf) => &buf[..*len as usize],
+            Digits::Heap(v) => v,
+        }
+    }
+}
+
+impl Decimal {
+    /// Parses a number token (JSON grammar, or a plain decimal such as a
+    /// range bound).
+    pub fn parse(token: &str) -> Option<Decimal> {
+        let (negative, rest) = match token.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, token),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(at) => {
+                let e = &rest[at + 1..];
+                let e = e.strip_prefix('+').unwrap_or(e);
+                // Saturate absurd exponents: still compares correctly.
+                let exp = e.parse::<i64>().unwrap_or(if e.starts_with('-') {
+                    -(1 << 40)
+                } else {
+                    1 << 40
+                });
+                (&rest[..at], exp.clamp(-(1 << 40), 1 << 40))
+            }
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        // Leading zeros are skipped, trailing ones dropped after.
+        let mut digits = Digits::new();
+        for c in int.bytes().chain(frac.bytes()) {
+            if c != b'0' || !digits.as_slice().is_empty() {
+                digits.push(c - b'0');
+            }
+        }
+        let mut exp = exp - frac.len() as i64;
+        while digits.as_slice().last() == Some(&0) {
+            digits.pop();
+            exp += 1;
+        }
+        if digits.as_slice().is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                exp: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits,
+            exp,
+        })
+    }
+
+    fn from_f64(v: f64) -> Option<Decimal> {
+        Decimal::parse(&format!("{v}"))
+    }
+
+    pub fn is_integer(&self) -> bool {
+        self.exp >= 0
+    }
+
+    /// Decimal places of the exact value (`12.340` has 2, `1.2345e2` 2).
+    pub fn decimal_places(&self) -> u64 {
+        if self.exp >= 0 {
+            0
+        } else {
+            self.exp.unsigned_abs()
+        }
+    }
+
+    /// The value times 10^`scale` as an integer, if it is one and fits.
+    pub fn scaled(&self, scale: u32) -> Option<i128> {
+        let shift = self.exp + scale as i64;
+        let digits = self.digits.as_slice();
+        if shift < 0 || digits.len() as i64 + shift > 38 {
+            return None;
+        }
+        let mut v: i128 = 0;
+        for d in digits {
+            v = v.checked_mul(10)?.checked_add(*d as i128)?;
+        }
+        v = v.checked_mul(10i128.checked_pow(shift as u32)?)?;
+        Some(if self.negative { -v } else { v })
+    }
+
+    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
+        let (x, y) = (self.digits.as_slice(), other.digits.as_slice());
+        match (x.is_empty(), y.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        // Position of the leading digit decides first, then the digits.
+        let a = x.len() as i64 + self.exp;
+        let b = y.len() as i64 + other.exp;
+        a.cmp(&b).then_with(|| {
+            let n = x.len().max(y.len());
+            let at = |d: &[u8], i: usize| d.get(i).copied().unwrap_or(0);
+            (0..n)
+                .map(|i| at(x, i).cmp(&at(y, i)))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Whether the exact value lies in the interval.
+pub fn in_interval(v: &Decimal, interval: &Interval) -> bool {
+    ExactInterval::of(interval).contains(v)
+}
+
+/// An interval with its bounds as exact decimals, made once per run (a
+/// bound turned back into a decimal for every row was a tenth of the
+/// cleaning time).
+#[derive(Clone, Debug)]
+pub struct ExactInterval {
+    low: Option<(Decimal, bool)>,
+    high: Option<(Decimal, bool)>,
+}
+
+impl ExactInterval {
+    pub fn of(interval: &Interval) -> Self {
+        let bound = |b: &Bound| match b {
+            Bound::Unbounded => None,
+            Bound::Inclusive(x) => Decimal::from_f64(*x).map(|d| (d, true)),
+            Bound::Exclusive(x) => Decimal::from_f64(*x).map(|d| (d, false)),
+        };
+        Self {
+            low: bound(&interval.low),
+            high: bound(&interval.high),
+        }
+    }
+
+    pub fn contains(&self, v: &Decimal) -> bool {
+        let low_ok = match &self.low {
+            None => true,
+            Some((l, true)) => v >= l,
+            Some((l, false)) => v > l,
+        };
+        let high_ok = match &self.high {
+            None => true,
+            Some((h, true)) => v <= h,
+            Some((h, false)) => v < h,
+        };
+        low_ok && high_ok
+    }
+}
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`: a JSON number.
+pub(super) fn is_number_token(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Interval;
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::parse(s).expect("test value")
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        assert!(dec("2").is_integer() && dec("2.0").is_integer() && dec("3e3").is_integer());
+        assert!(!dec("2.5").is_integer() && !dec("25e-1").is_integer());
+        assert!(dec("-0.0").is_integer());
+        assert_eq!(dec("12.345").decimal_places(), 3);
+        assert_eq!(dec("1.2345e2").decimal_places(), 2);
+        assert_eq!(dec("12.340").decimal_places(), 2);
+        assert_eq!(dec("12.34").scaled(2), Some(1234));
+        assert_eq!(dec("-1.5").scaled(2), Some(-150));
+        assert_eq!(dec("1.2345e2").scaled(2), Some(12345));
+        assert!(dec("300.00000000000000001") > dec("300"));
+        assert!(dec("-90.5") < dec("-90"));
+        assert!(dec("1e400") > dec("1e399"));
+        assert_eq!(dec("0.000"), dec("-0"));
+        // Beyond the inline digits: still exact, and equal when equal.
+        let long = format!("1.{}1", "0".repeat(60));
+        assert!(dec(&long) > dec("1") && dec(&long) < dec("1.0000001"));
+        assert_eq!(dec(&format!("1.5{}", "0".repeat(60))), dec("1.5"));
+        assert_eq!(dec(&format!("{}7", "0".repeat(60))).scaled(0), Some(7));
+        let r = Interval::parse("[0, 300]").expect("test value");
+        assert!(
+            in_interval(&dec("0"), &r)
+                && in_interval(&dec("300"), &r)
+                && in_interval(&dec("3e2"), &r)
+        );
+        assert!(
+            !in_interval(&dec("300.00000000000000001"), &r) && !in_interval(&dec("-0.001"), &r)
+        );
+        let r = Interval::parse("(0, 100000]").expect("test value");
+        assert!(
+            !in_interval(&dec("0"), &r)
+                && in_interval(&dec("0.01"), &r)
+                && in_interval(&dec("100000"), &r)
+        );
+    }
+}
