@@ -30,17 +30,14 @@ pub fn default_start(events: u64, fleet: &Fleet) -> chrono::DateTime<chrono::Utc
     chrono::Utc::now() - chrono::Duration::milliseconds((span * 1000.0) as i64)
 }
 
-pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcome, CliError> {
-    let bootstrap = cfg.config.kafka.bootstrap_servers.clone();
-    let stop = crate::ingest::stop_on_signals();
+/// The simulator `args` ask for (none when a file is replayed).
+fn simulator(
+    cfg: &Loaded,
+    p: &Pipeline,
+    args: &ProduceArgs,
+) -> Result<Option<Simulator>, CliError> {
     let bad = |m: String| CliError::Other(anyhow::anyhow!(m));
-    if !(0.0..=1.0).contains(&args.bad_share) {
-        return Err(CliError::Selector(format!(
-            "--bad-share must be in [0, 1], found {}",
-            args.bad_share
-        )));
-    }
-    let sim = match &args.file {
+    Ok(match &args.file {
         Some(_) => None,
         None => {
             let fleet = Fleet::from_data_dir(&cfg.data_dir()).map_err(bad)?;
@@ -72,7 +69,19 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
                 &fleet,
             ))
         }
-    };
+    })
+}
+
+pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcome, CliError> {
+    let bootstrap = cfg.config.kafka.bootstrap_servers.clone();
+    let stop = crate::ingest::stop_on_signals();
+    if !(0.0..=1.0).contains(&args.bad_share) {
+        return Err(CliError::Selector(format!(
+            "--bad-share must be in [0, 1], found {}",
+            args.bad_share
+        )));
+    }
+    let sim = simulator(cfg, p, &args)?;
     if let Some(path) = &args.file {
         // Check every line first: a broken file sends nothing.
         let records = replay::read_file(path).map_err(|e| CliError::Selector(e.to_string()))?;

@@ -21,6 +21,7 @@ use super::{WarehouseError, WarehouseSettings, csv, quote, schema};
 use crate::model::table::{DataFile, ModelTable};
 use crate::model::{Catalog, Settings};
 use crate::spec::Model;
+use polars::prelude::DataFrame;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
@@ -330,6 +331,25 @@ async fn load_table(
             .execute(&mut *conn)
             .await?;
     }
+    done.deleted = delete_gone(conn, &m.name, &qualified, &stage, &key, done.mode, gone).await?;
+    let (inserted, updated) = upsert(conn, &qualified, &stage, &cols, &key).await?;
+    done.inserted = inserted;
+    done.updated = updated;
+    Ok(done)
+}
+
+/// Deletes the warehouse rows whose keys gold no longer has: in a load of
+/// changes, the keys of removed files that no staged row brings back; in a
+/// full load, every key not staged. Returns the rows deleted.
+async fn delete_gone(
+    conn: &mut PgConnection,
+    model: &str,
+    qualified: &str,
+    stage: &str,
+    key: &[&str],
+    mode: Mode,
+    gone: Option<DataFrame>,
+) -> Result<u64, WarehouseError> {
     let key_list = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let same_key = |a: &str, b: &str| {
         key.iter()
@@ -338,10 +358,10 @@ async fn load_table(
             .join(" AND ")
     };
     // Deletions: keys gold no longer has.
-    done.deleted = match (done.mode, gone) {
+    Ok(match (mode, gone) {
         (Mode::Changes, None) => 0,
         (Mode::Changes, Some(mut keys)) => {
-            let gone_table = quote(&format!("dag_gone_{}", m.name));
+            let gone_table = quote(&format!("dag_gone_{model}"));
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "CREATE TEMP TABLE {gone_table} ON COMMIT DROP AS SELECT {key_list} FROM {qualified} WITH NO DATA"
             )))
@@ -370,9 +390,20 @@ async fn load_table(
         .execute(&mut *conn)
         .await?
         .rows_affected(),
-    };
-    // Upsert: new keys inserted, changed rows updated, equal rows left
-    // alone (no new row version).
+    })
+}
+
+/// Inserts new keys and updates changed rows from the stage; equal rows
+/// are left alone (no new row version). Returns (inserted, updated).
+async fn upsert(
+    conn: &mut PgConnection,
+    qualified: &str,
+    stage: &str,
+    cols: &[&str],
+    key: &[&str],
+) -> Result<(u64, u64), WarehouseError> {
+    let col_list = cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let key_list = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let others: Vec<&str> = cols.iter().copied().filter(|c| !key.contains(c)).collect();
     let on_conflict = if others.is_empty() {
         "DO NOTHING".to_string()
@@ -405,9 +436,7 @@ async fn load_table(
     )))
     .fetch_one(&mut *conn)
     .await?;
-    done.inserted = inserted as u64;
-    done.updated = updated as u64;
-    Ok(done)
+    Ok((inserted as u64, updated as u64))
 }
 
 /// COPYs the rows of `files` (columns `cols`, in this order) with the
