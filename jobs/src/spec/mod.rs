@@ -9,13 +9,22 @@
 //! names across files (inputs, relationships, cycles) is the loader's job in
 //! the `dag` crate.
 
+mod checks;
 mod clean;
 mod column;
 mod data_test;
 mod diag;
+mod draft;
 mod file;
 mod model;
+mod parse_clean;
+mod parse_source;
+mod parse_sql;
+mod parse_test;
+mod parse_warehouse;
 mod range;
+mod raw;
+mod scalars;
 mod sql;
 mod sql_model;
 pub mod template;
@@ -24,15 +33,15 @@ pub use clean::{Dedupe, Derived, FieldKind, FieldRule};
 pub use column::{Column, ColumnType, bronze_columns, quarantine_columns};
 pub use data_test::{Allowed, CmpOp, CountOf, DataTest, Severity, TestKind, Threshold};
 pub use diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-pub(crate) use file::is_identifier;
-pub use file::{
-    ModelDraft, Reference, check_cron, parse_duration, parse_model_file, parser_message,
-};
+pub use draft::{ModelDraft, Reference};
+pub use file::{parse_model_file, parser_message};
 pub use model::{
     FileFormat, Layer, Materialization, Model, OnSchemaChange, RecordFormat, Source,
     WarehouseTarget,
 };
 pub use range::{Bound, Interval};
+pub(crate) use scalars::is_identifier;
+pub use scalars::{check_cron, parse_duration};
 pub use sql::{SqlColumns, SqlRelation, monotone_in, sql_columns, sql_relations};
 pub use sql_model::{AsofJoin, Fold, ScopeInput};
 pub use template::SqlFile;
