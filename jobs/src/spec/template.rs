@@ -256,118 +256,10 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_debug(true);
-        let catalog = Arc::new(catalog);
-
-        let cat = catalog.clone();
-        env.add_function(
-            "ref",
-            move |a: String, b: Option<String>| -> Result<Value, Error> {
-                let name = b.unwrap_or(a);
-                if cat.models.contains(&name) {
-                    Ok(Value::from(name))
-                } else {
-                    Err(Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "ref('{name}'): unknown model `{name}`{}",
-                            did_you_mean(&name, cat.models.iter().map(String::as_str))
-                        ),
-                    ))
-                }
-            },
-        );
-        let cat = catalog.clone();
-        env.add_function(
-            "source",
-            move |a: String, b: Option<String>| -> Result<Value, Error> {
-                let name = b.unwrap_or(a);
-                cat.resolve_source(&name).map(Value::from).map_err(|m| {
-                    Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("source('{name}'): {m}"),
-                    )
-                })
-            },
-        );
-        let vars = Arc::new(vars);
-        env.add_function(
-            "var",
-            move |name: String, default: Option<Value>| -> Result<Value, Error> {
-                match (vars.get(&name), default) {
-                    (Some(v), _) => Ok(Value::from(minijinja::value::Serde(v))),
-                    (None, Some(d)) => Ok(d),
-                    (None, None) => Err(Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!(
-                            "var('{name}') is not set and has no default: set it under [vars] in dag.toml or pass --vars '{{{name}: ...}}'{}",
-                            did_you_mean(&name, vars.keys().map(String::as_str))
-                        ),
-                    )),
-                }
-            },
-        );
-        env.add_function("is_incremental", || false);
-        // dbt's model config lives in the YAML file here: every argument is
-        // accepted (and marked used, or minijinja would reject them).
-        env.add_function("config", |kw: Kwargs| {
-            let keys: Vec<String> = kw.args().map(str::to_string).collect();
-            for k in &keys {
-                let _: Value = kw.get(k)?;
-            }
-            Ok::<_, Error>(Value::from(""))
-        });
-
-        let mut macros = Vec::new();
-        let mut defined: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(macros_dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort();
-        for path in files {
-            let fname = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
-            if path.is_dir() || !fname.ends_with(".sql") {
-                diags.push(
-                    Pos::file(&path),
-                    "the macros folder holds only `.sql` files of `{% macro %}` blocks",
-                );
-                continue;
-            }
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) => {
-                    diags.push(Pos::file(&path), format!("cannot read: {e}"));
-                    continue;
-                }
-            };
-            let name = format!("macros/{fname}");
-            if let Err(e) = env.add_template_owned(name.clone(), text.clone()) {
-                diags.push(error_pos(&e, &path, &text, 0), message(&e));
-                continue;
-            }
-            let mut names = Vec::new();
-            for (line, m) in macro_names(&text) {
-                if let Some(first) = defined.insert(m.clone(), path.clone()) {
-                    diags.push(
-                        Pos::new(&path, line as u64, 1),
-                        format!(
-                            "macro `{m}` is also defined in {}: macro names are shared by every model",
-                            first.display()
-                        ),
-                    );
-                } else {
-                    names.push(m);
-                }
-            }
-            macros.push(MacroFile {
-                name,
-                path,
-                macros: names,
-            });
-        }
+        add_model_functions(&mut env, Arc::new(catalog));
+        add_var(&mut env, Arc::new(vars));
+        add_dbt_stubs(&mut env);
+        let macros = load_macros(&mut env, macros_dir, &mut diags);
         let prelude: String = macros
             .iter()
             .filter(|f| !f.macros.is_empty())
@@ -418,6 +310,154 @@ impl Templates {
             None => (error_pos(e, path, text, self.prelude.len()), message(e)),
         }
     }
+}
+
+/// `ref()` and `source()`: names of the catalog's models, checked when the
+/// template renders so an unknown one is an error at its line.
+fn add_model_functions(env: &mut Environment<'static>, catalog: Arc<Catalog>) {
+    let cat = catalog.clone();
+    env.add_function(
+        "ref",
+        move |a: String, b: Option<String>| -> Result<Value, Error> {
+            let name = b.unwrap_or(a);
+            if cat.models.contains(&name) {
+                Ok(Value::from(name))
+            } else {
+                Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "ref('{name}'): unknown model `{name}`{}",
+                        did_you_mean(&name, cat.models.iter().map(String::as_str))
+                    ),
+                ))
+            }
+        },
+    );
+    let cat = catalog;
+    env.add_function(
+        "source",
+        move |a: String, b: Option<String>| -> Result<Value, Error> {
+            let name = b.unwrap_or(a);
+            cat.resolve_source(&name).map(Value::from).map_err(|m| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("source('{name}'): {m}"),
+                )
+            })
+        },
+    );
+}
+
+/// `var()`: the pipeline's vars, or the call's default.
+fn add_var(env: &mut Environment<'static>, vars: Arc<BTreeMap<String, serde_json::Value>>) {
+    env.add_function(
+        "var",
+        move |name: String, default: Option<Value>| -> Result<Value, Error> {
+            match (vars.get(&name), default) {
+                (Some(v), _) => Ok(Value::from(minijinja::value::Serde(v))),
+                (None, Some(d)) => Ok(d),
+                (None, None) => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "var('{name}') is not set and has no default: set it under [vars] in dag.toml or pass --vars '{{{name}: ...}}'{}",
+                        did_you_mean(&name, vars.keys().map(String::as_str))
+                    ),
+                )),
+            }
+        },
+    );
+}
+
+/// dbt functions whose job the engine does: `is_incremental()` and
+/// `config(...)`.
+fn add_dbt_stubs(env: &mut Environment<'static>) {
+    // The engine decides what a run reads, so a template renders the full
+    // query.
+    env.add_function("is_incremental", || false);
+    // dbt's model config lives in the YAML file here: every argument is
+    // accepted (and marked used, or minijinja would reject them).
+    env.add_function("config", |kw: Kwargs| {
+        let keys: Vec<String> = kw.args().map(str::to_string).collect();
+        for k in &keys {
+            let _: Value = kw.get(k)?;
+        }
+        Ok::<_, Error>(Value::from(""))
+    });
+}
+
+/// Adds the `.sql` files of `macros_dir`, in name order, as templates
+/// `macros/<file>`. A macro name defined by an earlier file is reported and
+/// not imported again.
+fn load_macros(
+    env: &mut Environment<'static>,
+    macros_dir: &Path,
+    diags: &mut Diagnostics,
+) -> Vec<MacroFile> {
+    let mut macros = Vec::new();
+    let mut defined: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(macros_dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    for path in files {
+        if let Some(file) = load_macro_file(env, path, &mut defined, diags) {
+            macros.push(file);
+        }
+    }
+    macros
+}
+
+/// One file of the macros folder; `None` if it is not a readable,
+/// well-formed `.sql` file (reported).
+fn load_macro_file(
+    env: &mut Environment<'static>,
+    path: PathBuf,
+    defined: &mut BTreeMap<String, PathBuf>,
+    diags: &mut Diagnostics,
+) -> Option<MacroFile> {
+    let fname = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if path.is_dir() || !fname.ends_with(".sql") {
+        diags.push(
+            Pos::file(&path),
+            "the macros folder holds only `.sql` files of `{% macro %}` blocks",
+        );
+        return None;
+    }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Pos::file(&path), format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    let name = format!("macros/{fname}");
+    if let Err(e) = env.add_template_owned(name.clone(), text.clone()) {
+        diags.push(error_pos(&e, &path, &text, 0), message(&e));
+        return None;
+    }
+    let mut names = Vec::new();
+    for (line, m) in macro_names(&text) {
+        if let Some(first) = defined.insert(m.clone(), path.clone()) {
+            diags.push(
+                Pos::new(&path, line as u64, 1),
+                format!(
+                    "macro `{m}` is also defined in {}: macro names are shared by every model",
+                    first.display()
+                ),
+            );
+        } else {
+            names.push(m);
+        }
+    }
+    Some(MacroFile {
+        name,
+        path,
+        macros: names,
+    })
 }
 
 /// The words of an error, without minijinja's own position suffix.
