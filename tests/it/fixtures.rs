@@ -156,3 +156,53 @@ pub fn two_branches(root: &Path, toml: &str) {
     )
     .expect("write");
 }
+
+const EVENTS_CLEAN: &str = "kind: clean
+format: json
+input: raw_events
+quarantine: events_quarantine
+fields:
+  - {name: id, type: string, required: true}
+  - {name: at, type: timestamp, required: true}
+dedupe:
+  key: [id]
+columns:
+  - {name: id, type: string, nullable: false, tests: [not_null, unique]}
+  - {name: at, type: timestamp, nullable: false}
+tests:
+  - freshness: {column: at, max_lag: 1h, severity: warn}
+";
+
+/// A Kafka pipeline on `topic`: `raw_events` (bronze) -> `events` (clean
+/// JSON `{id, at}`, rejects in `events_quarantine`, a warn-severity
+/// freshness test of 1h on `at`) -> `latest` (gold, loaded into the
+/// warehouse), with dag.toml pointing at the test broker and `toml` added.
+pub fn events_pipeline(root: &Path, topic: &str, toml: &str) {
+    for d in ["models/p/bronze", "models/p/silver", "models/p/gold"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    let write = |path: &str, text: &str| std::fs::write(root.join(path), text).expect("write");
+    write("models/p/pipeline.yml", "description: events\n");
+    write(
+        "models/p/bronze/raw_events.yml",
+        &format!("kind: kafka_source\ntopic: {topic}\n"),
+    );
+    write("models/p/silver/events.yml", EVENTS_CLEAN);
+    write(
+        "models/p/gold/latest.yml",
+        "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: string, nullable: false}\n  - {name: at, type: timestamp, nullable: false}\n",
+    );
+    write("models/p/gold/latest.sql", "SELECT id, at FROM events\n");
+    write(
+        "dag.toml",
+        &format!(
+            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n\
+             [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"g-{}\"\nsession_timeout = \"3s\"\n\
+             [ingest]\nbatch_interval = \"300ms\"\n\
+             [warehouse]\nenabled = true\n{toml}",
+            root.display(),
+            testkit::kafka_bootstrap().expect("broker"),
+            testkit::unique_suffix()
+        ),
+    );
+}

@@ -756,3 +756,88 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
         .expect("read e");
     assert_eq!(rows.height(), 2, "each of a's rows once in e: {rows:?}");
 }
+
+/// Continuous mode: no schedule, no trigger; each bronze commit of the
+/// scheduler's ingester queues a run of what reads the source, so rows
+/// produced to Kafka reach the warehouse on their own, twice over, and
+/// every run is a `continuous` one that succeeded.
+#[tokio::test(flavor = "multi_thread")]
+async fn in_continuous_mode_a_bronze_commit_carries_rows_to_the_warehouse() {
+    let db = TestDb::create().await.expect("db");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let topic = testkit::unique_topic("continuous");
+    crate::fixtures::events_pipeline(
+        root,
+        &topic,
+        "[scheduler]\ncontinuous = true\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n",
+    );
+    let dag = |args: &[&str]| {
+        let mut c = Command::new(testkit::dag_bin());
+        c.current_dir(root).args(args).env("DATABASE_URL", &db.url);
+        c
+    };
+    let produce = |name: &str, ids: std::ops::Range<u32>| {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let text: String = ids
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"topic": topic, "key": format!("e{i}"),
+                        "value": format!("{{\"id\": \"e{i}\", \"at\": \"{at}\"}}")})
+                )
+            })
+            .collect();
+        let file = root.join(name);
+        std::fs::write(&file, text).expect("write jsonl");
+        let out = dag(&["produce", "--file", file.to_str().expect("utf-8")])
+            .output()
+            .expect("dag produce");
+        assert!(out.status.success(), "{}", stdout(&out));
+    };
+    let mut scheduler = dag(&["scheduler"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scheduler");
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM gold.latest")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap_or(0)
+    };
+    let until = |want: i64| {
+        let rows = &rows;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut got = 0;
+            while Instant::now() < deadline {
+                got = rows().await;
+                if got >= want {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            got
+        }
+    };
+    produce("first.jsonl", 0..5);
+    let first = until(5).await;
+    produce("second.jsonl", 5..12);
+    let second = until(12).await;
+    sigterm(&scheduler);
+    let _ = wait_exit(&mut scheduler, Duration::from_secs(30));
+    assert_eq!((first, second), (5, 12), "rows in gold.latest");
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT coalesce(schedule, trigger), state FROM dag.runs ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("runs");
+    assert!(runs.len() >= 2, "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|(s, state)| s == "continuous" && state == "success"),
+        "{runs:?}"
+    );
+    db.drop_db().await.ok();
+}

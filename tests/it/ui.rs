@@ -197,22 +197,6 @@ fn ui_address(child: &mut std::process::Child) -> String {
         .expect("the UI never said where it is")
 }
 
-const EVENTS: &str = "kind: clean
-format: json
-input: raw_events
-quarantine: events_quarantine
-fields:
-  - {name: id, type: string, required: true}
-  - {name: at, type: timestamp, required: true}
-dedupe:
-  key: [id]
-columns:
-  - {name: id, type: string, nullable: false, tests: [not_null, unique]}
-  - {name: at, type: timestamp, nullable: false}
-tests:
-  - freshness: {column: at, max_lag: 1h, severity: warn}
-";
-
 /// `dag ui` over a Kafka pipeline that quarantined rows, is behind its
 /// topic and whose newest event is two hours old: the quarantine page
 /// shows what the quarantine table holds (binary values flagged), the
@@ -229,33 +213,7 @@ async fn quarantine_and_freshness_pages_show_the_lake_the_broker_and_postgresql(
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let topic = testkit::unique_topic("ui-health");
-    for d in ["models/p/bronze", "models/p/silver", "models/p/gold"] {
-        std::fs::create_dir_all(root.join(d)).expect("mkdir");
-    }
-    let write = |path: &str, text: &str| std::fs::write(root.join(path), text).expect("write");
-    write("models/p/pipeline.yml", "description: events\n");
-    write(
-        "models/p/bronze/raw_events.yml",
-        &format!("kind: kafka_source\ntopic: {topic}\n"),
-    );
-    write("models/p/silver/events.yml", EVENTS);
-    write(
-        "models/p/gold/latest.yml",
-        "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: string, nullable: false}\n  - {name: at, type: timestamp, nullable: false}\n",
-    );
-    write("models/p/gold/latest.sql", "SELECT id, at FROM events\n");
-    write(
-        "dag.toml",
-        &format!(
-            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n\
-             [kafka]\nbootstrap_servers = \"{}\"\ngroup_id = \"g-{}\"\nsession_timeout = \"3s\"\n\
-             [ingest]\nbatch_interval = \"300ms\"\n\
-             [warehouse]\nenabled = true\n[ui]\naddr = \"127.0.0.1:0\"\n",
-            root.display(),
-            testkit::kafka_bootstrap().expect("broker"),
-            testkit::unique_suffix()
-        ),
-    );
+    crate::fixtures::events_pipeline(root, &topic, "[ui]\naddr = \"127.0.0.1:0\"\n");
     let dag = |args: &[&str]| {
         let mut c = Command::new(testkit::dag_bin());
         c.current_dir(root).args(args).env("DATABASE_URL", &db.url);

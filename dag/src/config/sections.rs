@@ -161,6 +161,10 @@ pub struct SchedulerConfig {
     pub grace_period: String,
     /// Keep the bronze ingesters streaming in the scheduler process.
     pub ingest: bool,
+    /// Continuous mode: each bronze commit of the scheduler's ingesters
+    /// queues a run of what reads that source (downstream, tests, load),
+    /// one at a time, instead of waiting for a schedule.
+    pub continuous: bool,
     /// Prometheus metrics on this address ("off": none).
     pub metrics_addr: String,
     /// "system", or "<RFC 3339 instant> x<speed>": a clock that starts at
@@ -281,6 +285,7 @@ impl Default for SchedulerConfig {
             poll_interval: "1s".into(),
             grace_period: "30s".into(),
             ingest: true,
+            continuous: false,
             metrics_addr: "127.0.0.1:9187".into(),
             clock: "system".into(),
         }

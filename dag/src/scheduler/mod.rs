@@ -6,6 +6,7 @@
 //! - [`clock`]: the (system or virtual) clock and cron fire times.
 //! - [`store`]: runs and tasks in the database: claims, leases, outcomes.
 //! - [`pg`]: that store as the executor's state store.
+//! - [`continuous`]: continuous mode, a bronze commit waking what reads it.
 //!
 //! The tasks run through the one executor (`crate::executor`), as
 //! `dag run`'s do. Work is picked up on `NOTIFY dag_work` (a trigger, a finished task) or
@@ -16,6 +17,7 @@
 //! cut short has written nothing), then are handed back; ingesters flush.
 
 pub mod clock;
+pub mod continuous;
 pub mod pg;
 mod settings;
 pub mod store;
@@ -185,6 +187,16 @@ pub async fn serve_until(
             .node_weights()
             .any(|m| m.layer == jobs::spec::Layer::Bronze))
     .then(|| start_ingesters(cfg, &p, &metrics, &events, &stop));
+    if ingest.is_some() && s.continuous {
+        background.spawn(continuous::wake_on_commits(
+            pool.clone(),
+            p.clone(),
+            cfg.config.warehouse.enabled,
+            metrics.ingest.clone(),
+            s.clone(),
+            stop.clone(),
+        ));
+    }
     let mut runner = Runner::new(cfg, p.clone());
     runner.events = Arc::new(metrics::Counting {
         metrics: metrics.clone(),

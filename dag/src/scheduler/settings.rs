@@ -18,6 +18,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub grace_period: Duration,
     pub ingest: bool,
+    /// A bronze commit queues a run of what reads it.
+    pub continuous: bool,
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub clock: Clock,
     /// No lines on stdout (an in-process scheduler).
@@ -40,6 +42,7 @@ impl Settings {
             poll_interval: d(&c.poll_interval, 1),
             grace_period: d(&c.grace_period, 30),
             ingest: c.ingest,
+            continuous: c.continuous,
             metrics_addr: c.metrics_addr.parse().ok(),
             clock: Clock::parse(&c.clock).unwrap_or(Clock::System),
             quiet: false,
