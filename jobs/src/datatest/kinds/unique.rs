@@ -7,8 +7,8 @@
 //! the test's base and looks their keys up in the rest of the table: only
 //! the key columns, only in the partitions the new keys can be in, through
 //! the files' bloom filters when the key is one column without `where`.
-//! A duplicate among old rows alone was there at the base, when the test
-//! passed, so it cannot be.
+//! Two old rows need no check against each other: they were both there at
+//! the base, where the test passed.
 
 use super::common::{
     Context, KeyedFilter, Outcome, Target, add_sample, chunks, filter_columns, filtered,
