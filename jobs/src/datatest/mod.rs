@@ -14,17 +14,23 @@
 //! read the Delta statistics unless they have a `where`. `full` re-checks
 //! every row.
 //!
-//! - [`eval`]: each kind, on polars.
-//! - [`freshness`]: the newest value of a timestamp column.
+//! - [`eval`]: a test's evaluation: its scope, dispatched to its kind.
+//! - `kinds/`: each kind on polars, one file each (`not_null.rs`,
+//!   `accepted_values.rs`, `expression.rs`, `unique.rs`,
+//!   `relationships.rs`, `row_count.rs`, `freshness.rs`) and what they
+//!   share (`common.rs`).
+//! - [`freshness`]: the newest value of a timestamp column (the
+//!   `freshness` kind's, which the UI's freshness page measures too).
 //! - [`results`]: the results table and the bases read from it.
 //! - [`report`]: JUnit XML, Markdown and JSON reports of a set of results.
 
 pub mod eval;
-pub mod freshness;
+mod kinds;
 pub mod report;
 pub mod results;
 mod tester;
 
+pub use kinds::freshness;
 pub use tester::Tester;
 
 use crate::spec::{DataTest, TestKind};

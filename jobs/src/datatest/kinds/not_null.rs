@@ -1,0 +1,44 @@
+//! `not_null`: no row in scope has a null in the column.
+//!
+//! Reads the files committed since the test's base (every file without
+//! one). Without `where`, the writers' statistics answer first: when every
+//! file in scope records its null count and each is zero, nothing is read.
+//! Otherwise the rows are read in chunks and `<column> IS NULL` (with the
+//! `where`) counts the failing ones.
+
+use super::common::{Context, Outcome, Target, rowwise, stat};
+use crate::model::ModelError;
+
+pub(crate) async fn check(
+    ctx: &Context<'_>,
+    t: &Target<'_>,
+    column: &str,
+) -> Result<Outcome, ModelError> {
+    // Without `where`, the writers' null counts answer when they say none.
+    if t.test.filter.is_none() {
+        let counted: Option<Vec<(u64, u64)>> = t
+            .scope
+            .files
+            .iter()
+            .map(|f| {
+                Some((
+                    stat(f, "numRecords", None)?,
+                    stat(f, "nullCount", Some(column))?,
+                ))
+            })
+            .collect();
+        if let Some(counted) = counted {
+            let rows: u64 = counted.iter().map(|c| c.0).sum();
+            if counted.iter().all(|c| c.1 == 0) {
+                return Ok(Outcome {
+                    since_version: t.scope.since,
+                    rows_checked: rows,
+                    message: format!("{rows} row(s): no nulls recorded in the file statistics"),
+                    ..Outcome::default()
+                });
+            }
+        }
+    }
+    let cond = format!("{column} IS NULL");
+    rowwise(ctx, t, &cond, &[column]).await
+}

@@ -1,0 +1,114 @@
+//! `relationships`: every non-null value of the column is a value of a
+//! field of another model (a foreign key).
+//!
+//! Reads the other model's field whole (its distinct values), then the
+//! rows committed since the test's base in chunks. Rows checked before
+//! stay valid only while the parent keeps its keys: when it lost any
+//! since the version the base compared with (or was rebuilt since), the
+//! test reads every row again and says so.
+
+use super::common::{
+    Context, KeyedFilter, Outcome, Target, add_sample, chunks, needed_columns, select,
+};
+use crate::model::ModelError;
+use crate::model::table::ModelTable;
+use polars::prelude::*;
+
+pub(crate) async fn check(
+    ctx: &Context<'_>,
+    t: &Target<'_>,
+    column: &str,
+    to: &str,
+    field: &str,
+) -> Result<Outcome, ModelError> {
+    let parent = ctx.catalog.open_input(to, ctx.settings).await?;
+    let parent_files = parent.files().await?;
+    let keys = parent
+        .read(&parent_files, Some(&[field]))
+        .await?
+        .lazy()
+        .select([col(field).alias(column)])
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()?;
+    // Rows already checked stay valid while the parent only gains keys; a
+    // parent that lost keys since the check sends the test over the rows
+    // that may point at them (every row, unless none was lost).
+    let mut files = t.scope.files.clone();
+    let mut since = t.scope.since;
+    if let (Some(_), Some(b)) = (since, t.base) {
+        // A parent rebuilt since the check (created after it) shares
+        // nothing with the version compared then.
+        let same_parent = parent
+            .created_at()
+            .is_none_or(|ms| b.tested_at >= ms.saturating_mul(1000));
+        let stands = match b.compared_version {
+            Some(pv) if pv <= parent.version() && same_parent => {
+                !lost_keys(&parent, pv, field, &keys, column).await?
+            }
+            _ => false,
+        };
+        if !stands {
+            files = t.all.to_vec();
+            since = None;
+        }
+    }
+    let needed = needed_columns(t.model, t.table, t.test, &[column], "")?;
+    let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
+    let mut out = Outcome {
+        compared_version: Some(parent.version()),
+        ..Outcome::default()
+    };
+    for chunk in chunks(&files) {
+        let rows = t.table.read(chunk, Some(&cols)).await?;
+        out.rows_checked += rows.height() as u64;
+        let rows = select(rows, t.test, &format!("{column} IS NOT NULL"))?;
+        let orphans = rows.lazy().anti_on(keys.clone(), [col(column)]).collect()?;
+        out.failing += orphans.height() as u64;
+        add_sample(&mut out.sample, &orphans, ctx.opts.sample_rows);
+    }
+    out.message = if out.failing == 0 {
+        format!(
+            "{} row(s) checked, each {column} in {to}.{field}",
+            out.rows_checked
+        )
+    } else {
+        format!(
+            "{} row(s) have a {column} that {to}.{field} does not hold",
+            out.failing
+        )
+    };
+    // The scope may have widened; the caller reports this one.
+    if since.is_none() && t.scope.since.is_some() {
+        out.message += " (the parent lost keys since the last check: every row checked)";
+    }
+    out.since_version = since;
+    Ok(out)
+}
+
+/// Whether `parent` lost any `field` value after version `since` (the
+/// values of files removed since then that its current rows lack). A
+/// removed file that is gone counts as a loss.
+async fn lost_keys(
+    parent: &ModelTable,
+    since: i64,
+    field: &str,
+    current: &DataFrame,
+    alias: &str,
+) -> Result<bool, ModelError> {
+    let Ok(changes) = parent.changes(since).await else {
+        return Ok(true);
+    };
+    if changes.removed.is_empty() {
+        return Ok(false);
+    }
+    let Ok(old) = parent.read(&changes.removed, Some(&[field])).await else {
+        return Ok(true);
+    };
+    let lost = old
+        .lazy()
+        .select([col(field).alias(alias)])
+        .filter(col(alias).is_not_null())
+        .anti_on(current.clone(), [col(alias)])
+        .collect()?;
+    Ok(lost.height() > 0)
+}

@@ -1,0 +1,285 @@
+//! `unique`: no two rows share the values of the columns (with `where`:
+//! no two of the rows it keeps).
+//!
+//! A full check (`everywhere`) hashes every row's key in a first pass and
+//! reads back only the rows whose hash repeats, so memory holds 8 bytes a
+//! row. An incremental one (`new_keys`) reads the rows committed since
+//! the test's base and looks their keys up in the rest of the table: only
+//! the key columns, only in the partitions the new keys can be in, through
+//! the files' bloom filters when the key is one column without `where`.
+//! Two old rows need no check against each other: they were both there at
+//! the base, where the test passed.
+
+use super::common::{
+    Context, KeyedFilter, Outcome, Target, add_sample, chunks, filter_columns, filtered,
+    needed_columns,
+};
+use crate::model::ModelError;
+use crate::model::keyset::KeySet;
+use crate::model::table::{DataFile, ModelTable};
+use crate::spec::DataTest;
+use polars::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) async fn check(
+    ctx: &Context<'_>,
+    t: &Target<'_>,
+    columns: &[String],
+) -> Result<Outcome, ModelError> {
+    let named: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let needed = needed_columns(t.model, t.table, t.test, &named, "")?;
+    let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
+    let mut out = match t.scope.since {
+        None => everywhere(ctx, t.test, t.table, &t.scope.files, &named, &cols).await?,
+        Some(_) => new_keys(ctx, t, columns, &named, &cols).await?,
+    };
+    out.since_version = t.scope.since;
+    Ok(out)
+}
+
+/// `unique` over the rows committed since the base: how often each of
+/// their keys occurs among them and in the rest of the table.
+async fn new_keys(
+    ctx: &Context<'_>,
+    t: &Target<'_>,
+    columns: &[String],
+    named: &[&str],
+    cols: &[&str],
+) -> Result<Outcome, ModelError> {
+    let keys: Vec<Expr> = named.iter().map(|c| col(*c)).collect();
+    // Rows in scope (with `where`).
+    let new = filtered(t.table.read(&t.scope.files, Some(cols)).await?, t.test)?;
+    // The rest of the table where it can hold one of the new keys: files
+    // outside the scope, in the new rows' partitions when the key holds a
+    // partition column.
+    let others: Vec<DataFile> = if new.height() > 0 {
+        let in_scope: BTreeSet<&str> = t.scope.files.iter().map(|f| f.path.as_str()).collect();
+        let partitions = partition_filter(t.table, &new, named)?;
+        t.all
+            .iter()
+            .filter(|f| !in_scope.contains(f.path.as_str()))
+            .filter(|f| partitions.admits(f))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // One key column and no `where` (the usual test): when every new key
+    // is there once, which one pass over an exact key set tells, and the
+    // rest of the table holds none of them, the test passes without
+    // counting keys (a third of a full run's tests at 1M rows).
+    let lookup = named.len() == 1 && t.test.filter.is_none();
+    if lookup && new.height() > 0 && KeySet::new(columns).insert_new(&new)?.all() {
+        let wanted = new.select(named.to_vec())?;
+        if t.table.held(&others, &wanted).await?.height() == 0 {
+            return Ok(Outcome {
+                rows_checked: new.height() as u64,
+                message: unique_message(new.height() as u64, 0, named),
+                ..Outcome::default()
+            });
+        }
+    }
+    // How often each key occurs among the new rows, then in the rest.
+    let mut counts = new
+        .clone()
+        .lazy()
+        .group_by(keys.clone())
+        .agg([len().alias("__n")])
+        .collect()?;
+    if new.height() > 0 {
+        let wanted = counts.select(named.to_vec())?;
+        // One key column and no `where`: looked up through the files'
+        // bloom filters (written on model keys) when it is a string, so
+        // only the row groups that may hold a new key are read.
+        if lookup {
+            let hits = t.table.held(&others, &wanted).await?;
+            if hits.height() > 0 {
+                let hits = hits.lazy().group_by(keys.clone()).agg([len().alias("__n")]);
+                counts = concat([counts.lazy(), hits], UnionArgs::default())?
+                    .group_by(keys.clone())
+                    .agg([col("__n").sum()])
+                    .collect()?;
+            }
+            return finish(ctx, new, counts, keys, named);
+        }
+        let mut other_cols: Vec<String> = columns.to_vec();
+        for c in filter_columns(t.table, t.test)? {
+            if !other_cols.contains(&c) {
+                other_cols.push(c);
+            }
+        }
+        let other_cols: Vec<&str> = other_cols.iter().map(String::as_str).collect();
+        for chunk in chunks(&others) {
+            let rows = filtered(t.table.read(chunk, Some(&other_cols)).await?, t.test)?;
+            let hits = rows
+                .lazy()
+                .semi_on(wanted.clone(), keys.clone())
+                .group_by(keys.clone())
+                .agg([len().alias("__n")])
+                .collect()?;
+            if hits.height() > 0 {
+                counts = concat([counts.lazy(), hits.lazy()], UnionArgs::default())?
+                    .group_by(keys.clone())
+                    .agg([col("__n").sum()])
+                    .collect()?;
+            }
+        }
+    }
+    finish(ctx, new, counts, keys, named)
+}
+
+/// The outcome of `unique` on the rows in scope (`new`), given how often
+/// each of their keys occurs in the table (`counts`, column `__n`).
+fn finish(
+    ctx: &Context<'_>,
+    new: DataFrame,
+    counts: DataFrame,
+    keys: Vec<Expr>,
+    named: &[&str],
+) -> Result<Outcome, ModelError> {
+    let repeated = counts
+        .lazy()
+        .filter(col("__n").gt(lit(1)))
+        .select(keys.clone())
+        .collect()?;
+    let bad = new.clone().lazy().semi_on(repeated, keys).collect()?;
+    let mut out = Outcome {
+        rows_checked: new.height() as u64,
+        failing: bad.height() as u64,
+        ..Outcome::default()
+    };
+    add_sample(&mut out.sample, &bad, ctx.opts.sample_rows);
+    out.message = unique_message(out.rows_checked, out.failing, named);
+    Ok(out)
+}
+
+fn unique_message(checked: u64, failing: u64, named: &[&str]) -> String {
+    if failing == 0 {
+        format!(
+            "{checked} row(s) checked, every ({}) once",
+            named.join(", ")
+        )
+    } else {
+        format!(
+            "{failing} row(s) share their ({}) with another row",
+            named.join(", ")
+        )
+    }
+}
+
+/// `unique` over every row, in bounded memory: a first pass keeps only a
+/// 64-bit hash per row, chunk by chunk; a second pass reads back only the
+/// rows whose hash repeats and counts their keys exactly (a collision
+/// costs a candidate, never a wrong answer).
+async fn everywhere(
+    ctx: &Context<'_>,
+    test: &DataTest,
+    table: &ModelTable,
+    files: &[DataFile],
+    key: &[&str],
+    cols: &[&str],
+) -> Result<Outcome, ModelError> {
+    // The first pass reads the key and what `where` needs, nothing else.
+    let mut first: Vec<String> = key.iter().map(|c| c.to_string()).collect();
+    for c in filter_columns(table, test)? {
+        if !first.contains(&c) {
+            first.push(c);
+        }
+    }
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let mut hashes: Vec<u64> = Vec::new();
+    for chunk in chunks(files) {
+        let rows = filtered(table.read(chunk, Some(&first)).await?, test)?;
+        hashes.extend(row_hashes(&rows, key)?);
+    }
+    let checked = hashes.len() as u64;
+    hashes.sort_unstable();
+    let repeated: std::collections::HashSet<u64> = hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    drop(hashes);
+    let mut out = Outcome {
+        rows_checked: checked,
+        ..Outcome::default()
+    };
+    if !repeated.is_empty() {
+        let keys: Vec<Expr> = key.iter().map(|c| col(*c)).collect();
+        let mut candidates: Vec<DataFrame> = Vec::new();
+        for chunk in chunks(files) {
+            let rows = filtered(table.read(chunk, Some(cols)).await?, test)?;
+            let mask: BooleanChunked = row_hashes(&rows, key)?
+                .into_iter()
+                .map(|h| repeated.contains(&h))
+                .collect();
+            candidates.push(rows.filter(&mask)?);
+        }
+        let mut all = candidates.into_iter();
+        let mut rows = all.next().unwrap_or_default();
+        for more in all {
+            rows.vstack_mut(&more)?;
+        }
+        let repeated_keys = rows
+            .clone()
+            .lazy()
+            .group_by(keys.clone())
+            .agg([len().alias("__n")])
+            .filter(col("__n").gt(lit(1)))
+            .select(keys.clone())
+            .collect()?;
+        let bad = rows.lazy().semi_on(repeated_keys, keys.clone()).collect()?;
+        out.failing = bad.height() as u64;
+        add_sample(&mut out.sample, &bad, ctx.opts.sample_rows);
+    }
+    out.message = unique_message(checked, out.failing, key);
+    Ok(out)
+}
+
+/// One 64-bit hash per row of the `key` columns (any types, via text).
+fn row_hashes(df: &DataFrame, key: &[&str]) -> Result<Vec<u64>, ModelError> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut out = vec![0u64; df.height()];
+    for c in key {
+        let text = df.column(c)?.cast(&DataType::String)?;
+        for (h, v) in out.iter_mut().zip(text.str()?.iter()) {
+            *h = h.rotate_left(17) ^ hasher.hash_one(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Which partition values can hold the given rows' keys.
+struct PartitionFilter {
+    /// Partition column -> values present (as the log writes them).
+    values: BTreeMap<String, BTreeSet<Option<String>>>,
+}
+
+impl PartitionFilter {
+    fn admits(&self, f: &DataFile) -> bool {
+        self.values.iter().all(|(c, vals)| {
+            let v = f.partition_values.get(c).cloned().flatten();
+            vals.contains(&v)
+        })
+    }
+}
+
+fn partition_filter(
+    table: &ModelTable,
+    rows: &DataFrame,
+    key: &[&str],
+) -> Result<PartitionFilter, ModelError> {
+    let mut values = BTreeMap::new();
+    for c in table.partition_by() {
+        if !key.contains(&c.as_str()) {
+            continue;
+        }
+        let s = rows.column(c)?.as_materialized_series().unique()?;
+        let text = s.cast(&DataType::String)?;
+        let vals: BTreeSet<Option<String>> =
+            text.str()?.iter().map(|v| v.map(str::to_string)).collect();
+        values.insert(c.clone(), vals);
+    }
+    Ok(PartitionFilter { values })
+}
