@@ -240,10 +240,42 @@ except ClientError as e:
 PY
 }
 
+# Test buckets (`t-*`, one per test that uses S3) left by runs more than two
+# hours old are deleted: each holds SeaweedFS volumes, and a machine that
+# runs the suite day after day would otherwise run out of them ("No
+# writable volumes and no free volumes left"). SeaweedFS deletes a bucket
+# with its objects and frees its volumes.
+s3_prune_test_buckets() {
+  "$VENV/bin/python" - "$S3_URL" "$S3_KEY" "$S3_SECRET" <<'PY'
+import datetime
+import sys
+import boto3
+from botocore.config import Config
+url, key, secret = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                  aws_access_key_id=key, aws_secret_access_key=secret,
+                  config=Config(s3={"addressing_style": "path"},
+                                retries={"max_attempts": 1},
+                                connect_timeout=2, read_timeout=30))
+old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=2)
+gone = 0
+for b in s3.list_buckets().get("Buckets", []):
+    if b["Name"].startswith("t-") and b["CreationDate"] < old:
+        try:
+            s3.delete_bucket(Bucket=b["Name"])
+            gone += 1
+        except Exception as e:  # a bucket in use or already gone: next time
+            print(f"s3: could not delete test bucket {b['Name']}: {e}", file=sys.stderr)
+if gone:
+    print(f"s3: deleted {gone} test bucket(s) older than 2 h")
+PY
+}
+
 s3_start() {
   local dir="$DAG_SERVICES_DIR/s3" pid
   if pid="$(pid_of s3)" && s3_http_answers && s3_bucket_ready >/dev/null 2>&1; then
     say "s3 already running ($S3_URL, bucket $S3_BUCKET)"
+    s3_prune_test_buckets || say "s3: pruning old test buckets failed (ignored)"
     return 0
   fi
   if [ -n "${pid:-}" ]; then
@@ -265,13 +297,14 @@ s3_start() {
     # Started through setsid (its own session: a terminal's ^C or the
     # caller's exit does not reach it) and nohup; both exec, so $! is weed.
     # Volume count is otherwise derived from free disk (1 GiB each) and every
-    # test bucket takes several: small volumes, a fixed generous maximum.
+    # test bucket takes several: small volumes, a fixed generous maximum
+    # (volume files are created on use, so the maximum costs nothing).
     AWS_ACCESS_KEY_ID="$S3_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET" \
       setsid nohup "$VENV/bin/weed" mini -dir="$dir/data" \
       -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false \
       -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false \
       -s3.port="$S3_PORT" -bucket="$S3_BUCKET" \
-      -master.volumeSizeLimitMB=256 -volume.max=400 \
+      -master.volumeSizeLimitMB=256 -volume.max=4000 \
       -s3.localSocket="$dir/s3.sock" -filer.localSocket="$dir/filer.sock" \
       </dev/null >>"$dir/log" 2>&1 9>&- &
     pid=$!
