@@ -1,0 +1,248 @@
+//! A pending batch into the table with its offsets, in one Delta commit:
+//! retries of an unreachable store, fencing when another writer moved a
+//! partition, repositioning the consumer where the table says, the
+//! informational group offsets, and upkeep (checkpoints, compaction)
+//! between batches.
+
+use super::error::IngestError;
+use super::state::{Ctx, State};
+use crate::bronze::batch::Span;
+use crate::bronze::table::{Moved, Outcome};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+use tracing::{debug, info, warn};
+
+impl State {
+    /// Commits the pending batch with its offsets, retrying an unreachable
+    /// store with backoff. Never skips: an error leaves the offsets
+    /// uncommitted, so the messages are read again.
+    pub(super) fn flush(
+        &mut self,
+        rt: &Handle,
+        consumer: &BaseConsumer<Ctx>,
+    ) -> Result<(), IngestError> {
+        self.pending_since = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let payload = self.pending.payload_bytes() as u64;
+        let (batch, spans) = self.pending.finish();
+        let deadline = Instant::now() + self.settings.retry_timeout;
+        let mut backoff = Duration::from_millis(200);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match rt.block_on(self.table.commit(&batch, &spans)) {
+                Ok(outcome) => Ok(Some(outcome)),
+                Err(e) => {
+                    warn!(
+                        table = %self.table.name,
+                        offsets = %describe(&spans),
+                        attempt,
+                        error = %e,
+                        "commit failed; checking what the table recorded"
+                    );
+                    rt.block_on(self.table.resolve(&spans))
+                }
+            };
+            match result {
+                Ok(Some(Outcome::Committed { version, moved })) => {
+                    self.committed(version, &batch, payload, &spans, consumer);
+                    self.reposition(moved, consumer);
+                    self.upkeep(rt);
+                    return Ok(());
+                }
+                Ok(Some(Outcome::Fenced { moved })) => {
+                    warn!(
+                        table = %self.table.name,
+                        offsets = %describe(&spans),
+                        recorded = ?moved,
+                        "another writer committed these partitions; dropping this batch and re-reading from the table's offsets"
+                    );
+                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                    self.reposition(after_fence(&spans, moved), consumer);
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(table = %self.table.name, error = %e, "cannot read the table back");
+                }
+            }
+            if Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+                self.table.discard_staged();
+                // Rewind, so that a caller that carries on re-reads them.
+                let rewind: Moved = spans.iter().map(|(p, s)| (*p, Some(s.first - 1))).collect();
+                self.reposition(rewind, consumer);
+                return Err(self.table_error(format!(
+                    "gave up committing offsets {} after {attempt} attempts; nothing was skipped: they will be read again",
+                    describe(&spans)
+                )));
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Counts a committed batch and tells the group its offsets (for lag
+    /// tools only).
+    fn committed(
+        &mut self,
+        version: i64,
+        batch: &arrow::array::RecordBatch,
+        payload: u64,
+        spans: &BTreeMap<i32, Span>,
+        consumer: &BaseConsumer<Ctx>,
+    ) {
+        let rows = batch.num_rows() as u64;
+        self.stats.committed_rows.fetch_add(rows, Ordering::Relaxed);
+        self.stats
+            .committed_bytes
+            .fetch_add(payload, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        debug!(table = %self.table.name, version, rows, offsets = %describe(spans), "committed");
+        // Informational only (lag tools); the table is the checkpoint.
+        let mut tpl = TopicPartitionList::new();
+        for (p, s) in spans {
+            if self.next.contains_key(p) {
+                let _ =
+                    tpl.add_partition_offset(&self.source.topic, *p, Offset::Offset(s.last + 1));
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+        {
+            debug!(error = %e, "group offset commit failed (informational only)");
+        }
+        self.commits_since_checkpoint += 1;
+    }
+
+    /// Moves partitions whose recorded offsets changed under us to just
+    /// after what the table now records.
+    fn reposition(&mut self, moved: Moved, consumer: &BaseConsumer<Ctx>) {
+        if moved.is_empty() {
+            return;
+        }
+        // Whatever we hold of those partitions is stale too.
+        self.pending.retain_partitions(|p| !moved.contains_key(&p));
+        for (p, recorded) in moved {
+            let Some(next) = self.next.get_mut(&p) else {
+                continue;
+            };
+            let n = recorded.map_or(-1, |v| v + 1);
+            *next = n;
+            self.unsought.insert(p, n);
+        }
+        self.retry_seeks(consumer);
+    }
+
+    /// Seeks the partitions that must be read from elsewhere; one that
+    /// fails stays in `unsought` (its messages dropped) and is tried again
+    /// on the next poll.
+    pub(super) fn retry_seeks(&mut self, consumer: &BaseConsumer<Ctx>) {
+        let todo: Vec<(i32, i64)> = self.unsought.iter().map(|(p, n)| (*p, *n)).collect();
+        for (p, n) in todo {
+            let offset = if n >= 0 {
+                Offset::Offset(n)
+            } else {
+                Offset::Beginning
+            };
+            match consumer.seek(&self.source.topic, p, offset, Duration::from_secs(10)) {
+                Ok(()) => {
+                    self.unsought.remove(&p);
+                }
+                Err(e) => {
+                    warn!(partition = p, next = n, error = %e, "seek failed; its messages wait until a retried seek succeeds");
+                }
+            }
+        }
+    }
+
+    /// Checkpoints and compaction, between batches so they never race this
+    /// writer; failures are logged and retried next time.
+    fn upkeep(&mut self, rt: &Handle) {
+        let every = self.settings.checkpoint_every;
+        if every > 0 && self.commits_since_checkpoint >= every {
+            match rt.block_on(self.table.checkpoint()) {
+                Ok(()) => {
+                    self.commits_since_checkpoint = 0;
+                    info!(table = %self.table.name, version = self.table.version(), "checkpoint written");
+                }
+                Err(e) => warn!(table = %self.table.name, error = %e, "checkpoint failed"),
+            }
+        }
+        if let Some(every) = self.settings.compact_every
+            && self.last_compaction.elapsed() >= every
+        {
+            self.last_compaction = Instant::now();
+            match rt.block_on(self.table.compact_closed(
+                &self.settings.clock,
+                self.settings.compact_min_files,
+                self.settings.target_file_bytes,
+            )) {
+                Ok((dates, removed)) if !dates.is_empty() => {
+                    info!(table = %self.table.name, ?dates, files_removed = removed, "compacted closed ingest dates");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(table = %self.table.name, error = %e, "compaction failed"),
+            }
+        }
+    }
+}
+
+/// The offsets of a batch, per partition, for log lines.
+fn describe(spans: &BTreeMap<i32, Span>) -> String {
+    spans
+        .iter()
+        .map(|(p, s)| format!("p{p}:{}..={}", s.first, s.last))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where each partition of a dropped (fenced) batch reads next. A partition
+/// another writer moved goes to just after what that writer recorded; every
+/// other partition of the batch goes back to the batch's first offset: its
+/// rows were dropped with the batch, and the consumer's position is past
+/// them, so without the rewind they would never be read again.
+fn after_fence(spans: &BTreeMap<i32, Span>, moved: Moved) -> Moved {
+    let mut next: Moved = spans.iter().map(|(p, s)| (*p, Some(s.first - 1))).collect();
+    next.extend(moved);
+    next
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_batch_rewinds_the_partitions_nobody_moved() {
+        let spans: BTreeMap<i32, Span> = [
+            (
+                0,
+                Span {
+                    first: 10,
+                    last: 19,
+                    rows: 10,
+                },
+            ),
+            (
+                1,
+                Span {
+                    first: 0,
+                    last: 4,
+                    rows: 5,
+                },
+            ),
+        ]
+        .into();
+        // Another writer took partition 0 and recorded up to 25.
+        let next = after_fence(&spans, [(0, Some(25))].into());
+        assert_eq!(next, [(0, Some(25)), (1, Some(-1))].into());
+        // A partition moved to "nothing recorded" starts from the beginning.
+        let next = after_fence(&spans, [(1, None)].into());
+        assert_eq!(next, [(0, Some(9)), (1, None)].into());
+    }
+}
