@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: end-to-end freshness under a steady load. `dag demo` runs the
 # whole chain in one process (librdkafka's mock broker, the producer at
-# RATE events/s, the ingesters, "silver gold" with data tests and the
-# warehouse load every 5 s, a private PostgreSQL) for EVENTS events, then
+# RATE events/s, the ingesters, silver and gold with data tests and the
+# warehouse load in continuous mode (a run per bronze commit, one at a
+# time), a private PostgreSQL) for EVENTS events, then
 # reports per event the time from its Kafka timestamp to the commit of the
 # first warehouse load that carried it (p50, p99), and checks every count
 # against the simulator. Not a test: numbers go to BENCHMARKS.md.

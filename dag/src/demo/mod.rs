@@ -4,7 +4,8 @@
 //! `DATABASE_URL` or a private server ([`postgres`]). N simulated events
 //! (every bad kind of the spec among them) are produced at a steady rate
 //! while an in-process scheduler streams them into bronze and runs
-//! silver, gold, the data tests and the load every 5 seconds; then a final
+//! silver, gold, the data tests and the load on each bronze commit
+//! (continuous mode, one run at a time); then a final
 //! `trigger gold`. It ends with a summary checked against what the
 //! simulator sent: counts per layer, quarantine reasons, tests, warehouse
 //! rows, produce-to-PostgreSQL freshness, where things are.
@@ -16,7 +17,7 @@ mod summary;
 use crate::config::Loaded;
 use crate::executor::Stop;
 use crate::outcome::{CliError, Outcome};
-use crate::pipeline::{Pipeline, Schedule};
+use crate::pipeline::Pipeline;
 use crate::project::{load_pipeline, process_env};
 use crate::scheduler::metrics::Metrics;
 use expected::{Expected, expected};
@@ -25,7 +26,7 @@ use jobs::datatest::Options;
 use jobs::datatest::report::{Meta, Summary};
 use jobs::model::Catalog;
 use jobs::produce::sim::{Fleet, SimSettings};
-use jobs::spec::{Pos, Source};
+use jobs::spec::Source;
 use rdkafka::mocking::MockCluster;
 use sqlx::PgPool;
 use std::io::IsTerminal;
@@ -237,7 +238,7 @@ fn say_where(
     ));
     say(match fresh {
         Some((p50, p99, n)) => format!(
-            "  freshness   produce -> row in PostgreSQL: p50 {p50:.1} s, p99 {p99:.1} s over {n} events (loads every ~5 s)"
+            "  freshness   produce -> row in PostgreSQL: p50 {p50:.1} s, p99 {p99:.1} s over {n} events (continuous: a run per bronze commit)"
         ),
         None => "  freshness   no loaded event to measure".into(),
     });
@@ -296,7 +297,8 @@ async fn warehouse_url() -> Result<(String, Option<postgres::PrivatePostgres>), 
 
 /// The demo's configuration (the project's, or the shipped pipeline's when
 /// there is none here) pointed at the in-process broker, `demo/lake` and
-/// `url`; its topics created; silver and gold every 5 seconds.
+/// `url`; its topics created; silver and gold in continuous mode (a run
+/// of what reads a source on each of its bronze commits), no schedule.
 fn configure(
     explicit: Option<&Path>,
     cwd: &Path,
@@ -316,6 +318,7 @@ fn configure(
         ("DAG_INGEST__CLOCK", "system".into()),
         ("DAG_WAREHOUSE__ENABLED", "true".into()),
         ("DAG_SCHEDULER__INGEST", "true".into()),
+        ("DAG_SCHEDULER__CONTINUOUS", "true".into()),
         ("DAG_SCHEDULER__METRICS_ADDR", "off".into()),
         ("DAG_SCHEDULER__POLL_INTERVAL", "1s".into()),
         ("DAG_SCHEDULER__CLOCK", "system".into()),
@@ -352,12 +355,9 @@ fn configure(
                 .map_err(|e| anyhow::anyhow!("creating topic {topic}: {e}"))?;
         }
     }
-    // Silver and gold every 5 seconds while events arrive.
-    p.schedules = vec![Schedule {
-        select: "silver gold".into(),
-        cron: "*/5 * * * * *".into(),
-        pos: Pos::new("dag demo", 0, 0),
-    }];
+    // Silver and gold woken by bronze commits while events arrive
+    // (DAG_SCHEDULER__CONTINUOUS above); no schedule of the project fires.
+    p.schedules.clear();
     for idx in p.graph.node_indices() {
         p.graph[idx].schedule = None;
     }
