@@ -12,7 +12,7 @@ use crate::pipeline::Pipeline;
 pub use crate::project::{load_config, load_pipeline, process_env};
 use crate::render;
 use crate::select::Selector;
-use jobs::spec::{Layer, Source};
+use jobs::decl::{Layer, Source};
 use std::path::PathBuf;
 
 fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeIndex>, CliError> {
@@ -214,7 +214,7 @@ fn compile(p: &Pipeline, model: &str) -> Result<Outcome, CliError> {
     let Some(m) = p.model(model) else {
         return Err(CliError::Usage(format!(
             "unknown model `{model}`{}",
-            jobs::spec::did_you_mean(model, p.names())
+            jobs::decl::did_you_mean(model, p.names())
         )));
     };
     let Source::Sql { sql, .. } = &m.source else {

@@ -9,8 +9,8 @@ use crate::pipeline::Pipeline;
 use chrono::Utc;
 use jobs::datatest::report::{self, Meta, Summary};
 use jobs::datatest::{Options, Status, TestResult, Tester};
+use jobs::decl::DataTest;
 use jobs::model::Catalog;
-use jobs::spec::DataTest;
 use petgraph::graph::NodeIndex;
 use std::path::PathBuf;
 

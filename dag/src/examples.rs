@@ -39,7 +39,7 @@ pub fn write(name: &str, dest: &Path, force: bool) -> anyhow::Result<Written> {
     if !known.contains(&name) {
         bail!(
             "no example pipeline `{name}`{}: the binary ships {}",
-            jobs::spec::did_you_mean(name, known.iter().copied()),
+            jobs::decl::did_you_mean(name, known.iter().copied()),
             known.join(", ")
         );
     }

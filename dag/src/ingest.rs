@@ -10,7 +10,7 @@ use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
 use jobs::bronze::files::FileSourceSpec;
 use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};
-use jobs::spec::Source;
+use jobs::decl::Source;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,7 +68,7 @@ pub fn sources(cfg: &Loaded, p: &Pipeline, names: &[String]) -> Result<Sources, 
             return Err(CliError::Selector(format!(
                 "`{n}` is not a source of pipeline {}{} (sources: {})",
                 p.name,
-                jobs::spec::did_you_mean(n, known.iter().copied()),
+                jobs::decl::did_you_mean(n, known.iter().copied()),
                 known.join(", ")
             )));
         }

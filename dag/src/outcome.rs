@@ -6,7 +6,7 @@
 //! module imports its caller.
 
 use crate::config::ConfigError;
-use jobs::spec::Diagnostics;
+use jobs::decl::Diagnostics;
 use std::path::PathBuf;
 
 /// How a command that ran to its end went.

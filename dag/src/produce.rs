@@ -3,9 +3,9 @@
 use crate::config::Loaded;
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
+use jobs::decl::Source;
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use jobs::produce::{PumpError, Sink, pump, replay};
-use jobs::spec::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! for Graphviz, Mermaid for Markdown renderers such as GitHub's).
 
 use crate::pipeline::Pipeline;
-use jobs::spec::{Layer, Model};
+use jobs::decl::{Layer, Model};
 use petgraph::graph::NodeIndex;
 use std::collections::HashSet;
 use std::fmt::Write;

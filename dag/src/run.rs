@@ -20,7 +20,7 @@ use crate::executor::task::{self, Runner};
 use crate::executor::{Limits, Stop};
 use crate::outcome::{CliError, Outcome};
 use crate::pipeline::Pipeline;
-use jobs::spec::Source;
+use jobs::decl::Source;
 use petgraph::graph::NodeIndex;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! (`bronze`, `silver`, `gold`), `tag:x`, and unions of terms separated by
 //! spaces or commas. `+` works on layers and tags too (`+gold`).
 
-use jobs::spec::Layer;
+use jobs::decl::Layer;
 use std::fmt;
 
 /// What a term names.

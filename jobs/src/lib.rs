@@ -1,14 +1,16 @@
 //! The work a pipeline node does, independent of scheduling: the model
-//! format (`spec`), and, as their issues land, bronze ingest, model
-//! execution, data tests, the warehouse load and the event simulator.
+//! declarations (`decl`: what a model file says, read and checked), the
+//! lake and its Delta table layer (`lake`), bronze ingest (`bronze`),
+//! silver and gold models (`model`), data tests (`datatest`), the
+//! warehouse load (`warehouse`) and the event simulator (`produce`).
 //!
 //! `jobs` knows nothing of the DAG or of schedules: the `dag` crate decides
 //! what runs when and calls in here.
 
 pub mod bronze;
 pub mod datatest;
+pub mod decl;
 pub mod lake;
 pub mod model;
 pub mod produce;
-pub mod spec;
 pub mod warehouse;

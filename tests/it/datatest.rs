@@ -550,7 +550,7 @@ async fn a_duplicate_forced_into_gold_blocks_downstream_and_the_load_until_fixed
 async fn test_results(lake: &Lake) -> (Vec<(String, String, i64, Option<i64>)>, Vec<String>) {
     use jobs::datatest::results;
     use jobs::lake::TableLocation;
-    use jobs::model::table::{ModelTable, arrow_schema};
+    use jobs::lake::table::{ModelTable, arrow_schema};
     let s = lake.settings();
     let loc = TableLocation::in_lake(&s.lake, results::LAYER, results::TABLE, HashMap::new())
         .expect("location");

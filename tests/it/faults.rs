@@ -258,7 +258,7 @@ async fn set_of(c: &Chain, sql: &str) -> Vec<String> {
 /// bronze, which only grows: each is a snapshot no later than bronze's.
 /// Returns the rows checked.
 async fn check_lake(c: &Chain, complete: bool) -> u64 {
-    use jobs::spec::Source;
+    use jobs::decl::Source;
     use polars::prelude::{DataFrame, DataType, UniqueKeepStrategy};
     let (p, catalog, settings) = c.lake();
     let read = async |name: &str, cols: &[String]| -> DataFrame {
@@ -382,7 +382,7 @@ async fn check_lake(c: &Chain, complete: bool) -> u64 {
 /// None when the lock or the database could not be had (PostgreSQL down,
 /// a load holding the lock long).
 async fn check_warehouse(c: &Chain) -> Option<u64> {
-    use jobs::spec::{ColumnType, Severity, TestKind};
+    use jobs::decl::{ColumnType, Severity, TestKind};
     use polars::prelude::DataType;
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&c.pg.url()).await.ok()?;
@@ -411,10 +411,10 @@ async fn check_warehouse(c: &Chain) -> Option<u64> {
     }
     let (p, catalog, settings) = c.lake();
     // (test, version) -> whether a result there did not fail.
-    let results = jobs::model::table::ModelTable::open(
+    let results = jobs::lake::table::ModelTable::open(
         jobs::datatest::results::TABLE,
         &jobs::datatest::results::location(&settings).expect("location"),
-        jobs::model::table::arrow_schema(&jobs::datatest::results::columns()),
+        jobs::lake::table::arrow_schema(&jobs::datatest::results::columns()),
     )
     .await
     .expect("results table")

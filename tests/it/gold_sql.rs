@@ -3,9 +3,9 @@
 //! engine as `dag run` (no lake needed).
 
 use dag::pipeline::Pipeline;
+use jobs::decl::Source;
 use jobs::model::sql::execute;
 use jobs::model::values::parse_rfc3339;
-use jobs::spec::Source;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -119,8 +119,8 @@ async fn on_s3() {
 /// without replaying its whole log; every row stays readable.
 #[tokio::test(flavor = "multi_thread")]
 async fn model_tables_checkpoint_every_100_commits() {
-    use jobs::model::table::{CHECKPOINT_EVERY, ModelTable, arrow_schema};
-    use jobs::spec::{Column, ColumnType};
+    use jobs::decl::{Column, ColumnType};
+    use jobs::lake::table::{CHECKPOINT_EVERY, ModelTable, arrow_schema};
     let dir = tempfile::tempdir().expect("tempdir");
     let loc = jobs::lake::TableLocation::in_lake(
         &format!("file://{}", dir.path().display()),
@@ -168,8 +168,8 @@ async fn model_tables_checkpoint_every_100_commits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn key_lookups_go_through_bloom_filters_and_find_exactly_the_held_keys() {
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
-    use jobs::model::table::{ModelTable, arrow_schema};
-    use jobs::spec::{Column, ColumnType};
+    use jobs::decl::{Column, ColumnType};
+    use jobs::lake::table::{ModelTable, arrow_schema};
     let dir = tempfile::tempdir().expect("tempdir");
     let loc = jobs::lake::TableLocation::in_lake(
         &format!("file://{}", dir.path().display()),

@@ -3,7 +3,7 @@
 
 use crate::fixtures::{self, BRONZE, gold, owned, pipeline};
 use dag::pipeline::Pipeline;
-use jobs::spec::{Layer, Source};
+use jobs::decl::{Layer, Source};
 
 fn load_err(files: &[(&str, &str)]) -> (String, String) {
     let p = pipeline(files);

@@ -31,9 +31,9 @@ use deltalake::DeltaTableBuilder;
 use futures::TryStreamExt;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
 use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use jobs::decl::{Layer, Source};
 use jobs::model::{Catalog, Settings};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
-use jobs::spec::{Layer, Source};
 use polars::prelude::{
     DataFrame, DataType, IntoLazy, SortMultipleOptions, UniqueKeepStrategy, col,
 };

@@ -13,7 +13,7 @@
 use crate::fixtures::ok;
 use crate::models::{Lake, Message, catalog, changed_keys, event, simulate};
 use chrono::{DateTime, TimeDelta, Utc};
-use jobs::spec::{ColumnType, Model};
+use jobs::decl::{ColumnType, Model};
 use polars::prelude::*;
 use sqlx::{PgPool, Row};
 use std::collections::{BTreeMap, BTreeSet};

@@ -189,7 +189,7 @@ pub fn check(
                 ));
             }
         };
-        let cooldown = jobs::spec::parse_duration(&r.cooldown).map_err(|e| (key("cooldown"), e))?;
+        let cooldown = jobs::decl::parse_duration(&r.cooldown).map_err(|e| (key("cooldown"), e))?;
         out.push(Rule {
             name,
             on,

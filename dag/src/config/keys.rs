@@ -93,7 +93,7 @@ pub(super) fn check_keys(
             let hint = if secretish {
                 " (secrets are read only from the environment: DATABASE_URL or PGPASSWORD, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)".to_string()
             } else {
-                let dym = jobs::spec::did_you_mean(k, known.iter().copied());
+                let dym = jobs::decl::did_you_mean(k, known.iter().copied());
                 if dym.is_empty() {
                     format!(
                         " (known keys{}: {})",

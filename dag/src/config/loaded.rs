@@ -31,7 +31,7 @@ impl Loaded {
     pub fn warehouse_settings(&self) -> jobs::warehouse::WarehouseSettings {
         jobs::warehouse::WarehouseSettings {
             url: self.warehouse_url.clone(),
-            retry_timeout: jobs::spec::parse_duration(&self.config.warehouse.retry_timeout)
+            retry_timeout: jobs::decl::parse_duration(&self.config.warehouse.retry_timeout)
                 .unwrap_or(std::time::Duration::from_secs(60)),
         }
     }
@@ -41,7 +41,7 @@ impl Loaded {
     pub fn ingest_settings(&self) -> jobs::bronze::IngestSettings {
         let c = &self.config;
         let dur = |t: &str, d: u64| {
-            jobs::spec::parse_duration(t).unwrap_or(std::time::Duration::from_secs(d))
+            jobs::decl::parse_duration(t).unwrap_or(std::time::Duration::from_secs(d))
         };
         jobs::bronze::IngestSettings {
             bootstrap_servers: c.kafka.bootstrap_servers.clone(),
@@ -122,7 +122,7 @@ impl Loaded {
             poll: s.batch_interval,
             clock: s.clock,
             retry_timeout: s.retry_timeout,
-            settle: jobs::spec::parse_duration(&self.config.ingest.file_settle)
+            settle: jobs::decl::parse_duration(&self.config.ingest.file_settle)
                 .unwrap_or(std::time::Duration::from_secs(2)),
             until_caught_up,
         }
@@ -150,7 +150,7 @@ impl Loaded {
                     key: "vars".into(),
                     message: format!(
                         "must be a YAML or JSON mapping such as '{{cutoff: 2024-01-01, limit: 10}}': {}",
-                        jobs::spec::parser_message(&e.to_string())
+                        jobs::decl::parser_message(&e.to_string())
                     ),
                 })?;
             vars.extend(given);

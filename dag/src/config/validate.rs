@@ -30,7 +30,7 @@ fn invalid(loaded: &Loaded, key: &str, message: String) -> ConfigError {
 }
 
 fn duration(ro: &Loaded, key: &str, text: &str) -> Result<std::time::Duration, ConfigError> {
-    jobs::spec::parse_duration(text).map_err(|e| invalid(ro, key, e))
+    jobs::decl::parse_duration(text).map_err(|e| invalid(ro, key, e))
 }
 
 /// The pipeline's name and the folders it lives in.
@@ -169,7 +169,7 @@ fn kafka_and_ingest(ro: &Loaded) -> Result<(), ConfigError> {
     duration(ro, "ingest.file_settle", &c.ingest.file_settle)?;
     duration(ro, "warehouse.retry_timeout", &c.warehouse.retry_timeout)?;
     if c.ingest.compact_every != "off" {
-        jobs::spec::parse_duration(&c.ingest.compact_every)
+        jobs::decl::parse_duration(&c.ingest.compact_every)
             .map_err(|e| invalid(ro, "ingest.compact_every", format!("{e}, or \"off\"")))?;
     }
     for (key, value, min) in [

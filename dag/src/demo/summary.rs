@@ -138,7 +138,7 @@ pub async fn freshness(
     s: &jobs::model::Settings,
     pool: &PgPool,
 ) -> Result<Option<(f64, f64, usize)>, CliError> {
-    let err = |e: jobs::model::table::TableError| CliError::Other(e.into());
+    let err = |e: jobs::lake::table::TableError| CliError::Other(e.into());
     let loads: Vec<(i64, f64)> = sqlx::query_as(
         "SELECT to_version, extract(epoch FROM loaded_at)::float8 FROM dag.load_history \
          WHERE model = 'fact_telemetry' ORDER BY loaded_at",

@@ -15,8 +15,8 @@ use crate::events::{Console, EventSink, Style};
 use crate::pipeline::LOAD_NODE;
 use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, Status, Tester, test_inputs};
+use jobs::decl::DataTest;
 use jobs::model::{Cancel, Catalog, Settings, run_model};
-use jobs::spec::DataTest;
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -144,10 +144,15 @@ pub struct Runner {
     catalog: Catalog,
     settings: Settings,
     /// The tests' bases (their last clean passes), read once and kept
-    /// up to date by this process's tasks: for a runner that is the only
-    /// writer of results while it lives (`dag run`). None: each task reads
-    /// them from the results table (a scheduler, beside others).
+    /// up to date by this process's tasks. A base another process moved
+    /// meanwhile is older here, never newer: a test then reads more rows
+    /// than it had to, and judges them the same. None: each task reads them
+    /// from the results table.
     bases: Option<std::sync::Mutex<Option<jobs::datatest::results::Bases>>>,
+    /// Results are kept back and appended once per run, before its load
+    /// (`dag run`, the only writer of its run); else each task appends its
+    /// own (a scheduler, whose run's load may be another scheduler's).
+    hold_results: bool,
     /// With kept bases: results not yet appended to the results table
     /// (by run name); the load task and [`Runner::flush_results`] append
     /// them in one commit, instead of one commit per task.
@@ -169,6 +174,7 @@ impl Runner {
             cfg: cfg.clone(),
             p,
             bases: None,
+            hold_results: false,
             unrecorded: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -193,6 +199,16 @@ impl Runner {
     /// results table, and their results are appended in one commit
     /// (1M events, nothing new: 0.43 s with a read and a commit per task).
     pub fn keeping_test_bases(mut self) -> Runner {
+        self.bases = Some(std::sync::Mutex::new(None));
+        self.hold_results = true;
+        self
+    }
+
+    /// Keeps the tests' bases in memory but has each task append its own
+    /// results (a scheduler): without it every task read the whole results
+    /// table, which grows by a file per task, so a long-lived scheduler's
+    /// tests got slower with its history.
+    pub fn remembering_test_bases(mut self) -> Runner {
         self.bases = Some(std::sync::Mutex::new(None));
         self
     }
@@ -321,7 +337,7 @@ impl Runner {
             tester.run(&self.p.graph[*idx], t).await;
         }
         self.keep_bases(&tester);
-        let recorded = if self.bases.is_some() {
+        let recorded = if self.hold_results {
             // Appended with the run's others, before its load.
             let results = tester.into_results();
             self.unrecorded

@@ -2,8 +2,8 @@
 //! layer folder (sub-folders allowed), and the catalog of models and
 //! sources the SQL templates may name.
 
-use jobs::spec::template::{Catalog, Templates};
-use jobs::spec::{self, Diagnostics, Layer, ModelDraft, Pos, Source, parse_model_file};
+use jobs::decl::template::{Catalog, Templates};
+use jobs::decl::{self, Diagnostics, Layer, ModelDraft, Pos, Source, parse_model_file};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ pub fn read_pipeline_yml(root: &Path, diags: &mut Diagnostics) -> (String, Vec<R
                 pos,
                 format!(
                     "malformed pipeline.yml: {}",
-                    jobs::spec::parser_message(&e.to_string())
+                    jobs::decl::parser_message(&e.to_string())
                 ),
             );
             (String::new(), vec![])
@@ -151,7 +151,7 @@ fn read_layer(
                             diags.push(pos, message);
                             // Parsed as is, so the YAML's own problems are
                             // reported too; its SQL problems would be noise.
-                            Some(spec::SqlFile::plain(&sql_path, "select 1"))
+                            Some(decl::SqlFile::plain(&sql_path, "select 1"))
                         }
                     },
                 };

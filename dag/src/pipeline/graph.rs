@@ -1,7 +1,7 @@
 //! Graph algorithms over the model DAG: cycles, named as whole chains, and a
 //! deterministic topological order.
 
-use jobs::spec::Model;
+use jobs::decl::Model;
 use petgraph::Direction;
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};

@@ -21,8 +21,8 @@ mod selection;
 
 pub use graph::Cycle;
 
-use jobs::spec::template::Templates;
-use jobs::spec::{Diagnostics, Model, Pos};
+use jobs::decl::template::Templates;
+use jobs::decl::{Diagnostics, Model, Pos};
 use petgraph::graph::{DiGraph, NodeIndex};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -120,7 +120,7 @@ impl Pipeline {
             {
                 Err(e) => diags.push(pos, format!("schedule selector: {e}")),
                 Ok(_) => {
-                    if let Err(e) = jobs::spec::check_cron(&s.cron.value) {
+                    if let Err(e) = jobs::decl::check_cron(&s.cron.value) {
                         diags.push(Pos::at(&root.join("pipeline.yml"), &s.cron.referenced), e);
                     }
                     pipeline.schedules.push(Schedule {

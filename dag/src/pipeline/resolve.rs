@@ -5,7 +5,7 @@
 //! diagnostics; nothing stops at the first.
 
 use super::graph;
-use jobs::spec::{
+use jobs::decl::{
     self, Diagnostics, FileFormat, Layer, Model, ModelDraft, Pos, RecordFormat, Source,
     did_you_mean,
 };
@@ -81,10 +81,10 @@ pub fn add_quarantines(
                 description: format!("rows of {} that failed a rule, with the reason", m.name),
                 tags: m.tags.clone(),
                 schedule: None,
-                materialized: spec::Materialization::Append,
+                materialized: decl::Materialization::Append,
                 unique_key: vec!["topic".into(), "partition".into(), "offset".into()],
                 partition_by: vec!["ingest_date".into()],
-                columns: spec::quarantine_columns(),
+                columns: decl::quarantine_columns(),
                 tests: vec![],
                 warehouse: None,
                 pos: m.pos.clone(),

@@ -3,7 +3,7 @@
 
 use super::Pipeline;
 use crate::select::{Atom, Selector};
-use jobs::spec::did_you_mean;
+use jobs::decl::did_you_mean;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::{Bfs, Reversed};
 use std::collections::BTreeSet;

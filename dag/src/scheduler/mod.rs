@@ -185,7 +185,7 @@ pub async fn serve_until(
     let ingest = (s.ingest
         && p.graph
             .node_weights()
-            .any(|m| m.layer == jobs::spec::Layer::Bronze))
+            .any(|m| m.layer == jobs::decl::Layer::Bronze))
     .then(|| start_ingesters(cfg, &p, &metrics, &events, &stop));
     if ingest.is_some() && s.continuous {
         background.spawn(continuous::wake_on_commits(
@@ -197,7 +197,7 @@ pub async fn serve_until(
             stop.clone(),
         ));
     }
-    let mut runner = Runner::new(cfg, p.clone());
+    let mut runner = Runner::new(cfg, p.clone()).remembering_test_bases();
     runner.events = Arc::new(metrics::Counting {
         metrics: metrics.clone(),
         p,

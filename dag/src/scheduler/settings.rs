@@ -30,7 +30,7 @@ impl Settings {
     pub fn from_config(cfg: &Loaded) -> Settings {
         let c = &cfg.config.scheduler;
         let d =
-            |t: &str, secs: u64| jobs::spec::parse_duration(t).unwrap_or(Duration::from_secs(secs));
+            |t: &str, secs: u64| jobs::decl::parse_duration(t).unwrap_or(Duration::from_secs(secs));
         Settings {
             tz: c.timezone.parse().unwrap_or(chrono_tz::UTC),
             max_concurrency: i64::from(c.max_concurrency.max(1)),

@@ -144,7 +144,7 @@ pub async fn model(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> Answe
         .map(|o| p.graph[o].name.clone())
         .collect();
     let sql = match &m.source {
-        jobs::spec::Source::Sql { sql, .. } => Some(sql.clone()),
+        jobs::decl::Source::Sql { sql, .. } => Some(sql.clone()),
         _ => None,
     };
     let mut recent = Vec::new();

@@ -10,8 +10,8 @@
 use super::api::{Answer, Ui};
 use axum::Json;
 use axum::extract::State;
-use jobs::model::table::ModelTable;
-use jobs::spec::{Model, Source, TestKind};
+use jobs::decl::{Model, Source, TestKind};
+use jobs::lake::table::ModelTable;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -123,7 +123,7 @@ async fn open(s: &jobs::model::Settings, m: &Model) -> Result<Option<ModelTable>
     ModelTable::open(
         &m.name,
         &loc,
-        jobs::model::table::arrow_schema(&m.table_columns()),
+        jobs::lake::table::arrow_schema(&m.table_columns()),
     )
     .await
     .map_err(|e| e.to_string())

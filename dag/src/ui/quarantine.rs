@@ -8,8 +8,8 @@ use super::api::{Answer, Ui, fail};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use jobs::model::table::{DataFile, ModelTable};
-use jobs::spec::{Model, Source};
+use jobs::decl::{Model, Source};
+use jobs::lake::table::{DataFile, ModelTable};
 use polars::prelude::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ fn merge(into: &mut Value, from: Value) {
 /// One quarantine table's counts and sample (`None`: no table yet).
 async fn one(s: &jobs::model::Settings, m: &Model) -> Result<Option<Value>, String> {
     let loc = s.location(m.layer, &m.name).map_err(|e| e.to_string())?;
-    let schema = jobs::model::table::arrow_schema(&jobs::spec::quarantine_columns());
+    let schema = jobs::lake::table::arrow_schema(&jobs::decl::quarantine_columns());
     let Some(table) = ModelTable::open(&m.name, &loc, schema)
         .await
         .map_err(|e| e.to_string())?

@@ -28,7 +28,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The Arrow schema of a bronze table (the columns of
-/// `jobs::spec::bronze_columns`).
+/// `jobs::decl::bronze_columns`).
 pub fn bronze_schema() -> SchemaRef {
     SCHEMA.clone()
 }

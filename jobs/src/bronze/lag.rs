@@ -4,7 +4,7 @@
 //! checkpoint, so this is the lag that matters, whatever a consumer group
 //! says.
 
-use crate::model::table::ModelTable;
+use crate::lake::table::ModelTable;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::collections::BTreeMap;
@@ -65,7 +65,7 @@ pub async fn lags(
     table: Option<&ModelTable>,
     topic: &str,
     watermarks: &BTreeMap<i32, (i64, i64)>,
-) -> Result<Vec<PartitionLag>, crate::model::table::TableError> {
+) -> Result<Vec<PartitionLag>, crate::lake::table::TableError> {
     let mut out = Vec::new();
     for (&partition, &(low, high)) in watermarks {
         let recorded = match table {

@@ -14,8 +14,8 @@ use super::kinds::{
     accepted_values, expression, freshness, not_null, relationships, row_count, unique,
 };
 use super::results::Base;
+use crate::decl::{DataTest, Model, TestKind};
 use crate::model::ModelError;
-use crate::spec::{DataTest, Model, TestKind};
 
 pub async fn evaluate(
     ctx: &Context<'_>,

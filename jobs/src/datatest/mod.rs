@@ -33,7 +33,7 @@ mod tester;
 pub use kinds::freshness;
 pub use tester::Tester;
 
-use crate::spec::{DataTest, TestKind};
+use crate::decl::{DataTest, TestKind};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 

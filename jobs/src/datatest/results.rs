@@ -5,10 +5,10 @@
 //! back from it.
 
 use super::{Status, TestResult};
+use crate::decl::{Column as SpecColumn, ColumnType};
 use crate::lake::TableLocation;
-use crate::model::table::{ModelTable, arrow_schema};
+use crate::lake::table::{ModelTable, arrow_schema};
 use crate::model::{ModelError, Settings};
-use crate::spec::{Column as SpecColumn, ColumnType};
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};

@@ -2,8 +2,8 @@
 //! clean pass on record), the results gathered and appended in one commit.
 
 use super::{Options, Status, TestResult, eval, results, tested_columns};
+use crate::decl::{DataTest, Model, Severity};
 use crate::model::{Catalog, ModelError, Settings};
-use crate::spec::{DataTest, Model, Severity};
 use chrono::Utc;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -142,8 +142,8 @@ fn blank(model: &Model, test: &DataTest) -> TestResult {
 /// dbt decides it: `error_if` (default `!= 0`) fails an error-severity
 /// test, else `warn_if` (default `!= 0`) warns.
 fn judge(model: &Model, test: &DataTest, o: eval::Outcome) -> TestResult {
-    let nonzero = crate::spec::Threshold {
-        op: crate::spec::CmpOp::Ne,
+    let nonzero = crate::decl::Threshold {
+        op: crate::decl::CmpOp::Ne,
         value: 0,
     };
     let error_if = test.error_if.unwrap_or(nonzero);

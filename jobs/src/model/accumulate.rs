@@ -17,8 +17,8 @@
 //! keys anyway.
 
 use super::ModelError;
-use super::table::{DataFile, ModelTable};
-use crate::spec::Fold;
+use crate::decl::Fold;
+use crate::lake::table::{DataFile, ModelTable};
 use polars::prelude::*;
 
 /// What an incremental run of an `accumulate` model does.

@@ -16,8 +16,8 @@
 
 use super::ModelError;
 use super::frame::semi_join;
-use super::table::{DataFile, ModelTable, STATS_SLACK_US};
-use crate::spec::AsofJoin;
+use crate::decl::AsofJoin;
+use crate::lake::table::{DataFile, ModelTable, STATS_SLACK_US};
 use polars::prelude::*;
 
 /// Right-side bytes read by the first step of [`read_right`]; each next

@@ -25,9 +25,9 @@ use self::files::{batches, new_files, replaced};
 use self::rejudge::Rejudged;
 use super::dates::DateRange;
 use super::keyset::KeySet;
-use super::table::ModelTable;
 use super::{Catalog, ModelError, ModelReport, Settings};
-use crate::spec::{Model, RecordFormat, Source};
+use crate::decl::{Model, RecordFormat, Source};
+use crate::lake::table::ModelTable;
 use deltalake::kernel::Add;
 use std::collections::BTreeMap;
 

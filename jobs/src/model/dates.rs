@@ -3,8 +3,8 @@
 //! model's table is then rewritten is [`super::range`]'s.
 
 use super::ModelError;
-use super::table::DataFile;
-use crate::spec::{ColumnType, Model, Source, quarantine_columns};
+use crate::decl::{ColumnType, Model, Source, quarantine_columns};
+use crate::lake::table::DataFile;
 use chrono::NaiveDate;
 use polars::prelude::*;
 

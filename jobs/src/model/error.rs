@@ -1,7 +1,7 @@
 //! What can go wrong running a model, one type for the model layer.
 
-use super::bridge::BridgeError;
-use super::table::TableError;
+use crate::lake::bridge::BridgeError;
+use crate::lake::table::TableError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

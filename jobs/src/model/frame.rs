@@ -5,8 +5,8 @@
 //! files that run a model kind.
 
 use super::ModelError;
-use super::table::DataFile;
-use crate::spec::AsofJoin;
+use crate::decl::AsofJoin;
+use crate::lake::table::DataFile;
 use polars::prelude::*;
 
 /// The rows of `left` whose `on` values are not in `right`.

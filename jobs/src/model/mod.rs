@@ -17,8 +17,8 @@
 //! - [`write`]: the materializations (table, incremental, append).
 //! - [`range`]: backfills over a range of dates ([`DateRange`], in
 //!   `dates.rs`, says which files and rows lie in it).
-//! - [`table`]: a model's Delta table; [`bridge`]: polars <-> arrow-rs;
-//!   [`frame`]: the joins and batching the runners share.
+//! - [`frame`]: the joins and batching the runners share (the Delta
+//!   tables they read and write are `crate::lake::table`'s).
 //! - [`json`], [`values`]: the parsing rules, exactly; [`keyset`]: the
 //!   keys a cleaning run let through.
 //!
@@ -28,8 +28,6 @@
 
 pub mod accumulate;
 pub mod asof_scope;
-pub mod bloom;
-pub mod bridge;
 pub mod clean;
 mod dates;
 mod error;
@@ -41,19 +39,18 @@ mod run;
 pub mod scope;
 pub mod seed;
 pub mod sql;
-pub mod table;
 pub mod values;
 pub mod write;
 
+use crate::decl::{Column, Layer, Model, Source, quarantine_columns};
 use crate::lake::TableLocation;
-use crate::spec::{Column, Layer, Model, Source, quarantine_columns};
+pub use crate::lake::table::Cancel;
+use crate::lake::table::{ModelTable, TableCache, arrow_schema};
 pub use dates::DateRange;
 pub use error::ModelError;
 pub use run::{ABORT_AFTER, run_model};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-pub use table::Cancel;
-use table::{ModelTable, TableCache, arrow_schema};
 
 /// Where the lake and the data folder are.
 #[derive(Clone, Debug)]

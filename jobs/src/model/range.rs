@@ -10,7 +10,7 @@
 
 use super::ModelError;
 use super::dates::DateRange;
-use super::table::ModelTable;
+use crate::lake::table::ModelTable;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 

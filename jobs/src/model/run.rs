@@ -1,7 +1,7 @@
 //! Running one model: the kind decides which runner does the work.
 
 use super::{Catalog, ModelError, ModelReport, Settings, clean, seed, sql};
-use crate::spec::Source;
+use crate::decl::Source;
 use std::time::Instant;
 
 /// Runs one model (not a bronze source or a quarantine: those are written

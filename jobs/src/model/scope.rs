@@ -21,9 +21,9 @@
 
 mod read;
 
-use super::table::{DataFile, ModelTable, STATS_SLACK_US};
 use super::{Catalog, ModelError};
-use crate::spec::{AsofJoin, Model, ScopeInput, Source, sql_columns};
+use crate::decl::{AsofJoin, Model, ScopeInput, Source, sql_columns};
+use crate::lake::table::{DataFile, ModelTable, STATS_SLACK_US};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 pub use read::read_in_scope;
@@ -339,7 +339,7 @@ fn evaluate(rows: DataFrame, mapping: &ScopeInput, keep: bool) -> Result<DataFra
     // The usual mapping names input columns as they are: those are the
     // columns themselves under another name (shared, not computed; a
     // constant partition column stays a constant), no SQL to plan.
-    let plain = |e: &str| crate::spec::is_identifier(e) && rows.column(e).is_ok();
+    let plain = |e: &str| crate::decl::is_identifier(e) && rows.column(e).is_ok();
     if mapping.columns.iter().all(|(_, e)| plain(e)) {
         let mut columns = if keep {
             rows.columns().to_vec()
@@ -395,7 +395,7 @@ async fn prune_by_stats(
     affected: &DataFrame,
 ) -> Result<Vec<DataFile>, ModelError> {
     for (out, expr) in &mapping.columns {
-        let Some(column) = crate::spec::monotone_in(expr) else {
+        let Some(column) = crate::decl::monotone_in(expr) else {
             continue;
         };
         if table.partition_by().contains(&column) || table.schema().index_of(&column).is_err() {

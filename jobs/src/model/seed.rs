@@ -4,7 +4,7 @@
 //! changed one replaces the table in one commit.
 
 use super::{Catalog, ModelError, ModelReport, Settings, write};
-use crate::spec::{ColumnType, Model};
+use crate::decl::{ColumnType, Model};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 

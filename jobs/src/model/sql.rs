@@ -12,9 +12,9 @@
 use super::accumulate::{self, Step};
 use super::frame::{asof_join, size_batches};
 use super::scope::{self, Plan, Scoped};
-use super::table::ModelTable;
 use super::{Catalog, DateRange, ModelError, ModelReport, Settings, write};
-use crate::spec::{AsofJoin, Fold, Materialization, Model, ScopeInput, sql_columns, sql_relations};
+use crate::decl::{AsofJoin, Fold, Materialization, Model, ScopeInput, sql_columns, sql_relations};
+use crate::lake::table::ModelTable;
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::{BTreeMap, BTreeSet};

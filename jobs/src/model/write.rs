@@ -14,8 +14,8 @@
 
 use super::ModelError;
 use super::frame::{anti_join, semi_join};
-use super::table::{DataFile, ModelTable};
-use crate::spec::{Fold, Materialization};
+use crate::decl::{Fold, Materialization};
+use crate::lake::table::{DataFile, ModelTable};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 

@@ -30,7 +30,7 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<Record, Replay
     if let Some(k) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(err(format!(
             "unknown field `{k}`{} (fields: {})",
-            crate::spec::did_you_mean(k, KNOWN.iter().copied()),
+            crate::decl::did_you_mean(k, KNOWN.iter().copied()),
             KNOWN.join(", ")
         )));
     }

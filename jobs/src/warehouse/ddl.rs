@@ -9,7 +9,7 @@
 //! state, so the next load is a full one that rewrites every row from gold.
 
 use super::quote;
-use crate::spec::{ColumnType, Model, OnSchemaChange, WarehouseTarget};
+use crate::decl::{ColumnType, Model, OnSchemaChange, WarehouseTarget};
 use sqlx::PgConnection;
 
 /// A column of a live warehouse table.
@@ -297,7 +297,7 @@ pub fn pg_type(ty: ColumnType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Column, ColumnType};
+    use crate::decl::{Column, ColumnType};
 
     fn col(name: &str, ty: ColumnType, nullable: bool) -> Column {
         Column {
@@ -311,12 +311,12 @@ mod tests {
     fn model(mode: OnSchemaChange, columns: Vec<Column>) -> Model {
         Model {
             name: "m".into(),
-            layer: crate::spec::Layer::Gold,
-            source: crate::spec::Source::Kafka { topic: "t".into() },
+            layer: crate::decl::Layer::Gold,
+            source: crate::decl::Source::Kafka { topic: "t".into() },
             description: String::new(),
             tags: Vec::new(),
             schedule: None,
-            materialized: crate::spec::Materialization::Table,
+            materialized: crate::decl::Materialization::Table,
             unique_key: vec!["id".into()],
             partition_by: Vec::new(),
             columns,
@@ -326,7 +326,7 @@ mod tests {
                 table: "t".into(),
                 on_schema_change: mode,
             }),
-            pos: crate::spec::Pos::file("m.yml"),
+            pos: crate::decl::Pos::file("m.yml"),
         }
     }
 

@@ -18,9 +18,9 @@
 
 use super::connect::retrying;
 use super::{WarehouseError, WarehouseSettings, csv, quote, schema};
-use crate::model::table::{DataFile, ModelTable};
+use crate::decl::Model;
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::{Catalog, Settings};
-use crate::spec::Model;
 use polars::prelude::DataFrame;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashSet};

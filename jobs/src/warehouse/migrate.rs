@@ -16,7 +16,7 @@
 use super::WarehouseError;
 use super::ddl::{self, TableChange};
 use super::quote;
-use crate::spec::{Model, Pos};
+use crate::decl::{Model, Pos};
 use refinery_core::Migration;
 use refinery_core::traits::r#async::{AsyncMigrate, AsyncQuery, AsyncTransaction};
 use sqlx::{Connection, PgConnection, PgPool};

@@ -55,8 +55,8 @@ pub enum WarehouseError {
     Polars(#[from] polars::prelude::PolarsError),
 }
 
-impl From<crate::model::table::TableError> for WarehouseError {
-    fn from(e: crate::model::table::TableError) -> Self {
+impl From<crate::lake::table::TableError> for WarehouseError {
+    fn from(e: crate::lake::table::TableError) -> Self {
         WarehouseError::Model(e.into())
     }
 }

@@ -4,7 +4,7 @@
 //! (`dag migrate` resolves what the model's `on_schema_change` allows.)
 
 use super::{WarehouseError, ddl};
-use crate::spec::Model;
+use crate::decl::Model;
 use sqlx::PgConnection;
 
 /// Checks every table of `models` (schema.table from each model's

@@ -3,7 +3,7 @@
 //! may be taken now, in arrival order.
 
 use super::settings::FileSourceSpec;
-use crate::spec::FileFormat;
+use crate::decl::FileFormat;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, path::Path as StorePath};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! bytes, header as key), Parquet rows as JSON objects; or why the file
 //! cannot be read as its format.
 
-use crate::spec::FileFormat;
+use crate::decl::FileFormat;
 
 /// The records of one file, or why it cannot be read.
 pub(super) enum Records {

@@ -2,8 +2,8 @@
 //! table) and how it is polled and committed.
 
 use crate::bronze::clock::Clock;
+use crate::decl::FileFormat;
 use crate::lake::TableLocation;
-use crate::spec::FileFormat;
 use std::collections::HashMap;
 use std::time::Duration;
 use url::Url;

@@ -9,8 +9,8 @@ pub(super) async fn taken_files(
     name: &str,
     location: &TableLocation,
 ) -> Result<HashSet<String>, String> {
-    let schema = crate::model::table::arrow_schema(&crate::spec::bronze_columns());
-    let Some(table) = crate::model::table::ModelTable::open(name, location, schema)
+    let schema = crate::lake::table::arrow_schema(&crate::decl::bronze_columns());
+    let Some(table) = crate::lake::table::ModelTable::open(name, location, schema)
         .await
         .map_err(|e| e.to_string())?
     else {

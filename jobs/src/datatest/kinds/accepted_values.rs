@@ -6,8 +6,8 @@
 //! satisfies. Nulls pass, as in dbt (`not_null` is the test for them).
 
 use super::common::{Context, Outcome, Target, input_error, rowwise};
+use crate::decl::{Allowed, Bound, ColumnType, DataTest, Model};
 use crate::model::ModelError;
-use crate::spec::{Allowed, Bound, ColumnType, DataTest, Model};
 
 pub(crate) async fn check(
     ctx: &Context<'_>,

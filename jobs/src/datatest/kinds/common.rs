@@ -5,9 +5,9 @@
 
 use crate::datatest::Options;
 use crate::datatest::results::Base;
-use crate::model::table::{DataFile, ModelTable};
+use crate::decl::{DataTest, Model, sql_columns};
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::{Catalog, ModelError, Settings};
-use crate::spec::{DataTest, Model, sql_columns};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::BTreeSet;

@@ -9,8 +9,8 @@
 //! the rows are read in chunks, with the column and what the `where` names.
 
 use super::common::{Context, Outcome, Target, chunks, filter_columns, filtered};
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
-use crate::model::table::{DataFile, ModelTable};
 use polars::prelude::*;
 
 /// Files read together when statistics do not answer.

@@ -10,8 +10,8 @@
 use super::common::{
     Context, KeyedFilter, Outcome, Target, add_sample, chunks, needed_columns, select,
 };
+use crate::lake::table::ModelTable;
 use crate::model::ModelError;
-use crate::model::table::ModelTable;
 use polars::prelude::*;
 
 pub(crate) async fn check(

@@ -7,9 +7,9 @@
 //! with only the columns the `where` names.
 
 use super::common::{Context, Outcome, Target, chunks, columns_in, input_error, stat};
+use crate::decl::{CountOf, DataTest};
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
-use crate::model::table::{DataFile, ModelTable};
-use crate::spec::{CountOf, DataTest};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 

@@ -14,10 +14,10 @@ use super::common::{
     Context, KeyedFilter, Outcome, Target, add_sample, chunks, filter_columns, filtered,
     needed_columns,
 };
+use crate::decl::DataTest;
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
 use crate::model::keyset::KeySet;
-use crate::model::table::{DataFile, ModelTable};
-use crate::spec::DataTest;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -2,10 +2,10 @@
 //! rows that pass, quarantine rows (with their reason) of those that fail.
 
 use super::columns::BRONZE_READ;
+use crate::decl::{ColumnType, FieldRule, RecordFormat};
+use crate::lake::bridge::batch_to_df;
 use crate::model::ModelError;
-use crate::model::bridge::batch_to_df;
 use crate::model::values::{Cell, Reason, RowChecker, Scratch};
-use crate::spec::{ColumnType, FieldRule, RecordFormat};
 use arrow::array::{
     ArrayRef, Decimal128Builder, Float64Builder, Int32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMicrosecondBuilder,

@@ -3,13 +3,13 @@
 
 use super::check::{Judged, check_rows};
 use super::columns::{COORDS, HIDDEN};
+use crate::decl::{Dedupe, Derived, FieldRule, Model, RecordFormat};
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
 use crate::model::dates::DateRange;
 use crate::model::frame::anti_join;
 use crate::model::keyset::KeySet;
 use crate::model::scope::conform_to;
-use crate::model::table::{DataFile, ModelTable};
-use crate::spec::{Dedupe, Derived, FieldRule, Model, RecordFormat};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 

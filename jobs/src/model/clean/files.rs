@@ -1,8 +1,8 @@
 //! Which bronze files a cleaning pass reads, in batches that can be
 //! cleaned one after another, and which files a full refresh replaces.
 
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
-use crate::model::table::{DataFile, ModelTable};
 
 /// `files` in batches of about `limit` bytes that can be cleaned one
 /// after another: by their statistics, every row of a batch comes before

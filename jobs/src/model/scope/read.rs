@@ -2,9 +2,9 @@
 //! affected, unless a sample says (nearly) all of them are.
 
 use super::{evaluate, expression_columns, hidden};
+use crate::decl::ScopeInput;
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
-use crate::model::table::{DataFile, ModelTable};
-use crate::spec::ScopeInput;
 use polars::prelude::*;
 
 /// The input rows (of `files`, columns `cols`) whose scope values are

@@ -4,8 +4,8 @@
 use super::cell::{Cell, Reason};
 use super::number::{Decimal, ExactInterval, is_number_token};
 use super::timestamp::parse_rfc3339;
+use crate::decl::{ColumnType, FieldKind, FieldRule};
 use crate::model::json::{Value, parse_object};
-use crate::spec::{ColumnType, FieldKind, FieldRule};
 
 /// The value at the rule's nested `path` inside `value` (the top member):
 /// `None` when a member on the way is missing or null; a member on the way

@@ -1,7 +1,7 @@
 //! Numbers exactly: the decimal value of a JSON number token, compared
 //! and scaled without rounding, and intervals over such values.
 
-use crate::spec::{Bound, Interval};
+use crate::decl::{Bound, Interval};
 use std::cmp::Ordering;
 
 /// The exact value of a JSON number token: `digits` x 10^`exp`, with no
@@ -273,7 +273,7 @@ pub(super) fn is_number_token(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Interval;
+    use crate::decl::Interval;
 
     fn dec(s: &str) -> Decimal {
         Decimal::parse(s).expect("test value")

@@ -4,8 +4,8 @@
 use super::cell::{Cell, Reason};
 use super::field::{check_field, nested};
 use super::number::ExactInterval;
+use crate::decl::{FieldRule, RecordFormat};
 use crate::model::json::{Member, Value, parse_object_into};
-use crate::spec::{FieldRule, RecordFormat};
 use std::borrow::Cow;
 
 /// Checks one raw bronze value against the field rules, in order; the
@@ -177,7 +177,7 @@ impl<'r> RowChecker<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::FieldKind;
+    use crate::decl::FieldKind;
 
     fn rule(name: &str, path: &str, kind: FieldKind, required: bool) -> FieldRule {
         FieldRule {

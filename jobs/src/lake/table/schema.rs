@@ -4,7 +4,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::sync::Arc;
 
 /// The arrow schema of a model's declared columns.
-pub fn arrow_schema(columns: &[crate::spec::Column]) -> SchemaRef {
+pub fn arrow_schema(columns: &[crate::decl::Column]) -> SchemaRef {
     Arc::new(Schema::new(
         columns
             .iter()
@@ -13,8 +13,8 @@ pub fn arrow_schema(columns: &[crate::spec::Column]) -> SchemaRef {
     ))
 }
 
-pub fn arrow_type(ty: crate::spec::ColumnType) -> DataType {
-    use crate::spec::ColumnType as T;
+pub fn arrow_type(ty: crate::decl::ColumnType) -> DataType {
+    use crate::decl::ColumnType as T;
     match ty {
         T::String => DataType::Utf8,
         T::Binary => DataType::Binary,

@@ -4,8 +4,8 @@
 use super::data_file::DataFile;
 use super::error::TableError;
 use super::open::ModelTable;
-use crate::model::bloom::{Filter, key_hash};
-use crate::model::bridge::BridgeError;
+use crate::lake::bloom::{Filter, key_hash};
+use crate::lake::bridge::BridgeError;
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
 use deltalake::parquet::arrow::ProjectionMask;

@@ -6,7 +6,7 @@
 use super::data_file::DataFile;
 use super::error::TableError;
 use super::open::ModelTable;
-use crate::model::bridge::{BridgeError, batches_to_df};
+use crate::lake::bridge::{BridgeError, batches_to_df};
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::parquet::arrow::ProjectionMask;

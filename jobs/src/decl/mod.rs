@@ -1,4 +1,4 @@
-//! The model format: what a pipeline folder under `models/` may declare, as
+//! Model declarations: what a pipeline folder under `models/` may declare, as
 //! typed values. See `models/README.md` for the format as users write it.
 //!
 //! A model is a named node with a kind (where its rows come from), a

@@ -1,6 +1,6 @@
 //! What can go wrong with a model's Delta table.
 
-use crate::model::bridge::BridgeError;
+use crate::lake::bridge::BridgeError;
 use deltalake::DeltaTableError;
 
 #[derive(Debug, thiserror::Error)]

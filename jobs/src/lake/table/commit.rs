@@ -6,7 +6,7 @@
 use super::data_file::DataFile;
 use super::error::TableError;
 use super::open::ModelTable;
-use crate::model::bridge::df_to_batch;
+use crate::lake::bridge::df_to_batch;
 use arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, Transaction};

@@ -1,5 +1,9 @@
-//! The lake: where Delta tables live (a local folder or S3), and the one
-//! piece of wiring deltalake needs for S3 here.
+//! The lake: where Delta tables live (a local folder or S3), the one
+//! piece of wiring deltalake needs for S3 here, and the table layer every
+//! model, data test and load sits on:
+//! - [`table`]: one Delta table: open, read (pruned, a chunk at a time),
+//!   look up keys, what commits changed, commit with its `txn` actions;
+//! - [`bridge`]: polars <-> arrow-rs; [`bloom`]: the key bloom filters.
 //!
 //! S3 goes through object_store's own client, not deltalake's `s3`
 //! feature (which brings the AWS SDK for DynamoDB locking we do not use).
@@ -8,6 +12,10 @@
 //! `_delta_log/N.json` (`If-None-Match: *`), so of two writers of the same
 //! version exactly one wins, on any S3 that honours conditional puts (AWS
 //! S3, MinIO, SeaweedFS; tested in tests/it/lake.rs).
+
+pub mod bloom;
+pub mod bridge;
+pub mod table;
 
 use deltalake::logstore::{
     LogStore, LogStoreFactory, ObjectStoreFactory, ObjectStoreRef, StorageConfig, default_logstore,
