@@ -175,8 +175,8 @@ tests:
 
 /// A Kafka pipeline on `topic`: `raw_events` (bronze) -> `events` (clean
 /// JSON `{id, at}`, rejects in `events_quarantine`, a warn-severity
-/// freshness test of 1h on `at`) -> `latest` (gold, loaded into the
-/// warehouse), with dag.toml pointing at the test broker and `toml` added.
+/// freshness test of 1h on `at`) -> `latest` (gold, joined with the seed
+/// `tags`, loaded into the warehouse), with dag.toml pointing at the test broker and `toml` added.
 pub fn events_pipeline(root: &Path, topic: &str, toml: &str) {
     for d in ["models/p/bronze", "models/p/silver", "models/p/gold"] {
         std::fs::create_dir_all(root.join(d)).expect("mkdir");
@@ -192,7 +192,17 @@ pub fn events_pipeline(root: &Path, topic: &str, toml: &str) {
         "models/p/gold/latest.yml",
         "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  - {name: id, type: string, nullable: false}\n  - {name: at, type: timestamp, nullable: false}\n",
     );
-    write("models/p/gold/latest.sql", "SELECT id, at FROM events\n");
+    // A seed beside the stream: a run woken by a bronze commit needs it too.
+    std::fs::create_dir_all(root.join("data")).expect("mkdir");
+    write(
+        "models/p/silver/tags.yml",
+        "kind: seed\nfile: tags.csv\nunique_key: [id]\ncolumns:\n  - {name: id, type: string, nullable: false}\n  - {name: tag, type: string}\n",
+    );
+    write("data/tags.csv", "id,tag\ne1,first\n");
+    write(
+        "models/p/gold/latest.sql",
+        "SELECT e.id, e.at FROM events e LEFT JOIN tags t ON e.id = t.id\n",
+    );
     write(
         "dag.toml",
         &format!(

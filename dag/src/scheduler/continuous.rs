@@ -97,6 +97,10 @@ async fn queue(
     let nodes = crate::select::Selector::parse_args(&selector)
         .and_then(|sel| p.select(&sel))
         .map_err(|e| anyhow::anyhow!(e))?;
+    // What those models read besides the source (seeds, other sources'
+    // silver) must be there too: everything upstream comes along, as with
+    // `dag trigger`, and costs nothing where nothing changed.
+    let nodes = crate::trigger::with_upstream(p, &nodes);
     let nodes = crate::run::runnable(p, &nodes);
     if nodes.is_empty() {
         // Nothing reads these sources: nothing to wake.
