@@ -1,7 +1,8 @@
 //! Continuous mode (`scheduler.continuous`): a bronze commit wakes what
 //! reads it. The scheduler's own ingesters count the rows they commit;
 //! when a source's count moves, a run of that source's downstream (its
-//! runnable models, their tests, the load) is queued, unless a continuous
+//! runnable models, their tests, the load; until one such run succeeded,
+//! also everything they read) is queued, unless a continuous
 //! run is still queued or running: then the sources wait, and the next run
 //! takes every commit that arrived meanwhile (micro-batches that grow with
 //! the load instead of piling up). The run is a normal run in
@@ -71,7 +72,14 @@ pub async fn wake_on_commits(
     while !stop.is_set() {
         waiting.extend(seen.moved(&shared));
         if !waiting.is_empty() {
-            match queue(&pool, &p, load, &waiting, &s).await {
+            // Until a continuous run succeeded, what the woken models read
+            // (seeds, other sources' silver) may not exist yet: it comes
+            // along. After, only what the commits changed runs (a seed
+            // left unchanged still costs a task per run); a changed seed
+            // comes with a schedule or `dag trigger`.
+            let last = store::last_run_state(&pool, KEY).await;
+            let upstream = !matches!(last.as_ref().map(|s| s.as_deref()), Ok(Some("success")));
+            match queue(&pool, &p, load, &waiting, upstream, &s).await {
                 Ok(true) => waiting.clear(),
                 Ok(false) => {}
                 Err(e) => tracing::warn!("continuous: {e:#}"),
@@ -88,6 +96,7 @@ async fn queue(
     p: &Pipeline,
     load: bool,
     sources: &BTreeSet<String>,
+    upstream: bool,
     s: &Settings,
 ) -> anyhow::Result<bool> {
     if store::open_run_of(pool, KEY).await?.is_some() {
@@ -97,10 +106,11 @@ async fn queue(
     let nodes = crate::select::Selector::parse_args(&selector)
         .and_then(|sel| p.select(&sel))
         .map_err(|e| anyhow::anyhow!(e))?;
-    // What those models read besides the source (seeds, other sources'
-    // silver) must be there too: everything upstream comes along, as with
-    // `dag trigger`, and costs nothing where nothing changed.
-    let nodes = crate::trigger::with_upstream(p, &nodes);
+    let nodes = if upstream {
+        crate::trigger::with_upstream(p, &nodes)
+    } else {
+        nodes
+    };
     let nodes = crate::run::runnable(p, &nodes);
     if nodes.is_empty() {
         // Nothing reads these sources: nothing to wake.

@@ -128,6 +128,14 @@ pub async fn open_run_of(pool: &PgPool, key: &str) -> DbResult<Option<i64>> {
     .await
 }
 
+/// The state of a schedule's latest run, if it has one.
+pub async fn last_run_state(pool: &PgPool, key: &str) -> DbResult<Option<String>> {
+    sqlx::query_scalar("SELECT state FROM dag.runs WHERE schedule = $1 ORDER BY id DESC LIMIT 1")
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+}
+
 /// The last instant a schedule fired for (so a restarted scheduler does
 /// not fire again what another already did).
 pub async fn last_fired(pool: &PgPool, key: &str) -> DbResult<Option<DateTime<Utc>>> {
