@@ -5,8 +5,7 @@
 //! PostgreSQL (`dag.runs`, `dag.task_runs`, `dag.task_attempts`,
 //! `dag.loaded_versions`); test results from the lake's results table.
 
-use crate::config::Loaded;
-use crate::pipeline::Pipeline;
+use super::state::{Answer, Ui, fail};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -16,20 +15,6 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// What every handler reads: the pipeline, where its state lives.
-pub struct Ui {
-    pub cfg: Loaded,
-    pub p: Pipeline,
-    /// None when no database is configured: no runs to show.
-    pub pool: Option<sqlx::PgPool>,
-}
-
-pub type Answer = Result<Json<Value>, (StatusCode, Json<Value>)>;
-
-pub fn fail(status: StatusCode, message: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
-    (status, Json(json!({ "error": message.to_string() })))
-}
 
 /// The database, or the answer that says there is none.
 fn pool(ui: &Ui) -> Result<&sqlx::PgPool, (StatusCode, Json<Value>)> {
@@ -382,16 +367,11 @@ pub async fn tests(State(ui): State<Arc<Ui>>) -> Answer {
 pub async fn report(
     State(ui): State<Arc<Ui>>,
 ) -> Result<impl IntoResponse, (StatusCode, Json<Value>)> {
-    let all = jobs::datatest::results::recorded(&ui.cfg.model_settings(false))
+    let all = super::lake::recorded(&ui)
         .await
-        .map_err(|e| {
-            fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("reading the test results: {e}"),
-            )
-        })?;
+        .map_err(|e| fail(StatusCode::SERVICE_UNAVAILABLE, e))?;
     let mut latest = BTreeMap::new();
-    for r in &all {
+    for r in all.iter() {
         latest.insert(r.test.as_str(), r);
     }
     let mut results = Vec::new();

@@ -7,7 +7,7 @@
 //! - per `freshness` test, the newest value of its column now, its lag
 //!   and the test's threshold, with the test's latest recorded result.
 
-use super::api::{Answer, Ui};
+use super::state::{Answer, Ui};
 use axum::Json;
 use axum::extract::State;
 use jobs::decl::{Model, Source, TestKind};

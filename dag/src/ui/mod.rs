@@ -5,6 +5,7 @@
 //! elsewhere: the graph layout (dagre, from the npm registry) is embedded
 //! by `build.rs`.
 //!
+//! - [`state`]: what every handler shares (the `Ui`);
 //! - [`api`]: the JSON API, read from PostgreSQL (runs, tasks, attempts,
 //!   loaded versions);
 //! - [`lake`]: what it reads from the lake (the data test results);
@@ -17,8 +18,9 @@ pub mod api;
 pub mod freshness;
 pub mod lake;
 pub mod quarantine;
+pub mod state;
 
-pub use api::Ui;
+pub use state::Ui;
 
 use crate::config::Loaded;
 use crate::executor::Stop;
@@ -95,6 +97,7 @@ pub async fn serve(
         pool: crate::warehouse::lazy_pool(cfg, 4),
         cfg: cfg.clone(),
         p,
+        results: Default::default(),
     });
     axum::serve(listener, router(ui))
         .with_graceful_shutdown(async move { stop.wait().await })

@@ -4,7 +4,7 @@
 //! offset). Raw values are bytes that failed to parse: they are shown as
 //! text only when they are printable UTF-8, else escaped, with their hex.
 
-use super::api::{Answer, Ui, fail};
+use super::state::{Answer, Ui, fail};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

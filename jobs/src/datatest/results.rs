@@ -240,10 +240,31 @@ impl Recorded {
 
 /// Every result on record, oldest first (none when no test ran yet).
 pub async fn recorded(s: &Settings) -> Result<Vec<Recorded>, ModelError> {
+    Ok(recorded_with_version(s).await?.1)
+}
+
+/// The results table's latest version (`None`: no test ran yet): a reader
+/// that keeps what it read knows from it whether to read again.
+pub async fn version(s: &Settings) -> Result<Option<i64>, ModelError> {
+    Ok(
+        ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns()))
+            .await?
+            .map(|t| t.version()),
+    )
+}
+
+/// [`recorded`], with the table version it was read at.
+pub async fn recorded_with_version(
+    s: &Settings,
+) -> Result<(Option<i64>, Vec<Recorded>), ModelError> {
     let Some(table) = ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns())).await?
     else {
-        return Ok(Vec::new());
+        return Ok((None, Vec::new()));
     };
+    Ok((Some(table.version()), read_recorded(&table).await?))
+}
+
+async fn read_recorded(table: &ModelTable) -> Result<Vec<Recorded>, ModelError> {
     let df = table.read_all(None).await?;
     let micros = df.column("tested_at")?.cast(&DataType::Int64)?;
     let micros = micros.i64()?;

@@ -83,14 +83,19 @@ pub struct Column {
     pub nullable: bool,
 }
 
-/// The fixed columns of every bronze table: bronze never parses.
-pub fn bronze_columns() -> Vec<Column> {
-    let c = |name: &str, ty, nullable, description: &str| Column {
+/// A fixed column (of the tables whose columns no model declares).
+fn fixed(name: &str, ty: ColumnType, nullable: bool, description: &str) -> Column {
+    Column {
         name: name.into(),
         ty,
         nullable,
         description: description.into(),
-    };
+    }
+}
+
+/// The fixed columns of every bronze table: bronze never parses.
+pub fn bronze_columns() -> Vec<Column> {
+    let c = fixed;
     vec![
         c("topic", ColumnType::String, false, "Kafka topic"),
         c("partition", ColumnType::Int, false, "Kafka partition"),
@@ -125,12 +130,7 @@ pub fn bronze_columns() -> Vec<Column> {
 
 /// The fixed columns of every quarantine table.
 pub fn quarantine_columns() -> Vec<Column> {
-    let c = |name: &str, ty, nullable, description: &str| Column {
-        name: name.into(),
-        ty,
-        nullable,
-        description: description.into(),
-    };
+    let c = fixed;
     vec![
         c(
             "topic",

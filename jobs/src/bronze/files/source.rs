@@ -22,7 +22,8 @@ pub(super) enum Pass {
     Committed,
     /// Nothing new.
     Nothing,
-    /// Only files still being written (changed within `SETTLE`).
+    /// Only files still being written (changed within the settle time,
+    /// `ingest.file_settle`).
     Settling,
 }
 

@@ -166,15 +166,15 @@ impl ModelTable {
         Ok(())
     }
 
-    /// Files written from now on carry a parquet bloom filter on each of
-    /// `columns` (those that are in the files, not partition columns), so
-    /// that [`Self::lookup`] reads only the row groups that may hold a key.
     /// Commits refuse once `cancel` is set.
     pub fn with_cancel(mut self, cancel: Cancel) -> Self {
         self.cancel = cancel;
         self
     }
 
+    /// Files written from now on carry a parquet bloom filter on each of
+    /// `columns` (those that are in the files, not partition columns), so
+    /// that [`Self::lookup`] reads only the row groups that may hold a key.
     pub fn with_bloom_filters(mut self, columns: &[String]) -> Self {
         self.bloom = columns
             .iter()
