@@ -3,7 +3,8 @@
 //! page; the cooldown holds a repeat back (recorded as suppressed); a
 //! webhook that fails is tried again until it answers, and its address
 //! (a secret) never reaches the terminal; a bad rule names its key; a
-//! scheduler alerts a breached freshness test once per cooldown.
+//! scheduler alerts a breached freshness test once per cooldown, and an
+//! ingester that stops on an error once per cooldown.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -343,6 +344,87 @@ async fn a_scheduler_alerts_a_breached_freshness_test_once_per_cooldown() {
     assert_eq!(count("freshness", "delivered"), 1, "{recorded:?}");
     assert!(count("freshness", "suppressed") >= 2, "{recorded:?}");
     assert_eq!(count("run_failed", "delivered"), 1, "{recorded:?}");
+    p.db.drop_db().await.ok();
+}
+
+/// An ingester that cannot open its bronze table (the lake's `bronze`
+/// is a file, not a folder) stops on an error; the scheduler restarts it
+/// and alerts `ingester_down` once per cooldown, naming the source and the
+/// error and linking to the freshness page.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingester_that_stops_on_an_error_is_alerted_once() {
+    let hook = Receiver::start("/hook", 0).await;
+    let p = Project::new(&format!(
+        "[kafka]\nbootstrap_servers = \"{}\"\n\
+         [scheduler]\ningest = true\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n\
+         [[alerts]]\nname = \"oncall\"\non = [\"ingester_down\"]\nurl = \"{}\"\n",
+        testkit::kafka_bootstrap().expect("broker"),
+        hook.url
+    ))
+    .await;
+    let root = p.root();
+    std::fs::create_dir_all(root.join("models/p/bronze")).expect("mkdir");
+    std::fs::write(
+        root.join("models/p/bronze/raw.yml"),
+        format!(
+            "kind: kafka_source\ntopic: {}\n",
+            testkit::unique_topic("down")
+        ),
+    )
+    .expect("write");
+    std::fs::create_dir_all(root.join("lake")).expect("mkdir");
+    std::fs::write(root.join("lake/bronze"), "not a folder").expect("write");
+    let mut scheduler = Command::new(testkit::dag_bin())
+        .current_dir(root)
+        .args(["scheduler"])
+        .env("DATABASE_URL", &p.db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dag scheduler");
+    // The first failure alerts; the restart 5 s later fails again and is
+    // held back by the cooldown.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut recorded: Vec<(String, String, String, i32)> = Vec::new();
+    while std::time::Instant::now() < deadline {
+        // dag.alerts exists once the scheduler migrated the database.
+        recorded =
+            sqlx::query_as("SELECT kind, subject, state, attempts FROM dag.alerts ORDER BY id")
+                .fetch_all(&p.db.pool)
+                .await
+                .unwrap_or_default();
+        if recorded.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let _ = scheduler.kill();
+    let _ = scheduler.wait();
+    let calls = hook.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let body = &calls[0].1;
+    assert_eq!(body["kind"], "ingester_down", "{body:#}");
+    assert!(
+        body["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("raw: ")),
+        "{body:#}"
+    );
+    assert_eq!(
+        body["link"], "http://dag.example:8686/freshness",
+        "{body:#}"
+    );
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|r| (r.0.as_str(), r.1.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>()[..2],
+        [
+            ("ingester_down", "raw", "delivered"),
+            ("ingester_down", "raw", "suppressed")
+        ],
+        "{recorded:?}"
+    );
     p.db.drop_db().await.ok();
 }
 
