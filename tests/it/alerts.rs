@@ -136,10 +136,26 @@ impl Project {
     }
 
     async fn recorded(&self) -> Vec<(String, String, String, i32)> {
+        self.recorded_so_far().await.expect("dag.alerts")
+    }
+
+    /// What `dag.alerts` holds; an error before the first migration.
+    async fn recorded_so_far(&self) -> Result<Vec<(String, String, String, i32)>, sqlx::Error> {
         sqlx::query_as("SELECT kind, subject, state, attempts FROM dag.alerts ORDER BY id")
             .fetch_all(&self.db.pool)
             .await
-            .expect("dag.alerts")
+    }
+
+    /// `dag scheduler` in the project, its output dropped.
+    fn scheduler(&self) -> std::process::Child {
+        Command::new(testkit::dag_bin())
+            .current_dir(self.root())
+            .args(["scheduler"])
+            .env("DATABASE_URL", &self.db.url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dag scheduler")
     }
 }
 
@@ -272,14 +288,7 @@ async fn a_scheduler_alerts_a_breached_freshness_test_once_per_cooldown() {
         "description: alerts\nschedules:\n  - {select: b, cron: \"*/2 * * * * *\"}\n",
     )
     .expect("write");
-    let mut scheduler = Command::new(testkit::dag_bin())
-        .current_dir(root)
-        .args(["scheduler"])
-        .env("DATABASE_URL", &p.db.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("dag scheduler");
+    let mut scheduler = p.scheduler();
     // Three failed runs: the first alerts, the next two are held back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut failed = 0i64;
@@ -374,25 +383,14 @@ async fn an_ingester_that_stops_on_an_error_is_alerted_once() {
     .expect("write");
     std::fs::create_dir_all(root.join("lake")).expect("mkdir");
     std::fs::write(root.join("lake/bronze"), "not a folder").expect("write");
-    let mut scheduler = Command::new(testkit::dag_bin())
-        .current_dir(root)
-        .args(["scheduler"])
-        .env("DATABASE_URL", &p.db.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("dag scheduler");
+    let mut scheduler = p.scheduler();
     // The first failure alerts; the restart 5 s later fails again and is
     // held back by the cooldown.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut recorded: Vec<(String, String, String, i32)> = Vec::new();
     while std::time::Instant::now() < deadline {
         // dag.alerts exists once the scheduler migrated the database.
-        recorded =
-            sqlx::query_as("SELECT kind, subject, state, attempts FROM dag.alerts ORDER BY id")
-                .fetch_all(&p.db.pool)
-                .await
-                .unwrap_or_default();
+        recorded = p.recorded_so_far().await.unwrap_or_default();
         if recorded.len() >= 2 {
             break;
         }
