@@ -67,11 +67,11 @@ async fn latest_tasks(pool: &sqlx::PgPool) -> Result<BTreeMap<String, Value>, sq
 
 /// The warehouse's loaded version of each model.
 async fn loaded(pool: &sqlx::PgPool) -> BTreeMap<String, i64> {
-    sqlx::query_as::<_, (String, i64)>("SELECT model, delta_version FROM dag.loaded_versions")
-        .fetch_all(pool)
+    super::state::loaded_versions(pool)
         .await
-        .map(|rows| rows.into_iter().collect())
-        .unwrap_or_default()
+        .into_iter()
+        .map(|(model, (version, _))| (model, version))
+        .collect()
 }
 
 /// `GET /api/pipeline`: every node with its layer, kind, inputs, tests,

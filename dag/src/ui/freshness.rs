@@ -27,7 +27,7 @@ pub async fn freshness(State(ui): State<Arc<Ui>>) -> Answer {
     let mut tables = Vec::new();
     let mut tests = Vec::new();
     let loaded = match &ui.pool {
-        Some(pool) => loaded_versions(pool).await,
+        Some(pool) => super::state::loaded_versions(pool).await,
         None => BTreeMap::new(),
     };
     let recorded = super::lake::results(&ui, None).await.unwrap_or_default();
@@ -145,17 +145,4 @@ async fn kafka_lag(
     jobs::bronze::lag::lags(table, topic, &marks)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// The warehouse's loaded version of each model and when it was loaded.
-async fn loaded_versions(pool: &sqlx::PgPool) -> BTreeMap<String, (i64, String)> {
-    sqlx::query_as::<_, (String, i64, String)>(
-        "SELECT model, delta_version, \
-           to_char(loaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-         FROM dag.loaded_versions",
-    )
-    .fetch_all(pool)
-    .await
-    .map(|rows| rows.into_iter().map(|(m, v, at)| (m, (v, at))).collect())
-    .unwrap_or_default()
 }

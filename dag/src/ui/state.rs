@@ -30,3 +30,18 @@ pub type Answer = Result<Json<Value>, (StatusCode, Json<Value>)>;
 pub fn fail(status: StatusCode, message: impl std::fmt::Display) -> (StatusCode, Json<Value>) {
     (status, Json(json!({ "error": message.to_string() })))
 }
+
+/// The warehouse's loaded version of each model and when it was loaded.
+pub async fn loaded_versions(
+    pool: &sqlx::PgPool,
+) -> std::collections::BTreeMap<String, (i64, String)> {
+    sqlx::query_as::<_, (String, i64, String)>(
+        "SELECT model, delta_version, \
+           to_char(loaded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+         FROM dag.loaded_versions",
+    )
+    .fetch_all(pool)
+    .await
+    .map(|rows| rows.into_iter().map(|(m, v, at)| (m, (v, at))).collect())
+    .unwrap_or_default()
+}
