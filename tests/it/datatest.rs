@@ -660,3 +660,50 @@ async fn a_rebuilt_parent_sends_relationships_back_over_every_row() {
         "{text}"
     );
 }
+
+/// Test options are read as written: an unquoted `01` in `values:` is the
+/// text `01` (as a string column holds it), not the number 1.
+#[test]
+fn accepted_values_written_as_plain_yaml_scalars_keep_their_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let silver = root.join("models/p/silver");
+    std::fs::create_dir_all(&silver).expect("mkdir");
+    std::fs::write(
+        silver.join("codes.yml"),
+        "kind: seed\nfile: codes.csv\nunique_key: [row]\ncolumns:\n  - {name: row, type: int, nullable: false}\n  - name: code\n    type: string\n    tests:\n      - accepted_values: {values: [01, 02, yes]}\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(root.join("data")).expect("mkdir");
+    std::fs::write(
+        root.join("data/codes.csv"),
+        "row,code\n1,01\n2,02\n3,yes\n4,1\n5,true\n",
+    )
+    .expect("write");
+    std::fs::write(
+        root.join("dag.toml"),
+        format!(
+            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n",
+            root.display()
+        ),
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        Command::new(testkit::dag_bin())
+            .current_dir(root)
+            .args(args)
+            .output()
+            .expect("dag")
+    };
+    let out = run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = run(&["test", "--json", "report.json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("report.json")).expect("report"))
+            .expect("JSON");
+    let r = by_name(&doc);
+    let t = one(&r, "accepted_values_codes_code");
+    check(t, "fail", 2);
+    assert_eq!(sampled(t, "code"), ["1", "true"]);
+}

@@ -382,7 +382,7 @@ async fn check_lake(c: &Chain, complete: bool) -> u64 {
 /// None when the lock or the database could not be had (PostgreSQL down,
 /// a load holding the lock long).
 async fn check_warehouse(c: &Chain) -> Option<u64> {
-    use jobs::decl::{ColumnType, Severity, TestKind};
+    use jobs::decl::{ColumnType, Severity};
     use polars::prelude::DataType;
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&c.pg.url()).await.ok()?;
@@ -460,10 +460,8 @@ async fn check_warehouse(c: &Chain) -> Option<u64> {
         let key: Vec<String> = m
             .tests
             .iter()
-            .find_map(|t| match &t.kind {
-                TestKind::Unique { columns } => Some(columns.clone()),
-                _ => None,
-            })
+            .find(|t| t.kind.name() == "unique")
+            .map(|t| t.kind.columns())
             .unwrap_or_else(|| m.unique_key.clone());
         let is_ts = |col: &str| {
             m.column(col)

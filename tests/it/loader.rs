@@ -427,3 +427,40 @@ fn accumulate_names_the_column_without_a_fold_and_the_unknown_fold() {
         "{err}"
     );
 }
+
+#[test]
+fn a_tests_options_are_read_by_its_kind_and_each_problem_is_located() {
+    // One problem a test: an option of no kind (a typo), an option of
+    // another kind, a list where a value goes, a count that is not one,
+    // a key `equal_to` does not take, and an unknown kind.
+    let yml = "kind: sql
+columns:
+  - name: k
+    type: string
+    tests:
+      - unique: {colums: [k]}
+      - not_null: {values: [a]}
+      - accepted_values: {values: [a, [b]]}
+tests:
+  - row_count: {min: -1}
+  - row_count: {equal_to: {model: a, filter: \"k > 1\"}}
+  - expression: {sql: [x]}
+  - uniqe: {columns: [k]}
+";
+    let files = [("gold/a.yml", yml), ("gold/a.sql", "SELECT 'x' AS k")];
+    let (err, _) = load_err(&files);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "gold/a.yml:6:26: the `unique` test has no option `colums` (did you mean `columns`?): it takes columns, severity, where, warn_if, error_if",
+            "gold/a.yml:7:28: the `not_null` test has no option `values`: it takes column, severity, where, warn_if, error_if",
+            "gold/a.yml:8:39: `values:` of the `accepted_values` test lists values; this item is a list",
+            "gold/a.yml:10:22: `min:` of the `row_count` test must be a whole number, 0 or more, not `-1`",
+            "gold/a.yml:11:46: `equal_to:` has no key `filter`: it takes model, where",
+            "gold/a.yml:12:23: `sql:` of the `expression` test must be a value, not a list",
+            "gold/a.yml:13:5: unknown test `uniqe` (did you mean `unique`?): use one of not_null, unique, relationships, accepted_values, expression, row_count, freshness",
+        ],
+        "{err}"
+    );
+}

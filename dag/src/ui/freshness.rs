@@ -10,7 +10,8 @@
 use super::state::{Answer, Ui};
 use axum::Json;
 use axum::extract::State;
-use jobs::decl::{Model, Source, TestKind};
+use jobs::datatest::freshness::Freshness;
+use jobs::decl::{Model, Source};
 use jobs::lake::table::ModelTable;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -82,7 +83,7 @@ pub async fn freshness(State(ui): State<Arc<Ui>>) -> Answer {
             }));
         }
         for t in &m.tests {
-            let TestKind::Freshness { column, max_lag } = &t.kind else {
+            let Some(Freshness { column, max_lag }) = t.kind.get::<Freshness>() else {
                 continue;
             };
             let newest = match &table {

@@ -9,12 +9,10 @@
 
 pub use super::kinds::common::{Context, Outcome};
 
-use super::kinds::common::{Scope, Target};
-use super::kinds::{
-    accepted_values, expression, freshness, not_null, relationships, row_count, unique,
-};
+use super::kinds;
+use super::kinds::common::{Scope, Target, input_error};
 use super::results::Base;
-use crate::decl::{DataTest, Model, TestKind};
+use crate::decl::{DataTest, Model};
 use crate::model::ModelError;
 
 pub async fn evaluate(
@@ -37,23 +35,11 @@ pub async fn evaluate(
         base: base.as_ref(),
     };
     // Each kind reports the scope it read (`since_version`).
-    let mut out = match &test.kind {
-        TestKind::NotNull { column } => not_null::check(ctx, &t, column).await?,
-        TestKind::AcceptedValues { column, allowed } => {
-            accepted_values::check(ctx, &t, column, allowed).await?
-        }
-        TestKind::Expression { sql } => expression::check(ctx, &t, sql).await?,
-        TestKind::Unique { columns } => unique::check(ctx, &t, columns).await?,
-        TestKind::Relationships { column, to, field } => {
-            relationships::check(ctx, &t, column, to, field).await?
-        }
-        TestKind::RowCount { min, max, equal_to } => {
-            row_count::check(ctx, &t, *min, *max, equal_to.as_ref()).await?
-        }
-        TestKind::Freshness { column, max_lag } => {
-            freshness::check(ctx, &t, column, *max_lag).await?
-        }
+    let Some(kind) = kinds::find(test.kind.name()) else {
+        let msg = format!("unknown test kind `{}`", test.kind.name());
+        return Err(input_error(test, msg));
     };
+    let mut out = (kind.check)(ctx, &t).await?;
     out.version = version;
     if let Some(since) = out.since_version
         && out.rows_checked == 0

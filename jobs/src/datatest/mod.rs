@@ -15,17 +15,17 @@
 //! every row.
 //!
 //! - [`eval`]: a test's evaluation: its scope, dispatched to its kind.
-//! - `kinds/`: each kind on polars, one file each (`not_null.rs`,
-//!   `accepted_values.rs`, `expression.rs`, `unique.rs`,
-//!   `relationships.rs`, `row_count.rs`, `freshness.rs`) and what they
-//!   share (`common.rs`).
+//! - `kinds/`: each kind in one file (`not_null.rs`, `accepted_values.rs`,
+//!   `expression.rs`, `unique.rs`, `relationships.rs`, `row_count.rs`,
+//!   `freshness.rs`): its options, how the loader reads them and its check
+//!   on polars; what they share (`common.rs`); the list of kinds.
 //! - [`freshness`]: the newest value of a timestamp column (the
 //!   `freshness` kind's, which the UI's freshness page measures too).
 //! - [`results`]: the results table and the bases read from it.
 //! - [`report`]: JUnit XML, Markdown and JSON reports of a set of results.
 
 pub mod eval;
-mod kinds;
+pub(crate) mod kinds;
 pub mod report;
 pub mod results;
 mod tester;
@@ -33,7 +33,7 @@ mod tester;
 pub use kinds::freshness;
 pub use tester::Tester;
 
-use crate::decl::{DataTest, TestKind};
+use crate::decl::DataTest;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -119,24 +119,6 @@ impl Default for Options {
 /// Every model a test reads: its own and those it compares with.
 pub fn test_inputs(model: &str, test: &DataTest) -> Vec<String> {
     let mut out = vec![model.to_string()];
-    match &test.kind {
-        TestKind::Relationships { to, .. } => out.push(to.clone()),
-        TestKind::RowCount {
-            equal_to: Some(c), ..
-        } => out.push(c.model.clone()),
-        _ => {}
-    }
+    out.extend(test.kind.reads());
     out
-}
-
-/// The columns a test names.
-pub fn tested_columns(kind: &TestKind) -> Vec<String> {
-    match kind {
-        TestKind::NotNull { column }
-        | TestKind::Relationships { column, .. }
-        | TestKind::AcceptedValues { column, .. }
-        | TestKind::Freshness { column, .. } => vec![column.clone()],
-        TestKind::Unique { columns } => columns.clone(),
-        TestKind::Expression { .. } | TestKind::RowCount { .. } => vec![],
-    }
 }

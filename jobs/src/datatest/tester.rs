@@ -1,7 +1,7 @@
 //! Running a set of tests against the lake: each from its base (the last
 //! clean pass on record), the results gathered and appended in one commit.
 
-use super::{Options, Status, TestResult, eval, results, tested_columns};
+use super::{Options, Status, TestResult, eval, results};
 use crate::decl::{DataTest, Model, Severity};
 use crate::model::{Catalog, ModelError, Settings};
 use chrono::Utc;
@@ -124,7 +124,7 @@ fn blank(model: &Model, test: &DataTest) -> TestResult {
             Severity::Warn => "warn",
         }
         .to_string(),
-        columns: tested_columns(&test.kind),
+        columns: test.kind.columns(),
         version: -1,
         since_version: None,
         compared_version: None,

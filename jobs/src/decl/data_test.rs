@@ -1,8 +1,10 @@
 //! Data tests as declared on a model: what each checks, how bad a failure
 //! is, and the thresholds on failing-row counts.
 
-use super::{Interval, Pos};
-use std::time::Duration;
+use super::Pos;
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
 
 /// How bad a failing data test is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,66 +65,67 @@ impl Threshold {
     }
 }
 
-/// What a data test checks.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TestKind {
-    NotNull {
-        column: String,
-    },
-    Unique {
-        columns: Vec<String>,
-    },
-    Relationships {
-        column: String,
-        to: String,
-        field: String,
-    },
-    AcceptedValues {
-        column: String,
-        allowed: Allowed,
-    },
-    /// A SQL boolean every row must satisfy.
-    Expression {
-        sql: String,
-    },
-    RowCount {
-        min: Option<u64>,
-        max: Option<u64>,
-        equal_to: Option<CountOf>,
-    },
-    /// The newest `column` value is within `max_lag` of the run's clock.
-    Freshness {
-        column: String,
-        max_lag: Duration,
-    },
-}
-
-impl TestKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            TestKind::NotNull { .. } => "not_null",
-            TestKind::Unique { .. } => "unique",
-            TestKind::Relationships { .. } => "relationships",
-            TestKind::AcceptedValues { .. } => "accepted_values",
-            TestKind::Expression { .. } => "expression",
-            TestKind::RowCount { .. } => "row_count",
-            TestKind::Freshness { .. } => "freshness",
-        }
+/// What a data test checks: one of the kinds of `datatest/kinds/` (one
+/// file each), holding that kind's options. The declaration side asks only
+/// what every kind answers; the evaluation finds the kind's own type back
+/// with [`Kind::get`].
+pub trait TestKind: fmt::Debug + Send + Sync + SameAs {
+    /// The kind's name as written in YAML (`not_null`).
+    fn name(&self) -> &'static str;
+    /// The columns of the tested model the test is about (empty for a
+    /// test of whole rows or of the table). They name the test and are
+    /// read with the failing rows.
+    fn columns(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Other models the test reads: it runs after them.
+    fn reads(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
-/// The values an `accepted_values` test allows.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Allowed {
-    Values(Vec<String>),
-    Range(Interval),
+/// Comparison and downcasting of a [`TestKind`], for any kind that
+/// derives `PartialEq`.
+pub trait SameAs: Any {
+    fn as_any(&self) -> &dyn Any;
+    fn same_as(&self, other: &dyn Any) -> bool;
 }
 
-/// `row_count: {equal_to: {model: x, where: "..."}}`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CountOf {
-    pub model: String,
-    pub filter: Option<String>,
+impl<T: Any + PartialEq> SameAs for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn same_as(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<T>() == Some(self)
+    }
+}
+
+/// A test's kind and options, shared by the clones of a pipeline.
+#[derive(Clone, Debug)]
+pub struct Kind(Arc<dyn TestKind>);
+
+impl Kind {
+    pub fn new(kind: impl TestKind + 'static) -> Self {
+        Self(Arc::new(kind))
+    }
+
+    /// The kind's own type, if it is `K`.
+    pub fn get<K: TestKind + 'static>(&self) -> Option<&K> {
+        self.0.as_ref().as_any().downcast_ref::<K>()
+    }
+}
+
+impl std::ops::Deref for Kind {
+    type Target = dyn TestKind;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_ref().same_as(other.0.as_ref().as_any())
+    }
 }
 
 /// A declared data test of a model.
@@ -130,7 +133,7 @@ pub struct CountOf {
 pub struct DataTest {
     /// Stable name: `<kind>_<model>[_<columns>]`, unique within the pipeline.
     pub name: String,
-    pub kind: TestKind,
+    pub kind: Kind,
     pub severity: Severity,
     /// Only rows matching this SQL condition are tested.
     pub filter: Option<String>,

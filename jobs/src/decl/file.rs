@@ -10,7 +10,7 @@
 use super::checks::{Declared, need};
 use super::draft::{ModelDraft, Refs};
 use super::parse_source::parse_source;
-use super::parse_test::parse_tests;
+use super::parse_test::{TestFile, parse_tests};
 use super::parse_warehouse::parse_warehouse;
 use super::raw::{RawModel, names_of};
 use super::scalars::{check_cron, is_identifier};
@@ -106,7 +106,12 @@ pub fn parse_model_file(
     }
     let mut refs = Refs::default();
     let source = parse_source(path, kind, &raw, sql, &declared, &mut diags, &mut refs);
-    let tests = parse_tests(path, &raw, &declared, &mut diags, &mut refs);
+    let test_file = TestFile {
+        path,
+        source: text,
+        declared: &declared,
+    };
+    let tests = parse_tests(&test_file, &raw, &mut diags, &mut refs);
     let unique_key = names_of(&raw.unique_key);
     let warehouse = parse_warehouse(path, &name, &raw, &unique_key, &mut diags);
     let partition_by = if is_bronze(kind) {

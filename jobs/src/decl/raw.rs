@@ -3,6 +3,7 @@
 //! every value the checks may point at is `Spanned` so its diagnostic
 //! carries the value's line and column.
 
+use super::options::Options;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 use std::collections::BTreeMap;
@@ -107,41 +108,9 @@ pub(super) struct RawTest {
     pub(super) args: RawTestArgs,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTestArgs {
-    pub(super) severity: Option<String>,
-    #[serde(rename = "where")]
-    pub(super) filter: Option<String>,
-    pub(super) warn_if: Option<String>,
-    pub(super) error_if: Option<String>,
-    // relationships
-    pub(super) to: Option<S<String>>,
-    pub(super) field: Option<S<String>>,
-    // accepted_values
-    pub(super) values: Option<Vec<String>>,
-    pub(super) range: Option<String>,
-    // unique
-    pub(super) columns: Option<Vec<S<String>>>,
-    // not_null / freshness at model level
-    pub(super) column: Option<S<String>>,
-    // expression
-    pub(super) sql: Option<String>,
-    // row_count
-    pub(super) min: Option<u64>,
-    pub(super) max: Option<u64>,
-    pub(super) equal_to: Option<RawCountOf>,
-    // freshness
-    pub(super) max_lag: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawCountOf {
-    pub(super) model: S<String>,
-    #[serde(rename = "where")]
-    pub(super) filter: Option<String>,
-}
+/// A test's options by key (its kind reads them; `severity`, `where`,
+/// `warn_if` and `error_if` are every test's).
+pub(super) type RawTestArgs = Options;
 
 impl<'de> Deserialize<'de> for RawTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -6,18 +6,76 @@
 //! satisfies. Nulls pass, as in dbt (`not_null` is the test for them).
 
 use super::common::{Context, Outcome, Target, input_error, rowwise};
-use crate::decl::{Allowed, Bound, ColumnType, DataTest, Model};
+use super::kind::{Check, KindDef, run};
+use crate::decl::{Bound, ColumnType, DataTest, Declaring, Interval, Kind, Model, TestKind};
 use crate::model::ModelError;
 
-pub(crate) async fn check(
-    ctx: &Context<'_>,
-    t: &Target<'_>,
-    column: &str,
-    allowed: &Allowed,
-) -> Result<Outcome, ModelError> {
-    let ty = column_type(t.model, t.test, column)?;
-    let cond = not_accepted(column, ty, allowed);
-    rowwise(ctx, t, &cond, &[column]).await
+const NAME: &str = "accepted_values";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["column", "values", "range"],
+    parse,
+    check: run::<AcceptedValues>,
+};
+
+/// `accepted_values: {values: [..]}` or `{range: "[low, high]"}`.
+#[derive(Debug, PartialEq)]
+pub struct AcceptedValues {
+    pub column: String,
+    pub allowed: Allowed,
+}
+
+/// The values an `accepted_values` test allows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Allowed {
+    Values(Vec<String>),
+    Range(Interval),
+}
+
+impl TestKind for AcceptedValues {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn columns(&self) -> Vec<String> {
+        vec![self.column.clone()]
+    }
+}
+
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    let column = d.subject();
+    let allowed = match (d.has("values"), d.has("range")) {
+        (true, false) => match d.texts("values") {
+            Some(v) if v.is_empty() => {
+                d.fail_at("values", "`values:` is empty: list the accepted values");
+                None
+            }
+            v => v.map(|v| Allowed::Values(v.into_iter().map(|(t, _)| t).collect())),
+        },
+        (false, true) => {
+            let text = d.text("range")?;
+            Interval::parse(&text)
+                .map(Allowed::Range)
+                .map_err(|e| d.fail_at("range", e))
+                .ok()
+        }
+        _ => {
+            d.fail(
+                "an `accepted_values` test needs either `values: [..]` or `range: \"[low, high]\"`",
+            );
+            None
+        }
+    };
+    let (column, allowed) = column.zip(allowed)?;
+    Some(Kind::new(AcceptedValues { column, allowed }))
+}
+
+impl Check for AcceptedValues {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        let ty = column_type(t.model, t.test, &self.column)?;
+        let cond = not_accepted(&self.column, ty, &self.allowed);
+        rowwise(ctx, t, &cond, &[&self.column]).await
+    }
 }
 
 fn column_type(model: &Model, test: &DataTest, column: &str) -> Result<ColumnType, ModelError> {

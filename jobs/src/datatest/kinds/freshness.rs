@@ -9,9 +9,59 @@
 //! the rows are read in chunks, with the column and what the `where` names.
 
 use super::common::{Context, Outcome, Target, chunks, filter_columns, filtered};
+use super::kind::{Check, KindDef, run};
+use crate::decl::{Declaring, Kind, TestKind, parse_duration};
 use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
 use polars::prelude::*;
+use std::time::Duration;
+
+const NAME: &str = "freshness";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["column", "max_lag"],
+    parse,
+    check: run::<Freshness>,
+};
+
+/// `freshness: {max_lag: 1h}`: the newest `column` value is within
+/// `max_lag` of the run's clock.
+#[derive(Debug, PartialEq)]
+pub struct Freshness {
+    pub column: String,
+    pub max_lag: Duration,
+}
+
+impl TestKind for Freshness {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn columns(&self) -> Vec<String> {
+        vec![self.column.clone()]
+    }
+}
+
+/// A timestamp column and the lag it may have.
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    let column = d.subject();
+    if !d.has("max_lag") {
+        d.fail("a `freshness` test needs `max_lag:` (e.g. `1h`)");
+        return None;
+    }
+    let lag = d.text("max_lag")?;
+    let max_lag = parse_duration(&lag)
+        .map_err(|e| d.fail_at("max_lag", e))
+        .ok();
+    let (column, max_lag) = column.zip(max_lag)?;
+    Some(Kind::new(Freshness { column, max_lag }))
+}
+
+impl Check for Freshness {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        check(ctx, t, &self.column, self.max_lag).await
+    }
+}
 
 /// Files read together when statistics do not answer.
 const CHUNK_FILES: usize = 64;
@@ -49,11 +99,11 @@ pub fn micros(df: &DataFrame, column: &str) -> Result<Option<i64>, ModelError> {
     Ok(micros.as_materialized_series().i64()?.max())
 }
 
-pub(crate) async fn check(
+async fn check(
     ctx: &Context<'_>,
     t: &Target<'_>,
     column: &str,
-    max_lag: std::time::Duration,
+    max_lag: Duration,
 ) -> Result<Outcome, ModelError> {
     let (test, table, all) = (t.test, t.table, t.all);
     let newest: Option<i64> = if test.filter.is_none() {
@@ -102,7 +152,7 @@ pub(crate) async fn check(
 }
 
 /// A duration as `1h2m3s` (whole seconds).
-fn span(d: std::time::Duration) -> String {
+fn span(d: Duration) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
     match (h, m) {

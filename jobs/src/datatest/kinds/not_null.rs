@@ -7,13 +7,45 @@
 //! `where`) counts the failing ones.
 
 use super::common::{Context, Outcome, Target, rowwise, stat};
+use super::kind::{Check, KindDef, run};
+use crate::decl::{Declaring, Kind, TestKind};
 use crate::model::ModelError;
 
-pub(crate) async fn check(
-    ctx: &Context<'_>,
-    t: &Target<'_>,
-    column: &str,
-) -> Result<Outcome, ModelError> {
+const NAME: &str = "not_null";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["column"],
+    parse,
+    check: run::<NotNull>,
+};
+
+/// `not_null` under a column, or `not_null: {column: c}` on the model.
+#[derive(Debug, PartialEq)]
+pub struct NotNull {
+    pub column: String,
+}
+
+impl TestKind for NotNull {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn columns(&self) -> Vec<String> {
+        vec![self.column.clone()]
+    }
+}
+
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    d.subject().map(|column| Kind::new(NotNull { column }))
+}
+
+impl Check for NotNull {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        check(ctx, t, &self.column).await
+    }
+}
+
+async fn check(ctx: &Context<'_>, t: &Target<'_>, column: &str) -> Result<Outcome, ModelError> {
     // Without `where`, the writers' null counts answer when they say none.
     if t.test.filter.is_none() {
         let counted: Option<Vec<(u64, u64)>> = t

@@ -10,11 +10,63 @@
 use super::common::{
     Context, KeyedFilter, Outcome, Target, add_sample, chunks, needed_columns, select,
 };
+use super::kind::{Check, KindDef, run};
+use crate::decl::{Declaring, Kind, TestKind};
 use crate::lake::table::ModelTable;
 use crate::model::ModelError;
 use polars::prelude::*;
 
-pub(crate) async fn check(
+const NAME: &str = "relationships";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["column", "to", "field"],
+    parse,
+    check: run::<Relationships>,
+};
+
+/// `relationships: {to: model, field: column}`: a foreign key.
+#[derive(Debug, PartialEq)]
+pub struct Relationships {
+    pub column: String,
+    pub to: String,
+    pub field: String,
+}
+
+impl TestKind for Relationships {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn columns(&self) -> Vec<String> {
+        vec![self.column.clone()]
+    }
+    fn reads(&self) -> Vec<String> {
+        vec![self.to.clone()]
+    }
+}
+
+/// The target model is mentioned (not read as an input) and its field is
+/// a column of that model, both for the loader to check.
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    let column = d.subject();
+    if !d.has("to") || !d.has("field") {
+        d.fail("a `relationships` test needs `to:` (a model) and `field:` (its column)");
+        return None;
+    }
+    let (to, field) = (d.text("to"), d.text("field"));
+    let (column, (to, field)) = column.zip(to.zip(field))?;
+    d.mention(&to, d.pos("to"));
+    d.foreign_column(&to, &field, d.pos("field"));
+    Some(Kind::new(Relationships { column, to, field }))
+}
+
+impl Check for Relationships {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        check(ctx, t, &self.column, &self.to, &self.field).await
+    }
+}
+
+async fn check(
     ctx: &Context<'_>,
     t: &Target<'_>,
     column: &str,

@@ -7,11 +7,80 @@
 //! with only the columns the `where` names.
 
 use super::common::{Context, Outcome, Target, chunks, columns_in, input_error, stat};
-use crate::decl::{CountOf, DataTest};
+use super::kind::{Check, KindDef, run};
+use crate::decl::{DataTest, Declaring, Kind, TestKind};
 use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
 use polars::prelude::*;
 use polars::sql::SQLContext;
+
+const NAME: &str = "row_count";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["min", "max", "equal_to"],
+    parse,
+    check: run::<RowCount>,
+};
+
+/// `row_count: {min: 1, max: 10}` or `{equal_to: {model: m, where: ".."}}`.
+#[derive(Debug, PartialEq)]
+pub struct RowCount {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    pub equal_to: Option<CountOf>,
+}
+
+/// `equal_to:`: the rows of another model (with its own `where`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CountOf {
+    pub model: String,
+    pub filter: Option<String>,
+}
+
+impl TestKind for RowCount {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn reads(&self) -> Vec<String> {
+        self.equal_to.iter().map(|c| c.model.clone()).collect()
+    }
+}
+
+/// Bounds, or the count of another model (mentioned, not read).
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    if !d.has("min") && !d.has("max") && !d.has("equal_to") {
+        d.fail("a `row_count` test needs `min:`, `max:` or `equal_to:`");
+        return None;
+    }
+    let (min, max) = (d.count("min"), d.count("max"));
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        d.fail(format!("`row_count` min {lo} is above max {hi}"));
+    }
+    let mut equal_to = None;
+    if d.has("equal_to") {
+        let mut fields = d.fields("equal_to", &["model", "where"])?;
+        let Some((model, pos)) = fields.remove("model") else {
+            d.fail_at(
+                "equal_to",
+                "`equal_to:` needs `model:` (the model to count)",
+            );
+            return None;
+        };
+        d.mention(&model, pos);
+        let filter = fields.remove("where").map(|(w, _)| w);
+        equal_to = Some(CountOf { model, filter });
+    }
+    Some(Kind::new(RowCount { min, max, equal_to }))
+}
+
+impl Check for RowCount {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        check(ctx, t, self.min, self.max, self.equal_to.as_ref()).await
+    }
+}
 
 /// Rows of a table (with an optional `where`), from the statistics when
 /// they suffice.
@@ -53,7 +122,7 @@ async fn count_rows(
     Ok(n)
 }
 
-pub(crate) async fn check(
+async fn check(
     ctx: &Context<'_>,
     t: &Target<'_>,
     min: Option<u64>,

@@ -14,27 +14,77 @@ use super::common::{
     Context, KeyedFilter, Outcome, Target, add_sample, chunks, filter_columns, filtered,
     needed_columns,
 };
-use crate::decl::DataTest;
+use super::kind::{Check, KindDef, run};
+use crate::decl::{DataTest, Declaring, Kind, TestKind};
 use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
 use crate::model::keyset::KeySet;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub(crate) async fn check(
-    ctx: &Context<'_>,
-    t: &Target<'_>,
-    columns: &[String],
-) -> Result<Outcome, ModelError> {
-    let named: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let needed = needed_columns(t.model, t.table, t.test, &named, "")?;
-    let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
-    let mut out = match t.scope.since {
-        None => everywhere(ctx, t.test, t.table, &t.scope.files, &named, &cols).await?,
-        Some(_) => new_keys(ctx, t, columns, &named, &cols).await?,
+const NAME: &str = "unique";
+
+pub(crate) const KIND: KindDef = KindDef {
+    name: NAME,
+    options: &["columns"],
+    parse,
+    check: run::<Unique>,
+};
+
+/// `unique` under a column, or `unique: {columns: [a, b]}` on the model.
+#[derive(Debug, PartialEq)]
+pub struct Unique {
+    pub columns: Vec<String>,
+}
+
+impl TestKind for Unique {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+    fn columns(&self) -> Vec<String> {
+        self.columns.clone()
+    }
+}
+
+fn parse(d: &mut Declaring) -> Option<Kind> {
+    let columns = match (d.column_under(), d.has("columns")) {
+        (Some(c), false) => vec![c.to_string()],
+        (None, true) => {
+            let listed = d.texts("columns")?;
+            if listed.is_empty() {
+                d.fail_at("columns", "`columns:` is empty: name the key's columns");
+                return None;
+            }
+            for (c, pos) in &listed {
+                d.check_column(c, pos.clone());
+            }
+            listed.into_iter().map(|(c, _)| c).collect()
+        }
+        (None, false) => {
+            d.fail("a model-level `unique` test needs `columns: [..]`");
+            return None;
+        }
+        (Some(_), true) => {
+            d.fail_at("columns", "a column-level `unique` test takes its column from where it is declared; drop `columns:`");
+            return None;
+        }
     };
-    out.since_version = t.scope.since;
-    Ok(out)
+    Some(Kind::new(Unique { columns }))
+}
+
+impl Check for Unique {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+        let columns = &self.columns;
+        let named: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let needed = needed_columns(t.model, t.table, t.test, &named, "")?;
+        let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
+        let mut out = match t.scope.since {
+            None => everywhere(ctx, t.test, t.table, &t.scope.files, &named, &cols).await?,
+            Some(_) => new_keys(ctx, t, columns, &named, &cols).await?,
+        };
+        out.since_version = t.scope.since;
+        Ok(out)
+    }
 }
 
 /// `unique` over the rows committed since the base: how often each of
