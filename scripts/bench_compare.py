@@ -635,8 +635,8 @@ def spark_clean_sql(bronze, fields, future_field, two_dec):
         return f"""(length({x}) - length(translate({x}, '{{}}[]:,"', '')))"""
 
     def blank(x):
-        return f"""regexp_replace({x}, r'"(?:[^"\\]++|\\.)*+"', '""')"""
-    stage1 = f"""
+        return rf"""regexp_replace({x}, r'"(?:[^"\\]++|\\.)*+"', '""')"""
+    stage1 = rf"""
 WITH src AS (
     SELECT `partition`, `offset`, ingested_at,
            value IS NULL OR length(value) = 0 AS is_empty,
@@ -649,7 +649,7 @@ doc AS (
 SELECT `partition`, `offset`, ingested_at, is_empty,
     CASE WHEN v IS NULL THEN FALSE
          WHEN NOT regexp_like(raw, r'^[ \t\n\r]*\{{') OR NOT regexp_like(raw, r'\}}[ \t\n\r]*\z') THEN FALSE
-         WHEN instr(raw, '\\\\') = 0 THEN {structural('raw')} = {structural('to_json(v)')}
+         WHEN instr(raw, '\\') = 0 THEN {structural('raw')} = {structural('to_json(v)')}
          ELSE {structural(blank('raw'))} = {structural(blank('to_json(v)'))}
     END AS json_ok,
     {", ".join(f"variant_get(v, '$.{f[0]}') AS j_{f[0]}" for f in fields)}
