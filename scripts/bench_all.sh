@@ -4,7 +4,7 @@
 # peers and ratios, the machine, the notes of docs/benchmarks-notes.md and
 # each benchmark's own output).
 #
-#   scripts/bench_all.sh            # the full set: ~15 minutes on 2 cores
+#   scripts/bench_all.sh            # the full set: ~25 minutes on 2 cores
 #   scripts/bench_all.sh --quick    # small sizes, to check the scripts (~5 min);
 #                                   # writes /var/tmp/dag-bench-quick.md
 #
@@ -70,6 +70,7 @@ for n in "$SMALL" "$LARGE"; do
   w=$(work_of "models-$t")
   [[ -n "$w" ]] && KEPT+=("$w")
   if [[ -n "$w" && -d "$w/lake" ]]; then
+    # DuckDB, Python polars and PySpark on the lake dag just filled
     BENCH_TAG="$t" stage "compare-$t" scripts/bench_compare.sh "$w/lake"
     if [[ "$n" == "$LARGE" ]]; then
       BENCH_TAG="$t" stage "tests-$t" scripts/bench_tests.sh "$w"

@@ -141,6 +141,21 @@ def rows(fig, small, large):
                  + by_how_much(p >= 3 * s, f"{p / s:.2f}x")) if tag == "1M" else "",
             )
 
+        def pyspark(tag=tag):
+            """Silver + gold full run vs PySpark"""
+            s, rss = f(f"models.{tag}.full_s"), f(f"models.{tag}.full_rss_mb")
+            p, prss = f(f"compare.{tag}.pyspark.wall_s"), f(f"compare.{tag}.pyspark.rss_mb")
+            return (
+                f"Silver + gold full run, {tag} events",
+                f"`scripts/bench_models.sh {int(f(f'models.{tag}.events'))}`, `bench_compare.sh`",
+                f"{secs(s)}, {mb(rss)} peak",
+                "PySpark 4.3, local[2], 4 GB driver, in memory "
+                f"({secs(f(f'compare.{tag}.pyspark.in_process_s'))} in process after the JVM's start)",
+                f"{secs(p)}, {mb(prss)} peak",
+                f"time {ratio(p, s)}, memory {ratio(prss, rss)}",
+                "",
+            )
+
         def incr(tag=tag):
             """Silver + gold incremental run"""
             s, full = f(f"models.{tag}.incremental_s"), f(f"models.{tag}.full_s")
@@ -163,7 +178,7 @@ def rows(fig, small, large):
                 "", "", "", "",
             )
 
-        r += [full, polars, incr, nothing]
+        r += [full, polars, pyspark, incr, nothing]
 
     def tests_full():
         """Data tests, every row"""
