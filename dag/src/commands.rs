@@ -7,7 +7,7 @@
 use crate::cli::{Cli, Command, ListFormat};
 use crate::config::Loaded;
 use crate::events::{self, Style};
-pub use crate::outcome::{CliError, Outcome};
+pub use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 pub use crate::project::{load_config, load_pipeline, process_env};
 use crate::render;
@@ -21,7 +21,7 @@ fn select(p: &Pipeline, words: &[String]) -> Result<Vec<petgraph::graph::NodeInd
         .map_err(CliError::Selector)
 }
 
-pub async fn run(cli: Cli) -> Result<Outcome, CliError> {
+pub async fn run(cli: Cli) -> Result<CommandOutcome, CliError> {
     let explicit = cli.config.as_deref();
     let vars = cli.vars.as_deref();
     match cli.command {
@@ -69,7 +69,7 @@ async fn on_pipeline(
     p: Pipeline,
     command: Command,
     log_format: crate::cli::LogFormat,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     // What a run did, as lines for people or JSON lines (`--log-format`).
     let table = events::for_format(log_format, Style::Table);
     match command {
@@ -79,16 +79,16 @@ async fn on_pipeline(
                 ListFormat::Text => print!("{}", render::list_text(&p, &nodes)),
                 ListFormat::Json => println!("{}", render::list_json(&p, &nodes)),
             }
-            Ok(Outcome::Success)
+            Ok(CommandOutcome::Success)
         }
         Command::Graph { selector, format } => {
             let nodes = select(&p, &selector)?;
             print!("{}", render::graph(&p, &nodes, format));
-            Ok(Outcome::Success)
+            Ok(CommandOutcome::Success)
         }
         Command::Validate => {
             println!("{}", summary(cfg, &p));
-            Ok(Outcome::Success)
+            Ok(CommandOutcome::Success)
         }
         Command::Compile { model } => compile(&p, &model),
         Command::Run {
@@ -170,7 +170,7 @@ fn init(
     example: Option<String>,
     dir: Option<PathBuf>,
     force: bool,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     match (name, example) {
         (Some(name), None) => {
             let dest = dir.unwrap_or_else(|| PathBuf::from(&name));
@@ -183,7 +183,7 @@ fn init(
                 w.files.len(),
                 dest.display()
             );
-            Ok(Outcome::Success)
+            Ok(CommandOutcome::Success)
         }
         (None, Some(example)) => {
             let dest = dir.unwrap_or_else(|| PathBuf::from(&example));
@@ -201,7 +201,7 @@ fn init(
                 w.files,
                 dest.display()
             );
-            Ok(Outcome::Success)
+            Ok(CommandOutcome::Success)
         }
         _ => Err(CliError::Usage(
             "dag init takes a new pipeline's NAME or --example NAME, not both".into(),
@@ -210,7 +210,7 @@ fn init(
 }
 
 /// `dag compile MODEL`: the model's SQL, rendered.
-fn compile(p: &Pipeline, model: &str) -> Result<Outcome, CliError> {
+fn compile(p: &Pipeline, model: &str) -> Result<CommandOutcome, CliError> {
     let Some(m) = p.model(model) else {
         return Err(CliError::Usage(format!(
             "unknown model `{model}`{}",
@@ -224,7 +224,7 @@ fn compile(p: &Pipeline, model: &str) -> Result<Outcome, CliError> {
         )));
     };
     println!("{}", sql.trim_end());
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }
 
 /// `dag broker`: a local Kafka-protocol broker with the pipeline's topics
@@ -236,7 +236,7 @@ async fn broker(
     bootstrap_file: Option<PathBuf>,
     partitions: i32,
     topics: Vec<String>,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let mut all = topics;
     if let Ok(cfg) = load_config(explicit, vars)
         && let Ok(p) = load_pipeline(&cfg)
@@ -251,7 +251,7 @@ async fn broker(
     let mut seen = std::collections::BTreeSet::new();
     all.retain(|t| seen.insert(t.clone()));
     crate::broker::serve(bootstrap_file.as_deref(), partitions, &all).await?;
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }
 
 /// `dag run`: the selection through the executor, its events to the
@@ -263,7 +263,7 @@ async fn run_command(
     full_refresh: bool,
     load: bool,
     table: &dyn events::EventSink,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let recorder = events::record::open(cfg, table).await;
     let alerts = crate::alerts::Alerts::start(cfg);
     let mut sinks: Vec<&dyn events::EventSink> = vec![table];
@@ -301,7 +301,7 @@ async fn backfill(
     load: bool,
     range: Option<jobs::model::DateRange>,
     table: &dyn events::EventSink,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let nodes = Selector::parse_args(selector)
         .map(Selector::with_downstream)
         .and_then(|s| p.select(&s))
@@ -337,8 +337,9 @@ async fn backfill(
         "backfill: bringing {} model(s) up to date first\n",
         names.len()
     );
-    if crate::run::run(cfg, p, &nodes, false, None, false, table).await? != Outcome::Success {
-        return Ok(Outcome::Failed);
+    if crate::run::run(cfg, p, &nodes, false, None, false, table).await? != CommandOutcome::Success
+    {
+        return Ok(CommandOutcome::Failed);
     }
     println!(
         "\nbackfill: replacing {range} in {} model(s): {}\n",

@@ -4,7 +4,7 @@
 //! `crate::executor::task`.)
 
 use crate::config::Loaded;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use chrono::Utc;
 use jobs::datatest::report::{self, Meta, Summary};
@@ -71,7 +71,7 @@ pub async fn test_command(
     selected: &[NodeIndex],
     full: bool,
     files: &ReportFiles,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let opts = Options {
         full,
         ..Options::default()
@@ -94,9 +94,9 @@ pub async fn test_command(
         summary.total, summary.pass, summary.warn, summary.fail, summary.error
     );
     Ok(match summary.exit_code() {
-        0 => Outcome::Success,
-        1 => Outcome::Failed,
-        _ => Outcome::Unrunnable,
+        0 => CommandOutcome::Success,
+        1 => CommandOutcome::Failed,
+        _ => CommandOutcome::Unrunnable,
     })
 }
 

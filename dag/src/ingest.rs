@@ -6,7 +6,7 @@
 //! end.
 
 use crate::config::Loaded;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use jobs::bronze::files::FileSourceSpec;
 use jobs::bronze::{IngestReport, IngestStats, SourceSpec, TableLocation};
@@ -145,7 +145,7 @@ pub async fn run(
     p: &Pipeline,
     names: &[String],
     until_caught_up: bool,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let stop = stop_on_signals();
     run_sharing(
         cfg,
@@ -171,14 +171,14 @@ pub async fn run_sharing(
     until_caught_up: bool,
     shared: &SharedStats,
     stop: Arc<AtomicBool>,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let Sources {
         kafka: specs,
         files,
     } = sources(cfg, p, names)?;
     if specs.is_empty() && files.is_empty() {
         println!("pipeline {} has no sources to ingest", p.name);
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     }
     let mut settings = cfg.ingest_settings();
     settings.until_caught_up = until_caught_up;
@@ -244,7 +244,7 @@ pub async fn run_sharing(
         }
     }
     if failed.is_empty() {
-        Ok(Outcome::Success)
+        Ok(CommandOutcome::Success)
     } else {
         Err(CliError::Other(anyhow::anyhow!(failed.join("\n"))))
     }

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use dag::cli::Cli;
-use dag::commands::{self, Outcome};
+use dag::commands::{self, CommandOutcome};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -42,9 +42,9 @@ async fn run() -> ExitCode {
     let cli = Cli::parse();
     dag::logging::init(cli.log_format, cli.verbose);
     match commands::run(cli).await {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Failed) => ExitCode::from(1),
-        Ok(Outcome::Unrunnable) => ExitCode::from(2),
+        Ok(CommandOutcome::Success) => ExitCode::SUCCESS,
+        Ok(CommandOutcome::Failed) => ExitCode::from(1),
+        Ok(CommandOutcome::Unrunnable) => ExitCode::from(2),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(err.exit_code())

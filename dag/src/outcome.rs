@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// How a command that ran to its end went.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum CommandOutcome {
     Success,
     Failed,
     /// The work could not run (`dag test`: a test could not be evaluated).

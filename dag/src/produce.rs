@@ -1,7 +1,7 @@
 //! `dag produce`: the telematics simulator, or a JSONL replay, into Kafka.
 
 use crate::config::Loaded;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use jobs::decl::Source;
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
@@ -72,7 +72,11 @@ fn simulator(
     })
 }
 
-pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcome, CliError> {
+pub async fn run(
+    cfg: &Loaded,
+    p: &Pipeline,
+    args: ProduceArgs,
+) -> Result<CommandOutcome, CliError> {
     let bootstrap = cfg.config.kafka.bootstrap_servers.clone();
     let stop = crate::ingest::stop_on_signals();
     if !(0.0..=1.0).contains(&args.bad_share) {
@@ -163,5 +167,5 @@ pub async fn run(cfg: &Loaded, p: &Pipeline, args: ProduceArgs) -> Result<Outcom
             report.first_error.unwrap_or_default()
         )));
     }
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }

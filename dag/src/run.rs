@@ -18,7 +18,7 @@ use crate::events::{Event, EventSink};
 use crate::executor::memory::MemoryStore;
 use crate::executor::task::{self, Runner};
 use crate::executor::{Limits, Stop};
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use jobs::decl::Source;
 use petgraph::graph::NodeIndex;
@@ -51,7 +51,7 @@ pub async fn run(
     range: Option<jobs::model::DateRange>,
     load: bool,
     events: &dyn EventSink,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let full_refresh = full_refresh || range.is_some();
     // File sources in the selection take their new files first: a batch
     // pipeline runs end to end with `dag run` alone.
@@ -67,7 +67,7 @@ pub async fn run(
     let order = runnable(p, selected);
     if order.is_empty() {
         println!("nothing to run: the selection holds no silver or gold model");
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     }
     let run = crate::datatest::run_id();
     let tasks = task::plan(p, &order, load);
@@ -134,9 +134,9 @@ pub async fn run(
         return Err(CliError::Other(anyhow::anyhow!(e)));
     }
     Ok(if store.succeeded() {
-        Outcome::Success
+        CommandOutcome::Success
     } else {
-        Outcome::Failed
+        CommandOutcome::Failed
     })
 }
 

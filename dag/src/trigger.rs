@@ -3,9 +3,9 @@
 
 use crate::config::Loaded;
 use crate::executor::task;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
-use crate::scheduler::Settings;
+use crate::scheduler::SchedulerSettings;
 use crate::scheduler::store::{self, Trigger};
 use crate::select::Selector;
 use petgraph::Direction;
@@ -38,7 +38,7 @@ pub async fn trigger(
     p: &Pipeline,
     words: &[String],
     wait: bool,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let selector = Selector::parse_args(words).map_err(CliError::Selector)?;
     let nodes = p.select(&selector).map_err(CliError::Selector)?;
     let nodes = with_upstream(p, &nodes);
@@ -55,12 +55,12 @@ pub async fn trigger(
             LIVE.as_secs(),
             words.join(" ")
         );
-        return Ok(Outcome::Failed);
+        return Ok(CommandOutcome::Failed);
     }
     let (id, tasks) = queue(&pool, cfg, p, &nodes, &words.join(" ")).await?;
     println!("run {id} queued: {tasks} task(s)");
     if !wait {
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     }
     follow(&pool, id).await
 }
@@ -75,7 +75,7 @@ pub async fn queue(
     nodes: &[NodeIndex],
     label: &str,
 ) -> Result<(i64, usize), CliError> {
-    let s = Settings::from_config(cfg);
+    let s = SchedulerSettings::from_config(cfg);
     let tasks = task::plan(p, nodes, cfg.config.warehouse.enabled);
     let id = store::create_run(pool, label, &Trigger::Manual, &tasks, s.max_attempts)
         .await
@@ -85,7 +85,7 @@ pub async fn queue(
 }
 
 /// Prints each task's state changes until the run ends; its outcome.
-async fn follow(pool: &PgPool, id: i64) -> Result<Outcome, CliError> {
+async fn follow(pool: &PgPool, id: i64) -> Result<CommandOutcome, CliError> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let rows = sqlx::query(
@@ -117,16 +117,16 @@ async fn follow(pool: &PgPool, id: i64) -> Result<Outcome, CliError> {
         if matches!(state.as_str(), "success" | "failed" | "skipped") {
             println!("run {id}: {state}");
             return Ok(if state == "failed" {
-                Outcome::Failed
+                CommandOutcome::Failed
             } else {
-                Outcome::Success
+                CommandOutcome::Success
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-pub async fn runs(cfg: &Loaded, limit: u32) -> Result<Outcome, CliError> {
+pub async fn runs(cfg: &Loaded, limit: u32) -> Result<CommandOutcome, CliError> {
     let pool = crate::warehouse::ready(cfg).await?;
     let rows = sqlx::query(
         "SELECT r.id, r.selector, r.trigger, r.state, \
@@ -144,7 +144,7 @@ pub async fn runs(cfg: &Loaded, limit: u32) -> Result<Outcome, CliError> {
     .map_err(anyhow::Error::from)?;
     if rows.is_empty() {
         println!("no runs yet: `dag trigger SELECTOR` records one");
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     }
     println!(
         "{:>6}  {:<9} {:<8} {:<19} {:>8}  {:>11}  selector",
@@ -174,10 +174,10 @@ pub async fn runs(cfg: &Loaded, limit: u32) -> Result<Outcome, CliError> {
             }
         );
     }
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }
 
-pub async fn status(cfg: &Loaded, run: Option<&str>) -> Result<Outcome, CliError> {
+pub async fn status(cfg: &Loaded, run: Option<&str>) -> Result<CommandOutcome, CliError> {
     let pool = crate::warehouse::ready(cfg).await?;
     let id: Option<i64> = match run {
         Some(text) => Some(text.trim_start_matches("run-").parse().map_err(|_| {
@@ -190,7 +190,7 @@ pub async fn status(cfg: &Loaded, run: Option<&str>) -> Result<Outcome, CliError
     };
     let Some(id) = id else {
         println!("no runs yet");
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     };
     let head = sqlx::query(
         "SELECT selector, trigger, state, coalesce(note, ''), \
@@ -254,8 +254,8 @@ pub async fn status(cfg: &Loaded, run: Option<&str>) -> Result<Outcome, CliError
         );
     }
     Ok(if state == "failed" {
-        Outcome::Failed
+        CommandOutcome::Failed
     } else {
-        Outcome::Success
+        CommandOutcome::Success
     })
 }

@@ -6,7 +6,7 @@
 
 use crate::config::Loaded;
 use crate::events::{Console, Event, EventSink, Style};
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use jobs::decl::Model;
 use jobs::model::Catalog;
@@ -114,7 +114,7 @@ pub async fn migrate_command(
     cfg: &Loaded,
     p: &Pipeline,
     plan_only: bool,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let target = connect::target(&cfg.warehouse_url);
     if plan_only {
         let ws = cfg.warehouse_settings();
@@ -137,7 +137,7 @@ pub async fn migrate_command(
                 "-- warehouse at {target} matches pipeline `{}`: nothing to do",
                 p.name
             );
-            return Ok(Outcome::Success);
+            return Ok(CommandOutcome::Success);
         }
         println!(
             "-- dag migrate on {target} (pipeline `{}`) would run:\n",
@@ -145,9 +145,9 @@ pub async fn migrate_command(
         );
         print!("{}", plan.sql());
         return Ok(if plan.problems().is_empty() {
-            Outcome::Success
+            CommandOutcome::Success
         } else {
-            Outcome::Failed
+            CommandOutcome::Failed
         });
     }
     let pool = ready_warehouse(cfg, p, &Console::new(Style::Log)).await?;
@@ -172,7 +172,7 @@ pub async fn migrate_command(
         p.name,
         warehouse_models(p).len()
     );
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }
 
 /// `dag load`: the selected warehouse models at their current gold
@@ -183,7 +183,7 @@ pub async fn load_command(
     p: &Pipeline,
     selected: &[NodeIndex],
     events: &dyn EventSink,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let loaded: Vec<NodeIndex> = selected
         .iter()
         .copied()
@@ -203,7 +203,7 @@ pub async fn load_reporting(
     gate: Gate,
     run: &str,
     events: &dyn EventSink,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let models: Vec<&Model> = selected
         .iter()
         .map(|n| &p.graph[*n])
@@ -218,7 +218,7 @@ pub async fn load_reporting(
             current: Vec::new(),
             missing: Vec::new(),
         });
-        return Ok(Outcome::Success);
+        return Ok(CommandOutcome::Success);
     }
     if let Gate::Closed(why) = &gate {
         events.emit(&Event::load(
@@ -228,7 +228,7 @@ pub async fn load_reporting(
                 ..LoadReport::default()
             },
         ));
-        return Ok(Outcome::Failed);
+        return Ok(CommandOutcome::Failed);
     }
     let pool = ready_warehouse(cfg, p, events).await?;
     let catalog = Catalog::new(p.graph.node_weights().cloned());
@@ -244,5 +244,5 @@ pub async fn load_reporting(
     .await
     .map_err(anyhow::Error::from)?;
     events.emit(&Event::load(run, &report));
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }

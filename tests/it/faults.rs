@@ -144,12 +144,12 @@ impl Chain {
     ) -> (
         dag::pipeline::Pipeline,
         jobs::model::Catalog,
-        jobs::model::Settings,
+        jobs::model::RunSettings,
     ) {
         let p = dag::pipeline::Pipeline::load(&self.root().join("models/telematics"))
             .expect("pipeline");
         let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
-        let settings = jobs::model::Settings::new(
+        let settings = jobs::model::RunSettings::new(
             format!("{}/lake", self._s3.url()),
             crate::s3_faults::direct_storage(&self._s3),
             self.root().join("data"),

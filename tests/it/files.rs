@@ -9,7 +9,7 @@
 
 use crate::fixtures::{ok, strings, text};
 use dag::pipeline::Pipeline;
-use jobs::model::{Catalog, Settings};
+use jobs::model::{Catalog, RunSettings};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -161,8 +161,8 @@ impl Shop {
         self.command(args).output().expect("dag")
     }
 
-    fn settings(&self) -> Settings {
-        Settings::new(
+    fn settings(&self) -> RunSettings {
+        RunSettings::new(
             format!("file://{}/lake", self.root().display()),
             HashMap::new(),
             self.root().join("data"),

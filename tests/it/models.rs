@@ -14,7 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use dag::pipeline::Pipeline;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
 use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
-use jobs::model::{Catalog, Settings};
+use jobs::model::{Catalog, RunSettings};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -73,8 +73,8 @@ impl Lake {
         self.dir.path()
     }
 
-    pub(crate) fn settings(&self) -> Settings {
-        Settings::new(
+    pub(crate) fn settings(&self) -> RunSettings {
+        RunSettings::new(
             format!("file://{}/lake", self.root().display()),
             HashMap::new(),
             repo().join("data"),

@@ -16,7 +16,7 @@
 
 use crate::fixtures::{ok, strings, text};
 use dag::pipeline::Pipeline;
-use jobs::model::{Catalog, Settings};
+use jobs::model::{Catalog, RunSettings};
 use polars::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -219,7 +219,7 @@ impl Retail {
     async fn table(&self, name: &str) -> DataFrame {
         let p = Pipeline::load(&self.root.join("models/retail")).expect("pipeline");
         let catalog = Catalog::new(p.graph.node_weights().cloned());
-        let settings = Settings::new(
+        let settings = RunSettings::new(
             format!("file://{}/lake", self.root.display()),
             HashMap::new(),
             self.root.join("data"),

@@ -32,7 +32,7 @@ use futures::TryStreamExt;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
 use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
 use jobs::decl::{Layer, Source};
-use jobs::model::{Catalog, Settings};
+use jobs::model::{Catalog, RunSettings};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use polars::prelude::{
     DataFrame, DataType, IntoLazy, SortMultipleOptions, UniqueKeepStrategy, col,
@@ -631,8 +631,8 @@ impl TwoLakes {
         self.dir.path().join(lake)
     }
 
-    fn settings(&self, lake: &str) -> Settings {
-        Settings::new(
+    fn settings(&self, lake: &str) -> RunSettings {
+        RunSettings::new(
             format!("{}/{lake}", self.s3.url()),
             self.direct.clone(),
             self.dir.path().join("data"),

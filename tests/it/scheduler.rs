@@ -742,7 +742,7 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
     kill9(&mut s);
     let pipeline = dag::pipeline::Pipeline::load(&p.root().join("models/p")).expect("pipeline");
     let catalog = jobs::model::Catalog::new(pipeline.graph.node_weights().cloned());
-    let settings = jobs::model::Settings::new(
+    let settings = jobs::model::RunSettings::new(
         format!("file://{}/lake", p.root().display()),
         Default::default(),
         p.root().join("data"),

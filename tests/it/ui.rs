@@ -278,7 +278,7 @@ async fn quarantine_and_freshness_pages_show_the_lake_the_broker_and_postgresql(
     // is every row (three), with its bronze coordinates.
     let p = dag::pipeline::Pipeline::load(&root.join("models/p")).expect("pipeline");
     let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
-    let settings = jobs::model::Settings::new(
+    let settings = jobs::model::RunSettings::new(
         format!("file://{}/lake", root.display()),
         std::collections::HashMap::new(),
         root.join("data"),

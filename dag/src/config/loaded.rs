@@ -172,11 +172,15 @@ impl Loaded {
 
     /// The engine's settings for a run of models on this config's lake
     /// (incremental unless `full_refresh`).
-    pub fn model_settings(&self, full_refresh: bool) -> jobs::model::Settings {
-        jobs::model::Settings {
+    pub fn model_settings(&self, full_refresh: bool) -> jobs::model::RunSettings {
+        jobs::model::RunSettings {
             full_refresh,
             clean_batch_bytes: self.config.models.clean_batch_mb << 20,
-            ..jobs::model::Settings::new(self.lake_url(), self.storage_options(), self.data_dir())
+            ..jobs::model::RunSettings::new(
+                self.lake_url(),
+                self.storage_options(),
+                self.data_dir(),
+            )
         }
     }
 

@@ -236,7 +236,7 @@ fn scheduler_and_ui(ro: &Loaded, env: &BTreeMap<String, String>) -> Result<(), C
             ),
         ));
     }
-    crate::scheduler::clock::Clock::parse(&c.scheduler.clock)
+    crate::scheduler::clock::SchedulerClock::parse(&c.scheduler.clock)
         .map_err(|e| invalid(ro, "scheduler.clock", e))?;
     if c.ui.addr.parse::<std::net::SocketAddr>().is_err() {
         return Err(invalid(

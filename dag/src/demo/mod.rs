@@ -16,7 +16,7 @@ mod summary;
 
 use crate::config::Loaded;
 use crate::executor::Stop;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use crate::project::{load_pipeline, process_env};
 use crate::scheduler::metrics::Metrics;
@@ -38,7 +38,7 @@ use summary::count;
 
 type Task<T> = tokio::task::JoinHandle<T>;
 /// A command running on its own task.
-type Running = Task<Result<Outcome, CliError>>;
+type Running = Task<Result<CommandOutcome, CliError>>;
 
 fn bar(multi: &MultiProgress, len: u64, label: &str) -> ProgressBar {
     let b = multi.add(ProgressBar::new(len));
@@ -72,7 +72,7 @@ pub async fn demo(
     events: u64,
     rate: Option<u64>,
     keep: bool,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let started = Instant::now();
     let cwd = std::env::current_dir().map_err(|e| CliError::Other(e.into()))?;
     let dir = fresh_dir(&cwd)?;
@@ -178,9 +178,9 @@ pub async fn demo(
     }
     drop(cluster);
     Ok(if consistent {
-        Outcome::Success
+        CommandOutcome::Success
     } else {
-        Outcome::Failed
+        CommandOutcome::Failed
     })
 }
 

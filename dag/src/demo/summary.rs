@@ -23,7 +23,11 @@ pub struct SummaryLines {
     pub consistent: bool,
 }
 
-async fn rows(catalog: &Catalog, s: &jobs::model::Settings, name: &str) -> Result<u64, CliError> {
+async fn rows(
+    catalog: &Catalog,
+    s: &jobs::model::RunSettings,
+    name: &str,
+) -> Result<u64, CliError> {
     let t = catalog
         .open_input(name, s)
         .await
@@ -37,7 +41,7 @@ async fn rows(catalog: &Catalog, s: &jobs::model::Settings, name: &str) -> Resul
 
 pub async fn summarize(
     catalog: &Catalog,
-    s: &jobs::model::Settings,
+    s: &jobs::model::RunSettings,
     pool: &PgPool,
     want: &Expected,
     p: &crate::pipeline::Pipeline,
@@ -135,7 +139,7 @@ pub async fn summarize(
 /// carried the fact version it was added in.
 pub async fn freshness(
     catalog: &Catalog,
-    s: &jobs::model::Settings,
+    s: &jobs::model::RunSettings,
     pool: &PgPool,
 ) -> Result<Option<(f64, f64, usize)>, CliError> {
     let err = |e: jobs::lake::table::TableError| CliError::Other(e.into());

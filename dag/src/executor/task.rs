@@ -16,7 +16,7 @@ use crate::pipeline::LOAD_NODE;
 use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, Status, Tester, test_inputs};
 use jobs::decl::DataTest;
-use jobs::model::{Cancel, Catalog, Settings, run_model};
+use jobs::model::{Cancel, Catalog, RunSettings, run_model};
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -142,7 +142,7 @@ pub struct Runner {
     pub cfg: Loaded,
     pub p: Pipeline,
     catalog: Catalog,
-    settings: Settings,
+    settings: RunSettings,
     /// The tests' bases (their last clean passes), read once and kept
     /// up to date by this process's tasks. A base another process moved
     /// meanwhile is older here, never newer: a test then reads more rows
@@ -166,7 +166,7 @@ impl Runner {
     }
 
     /// A runner whose models run with `settings` (a full refresh, a range).
-    pub fn with_settings(cfg: &Loaded, p: Pipeline, settings: Settings) -> Runner {
+    pub fn with_settings(cfg: &Loaded, p: Pipeline, settings: RunSettings) -> Runner {
         Runner {
             events: Arc::new(Console::new(Style::Log)),
             catalog: Catalog::new(p.graph.node_weights().cloned()),
@@ -214,7 +214,7 @@ impl Runner {
     }
 
     /// The tester of a task: from the kept bases, or reading them.
-    async fn tester(&self, settings: &Settings) -> Result<Tester, jobs::model::ModelError> {
+    async fn tester(&self, settings: &RunSettings) -> Result<Tester, jobs::model::ModelError> {
         let Some(kept) = &self.bases else {
             return Tester::new(self.catalog.clone(), settings.clone(), Options::default()).await;
         };
@@ -246,7 +246,7 @@ impl Runner {
     /// once `cancel` is set. The load node publishes the versions the
     /// run's model tasks left and tested.
     pub async fn execute(&self, c: &Claim, run: &RunView, cancel: Cancel) -> TaskOutcome {
-        let settings = Settings {
+        let settings = RunSettings {
             cancel,
             ..self.settings.clone()
         };
@@ -310,7 +310,7 @@ impl Runner {
 
     /// Runs the tests `c` owns whose inputs did not fail in this run, and
     /// keeps their results; an error test that failed fails the task.
-    async fn test(&self, c: &Claim, run: &RunView, settings: &Settings, out: &mut TaskOutcome) {
+    async fn test(&self, c: &Claim, run: &RunView, settings: &RunSettings, out: &mut TaskOutcome) {
         let nodes: BTreeSet<String> = run.nodes.iter().cloned().collect();
         let tests: Vec<(NodeIndex, DataTest)> = owned_tests(&self.p, &nodes, &c.node)
             .into_iter()
@@ -403,7 +403,7 @@ impl Runner {
         )
         .await;
         let error = match loaded {
-            Ok(crate::outcome::Outcome::Success) => None,
+            Ok(crate::outcome::CommandOutcome::Success) => None,
             Ok(_) => Some(TaskError::transient("the warehouse load failed")),
             Err(e) => Some(TaskError::transient(format!("{e:#}"))),
         };

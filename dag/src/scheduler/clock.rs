@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug)]
-pub enum Clock {
+pub enum SchedulerClock {
     System,
     /// `start` at the moment the clock was made, running `speed` times
     /// faster than real time.
@@ -25,12 +25,13 @@ pub enum Clock {
     },
 }
 
-impl Clock {
+impl SchedulerClock {
     /// `system`, or `<RFC 3339 instant> x<speed>` (`x1` when omitted).
-    pub fn parse(text: &str) -> Result<Clock, String> {
+    pub fn parse(text: &str) -> Result<SchedulerClock, String> {
         let text = text.trim();
-        if text == "system" {
-            return Ok(Clock::System);
+        // As `ingest.clock`: empty or `system` is the system clock.
+        if text.is_empty() || text.eq_ignore_ascii_case("system") {
+            return Ok(SchedulerClock::System);
         }
         let (at, speed) = match text.split_once(char::is_whitespace) {
             Some((at, speed)) => (at, speed.trim()),
@@ -44,7 +45,7 @@ impl Clock {
             .and_then(|s| s.parse().ok())
             .filter(|s: &f64| s.is_finite() && *s > 0.0)
             .ok_or_else(|| format!("`{speed}` must be a speed such as x60"))?;
-        Ok(Clock::Virtual {
+        Ok(SchedulerClock::Virtual {
             start,
             origin: Instant::now(),
             speed,
@@ -53,8 +54,8 @@ impl Clock {
 
     pub fn now(&self) -> DateTime<Utc> {
         match self {
-            Clock::System => Utc::now(),
-            Clock::Virtual {
+            SchedulerClock::System => Utc::now(),
+            SchedulerClock::Virtual {
                 start,
                 origin,
                 speed,
@@ -69,8 +70,8 @@ impl Clock {
     pub fn until(&self, at: DateTime<Utc>) -> Duration {
         let ahead = (at - self.now()).to_std().unwrap_or_default();
         match self {
-            Clock::System => ahead,
-            Clock::Virtual { speed, .. } => ahead.div_f64(*speed),
+            SchedulerClock::System => ahead,
+            SchedulerClock::Virtual { speed, .. } => ahead.div_f64(*speed),
         }
     }
 }
@@ -169,13 +170,14 @@ mod tests {
 
     #[test]
     fn a_virtual_clock_runs_at_its_speed() {
-        let c = Clock::parse("2026-03-29T00:00:00Z x3600").unwrap_or(Clock::System);
+        let c =
+            SchedulerClock::parse("2026-03-29T00:00:00Z x3600").unwrap_or(SchedulerClock::System);
         let t0 = c.now();
         std::thread::sleep(Duration::from_millis(50));
         let moved = (c.now() - t0).num_seconds();
         assert!((150..600).contains(&moved), "{moved}");
-        assert!(Clock::parse("yesterday").is_err());
-        assert!(Clock::parse("2026-03-29T00:00:00Z fast").is_err());
+        assert!(SchedulerClock::parse("yesterday").is_err());
+        assert!(SchedulerClock::parse("2026-03-29T00:00:00Z fast").is_err());
         let wait = c.until(c.now() + TimeDelta::hours(1));
         assert!(wait <= Duration::from_millis(1001), "{wait:?}");
     }

@@ -10,7 +10,7 @@
 //! work and a UI shows it; a scheduler only sees its own ingesters'
 //! commits.
 
-use super::settings::Settings;
+use super::settings::SchedulerSettings;
 use super::store::{self, Trigger};
 use crate::executor::Stop;
 use crate::executor::task;
@@ -64,7 +64,7 @@ pub async fn wake_on_commits(
     p: Pipeline,
     load: bool,
     shared: SharedStats,
-    s: Settings,
+    s: SchedulerSettings,
     stop: Arc<Stop>,
 ) {
     let mut seen = Seen::default();
@@ -97,7 +97,7 @@ async fn queue(
     load: bool,
     sources: &BTreeSet<String>,
     upstream: bool,
-    s: &Settings,
+    s: &SchedulerSettings,
 ) -> anyhow::Result<bool> {
     if store::open_run_of(pool, KEY).await?.is_some() {
         return Ok(false);

@@ -26,10 +26,10 @@ use crate::config::Loaded;
 use crate::events::EventSink;
 pub use crate::executor::Stop;
 use crate::executor::task::{self, Runner};
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use clock::Schedule;
-pub use settings::Settings;
+pub use settings::SchedulerSettings;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +101,7 @@ pub async fn serve(
     cfg: &Loaded,
     p: Pipeline,
     events: Arc<dyn EventSink>,
-) -> Result<Outcome, CliError> {
+) -> Result<CommandOutcome, CliError> {
     let stop = Arc::new(Stop::default());
     let stopping = stop.clone().on_signals();
     let metrics = Arc::new(metrics::Metrics::default());
@@ -119,8 +119,8 @@ pub async fn serve_until(
     metrics: Arc<metrics::Metrics>,
     events: Arc<dyn EventSink>,
     quiet: bool,
-) -> Result<Outcome, CliError> {
-    let mut s = Settings::from_config(cfg);
+) -> Result<CommandOutcome, CliError> {
+    let mut s = SchedulerSettings::from_config(cfg);
     s.quiet = quiet;
     let schedules = schedules(&p, s.tz).map_err(|e| anyhow::anyhow!(e))?;
     // Coordination connections: LISTEN holds one for good; the heartbeat
@@ -222,7 +222,7 @@ pub async fn serve_until(
     if !quiet {
         println!("scheduler {me}: stopped");
     }
-    Ok(Outcome::Success)
+    Ok(CommandOutcome::Success)
 }
 
 /// The pipeline's bronze ingesters, each kept running until `stop`
@@ -286,7 +286,14 @@ async fn keep_alive(pool: PgPool, me: String, host: String, stop: Arc<Stop>) {
 
 /// Fires one schedule: a run at each fire time (once, whichever scheduler
 /// gets there first), or a skipped run while the previous one still goes.
-async fn fire(pool: PgPool, p: Pipeline, load: bool, sch: Schedule, s: Settings, stop: Arc<Stop>) {
+async fn fire(
+    pool: PgPool,
+    p: Pipeline,
+    load: bool,
+    sch: Schedule,
+    s: SchedulerSettings,
+    stop: Arc<Stop>,
+) {
     let key = sch.key();
     // Start after the last fire time recorded (by anyone), or now.
     let mut after = match store::last_fired(&pool, &key).await {

@@ -3,7 +3,7 @@
 //! renews; new work is announced with `NOTIFY dag_work`, and a scheduler
 //! that cannot LISTEN polls.
 
-use super::settings::Settings;
+use super::settings::SchedulerSettings;
 use super::store;
 use crate::executor::{Claim, RunView, Settled, StateStore, TaskOutcome};
 use sqlx::PgPool;
@@ -15,13 +15,13 @@ use tokio::sync::Mutex;
 pub struct PgStore {
     pool: PgPool,
     me: String,
-    s: Settings,
+    s: SchedulerSettings,
     /// None when LISTEN failed: poll instead.
     listener: Mutex<Option<PgListener>>,
 }
 
 impl PgStore {
-    pub async fn new(pool: PgPool, me: &str, s: Settings) -> PgStore {
+    pub async fn new(pool: PgPool, me: &str, s: SchedulerSettings) -> PgStore {
         let listener = match PgListener::connect_with(&pool).await {
             Ok(mut l) => match l.listen(store::CHANNEL).await {
                 Ok(()) => Some(l),

@@ -1,13 +1,13 @@
 //! The `[scheduler]` section of dag.toml, parsed into what the scheduler
 //! and its state store use.
 
-use super::clock::Clock;
+use super::clock::SchedulerClock;
 use crate::config::Loaded;
 use std::time::Duration;
 
 /// The `[scheduler]` settings, parsed (validated when the config loaded).
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct SchedulerSettings {
     pub tz: chrono_tz::Tz,
     pub max_concurrency: i64,
     pub max_attempts: i32,
@@ -21,17 +21,17 @@ pub struct Settings {
     /// A bronze commit queues a run of what reads it.
     pub continuous: bool,
     pub metrics_addr: Option<std::net::SocketAddr>,
-    pub clock: Clock,
+    pub clock: SchedulerClock,
     /// No lines on stdout (an in-process scheduler).
     pub quiet: bool,
 }
 
-impl Settings {
-    pub fn from_config(cfg: &Loaded) -> Settings {
+impl SchedulerSettings {
+    pub fn from_config(cfg: &Loaded) -> SchedulerSettings {
         let c = &cfg.config.scheduler;
         let d =
             |t: &str, secs: u64| jobs::decl::parse_duration(t).unwrap_or(Duration::from_secs(secs));
-        Settings {
+        SchedulerSettings {
             tz: c.timezone.parse().unwrap_or(chrono_tz::UTC),
             max_concurrency: i64::from(c.max_concurrency.max(1)),
             max_attempts: c.retries as i32 + 1,
@@ -44,7 +44,7 @@ impl Settings {
             ingest: c.ingest,
             continuous: c.continuous,
             metrics_addr: c.metrics_addr.parse().ok(),
-            clock: Clock::parse(&c.clock).unwrap_or(Clock::System),
+            clock: SchedulerClock::parse(&c.clock).unwrap_or(SchedulerClock::System),
             quiet: false,
         }
     }

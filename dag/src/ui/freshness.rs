@@ -119,7 +119,7 @@ fn iso(ms: Option<i64>) -> Option<String> {
 }
 
 /// A model's table, if it exists (an error as text).
-async fn open(s: &jobs::model::Settings, m: &Model) -> Result<Option<ModelTable>, String> {
+async fn open(s: &jobs::model::RunSettings, m: &Model) -> Result<Option<ModelTable>, String> {
     let loc = s.location(m.layer, &m.name).map_err(|e| e.to_string())?;
     ModelTable::open(
         &m.name,

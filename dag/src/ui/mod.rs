@@ -24,7 +24,7 @@ pub use state::Ui;
 
 use crate::config::Loaded;
 use crate::executor::Stop;
-use crate::outcome::{CliError, Outcome};
+use crate::outcome::{CliError, CommandOutcome};
 use crate::pipeline::Pipeline;
 use axum::Router;
 use axum::http::header;
@@ -107,12 +107,12 @@ pub async fn serve(
 }
 
 /// `dag ui`: until SIGTERM/SIGINT.
-pub async fn command(cfg: &Loaded, p: Pipeline) -> Result<Outcome, CliError> {
+pub async fn command(cfg: &Loaded, p: Pipeline) -> Result<CommandOutcome, CliError> {
     let stop = Arc::new(Stop::default());
     let stopping = stop.clone().on_signals();
     let (listener, url) = bind(cfg).await?;
     println!("ui on {url}");
     let served = serve(listener, cfg, p, stop).await;
     stopping.abort();
-    served.map(|()| Outcome::Success)
+    served.map(|()| CommandOutcome::Success)
 }

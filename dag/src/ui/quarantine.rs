@@ -59,7 +59,7 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// One quarantine table's counts and sample (`None`: no table yet).
-async fn one(s: &jobs::model::Settings, m: &Model) -> Result<Option<Value>, String> {
+async fn one(s: &jobs::model::RunSettings, m: &Model) -> Result<Option<Value>, String> {
     let loc = s.location(m.layer, &m.name).map_err(|e| e.to_string())?;
     let schema = jobs::lake::table::arrow_schema(&jobs::decl::quarantine_columns());
     let Some(table) = ModelTable::open(&m.name, &loc, schema)

@@ -7,7 +7,7 @@
 //! Statistics answer without reading when they can: a `not_null` whose
 //! files record no nulls, a `row_count` or `freshness` without `where`.
 
-pub use super::kinds::common::{Context, Outcome};
+pub use super::kinds::common::{Context, Findings};
 
 use super::kinds;
 use super::kinds::common::{Scope, Target, input_error};
@@ -20,7 +20,7 @@ pub async fn evaluate(
     model: &Model,
     test: &DataTest,
     passes: &[Base],
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let table = ctx.catalog.open_input(&model.name, ctx.settings).await?;
     let base = super::results::pick(passes, table.created_at());
     let version = table.version();

@@ -8,7 +8,7 @@ use super::{Status, TestResult};
 use crate::decl::{Column as SpecColumn, ColumnType};
 use crate::lake::TableLocation;
 use crate::lake::table::{ModelTable, arrow_schema};
-use crate::model::{ModelError, Settings};
+use crate::model::{ModelError, RunSettings};
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -78,7 +78,7 @@ pub fn columns() -> Vec<SpecColumn> {
 }
 
 /// Where the results table lives for the lake of `s`.
-pub fn location(s: &Settings) -> Result<TableLocation, ModelError> {
+pub fn location(s: &RunSettings) -> Result<TableLocation, ModelError> {
     Ok(TableLocation::in_lake(
         &s.lake,
         LAYER,
@@ -105,7 +105,7 @@ pub struct Bases {
 }
 
 impl Bases {
-    pub async fn read(s: &Settings) -> Result<Bases, ModelError> {
+    pub async fn read(s: &RunSettings) -> Result<Bases, ModelError> {
         let schema = arrow_schema(&columns());
         let Some(table) = ModelTable::open(TABLE, &location(s)?, schema).await? else {
             return Ok(Bases::default());
@@ -239,13 +239,13 @@ impl Recorded {
 }
 
 /// Every result on record, oldest first (none when no test ran yet).
-pub async fn recorded(s: &Settings) -> Result<Vec<Recorded>, ModelError> {
+pub async fn recorded(s: &RunSettings) -> Result<Vec<Recorded>, ModelError> {
     Ok(recorded_with_version(s).await?.1)
 }
 
 /// The results table's latest version (`None`: no test ran yet): a reader
 /// that keeps what it read knows from it whether to read again.
-pub async fn version(s: &Settings) -> Result<Option<i64>, ModelError> {
+pub async fn version(s: &RunSettings) -> Result<Option<i64>, ModelError> {
     Ok(
         ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns()))
             .await?
@@ -255,7 +255,7 @@ pub async fn version(s: &Settings) -> Result<Option<i64>, ModelError> {
 
 /// [`recorded`], with the table version it was read at.
 pub async fn recorded_with_version(
-    s: &Settings,
+    s: &RunSettings,
 ) -> Result<(Option<i64>, Vec<Recorded>), ModelError> {
     let Some(table) = ModelTable::open(TABLE, &location(s)?, arrow_schema(&columns())).await?
     else {
@@ -326,7 +326,7 @@ async fn read_recorded(table: &ModelTable) -> Result<Vec<Recorded>, ModelError> 
 
 /// Creates the results table if it is missing: a run whose tasks end
 /// together then appends to one table instead of racing to create it.
-pub async fn ensure(s: &Settings) -> Result<(), ModelError> {
+pub async fn ensure(s: &RunSettings) -> Result<(), ModelError> {
     ModelTable::open_or_create(
         TABLE,
         &location(s)?,
@@ -340,7 +340,7 @@ pub async fn ensure(s: &Settings) -> Result<(), ModelError> {
 
 /// Appends `results` in one commit (nothing when there are none).
 pub async fn append(
-    s: &Settings,
+    s: &RunSettings,
     run_id: &str,
     clock: DateTime<Utc>,
     results: &[TestResult],

@@ -3,7 +3,7 @@
 
 use super::{Options, Status, TestResult, eval, results};
 use crate::decl::{DataTest, Model, Severity};
-use crate::model::{Catalog, ModelError, Settings};
+use crate::model::{Catalog, ModelError, RunSettings};
 use chrono::Utc;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -13,7 +13,7 @@ use std::time::Instant;
 /// evaluates tests of independent models at the same time.
 pub struct Tester {
     catalog: Catalog,
-    settings: Settings,
+    settings: RunSettings,
     opts: Options,
     bases: Mutex<results::Bases>,
     ran: Mutex<Vec<TestResult>>,
@@ -22,7 +22,7 @@ pub struct Tester {
 impl Tester {
     pub async fn new(
         catalog: Catalog,
-        settings: Settings,
+        settings: RunSettings,
         opts: Options,
     ) -> Result<Self, ModelError> {
         let bases = results::Bases::read(&settings).await?;
@@ -39,7 +39,7 @@ impl Tester {
     /// instead of reading them from the results table.
     pub fn with_bases(
         catalog: Catalog,
-        settings: Settings,
+        settings: RunSettings,
         opts: Options,
         bases: results::Bases,
     ) -> Self {
@@ -141,7 +141,7 @@ fn blank(model: &Model, test: &DataTest) -> TestResult {
 /// The status from the failing count, the severity and the thresholds, as
 /// dbt decides it: `error_if` (default `!= 0`) fails an error-severity
 /// test, else `warn_if` (default `!= 0`) warns.
-fn judge(model: &Model, test: &DataTest, o: eval::Outcome) -> TestResult {
+fn judge(model: &Model, test: &DataTest, o: eval::Findings) -> TestResult {
     let nonzero = crate::decl::Threshold {
         op: crate::decl::CmpOp::Ne,
         value: 0,

@@ -25,7 +25,7 @@ use self::files::{batches, new_files, replaced};
 use self::rejudge::Rejudged;
 use super::dates::DateRange;
 use super::keyset::KeySet;
-use super::{Catalog, ModelError, ModelReport, Settings};
+use super::{Catalog, ModelError, ModelReport, RunSettings};
 use crate::decl::{Model, RecordFormat, Source};
 use crate::lake::table::ModelTable;
 use deltalake::kernel::Add;
@@ -37,7 +37,7 @@ pub use dedupe::Cleaned;
 pub async fn run(
     model: &Model,
     catalog: &Catalog,
-    s: &Settings,
+    s: &RunSettings,
 ) -> Result<ModelReport, ModelError> {
     let Source::Clean {
         format,
@@ -141,7 +141,7 @@ fn read_columns<'a>(format: RecordFormat, order: &[&'a str]) -> Vec<&'a str> {
 /// What every pass of one cleaning run shares.
 struct Run<'a> {
     model: &'a Model,
-    s: &'a Settings,
+    s: &'a RunSettings,
     rule: Rules<'a>,
     bronze: &'a ModelTable,
     /// A backfill over a range: the range and its date column.

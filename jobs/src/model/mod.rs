@@ -54,7 +54,7 @@ use std::path::PathBuf;
 
 /// Where the lake and the data folder are.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct RunSettings {
     /// `file:///...` or `s3://bucket/prefix`.
     pub lake: String,
     pub storage_options: HashMap<String, String>,
@@ -73,7 +73,7 @@ pub struct Settings {
     pub cancel: Cancel,
 }
 
-impl Settings {
+impl RunSettings {
     /// Incremental runs (no full refresh, no range), cleaning batches of
     /// 96 MB, never cancelled: what a run is unless it says otherwise.
     pub fn new(lake: String, storage_options: HashMap<String, String>, data_dir: PathBuf) -> Self {
@@ -129,7 +129,7 @@ impl Catalog {
 
     /// Opens an input's table for reading; a missing table is an error
     /// that says which command makes it.
-    pub async fn open_input(&self, name: &str, s: &Settings) -> Result<ModelTable, ModelError> {
+    pub async fn open_input(&self, name: &str, s: &RunSettings) -> Result<ModelTable, ModelError> {
         let m = self.model(name)?;
         let loc = s.location(m.layer, name)?;
         let schema = arrow_schema(&self.columns(name)?);
@@ -148,7 +148,7 @@ impl Catalog {
     }
 
     /// Opens (or creates) a model's own table.
-    pub async fn open_output(&self, name: &str, s: &Settings) -> Result<ModelTable, ModelError> {
+    pub async fn open_output(&self, name: &str, s: &RunSettings) -> Result<ModelTable, ModelError> {
         let m = self.model(name)?;
         let loc = s.location(m.layer, name)?;
         let (columns, partition_by) = match &m.source {

@@ -1,6 +1,6 @@
 //! Running one model: the kind decides which runner does the work.
 
-use super::{Catalog, ModelError, ModelReport, Settings, clean, seed, sql};
+use super::{Catalog, ModelError, ModelReport, RunSettings, clean, seed, sql};
 use crate::decl::Source;
 use std::time::Instant;
 
@@ -9,7 +9,7 @@ use std::time::Instant;
 pub async fn run_model(
     name: &str,
     catalog: &Catalog,
-    settings: &Settings,
+    settings: &RunSettings,
 ) -> Result<ModelReport, ModelError> {
     let started = Instant::now();
     let model = catalog.model(name)?;

@@ -3,7 +3,7 @@
 //! commit (app id `file:<name>`): an unchanged file is not reloaded, a
 //! changed one replaces the table in one commit.
 
-use super::{Catalog, ModelError, ModelReport, Settings, write};
+use super::{Catalog, ModelError, ModelReport, RunSettings, write};
 use crate::decl::{ColumnType, Model};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +12,7 @@ pub async fn run(
     model: &Model,
     file: &str,
     catalog: &Catalog,
-    s: &Settings,
+    s: &RunSettings,
 ) -> Result<ModelReport, ModelError> {
     let path = s.data_dir.join(file);
     let bytes = std::fs::read(&path)

@@ -12,7 +12,7 @@
 use super::accumulate::{self, Step};
 use super::frame::{asof_join, size_batches};
 use super::scope::{self, Plan, Scoped};
-use super::{Catalog, DateRange, ModelError, ModelReport, Settings, write};
+use super::{Catalog, DateRange, ModelError, ModelReport, RunSettings, write};
 use crate::decl::{AsofJoin, Fold, Materialization, Model, ScopeInput, sql_columns, sql_relations};
 use crate::lake::table::ModelTable;
 use polars::prelude::*;
@@ -26,7 +26,7 @@ pub async fn run(
     scope: &[ScopeInput],
     folds: &[(String, Fold)],
     catalog: &Catalog,
-    s: &Settings,
+    s: &RunSettings,
 ) -> Result<ModelReport, ModelError> {
     let job = Job {
         model,
@@ -48,7 +48,7 @@ struct Job<'a> {
     scope: &'a [ScopeInput],
     folds: &'a [(String, Fold)],
     catalog: &'a Catalog,
-    s: &'a Settings,
+    s: &'a RunSettings,
 }
 
 /// After the plan: recompute (in scope, or whole with `None`), or the run

@@ -20,7 +20,7 @@ use super::connect::retrying;
 use super::{WarehouseError, WarehouseSettings, csv, quote, schema};
 use crate::decl::Model;
 use crate::lake::table::{DataFile, ModelTable};
-use crate::model::{Catalog, Settings};
+use crate::model::{Catalog, RunSettings};
 use polars::prelude::DataFrame;
 use sqlx::{PgConnection, PgPool};
 use std::collections::{BTreeMap, HashSet};
@@ -116,7 +116,7 @@ pub async fn load(
     pool: &PgPool,
     models: &[&Model],
     catalog: &Catalog,
-    s: &Settings,
+    s: &RunSettings,
     gate: Gate,
 ) -> Result<LoadReport, WarehouseError> {
     let audited = match gate {
@@ -144,7 +144,7 @@ async fn load_once(
     pool: &PgPool,
     models: &[&Model],
     catalog: &Catalog,
-    s: &Settings,
+    s: &RunSettings,
     audited: &BTreeMap<String, i64>,
     lock_wait: std::time::Duration,
 ) -> Result<LoadReport, WarehouseError> {

@@ -5,7 +5,7 @@
 //! one), in chunks; the values become one SQL condition a failing row
 //! satisfies. Nulls pass, as in dbt (`not_null` is the test for them).
 
-use super::common::{Context, Outcome, Target, input_error, rowwise};
+use super::common::{Context, Findings, Target, input_error, rowwise};
 use super::kind::{Check, KindDef, run};
 use crate::decl::{Bound, ColumnType, DataTest, Declaring, Interval, Kind, Model, TestKind};
 use crate::model::ModelError;
@@ -71,7 +71,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for AcceptedValues {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         let ty = column_type(t.model, t.test, &self.column)?;
         let cond = not_accepted(&self.column, ty, &self.allowed);
         rowwise(ctx, t, &cond, &[&self.column]).await

@@ -1,5 +1,5 @@
 //! What the kinds share: the evaluation's inputs ([`Context`], [`Target`]
-//! and the [`Scope`] of files a row-wise kind reads), its [`Outcome`], and
+//! and the [`Scope`] of files a row-wise kind reads), its [`Findings`], and
 //! reading the rows in scope a bounded chunk at a time, with only the
 //! columns a test needs, through its `where` into a sample of failing rows.
 
@@ -7,14 +7,14 @@ use crate::datatest::Options;
 use crate::datatest::results::Base;
 use crate::decl::{DataTest, Model, sql_columns};
 use crate::lake::table::{DataFile, ModelTable};
-use crate::model::{Catalog, ModelError, Settings};
+use crate::model::{Catalog, ModelError, RunSettings};
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use std::collections::BTreeSet;
 
 /// What the evaluation found, before thresholds decide the status.
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub struct Findings {
     pub version: i64,
     pub since_version: Option<i64>,
     /// The other model's version, for kinds that compare with one.
@@ -28,7 +28,7 @@ pub struct Outcome {
 /// Where the tables are and how tests run.
 pub struct Context<'a> {
     pub catalog: &'a Catalog,
-    pub settings: &'a Settings,
+    pub settings: &'a RunSettings,
     pub opts: &'a Options,
 }
 
@@ -203,12 +203,12 @@ pub(crate) async fn rowwise(
     t: &Target<'_>,
     cond: &str,
     named: &[&str],
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let columns = needed_columns(t.model, t.table, t.test, named, cond)?;
     let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let mut out = Outcome {
+    let mut out = Findings {
         since_version: t.scope.since,
-        ..Outcome::default()
+        ..Findings::default()
     };
     for chunk in chunks(&t.scope.files) {
         let df = t.table.read(chunk, Some(&cols)).await?;

@@ -4,7 +4,7 @@
 //! one), in chunks, with only the columns the expression and the `where`
 //! name. A row whose expression is NULL fails: an unknown is not a pass.
 
-use super::common::{Context, Outcome, Target, rowwise};
+use super::common::{Context, Findings, Target, rowwise};
 use super::kind::{Check, KindDef, run};
 use crate::decl::{Declaring, Kind, TestKind};
 use crate::model::ModelError;
@@ -47,7 +47,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for Expression {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         let cond = format!("NOT COALESCE(({}), FALSE)", self.sql);
         rowwise(ctx, t, &cond, &[]).await
     }

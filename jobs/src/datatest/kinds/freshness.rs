@@ -8,7 +8,7 @@
 //! a time. With `where` the statistics cannot say which rows it keeps, so
 //! the rows are read in chunks, with the column and what the `where` names.
 
-use super::common::{Context, Outcome, Target, chunks, filter_columns, filtered};
+use super::common::{Context, Findings, Target, chunks, filter_columns, filtered};
 use super::kind::{Check, KindDef, run};
 use crate::decl::{Declaring, Kind, TestKind, parse_duration};
 use crate::lake::table::{DataFile, ModelTable};
@@ -58,7 +58,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for Freshness {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         check(ctx, t, &self.column, self.max_lag).await
     }
 }
@@ -104,7 +104,7 @@ async fn check(
     t: &Target<'_>,
     column: &str,
     max_lag: Duration,
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let (test, table, all) = (t.test, t.table, t.all);
     let newest: Option<i64> = if test.filter.is_none() {
         newest(table, all, column).await?
@@ -127,7 +127,7 @@ async fn check(
     };
     let clock = ctx.opts.clock;
     let lag_allowed = chrono::TimeDelta::from_std(max_lag).unwrap_or(chrono::TimeDelta::MAX);
-    let mut out = Outcome::default();
+    let mut out = Findings::default();
     match newest.and_then(chrono::DateTime::from_timestamp_micros) {
         None => {
             out.failing = 1;

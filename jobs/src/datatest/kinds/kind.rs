@@ -2,7 +2,7 @@
 //! keys for the loader, the parser of its options, and its evaluation
 //! ([`Check`] on the kind's own type, reached through [`run`]).
 
-use super::common::{Context, Outcome, Target, input_error};
+use super::common::{Context, Findings, Target, input_error};
 use crate::decl::{Declaring, Kind, TestKind};
 use crate::model::ModelError;
 use futures::future::LocalBoxFuture;
@@ -22,7 +22,7 @@ pub(crate) struct KindDef {
 }
 
 pub(crate) type CheckFn =
-    for<'a> fn(&'a Context<'a>, &'a Target<'a>) -> LocalBoxFuture<'a, Result<Outcome, ModelError>>;
+    for<'a> fn(&'a Context<'a>, &'a Target<'a>) -> LocalBoxFuture<'a, Result<Findings, ModelError>>;
 
 /// A kind's evaluation over its target's rows.
 pub(crate) trait Check: TestKind + Sized + 'static {
@@ -30,14 +30,14 @@ pub(crate) trait Check: TestKind + Sized + 'static {
         &'a self,
         ctx: &'a Context<'a>,
         t: &'a Target<'a>,
-    ) -> impl Future<Output = Result<Outcome, ModelError>> + 'a;
+    ) -> impl Future<Output = Result<Findings, ModelError>> + 'a;
 }
 
 /// The [`CheckFn`] of kind `K`: the test's options as `K`, checked.
 pub(crate) fn run<'a, K: Check>(
     ctx: &'a Context<'a>,
     t: &'a Target<'a>,
-) -> LocalBoxFuture<'a, Result<Outcome, ModelError>> {
+) -> LocalBoxFuture<'a, Result<Findings, ModelError>> {
     Box::pin(async move {
         let Some(kind) = t.test.kind.get::<K>() else {
             let msg = format!("is not a `{}` test", t.test.kind.name());

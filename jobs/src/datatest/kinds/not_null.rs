@@ -6,7 +6,7 @@
 //! Otherwise the rows are read in chunks and `<column> IS NULL` (with the
 //! `where`) counts the failing ones.
 
-use super::common::{Context, Outcome, Target, rowwise, stat};
+use super::common::{Context, Findings, Target, rowwise, stat};
 use super::kind::{Check, KindDef, run};
 use crate::decl::{Declaring, Kind, TestKind};
 use crate::model::ModelError;
@@ -40,12 +40,12 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for NotNull {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         check(ctx, t, &self.column).await
     }
 }
 
-async fn check(ctx: &Context<'_>, t: &Target<'_>, column: &str) -> Result<Outcome, ModelError> {
+async fn check(ctx: &Context<'_>, t: &Target<'_>, column: &str) -> Result<Findings, ModelError> {
     // Without `where`, the writers' null counts answer when they say none.
     if t.test.filter.is_none() {
         let counted: Option<Vec<(u64, u64)>> = t
@@ -62,11 +62,11 @@ async fn check(ctx: &Context<'_>, t: &Target<'_>, column: &str) -> Result<Outcom
         if let Some(counted) = counted {
             let rows: u64 = counted.iter().map(|c| c.0).sum();
             if counted.iter().all(|c| c.1 == 0) {
-                return Ok(Outcome {
+                return Ok(Findings {
                     since_version: t.scope.since,
                     rows_checked: rows,
                     message: format!("{rows} row(s): no nulls recorded in the file statistics"),
-                    ..Outcome::default()
+                    ..Findings::default()
                 });
             }
         }

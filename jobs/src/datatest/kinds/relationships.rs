@@ -8,7 +8,7 @@
 //! test reads every row again and says so.
 
 use super::common::{
-    Context, KeyedFilter, Outcome, Target, add_sample, chunks, needed_columns, select,
+    Context, Findings, KeyedFilter, Target, add_sample, chunks, needed_columns, select,
 };
 use super::kind::{Check, KindDef, run};
 use crate::decl::{Declaring, Kind, TestKind};
@@ -61,7 +61,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for Relationships {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         check(ctx, t, &self.column, &self.to, &self.field).await
     }
 }
@@ -72,7 +72,7 @@ async fn check(
     column: &str,
     to: &str,
     field: &str,
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let parent = ctx.catalog.open_input(to, ctx.settings).await?;
     let parent_files = parent.files().await?;
     let keys = parent
@@ -106,9 +106,9 @@ async fn check(
     }
     let needed = needed_columns(t.model, t.table, t.test, &[column], "")?;
     let cols: Vec<&str> = needed.iter().map(String::as_str).collect();
-    let mut out = Outcome {
+    let mut out = Findings {
         compared_version: Some(parent.version()),
-        ..Outcome::default()
+        ..Findings::default()
     };
     for chunk in chunks(&files) {
         let rows = t.table.read(chunk, Some(&cols)).await?;

@@ -6,7 +6,7 @@
 //! answer when every file has them; otherwise the rows are read in chunks,
 //! with only the columns the `where` names.
 
-use super::common::{Context, Outcome, Target, chunks, columns_in, input_error, stat};
+use super::common::{Context, Findings, Target, chunks, columns_in, input_error, stat};
 use super::kind::{Check, KindDef, run};
 use crate::decl::{DataTest, Declaring, Kind, TestKind};
 use crate::lake::table::{DataFile, ModelTable};
@@ -77,7 +77,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for RowCount {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         check(ctx, t, self.min, self.max, self.equal_to.as_ref()).await
     }
 }
@@ -128,12 +128,12 @@ async fn check(
     min: Option<u64>,
     max: Option<u64>,
     equal_to: Option<&CountOf>,
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let test = t.test;
     let n = count_rows(t.table, t.all, test.filter.as_deref(), test).await?;
-    let mut out = Outcome {
+    let mut out = Findings {
         rows_checked: n,
-        ..Outcome::default()
+        ..Findings::default()
     };
     let mut problems = Vec::new();
     if let Some(lo) = min

@@ -11,7 +11,7 @@
 //! the base, where the test passed.
 
 use super::common::{
-    Context, KeyedFilter, Outcome, Target, add_sample, chunks, filter_columns, filtered,
+    Context, Findings, KeyedFilter, Target, add_sample, chunks, filter_columns, filtered,
     needed_columns,
 };
 use super::kind::{Check, KindDef, run};
@@ -73,7 +73,7 @@ fn parse(d: &mut Declaring) -> Option<Kind> {
 }
 
 impl Check for Unique {
-    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Outcome, ModelError> {
+    async fn check(&self, ctx: &Context<'_>, t: &Target<'_>) -> Result<Findings, ModelError> {
         let columns = &self.columns;
         let named: Vec<&str> = columns.iter().map(String::as_str).collect();
         let needed = needed_columns(t.model, t.table, t.test, &named, "")?;
@@ -95,7 +95,7 @@ async fn new_keys(
     columns: &[String],
     named: &[&str],
     cols: &[&str],
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let keys: Vec<Expr> = named.iter().map(|c| col(*c)).collect();
     // Rows in scope (with `where`).
     let new = filtered(t.table.read(&t.scope.files, Some(cols)).await?, t.test)?;
@@ -122,10 +122,10 @@ async fn new_keys(
     if lookup && new.height() > 0 && KeySet::new(columns).insert_new(&new)?.all() {
         let wanted = new.select(named.to_vec())?;
         if t.table.held(&others, &wanted).await?.height() == 0 {
-            return Ok(Outcome {
+            return Ok(Findings {
                 rows_checked: new.height() as u64,
                 message: unique_message(new.height() as u64, 0, named),
-                ..Outcome::default()
+                ..Findings::default()
             });
         }
     }
@@ -186,17 +186,17 @@ fn finish(
     counts: DataFrame,
     keys: Vec<Expr>,
     named: &[&str],
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     let repeated = counts
         .lazy()
         .filter(col("__n").gt(lit(1)))
         .select(keys.clone())
         .collect()?;
     let bad = new.clone().lazy().semi_on(repeated, keys).collect()?;
-    let mut out = Outcome {
+    let mut out = Findings {
         rows_checked: new.height() as u64,
         failing: bad.height() as u64,
-        ..Outcome::default()
+        ..Findings::default()
     };
     add_sample(&mut out.sample, &bad, ctx.opts.sample_rows);
     out.message = unique_message(out.rows_checked, out.failing, named);
@@ -228,7 +228,7 @@ async fn everywhere(
     files: &[DataFile],
     key: &[&str],
     cols: &[&str],
-) -> Result<Outcome, ModelError> {
+) -> Result<Findings, ModelError> {
     // The first pass reads the key and what `where` needs, nothing else.
     let mut first: Vec<String> = key.iter().map(|c| c.to_string()).collect();
     for c in filter_columns(table, test)? {
@@ -250,9 +250,9 @@ async fn everywhere(
         .map(|w| w[0])
         .collect();
     drop(hashes);
-    let mut out = Outcome {
+    let mut out = Findings {
         rows_checked: checked,
-        ..Outcome::default()
+        ..Findings::default()
     };
     if !repeated.is_empty() {
         let keys: Vec<Expr> = key.iter().map(|c| col(*c)).collect();
