@@ -1,6 +1,7 @@
-//! The batch loop: poll, take each message into the pending batch, commit
-//! when a batch is due, and stop on `stop`, on an error a callback raised,
-//! or once caught up.
+//! The batch loop: poll, take each message into the pending batch, cut a
+//! batch when it is due (its files written while polling goes on) and
+//! commit it once they are, and stop on `stop`, on an error a callback
+//! raised, or once caught up.
 
 use super::error::IngestError;
 use super::state::Ctx;
@@ -26,13 +27,7 @@ pub(super) fn poll_loop(
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let wait = {
-            let st = lock(&ctx.state);
-            st.pending_since
-                .map(|t| st.settings.batch_interval.saturating_sub(t.elapsed()))
-                .unwrap_or(Duration::from_millis(200))
-                .min(Duration::from_millis(200))
-        };
+        let wait = lock(&ctx.state).poll_wait();
         match consumer.poll(wait) {
             Some(Ok(m)) => {
                 let raw = RawMessage {
@@ -45,13 +40,7 @@ pub(super) fn poll_loop(
                         t => t.to_millis(),
                     },
                 };
-                let mut st = lock(&ctx.state);
-                st.accept(&raw);
-                // Drain what librdkafka already holds without re-locking
-                // per message; the batch checks stay per message.
-                if st.due() {
-                    st.flush(rt, consumer)?;
-                }
+                lock(&ctx.state).accept(&raw);
             }
             // Broker trouble: librdkafka retries; say so, at most every 10 s.
             Some(Err(e))
@@ -70,8 +59,11 @@ pub(super) fn poll_loop(
         if !st.unsought.is_empty() {
             st.retry_seeks(consumer);
         }
+        if st.landed() {
+            st.settle(rt, consumer)?;
+        }
         if st.due() {
-            st.flush(rt, consumer)?;
+            st.flush_behind(rt, consumer)?;
         }
         if st.settings.until_caught_up && st.caught_up() {
             return Ok(());
