@@ -23,14 +23,18 @@ pub(super) fn poll_loop(
 ) -> Result<(), IngestError> {
     let ctx = consumer.context();
     let mut last_kafka_warning: Option<Instant> = None;
+    // The state is locked once per poll (not around it: rebalance
+    // callbacks run inside `poll` and lock it themselves).
+    let mut wait = lock(&ctx.state).poll_wait();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let wait = lock(&ctx.state).poll_wait();
-        match consumer.poll(wait) {
+        let polled = consumer.poll(wait);
+        let mut st = lock(&ctx.state);
+        match polled {
             Some(Ok(m)) => {
-                let raw = RawMessage {
+                st.accept(&RawMessage {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key(),
@@ -39,8 +43,7 @@ pub(super) fn poll_loop(
                         Timestamp::NotAvailable => None,
                         t => t.to_millis(),
                     },
-                };
-                lock(&ctx.state).accept(&raw);
+                });
             }
             // Broker trouble: librdkafka retries; say so, at most every 10 s.
             Some(Err(e))
@@ -52,7 +55,6 @@ pub(super) fn poll_loop(
             Some(Err(_)) => {}
             None => {}
         }
-        let mut st = lock(&ctx.state);
         if let Some(e) = st.fatal.take() {
             return Err(e);
         }
@@ -68,5 +70,6 @@ pub(super) fn poll_loop(
         if st.settings.until_caught_up && st.caught_up() {
             return Ok(());
         }
+        wait = st.poll_wait();
     }
 }
