@@ -147,17 +147,32 @@ impl BatchBuilder {
         &self.spans
     }
 
-    /// Takes the accumulated rows as a record batch and starts empty again.
+    /// Takes the accumulated rows as a record batch and starts empty again,
+    /// with room for as many rows and bytes as this batch had: the next
+    /// batch is likely as big, and growing the buffers by doubling copied
+    /// each one several times over (untouched room costs no memory).
     pub fn finish(&mut self) -> (RecordBatch, BTreeMap<i32, Span>) {
+        let rows = self.rows;
+        let bytes = |b: &BinaryBuilder| b.values_slice().len();
+        let keys = BinaryBuilder::with_capacity(rows, bytes(&self.keys));
+        let values = BinaryBuilder::with_capacity(rows, bytes(&self.values));
+        let topics = StringBuilder::with_capacity(rows, self.topics.values_slice().len());
+        let ts = || TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.topics.finish()),
-            Arc::new(self.partitions.finish()),
-            Arc::new(self.offsets.finish()),
-            Arc::new(self.keys.finish()),
-            Arc::new(self.values.finish()),
-            Arc::new(self.kafka_ts.finish()),
-            Arc::new(self.ingested.finish()),
-            Arc::new(self.dates.finish()),
+            Arc::new(std::mem::replace(&mut self.topics, topics).finish()),
+            Arc::new(
+                std::mem::replace(&mut self.partitions, Int32Builder::with_capacity(rows)).finish(),
+            ),
+            Arc::new(
+                std::mem::replace(&mut self.offsets, Int64Builder::with_capacity(rows)).finish(),
+            ),
+            Arc::new(std::mem::replace(&mut self.keys, keys).finish()),
+            Arc::new(std::mem::replace(&mut self.values, values).finish()),
+            Arc::new(std::mem::replace(&mut self.kafka_ts, ts()).finish()),
+            Arc::new(std::mem::replace(&mut self.ingested, ts()).finish()),
+            Arc::new(
+                std::mem::replace(&mut self.dates, Date32Builder::with_capacity(rows)).finish(),
+            ),
         ];
         self.rows = 0;
         self.bytes = 0;

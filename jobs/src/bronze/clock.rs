@@ -3,6 +3,7 @@
 //! `future_event_time` rule compares event times with it).
 
 use chrono::{DateTime, NaiveDate, Utc};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Clock {
@@ -28,7 +29,11 @@ impl Clock {
     /// Microseconds since the epoch, UTC.
     pub fn now_micros(&self) -> i64 {
         match self {
-            Clock::System => Utc::now().timestamp_micros(),
+            // Read per message: the system time without chrono's calendar
+            // arithmetic (same value as `Utc::now().timestamp_micros()`).
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
             Clock::Pinned(t) => t.timestamp_micros(),
         }
     }

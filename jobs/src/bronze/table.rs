@@ -215,8 +215,22 @@ impl BronzeTable {
         }
     }
 
-    /// One attempt to commit `batch` with the offsets of `spans`. On an
-    /// error, call [`Self::resolve`] before retrying.
+    /// A writer of this table's data files, for [`write_files`] on another
+    /// task while the ingester goes on reading; hand the files to
+    /// [`Self::stage`] before the batch's [`Self::commit`].
+    pub fn file_writer(&self) -> Result<RecordBatchWriter, DeltaTableError> {
+        Ok(RecordBatchWriter::for_table(&self.table)?.with_writer_properties(self.props.clone()))
+    }
+
+    /// Files [`write_files`] wrote for the batch committed next: its commit
+    /// takes them instead of writing the batch again.
+    pub fn stage(&mut self, adds: Vec<Add>) {
+        self.staged = Some(adds);
+    }
+
+    /// One attempt to commit `batch` with the offsets of `spans` (and the
+    /// files [`Self::stage`]d for it, if any). On an error, call
+    /// [`Self::resolve`] before retrying.
     pub async fn commit(
         &mut self,
         batch: &arrow::array::RecordBatch,
@@ -238,12 +252,7 @@ impl BronzeTable {
         }
         let adds = match self.staged.take() {
             Some(adds) => adds,
-            None => {
-                let mut writer = RecordBatchWriter::for_table(&self.table)?
-                    .with_writer_properties(self.props.clone());
-                writer.write(batch.clone()).await?;
-                writer.flush().await?
-            }
+            None => write_files(self.file_writer()?, batch.clone()).await?,
         };
         self.staged = Some(adds.clone());
         let now = chrono::Utc::now().timestamp_millis();
@@ -480,6 +489,15 @@ impl BronzeTable {
         }
         Ok((done, removed))
     }
+}
+
+/// Writes `batch` as data files of the writer's table, committing nothing.
+pub async fn write_files(
+    mut writer: RecordBatchWriter,
+    batch: arrow::array::RecordBatch,
+) -> Result<Vec<Add>, DeltaTableError> {
+    writer.write(batch).await?;
+    writer.flush().await
 }
 
 /// Parquet settings for raw messages: no dictionary or statistics for the

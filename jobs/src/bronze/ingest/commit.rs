@@ -1,13 +1,15 @@
-//! A pending batch into the table with its offsets, in one Delta commit:
+//! A pending batch into the table with its offsets, in one Delta commit
+//! (its files written while the ingester reads on, or at once):
 //! retries of an unreachable store, fencing when another writer moved a
 //! partition, repositioning the consumer where the table says, the
 //! informational group offsets, and upkeep (checkpoints, compaction)
 //! between batches.
 
 use super::error::IngestError;
-use super::state::{Ctx, State};
+use super::state::{Ctx, InFlight, State};
 use crate::bronze::batch::Span;
-use crate::bronze::table::{Moved, Outcome};
+use crate::bronze::table::{Moved, Outcome, write_files};
+use arrow::array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -17,20 +19,112 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 impl State {
-    /// Commits the pending batch with its offsets, retrying an unreachable
-    /// store with backoff. Never skips: an error leaves the offsets
-    /// uncommitted, so the messages are read again.
+    /// Commits the batch in flight, then the pending batch, each with its
+    /// offsets, retrying an unreachable store with backoff. Never skips: an
+    /// error leaves the offsets uncommitted, so the messages are read
+    /// again.
     pub(super) fn flush(
         &mut self,
         rt: &Handle,
         consumer: &BaseConsumer<Ctx>,
     ) -> Result<(), IngestError> {
+        self.settle(rt, consumer)?;
         self.pending_since = None;
+        self.interval_passed = false;
         if self.pending.is_empty() {
             return Ok(());
         }
         let payload = self.pending.payload_bytes() as u64;
         let (batch, spans) = self.pending.finish();
+        self.commit_batch(rt, consumer, batch, spans, payload)
+    }
+
+    /// Like [`Self::flush`], but the pending batch's files are written on
+    /// the runtime while the caller goes on polling (encoding is most of a
+    /// commit's time, and the poll loop has a core of its own); its commit
+    /// follows in [`Self::settle`]. The batch before it is committed first,
+    /// so batches commit in order and at most two are held in memory.
+    pub(super) fn flush_behind(
+        &mut self,
+        rt: &Handle,
+        consumer: &BaseConsumer<Ctx>,
+    ) -> Result<(), IngestError> {
+        self.settle(rt, consumer)?;
+        if self.pending.is_empty() {
+            self.pending_since = None;
+            self.interval_passed = false;
+            return Ok(());
+        }
+        let writer = match self.table.file_writer() {
+            Ok(writer) => writer,
+            // The commit writes (and retries) the files itself.
+            Err(_) => return self.flush(rt, consumer),
+        };
+        self.pending_since = None;
+        self.interval_passed = false;
+        let payload = self.pending.payload_bytes() as u64;
+        let (batch, spans) = self.pending.finish();
+        let files = rt.spawn(write_files(writer, batch.clone()));
+        self.in_flight = Some(InFlight {
+            batch,
+            spans,
+            payload,
+            files,
+        });
+        Ok(())
+    }
+
+    /// Whether the batch in flight has its files written: [`Self::settle`]
+    /// would not wait.
+    pub(super) fn landed(&self) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.files.is_finished())
+    }
+
+    /// Commits the batch in flight, if any, once its files are written.
+    /// Files that could not be written are written again by the commit,
+    /// with its retries.
+    pub(super) fn settle(
+        &mut self,
+        rt: &Handle,
+        consumer: &BaseConsumer<Ctx>,
+    ) -> Result<(), IngestError> {
+        let Some(f) = self.in_flight.take() else {
+            return Ok(());
+        };
+        match rt.block_on(f.files) {
+            Ok(Ok(adds)) => self.table.stage(adds),
+            Ok(Err(e)) => {
+                warn!(table = %self.table.name, error = %e, "writing a batch's files failed; the commit writes them again");
+            }
+            Err(e) => {
+                warn!(table = %self.table.name, error = %e, "the task writing a batch's files failed; the commit writes them again");
+            }
+        }
+        let result = self.commit_batch(rt, consumer, f.batch, f.spans, f.payload);
+        if result.is_err() {
+            // The rows read since were one batch with these before the cut:
+            // read them again too, as a failed `flush` of that one batch would.
+            let rewind: Moved = (self.pending.spans().iter())
+                .map(|(p, s)| (*p, Some(s.first - 1)))
+                .collect();
+            self.reposition(rewind, consumer);
+            self.pending_since = None;
+        }
+        result
+    }
+
+    /// Commits one batch with its offsets (and the files staged for it),
+    /// retrying an unreachable store until `retry_timeout`.
+    fn commit_batch(
+        &mut self,
+        rt: &Handle,
+        consumer: &BaseConsumer<Ctx>,
+        batch: RecordBatch,
+        spans: BTreeMap<i32, Span>,
+        payload: u64,
+    ) -> Result<(), IngestError> {
         let deadline = Instant::now() + self.settings.retry_timeout;
         let mut backoff = Duration::from_millis(200);
         let mut attempt = 0u32;
@@ -92,7 +186,7 @@ impl State {
     fn committed(
         &mut self,
         version: i64,
-        batch: &arrow::array::RecordBatch,
+        batch: &RecordBatch,
         payload: u64,
         spans: &BTreeMap<i32, Span>,
         consumer: &BaseConsumer<Ctx>,

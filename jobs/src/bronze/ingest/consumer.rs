@@ -49,7 +49,13 @@ pub(super) fn client_config(source: &SourceSpec, settings: &IngestSettings) -> C
         // Big fetches: bronze wants throughput, and memory stays bounded.
         .set("fetch.max.bytes", (64 << 20).to_string())
         .set("max.partition.fetch.bytes", (16 << 20).to_string())
-        .set("queued.max.messages.kbytes", (128 << 10).to_string());
+        .set("queued.max.messages.kbytes", (128 << 10).to_string())
+        // Once the local queue is full (as it is while a batch is written),
+        // librdkafka postpones the next fetch by this much; the default
+        // (1 s) left the ingester idle after every commit, emptying the
+        // queue long before the next fetch came. Checking again soon costs
+        // a wakeup per partition, nothing more.
+        .set("fetch.queue.backoff.ms", "10");
     for (k, v) in &settings.kafka_properties {
         config.set(k, v);
     }

@@ -1,6 +1,7 @@
-//! The batch loop: poll, take each message into the pending batch, commit
-//! when a batch is due, and stop on `stop`, on an error a callback raised,
-//! or once caught up.
+//! The batch loop: poll, take each message into the pending batch, cut a
+//! batch when it is due (its files written while polling goes on) and
+//! commit it once they are, and stop on `stop`, on an error a callback
+//! raised, or once caught up.
 
 use super::error::IngestError;
 use super::state::Ctx;
@@ -22,20 +23,18 @@ pub(super) fn poll_loop(
 ) -> Result<(), IngestError> {
     let ctx = consumer.context();
     let mut last_kafka_warning: Option<Instant> = None;
+    // The state is locked once per poll (not around it: rebalance
+    // callbacks run inside `poll` and lock it themselves).
+    let mut wait = lock(&ctx.state).poll_wait();
     loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let wait = {
-            let st = lock(&ctx.state);
-            st.pending_since
-                .map(|t| st.settings.batch_interval.saturating_sub(t.elapsed()))
-                .unwrap_or(Duration::from_millis(200))
-                .min(Duration::from_millis(200))
-        };
-        match consumer.poll(wait) {
+        let polled = consumer.poll(wait);
+        let mut st = lock(&ctx.state);
+        match polled {
             Some(Ok(m)) => {
-                let raw = RawMessage {
+                st.accept(&RawMessage {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key(),
@@ -44,14 +43,7 @@ pub(super) fn poll_loop(
                         Timestamp::NotAvailable => None,
                         t => t.to_millis(),
                     },
-                };
-                let mut st = lock(&ctx.state);
-                st.accept(&raw);
-                // Drain what librdkafka already holds without re-locking
-                // per message; the batch checks stay per message.
-                if st.due() {
-                    st.flush(rt, consumer)?;
-                }
+                });
             }
             // Broker trouble: librdkafka retries; say so, at most every 10 s.
             Some(Err(e))
@@ -63,18 +55,21 @@ pub(super) fn poll_loop(
             Some(Err(_)) => {}
             None => {}
         }
-        let mut st = lock(&ctx.state);
         if let Some(e) = st.fatal.take() {
             return Err(e);
         }
         if !st.unsought.is_empty() {
             st.retry_seeks(consumer);
         }
+        if st.landed() {
+            st.settle(rt, consumer)?;
+        }
         if st.due() {
-            st.flush(rt, consumer)?;
+            st.flush_behind(rt, consumer)?;
         }
         if st.settings.until_caught_up && st.caught_up() {
             return Ok(());
         }
+        wait = st.poll_wait();
     }
 }

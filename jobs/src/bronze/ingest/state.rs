@@ -5,14 +5,18 @@
 use super::error::IngestError;
 use super::settings::{IngestSettings, SourceSpec};
 use super::stats::{IngestStats, lock};
-use crate::bronze::batch::{BatchBuilder, RawMessage};
+use crate::bronze::batch::{BatchBuilder, RawMessage, Span};
 use crate::bronze::table::BronzeTable;
+use arrow::array::RecordBatch;
+use deltalake::DeltaTableError;
+use deltalake::kernel::Add;
 use rdkafka::error::KafkaError;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 /// The consumer context: the ingest state, reachable from rebalance
@@ -47,6 +51,21 @@ pub(super) struct State {
     pub(super) stop: Arc<AtomicBool>,
     /// An error raised inside a callback, surfaced by the main loop.
     pub(super) fatal: Option<IngestError>,
+    /// The batch whose files are being written while reading goes on;
+    /// committed by `settle` (at most one at a time).
+    pub(super) in_flight: Option<InFlight>,
+    /// Whether the pending batch was old enough to commit when the last
+    /// poll began (one clock read per poll, not several per message).
+    pub(super) interval_passed: bool,
+}
+
+/// A batch cut from the pending rows, its files being written on the
+/// runtime; its offsets are in no commit yet.
+pub(super) struct InFlight {
+    pub(super) batch: RecordBatch,
+    pub(super) spans: BTreeMap<i32, Span>,
+    pub(super) payload: u64,
+    pub(super) files: JoinHandle<Result<Vec<Add>, DeltaTableError>>,
 }
 
 impl State {
@@ -74,6 +93,8 @@ impl State {
             stats: stats.clone(),
             stop: stop.clone(),
             fatal: None,
+            in_flight: None,
+            interval_passed: false,
         }
     }
 
@@ -180,12 +201,28 @@ impl State {
         }
     }
 
-    /// Whether the pending batch is big or old enough to commit.
+    /// How long the next poll may wait: until the pending batch is due by
+    /// age, at most 200 ms (5 ms while a batch's files are being written,
+    /// so that its commit follows them soon). Notes whether the batch is
+    /// due by age already, for [`Self::due`].
+    pub(super) fn poll_wait(&mut self) -> Duration {
+        let left = self
+            .pending_since
+            .map(|t| self.settings.batch_interval.saturating_sub(t.elapsed()));
+        self.interval_passed = left == Some(Duration::ZERO);
+        let cap = if self.in_flight.is_some() {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(200)
+        };
+        left.unwrap_or(cap).min(cap)
+    }
+
+    /// Whether the pending batch is big enough to commit, or was old
+    /// enough when the last poll began.
     pub(super) fn due(&self) -> bool {
         self.pending.rows() >= self.settings.batch_rows
             || self.pending.bytes() >= self.settings.batch_bytes
-            || self
-                .pending_since
-                .is_some_and(|t| t.elapsed() >= self.settings.batch_interval)
+            || self.interval_passed
     }
 }
