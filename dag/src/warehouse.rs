@@ -191,7 +191,7 @@ pub async fn load_command(
         .collect();
     let gate = crate::datatest::audit(cfg, p, &loaded).await?;
     let run = crate::datatest::run_id();
-    load_reporting(cfg, p, selected, gate, &run, events).await
+    load_reporting(cfg, p, selected, gate, &run, events, &Ready::default()).await
 }
 
 /// Loads the warehouse models among `selected` through `gate`, as part of
@@ -203,6 +203,7 @@ pub async fn load_reporting(
     gate: Gate,
     run: &str,
     events: &dyn EventSink,
+    ready: &Ready,
 ) -> Result<CommandOutcome, CliError> {
     let models: Vec<&Model> = selected
         .iter()
@@ -230,7 +231,7 @@ pub async fn load_reporting(
         ));
         return Ok(CommandOutcome::Failed);
     }
-    let pool = ready_warehouse(cfg, p, events).await?;
+    let pool = ready.pool(cfg, p, events).await?;
     let catalog = Catalog::new(p.graph.node_weights().cloned());
     let s = cfg.model_settings(false);
     let report = load(
@@ -241,8 +242,49 @@ pub async fn load_reporting(
         &s,
         gate,
     )
-    .await
-    .map_err(anyhow::Error::from)?;
+    .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // The next load checks the warehouse again (a table dropped or
+            // changed under us, a server that went away).
+            ready.forget().await;
+            return Err(anyhow::Error::from(e).into());
+        }
+    };
     events.emit(&Event::load(run, &report));
     Ok(CommandOutcome::Success)
+}
+
+/// The warehouse made ready ([`ready_warehouse`]) once and kept: a
+/// scheduler loads after every run (in continuous mode several times a
+/// second), and connecting, checking dag's and the pipeline's migrations
+/// and every table's columns each time was most of a small load. The
+/// load still checks the loaded tables' columns in its transaction; a
+/// failed load forgets the pool, so the next one starts over.
+#[derive(Default)]
+pub struct Ready(tokio::sync::Mutex<Option<PgPool>>);
+
+impl Ready {
+    /// The pool, made ready on first use.
+    pub async fn pool(
+        &self,
+        cfg: &Loaded,
+        p: &Pipeline,
+        events: &dyn EventSink,
+    ) -> Result<PgPool, CliError> {
+        let mut kept = self.0.lock().await;
+        if let Some(pool) = kept.as_ref() {
+            return Ok(pool.clone());
+        }
+        let pool = ready_warehouse(cfg, p, events).await?;
+        *kept = Some(pool.clone());
+        Ok(pool)
+    }
+
+    async fn forget(&self) {
+        if let Some(pool) = self.0.lock().await.take() {
+            pool.close().await;
+        }
+    }
 }

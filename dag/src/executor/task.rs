@@ -157,6 +157,8 @@ pub struct Runner {
     /// (by run name); the load task and [`Runner::flush_results`] append
     /// them in one commit, instead of one commit per task.
     unrecorded: std::sync::Mutex<Vec<(String, jobs::datatest::TestResult)>>,
+    /// The warehouse, made ready by the first load and kept for the next.
+    warehouse: crate::warehouse::Ready,
 }
 
 impl Runner {
@@ -176,6 +178,7 @@ impl Runner {
             bases: None,
             hold_results: false,
             unrecorded: std::sync::Mutex::new(Vec::new()),
+            warehouse: crate::warehouse::Ready::default(),
         }
     }
 
@@ -400,6 +403,7 @@ impl Runner {
             Gate::Audited(run.versions.clone()),
             &c.run,
             &*self.events,
+            &self.warehouse,
         )
         .await;
         let error = match loaded {
