@@ -125,7 +125,8 @@ POLARS_VERSION=2.1.0
 PYSPARK_VERSION=4.3.0
 PINS=("duckdb==$DUCKDB_VERSION" "polars==$POLARS_VERSION" "polars-runtime-32==$POLARS_VERSION"
       "pyspark==$PYSPARK_VERSION")
-ENGINES=(duckdb polars pyspark)
+# BENCH_ENGINES (space-separated) runs only those engines.
+read -r -a ENGINES <<< "${BENCH_ENGINES:-duckdb polars pyspark}"
 PY="$VENV/bin/python"
 have_pins() {
   "$PY" - "$DUCKDB_VERSION" "$POLARS_VERSION" "$PYSPARK_VERSION" 2>/dev/null <<'PYEOF'
