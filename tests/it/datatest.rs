@@ -87,14 +87,7 @@ impl Project {
             "id,kind\np1,a\np2,a\np3,a\np4,b\n",
         )
         .expect("write");
-        std::fs::write(
-            root.join("dag.toml"),
-            format!(
-                "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n",
-                root.display()
-            ),
-        )
-        .expect("write");
+        write_config(root);
         Project { dir }
     }
 
@@ -148,6 +141,18 @@ impl Project {
         let doc: Value = serde_json::from_str(&text).expect("JSON report");
         (out.status.code().unwrap_or(-1), stdout, doc)
     }
+}
+
+/// dag.toml of a project of pipeline `p` with a local lake, no warehouse.
+fn write_config(root: &Path) {
+    std::fs::write(
+        root.join("dag.toml"),
+        format!(
+            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n",
+            root.display()
+        ),
+    )
+    .expect("write");
 }
 
 /// The results of a report by test kind and column(s) (or line order for
@@ -680,14 +685,7 @@ fn accepted_values_written_as_plain_yaml_scalars_keep_their_text() {
         "row,code\n1,01\n2,02\n3,yes\n4,1\n5,true\n",
     )
     .expect("write");
-    std::fs::write(
-        root.join("dag.toml"),
-        format!(
-            "pipeline = \"p\"\n[lake]\nuri = \"file://{}/lake\"\n[warehouse]\nenabled = false\n",
-            root.display()
-        ),
-    )
-    .expect("write");
+    write_config(root);
     let run = |args: &[&str]| {
         Command::new(testkit::dag_bin())
             .current_dir(root)
