@@ -9,7 +9,7 @@
 //! `last_ms` and `ratio` (last thousand / first thousand) for the report.
 
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
-use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use jobs::bronze::table::{BatchCommit, BronzeTable, TableLocation};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -53,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
         next += 1;
         let (batch, spans) = b.finish();
         match table.commit(&batch, &spans).await? {
-            Outcome::Committed { .. } => {}
+            BatchCommit::Committed { .. } => {}
             other => anyhow::bail!("commit {i}: {other:?}"),
         }
         if i % CHECKPOINT_EVERY == 0 {

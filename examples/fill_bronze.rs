@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
-use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use jobs::bronze::table::{BatchCommit, BronzeTable, TableLocation};
 use jobs::produce::sim::{Fleet, SimSettings, Simulator};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -89,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
             match table.commit(&batch, &spans).await? {
-                Outcome::Committed { .. } => {}
+                BatchCommit::Committed { .. } => {}
                 other => anyhow::bail!("{topic}: {other:?}"),
             }
         }

@@ -674,7 +674,7 @@ mod fencing {
     //! Two writers of one bronze table, without Kafka: what the table
     //! refuses.
     use jobs::bronze::batch::{BatchBuilder, RawMessage};
-    use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+    use jobs::bronze::table::{BatchCommit, BronzeTable, TableLocation};
     use std::collections::HashMap;
 
     fn batch(partition: i32, offsets: std::ops::Range<i64>) -> BatchBuilder {
@@ -713,12 +713,12 @@ mod fencing {
         b.claim(&[0]).await.expect("claim");
         let (rows, spans) = batch(0, 0..10).finish();
         let out = b.commit(&rows, &spans).await.expect("commit");
-        assert!(matches!(out, Outcome::Committed { .. }), "{out:?}");
+        assert!(matches!(out, BatchCommit::Committed { .. }), "{out:?}");
         // a commits partition 1 and steps over b's commit: it learns that
         // partition 0 moved.
         let (rows, spans) = batch(1, 0..5).finish();
         match a.commit(&rows, &spans).await.expect("commit") {
-            Outcome::Committed { moved, .. } => {
+            BatchCommit::Committed { moved, .. } => {
                 assert_eq!(moved.get(&0), Some(&Some(9)), "partition 0 moved under a")
             }
             other => panic!("{other:?}"),
@@ -728,7 +728,7 @@ mod fencing {
         let out = a.commit(&rows, &spans).await.expect("commit");
         assert_eq!(
             out,
-            Outcome::Fenced {
+            BatchCommit::Fenced {
                 moved: [(0, Some(9))].into()
             }
         );
@@ -744,7 +744,7 @@ mod fencing {
         let resolved = c.resolve(&spans).await.expect("resolve");
         assert_eq!(
             resolved,
-            Some(Outcome::Fenced {
+            Some(BatchCommit::Fenced {
                 moved: [(0, Some(19))].into()
             })
         );
@@ -764,7 +764,7 @@ mod fencing {
         t: &mut BronzeTable,
         rows: &arrow::array::RecordBatch,
         spans: &std::collections::BTreeMap<i32, jobs::bronze::batch::Span>,
-    ) -> Outcome {
+    ) -> BatchCommit {
         for _ in 0..5 {
             match t.commit(rows, spans).await {
                 Ok(o) => return o,
@@ -802,7 +802,7 @@ mod fencing {
         let (rows, spans) = batch(0, 0..10).finish();
         match commit_until_known(&mut a, &rows, &spans).await {
             // b's commit, stepped over before the failed read, is not missed.
-            Outcome::Committed { moved, .. } => {
+            BatchCommit::Committed { moved, .. } => {
                 assert_eq!(moved, [(1, Some(2))].into(), "partition 1 moved under a")
             }
             other => panic!("{other:?}"),
@@ -835,7 +835,7 @@ mod fencing {
         let out = a.commit(&rows, &spans).await.expect("commit");
         assert_eq!(
             out,
-            Outcome::Fenced {
+            BatchCommit::Fenced {
                 moved: [(0, Some(9))].into()
             }
         );
@@ -871,7 +871,7 @@ mod fencing {
         assert_eq!(files(&t), 12);
 
         // A clock on 1970-01-01 or the day after: the date is not closed yet.
-        let today = jobs::bronze::Clock::parse("1970-01-02T12:00:00Z").expect("clock");
+        let today = jobs::bronze::IngestClock::parse("1970-01-02T12:00:00Z").expect("clock");
         let (dates, _) = t
             .compact_closed(&today, 10, 128 << 20)
             .await
@@ -880,7 +880,7 @@ mod fencing {
             dates.is_empty(),
             "yesterday may still get late writes: {dates:?}"
         );
-        let later = jobs::bronze::Clock::parse("2026-11-21T09:00:00Z").expect("clock");
+        let later = jobs::bronze::IngestClock::parse("2026-11-21T09:00:00Z").expect("clock");
         let (dates, removed) = t
             .compact_closed(&later, 10, 128 << 20)
             .await
@@ -897,7 +897,7 @@ mod fencing {
         let (rows, spans) = batch(0, 120..130).finish();
         assert!(matches!(
             t.commit(&rows, &spans).await.expect("commit"),
-            Outcome::Committed { .. }
+            BatchCommit::Committed { .. }
         ));
         let fresh = open(dir.path()).await;
         let (_, stream) = fresh.delta().scan_table().await.expect("scan");

@@ -13,7 +13,7 @@ use crate::fixtures::copy_dir;
 use chrono::{DateTime, TimeDelta, Utc};
 use dag::pipeline::Pipeline;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
-use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use jobs::bronze::table::{BatchCommit, BronzeTable, TableLocation};
 use jobs::model::{Catalog, RunSettings};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
 use polars::prelude::*;
@@ -116,7 +116,10 @@ impl Lake {
             }
             let (batch, spans) = b.finish();
             let outcome = table.commit(&batch, &spans).await.expect("commit");
-            assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+            assert!(
+                matches!(outcome, BatchCommit::Committed { .. }),
+                "{outcome:?}"
+            );
         }
     }
 

@@ -30,7 +30,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use deltalake::DeltaTableBuilder;
 use futures::TryStreamExt;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
-use jobs::bronze::table::{BronzeTable, Outcome, TableLocation};
+use jobs::bronze::table::{BatchCommit, BronzeTable, TableLocation};
 use jobs::decl::{Layer, Source};
 use jobs::model::{Catalog, RunSettings};
 use jobs::produce::sim::{Fleet, Kind, SimSettings, Simulator};
@@ -708,7 +708,10 @@ impl TwoLakes {
                 }
                 let (batch, spans) = b.finish();
                 let outcome = table.commit(&batch, &spans).await.expect("commit");
-                assert!(matches!(outcome, Outcome::Committed { .. }), "{outcome:?}");
+                assert!(
+                    matches!(outcome, BatchCommit::Committed { .. }),
+                    "{outcome:?}"
+                );
             }
         }
     }

@@ -57,8 +57,8 @@ impl Loaded {
                 .then(|| dur(&c.ingest.compact_every, 600)),
             compact_min_files: c.ingest.compact_min_files.max(2) as usize,
             target_file_bytes: (c.ingest.target_file_mb.max(1) as u64) << 20,
-            clock: jobs::bronze::Clock::parse(&c.ingest.clock)
-                .unwrap_or(jobs::bronze::Clock::System),
+            clock: jobs::bronze::IngestClock::parse(&c.ingest.clock)
+                .unwrap_or(jobs::bronze::IngestClock::System),
             retry_timeout: dur(&c.ingest.retry_timeout, 300),
             until_caught_up: false,
         }

@@ -188,7 +188,8 @@ fn kafka_and_ingest(ro: &Loaded) -> Result<(), ConfigError> {
             ));
         }
     }
-    jobs::bronze::Clock::parse(&c.ingest.clock).map_err(|e| invalid(ro, "ingest.clock", e))?;
+    jobs::bronze::IngestClock::parse(&c.ingest.clock)
+        .map_err(|e| invalid(ro, "ingest.clock", e))?;
     Ok(())
 }
 

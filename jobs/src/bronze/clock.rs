@@ -6,21 +6,21 @@ use chrono::{DateTime, NaiveDate, Utc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clock {
+pub enum IngestClock {
     System,
     /// Every message is stamped with this instant.
     Pinned(DateTime<Utc>),
 }
 
-impl Clock {
+impl IngestClock {
     /// `""` is the system clock; anything else must be an RFC 3339 instant.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if text.is_empty() || text.eq_ignore_ascii_case("system") {
-            return Ok(Clock::System);
+            return Ok(IngestClock::System);
         }
         DateTime::parse_from_rfc3339(text)
-            .map(|t| Clock::Pinned(t.with_timezone(&Utc)))
+            .map(|t| IngestClock::Pinned(t.with_timezone(&Utc)))
             .map_err(|e| {
                 format!("`{text}` is not an RFC 3339 instant like 2026-11-21T08:00:00Z ({e})")
             })
@@ -31,18 +31,18 @@ impl Clock {
         match self {
             // Read per message: the system time without chrono's calendar
             // arithmetic (same value as `Utc::now().timestamp_micros()`).
-            Clock::System => SystemTime::now()
+            IngestClock::System => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as i64),
-            Clock::Pinned(t) => t.timestamp_micros(),
+            IngestClock::Pinned(t) => t.timestamp_micros(),
         }
     }
 
     /// Today's UTC date by this clock.
     pub fn today(&self) -> NaiveDate {
         match self {
-            Clock::System => Utc::now().date_naive(),
-            Clock::Pinned(t) => t.date_naive(),
+            IngestClock::System => Utc::now().date_naive(),
+            IngestClock::Pinned(t) => t.date_naive(),
         }
     }
 }
@@ -59,7 +59,7 @@ mod tests {
 
     #[test]
     fn pinned_clock_is_stable_and_parses_offsets() {
-        let c = Clock::parse("2026-11-21T09:15:30.5+01:00").unwrap();
+        let c = IngestClock::parse("2026-11-21T09:15:30.5+01:00").unwrap();
         assert_eq!(c.now_micros(), c.now_micros());
         assert_eq!(
             c.now_micros(),
@@ -68,8 +68,12 @@ mod tests {
                 .timestamp_micros()
         );
         assert_eq!(c.today(), NaiveDate::from_ymd_opt(2026, 11, 21).unwrap());
-        assert_eq!(Clock::parse("").unwrap(), Clock::System);
-        assert!(Clock::parse("2026-11-21").unwrap_err().contains("RFC 3339"));
+        assert_eq!(IngestClock::parse("").unwrap(), IngestClock::System);
+        assert!(
+            IngestClock::parse("2026-11-21")
+                .unwrap_err()
+                .contains("RFC 3339")
+        );
     }
 
     #[test]

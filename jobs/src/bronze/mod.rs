@@ -18,6 +18,6 @@ pub mod lag;
 pub mod table;
 
 pub use batch::{PARTITION_COLUMN, bronze_schema};
-pub use clock::Clock;
+pub use clock::IngestClock;
 pub use ingest::{IngestError, IngestReport, IngestSettings, IngestStats, SourceSpec, run};
 pub use table::{BronzeTable, TableLocation, app_id};

@@ -10,7 +10,7 @@
 //! moved (retry the same files).
 
 use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
-use super::clock::Clock;
+use super::clock::IngestClock;
 pub use crate::lake::TableLocation;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -40,7 +40,7 @@ pub type Moved = BTreeMap<i32, Option<i64>>;
 
 /// How a commit of one batch ended.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum BatchCommit {
     /// The batch is in the table at this version. `moved`: partitions held
     /// here that other writers committed meanwhile (re-seek them).
     Committed { version: i64, moved: Moved },
@@ -235,7 +235,7 @@ impl BronzeTable {
         &mut self,
         batch: &arrow::array::RecordBatch,
         spans: &BTreeMap<i32, Span>,
-    ) -> Result<Outcome, DeltaTableError> {
+    ) -> Result<BatchCommit, DeltaTableError> {
         // Never append offsets the table already records for us: that would
         // be a duplicate the conflict checker cannot see (it only checks
         // commits after our snapshot).
@@ -248,7 +248,7 @@ impl BronzeTable {
             .collect();
         if !stale.is_empty() {
             self.staged = None;
-            return Ok(Outcome::Fenced { moved: stale });
+            return Ok(BatchCommit::Fenced { moved: stale });
         }
         let adds = match self.staged.take() {
             Some(adds) => adds,
@@ -285,7 +285,7 @@ impl BronzeTable {
         }
         let moved = self.scan_txns(read_version + 1, version).await?;
         self.unscanned = None;
-        Ok(Outcome::Committed { version, moved })
+        Ok(BatchCommit::Committed { version, moved })
     }
 
     /// After a failed attempt: reload and decide from the recorded offsets
@@ -294,7 +294,7 @@ impl BronzeTable {
     pub async fn resolve(
         &mut self,
         spans: &BTreeMap<i32, Span>,
-    ) -> Result<Option<Outcome>, DeltaTableError> {
+    ) -> Result<Option<BatchCommit>, DeltaTableError> {
         let before = self.version();
         let from = self.unscanned.map_or(before + 1, |u| u.min(before + 1));
         self.reload().await?;
@@ -306,14 +306,14 @@ impl BronzeTable {
         if ours {
             self.staged = None;
             moved.retain(|p, _| !spans.contains_key(p));
-            return Ok(Some(Outcome::Committed {
+            return Ok(Some(BatchCommit::Committed {
                 version: self.version(),
                 moved,
             }));
         }
         if spans.keys().any(|p| moved.contains_key(p)) {
             self.staged = None;
-            return Ok(Some(Outcome::Fenced { moved }));
+            return Ok(Some(BatchCommit::Fenced { moved }));
         }
         Ok(None)
     }
@@ -436,7 +436,7 @@ impl BronzeTable {
     /// compacted and files removed.
     pub async fn compact_closed(
         &mut self,
-        clock: &Clock,
+        clock: &IngestClock,
         min_files: usize,
         target_bytes: u64,
     ) -> Result<(Vec<String>, u64), DeltaTableError> {

@@ -1,7 +1,7 @@
 //! What a file source is (where its files arrive, their format, its bronze
 //! table) and how it is polled and committed.
 
-use crate::bronze::clock::Clock;
+use crate::bronze::clock::IngestClock;
 use crate::decl::FileFormat;
 use crate::lake::TableLocation;
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub struct FileIngestSettings {
     pub batch_bytes: u64,
     /// Wait between two listings of the source when nothing was new.
     pub poll: Duration,
-    pub clock: Clock,
+    pub clock: IngestClock,
     /// How long an unreachable store is retried before giving up.
     pub retry_timeout: Duration,
     /// A file in a local folder modified this recently may still be being
@@ -44,7 +44,7 @@ impl Default for FileIngestSettings {
         Self {
             batch_bytes: 64 << 20,
             poll: Duration::from_secs(5),
-            clock: Clock::System,
+            clock: IngestClock::System,
             retry_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(2),
             until_caught_up: false,

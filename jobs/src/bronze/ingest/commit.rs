@@ -8,7 +8,7 @@
 use super::error::IngestError;
 use super::state::{Ctx, InFlight, State};
 use crate::bronze::batch::Span;
-use crate::bronze::table::{Moved, Outcome, write_files};
+use crate::bronze::table::{BatchCommit, Moved, write_files};
 use arrow::array::RecordBatch;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -144,13 +144,13 @@ impl State {
                 }
             };
             match result {
-                Ok(Some(Outcome::Committed { version, moved })) => {
+                Ok(Some(BatchCommit::Committed { version, moved })) => {
                     self.committed(version, &batch, payload, &spans, consumer);
                     self.reposition(moved, consumer);
                     self.upkeep(rt);
                     return Ok(());
                 }
-                Ok(Some(Outcome::Fenced { moved })) => {
+                Ok(Some(BatchCommit::Fenced { moved })) => {
                     warn!(
                         table = %self.table.name,
                         offsets = %describe(&spans),

@@ -1,7 +1,7 @@
 //! What a Kafka source is and how its ingester batches, commits and looks
 //! after its table.
 
-use crate::bronze::clock::Clock;
+use crate::bronze::clock::IngestClock;
 use crate::bronze::table::TableLocation;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,7 +31,7 @@ pub struct IngestSettings {
     pub compact_every: Option<Duration>,
     pub compact_min_files: usize,
     pub target_file_bytes: u64,
-    pub clock: Clock,
+    pub clock: IngestClock,
     /// How long an unreachable store is retried before the ingester gives up.
     pub retry_timeout: Duration,
     /// Stop once every assigned partition reached the high watermark seen
@@ -54,7 +54,7 @@ impl Default for IngestSettings {
             compact_every: Some(Duration::from_secs(600)),
             compact_min_files: 10,
             target_file_bytes: 128 << 20,
-            clock: Clock::System,
+            clock: IngestClock::System,
             retry_timeout: Duration::from_secs(300),
             until_caught_up: false,
         }
