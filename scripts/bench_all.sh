@@ -20,10 +20,10 @@ source scripts/env.sh
 QUICK=""
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 if [[ -n "$QUICK" ]]; then
-  INGEST=100000; SMALL=100000; LARGE=1000000; FRESH_EVENTS=20000; FRESH_RATE=5000
+  INGEST=100000; SMALL=100000; LARGE=1000000; FRESH_EVENTS=20000; FRESH_RATE=5000; COMMITS=2000
   OUT="${BENCH_OUT:-/var/tmp/dag-bench-quick.md}"
 else
-  INGEST=1000000; SMALL=1000000; LARGE=10000000; FRESH_EVENTS=1500000; FRESH_RATE=5000
+  INGEST=1000000; SMALL=1000000; LARGE=10000000; FRESH_EVENTS=1500000; FRESH_RATE=5000; COMMITS=20000
   OUT="${BENCH_OUT:-$ROOT/BENCHMARKS.md}"
 fi
 tag() { (( $1 % 1000000 == 0 )) && echo "$(($1 / 1000000))M" || echo "$(($1 / 1000))k"; }
@@ -88,6 +88,14 @@ stage scheduler-c4 scripts/bench_scheduler.sh 200 4
 stage scheduler-c1 scripts/bench_scheduler.sh 200 1
 stage freshness scripts/bench_freshness.sh "$FRESH_EVENTS" "$FRESH_RATE"
 stage restart scripts/bench_restart.sh 5
+stage commits scripts/bench_commits.sh "$COMMITS"
+# First contact: a cold build takes about an hour here, so it is measured
+# by scripts/bench_build.sh when asked (BENCH_BUILD=1) and its last figures
+# (docs/build-figures.txt, dated) are reported otherwise.
+if [[ -n "${BENCH_BUILD:-}" ]]; then
+  stage build scripts/bench_build.sh
+fi
+[[ -f docs/build-figures.txt ]] && cat docs/build-figures.txt >> "$BENCH_METRICS"
 
 python3 scripts/bench_report.py "$RUN" "$OUT" --small "$(tag "$SMALL")" --large "$(tag "$LARGE")" \
   ${QUICK:+--quick}

@@ -18,3 +18,4 @@ out="$("$CARGO_TARGET_DIR/release/examples/bench_commits" "file://$dir" "$COMMIT
 metric commits_first_ms "$(sed -n 's/^first_ms //p' <<<"$out")"
 metric commits_last_ms "$(sed -n 's/^last_ms //p' <<<"$out")"
 metric commits_ratio "$(sed -n 's/^ratio //p' <<<"$out")"
+metric commits_count "$COMMITS"

@@ -29,10 +29,11 @@ metric() {
   return 0
 }
 
-# build_release: the release binary and the fill_bronze example, unless
+# build_release: the release binary and the examples (fill_bronze,
+# bench_commits), unless
 # scripts/bench_all.sh built them already for the whole run (BENCH_BUILT).
 build_release() {
   [[ -n "${BENCH_BUILT:-}" ]] && return 0
   cargo build --release --workspace --quiet
-  cargo build --release --example fill_bronze --quiet
+  cargo build --release --example fill_bronze --example bench_commits --quiet
 }

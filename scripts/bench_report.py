@@ -52,6 +52,11 @@ class Figures:
     def has(self, key):
         return key in self.m
 
+    def text(self, key):
+        if key not in self.m:
+            raise Figures.Missing(key)
+        return self.m[key]
+
     def f(self, key):
         v = self.m.get(key, "")
         try:
@@ -290,6 +295,59 @@ def rows(fig, small, large):
         )
 
     r.append(restart)
+
+    def commits():
+        """Commits that stay cheap"""
+        first, last = f("commits_first_ms"), f("commits_last_ms")
+        n = int(f("commits_count"))
+        return (
+            f"Commit cost as the log grows: {num(n)} one-message commits to one bronze table, "
+            "a checkpoint and the expired-log cleanup every 100 (in upkeep, off the commit path)",
+            f"`scripts/bench_commits.sh {n}`",
+            f"first thousand {first:.2f} ms per commit, last thousand {last:.2f} ms "
+            f"({last / first:.2f}x)",
+            "", "", "",
+            "last thousand no slower than the first (issue 24): "
+            # One run's noise on a shared VM: within 10% counts as no slower.
+            + by_how_much(last <= first * 1.1, f"{last / first:.2f}x"),
+        )
+
+    r.append(commits)
+
+    def cold_build():
+        """First contact: cold build"""
+        cold = f("build.cold_s")
+        return (
+            f"First contact: cold build of `./scripts/demo.sh` (`cargo build --release --workspace "
+            f"--all-targets`, {num(f('build.cold_units'))} crates, empty target dir), then "
+            "`./scripts/test.sh`'s build",
+            f"`scripts/bench_build.sh` (measured {fig.text('build.date')}, commit {fig.text('build.commit')})",
+            f"{cold / 60:.0f} min {cold % 60:.0f} s; the second command: {secs(f('build.second_s'))}, "
+            f"{num(f('build.second_units'))} crates compiled",
+            "", "", "",
+            "at most 40 min (issue 24): " + by_how_much(cold <= 2400, f"{cold / 60:.0f} min, "
+                                                        f"{cold / 2400:.2f}x the target")
+            + "; the second command compiles nothing: "
+            + verdict(f("build.second_units") == 0),
+        )
+
+    r.append(cold_build)
+
+    def binary():
+        """First contact: binary size"""
+        if fig.has("build.dist_mb"):
+            size, what = f("build.dist_mb"), "the `dist` binary (thin LTO, stripped)"
+        else:
+            size, what = f("build.stripped_mb"), "the release binary stripped (`dist` not built in that run)"
+        return (
+            f"Binary size: {what}",
+            f"`scripts/bench_build.sh` (measured {fig.text('build.date')})",
+            f"{mb(size)} (release with line tables for our crates: {mb(f('build.release_mb'))})",
+            "", "", "",
+            "at most 150 MB (issue 24): " + by_how_much(size <= 150, f"{mb(size)}"),
+        )
+
+    r.append(binary)
     return r
 
 
@@ -370,6 +428,12 @@ def main():
             cells = (row.__doc__ or row.__name__, "", f"not measured (no `{e}`: see the failed stage below)", "", "", "", "")
         w("| " + " | ".join(cell(c) for c in cells) + f" | {short} |")
     w("")
+    if fig.has("build.families"):
+        w(f"Where the cold build's time goes (`scripts/build_timings.py` on cargo's `--timings` "
+          f"report, {fig.text('build.date')}; CPU seconds summed over crates, "
+          f"{num(fig.f('build.cpu_s'))} s in all on 2 cores): {fig.text('build.families')}. "
+          f"Slowest crates: {fig.text('build.slowest')}.")
+        w("")
     failed = [s for s in stages if s[1] != "ok"]
     if failed:
         w("Failed stages: " + ", ".join(f"`{s[0]}`" for s in failed) + " (their output is below).")

@@ -9,7 +9,6 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use deltalake::DeltaTableBuilder;
-use futures::TryStreamExt;
 use jobs::produce::sim::{Fleet, SimSettings, Simulator};
 use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -160,8 +159,7 @@ impl Project {
             .load()
             .await
             .expect("load bronze table");
-        let (_, stream) = table.scan_table().await.expect("scan");
-        let batches: Vec<RecordBatch> = stream.try_collect().await.expect("read");
+        let batches = crate::fixtures::delta_rows(&table).await.expect("read");
         let mut rows = Vec::new();
         for b in &batches {
             // Readers may hand binary columns back as views: normalize.
@@ -227,10 +225,9 @@ impl Project {
         else {
             return 0;
         };
-        let Ok((_, stream)) = table.scan_table().await else {
-            return 0;
-        };
-        let batches: Vec<RecordBatch> = stream.try_collect().await.unwrap_or_default();
+        let batches = crate::fixtures::delta_rows(&table)
+            .await
+            .unwrap_or_default();
         batches.iter().map(RecordBatch::num_rows).sum()
     }
 
@@ -780,8 +777,7 @@ mod fencing {
 
     async fn rows_in(dir: &std::path::Path) -> usize {
         let fresh = open(dir).await;
-        let (_, stream) = fresh.delta().scan_table().await.expect("scan");
-        let batches: Vec<arrow::array::RecordBatch> = futures::TryStreamExt::try_collect(stream)
+        let batches = crate::fixtures::delta_rows(fresh.delta())
             .await
             .expect("read");
         batches.iter().map(|b| b.num_rows()).sum()
@@ -900,8 +896,7 @@ mod fencing {
             BatchCommit::Committed { .. }
         ));
         let fresh = open(dir.path()).await;
-        let (_, stream) = fresh.delta().scan_table().await.expect("scan");
-        let batches: Vec<arrow::array::RecordBatch> = futures::TryStreamExt::try_collect(stream)
+        let batches = crate::fixtures::delta_rows(fresh.delta())
             .await
             .expect("read");
         let mut offsets: Vec<i64> = batches
@@ -917,5 +912,90 @@ mod fencing {
             .collect();
         offsets.sort();
         assert_eq!(offsets, (0..130).collect::<Vec<i64>>(), "every row once");
+    }
+
+    /// The offsets of every row of the table, sorted.
+    async fn offsets_in(dir: &std::path::Path) -> Vec<i64> {
+        let fresh = open(dir).await;
+        let batches = crate::fixtures::delta_rows(fresh.delta())
+            .await
+            .expect("read");
+        let mut offsets: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("offset")
+                    .expect("offset")
+                    .as_any()
+                    .downcast_ref::<arrow::array::Int64Array>()
+                    .expect("int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        offsets.sort();
+        offsets
+    }
+
+    /// Two ingesters of one table both compact in their upkeep: when both
+    /// compact the same closed date from the same snapshot, Delta's own
+    /// conflict check lets both land (removes without a data change may
+    /// overlap) and the date's rows would be there twice. The second must
+    /// fail instead; a writer appending meanwhile is not disturbed.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn two_compactions_of_one_date_cannot_both_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = open(dir.path()).await;
+        writer.claim(&[0]).await.expect("claim");
+        for i in 0..12 {
+            let (rows, spans) = batch(0, i * 10..(i + 1) * 10).finish();
+            writer.commit(&rows, &spans).await.expect("commit");
+        }
+        // Both compactors load the table now: the same snapshot.
+        let mut b = open(dir.path()).await;
+        let mut c = open(dir.path()).await;
+        // The writer goes on, on a later ingest date (2023-11-14).
+        let mut later = jobs::bronze::batch::BatchBuilder::new("t");
+        for o in 120..130 {
+            later.push(
+                &jobs::bronze::batch::RawMessage {
+                    partition: 0,
+                    offset: o,
+                    key: None,
+                    value: Some(b"v"),
+                    timestamp_ms: None,
+                },
+                1_700_000_000_000_000,
+            );
+        }
+        let (rows, spans) = later.finish();
+        writer.commit(&rows, &spans).await.expect("append");
+
+        let clock = jobs::bronze::IngestClock::parse("2026-11-21T09:00:00Z").expect("clock");
+        let (dates, removed) = b
+            .compact_closed(&clock, 10, 128 << 20)
+            .await
+            .expect("the first compaction lands beside the append");
+        assert_eq!((dates, removed), (vec!["1970-01-01".to_string()], 12));
+        let second = c
+            .compact_closed(&clock, 10, 128 << 20)
+            .await
+            .expect("a conflict is not an error: the date is compacted");
+        assert_eq!(
+            second,
+            (Vec::new(), 0),
+            "the second compaction of the same files conflicts and is dropped"
+        );
+        assert_eq!(
+            offsets_in(dir.path()).await,
+            (0..130).collect::<Vec<i64>>(),
+            "every row once"
+        );
+        // The writer's next commit still lands, after its recorded offset.
+        let (rows, spans) = batch(0, 130..140).finish();
+        assert!(matches!(
+            writer.commit(&rows, &spans).await.expect("commit"),
+            BatchCommit::Committed { .. }
+        ));
+        assert_eq!(offsets_in(dir.path()).await, (0..140).collect::<Vec<i64>>());
     }
 }

@@ -216,3 +216,60 @@ pub fn events_pipeline(root: &Path, topic: &str, toml: &str) {
         ),
     );
 }
+
+/// Every row of the Delta table's loaded version, read file by file with
+/// the parquet reader, in the table's column order: the partition columns
+/// (which Delta keeps out of the files) come from each file's values.
+#[allow(deprecated)] // ParquetObjectReader, as jobs/src/lake/table/read.rs
+pub async fn delta_rows(
+    table: &deltalake::DeltaTable,
+) -> Result<Vec<arrow::array::RecordBatch>, deltalake::DeltaTableError> {
+    use arrow::array::{ArrayRef, RecordBatch, StringArray};
+    use deltalake::parquet::arrow::async_reader::{
+        ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+    };
+    use futures::TryStreamExt;
+    let log = table.log_store();
+    let snapshot = table.snapshot()?.snapshot();
+    let schema = snapshot.arrow_schema();
+    let views: Vec<_> = snapshot
+        .file_views(log.as_ref(), None)
+        .try_collect()
+        .await?;
+    let store = log.object_store(None);
+    let mut out = Vec::new();
+    for f in views {
+        let path = deltalake::Path::from_url_path(f.path().as_ref())?;
+        let reader = ParquetObjectReader::new(store.clone(), path).with_file_size(f.size() as u64);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .build()?;
+        let partitions = f.partition_values_map();
+        for b in stream.try_collect::<Vec<_>>().await? {
+            let mut columns: Vec<ArrayRef> = Vec::new();
+            for field in schema.fields() {
+                let column = match b.column_by_name(field.name()) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let value = partitions.get(field.name()).cloned().flatten();
+                        let text: ArrayRef =
+                            std::sync::Arc::new(StringArray::from(vec![value; b.num_rows()]));
+                        arrow::compute::cast(&text, field.data_type())?
+                    }
+                };
+                columns.push(column);
+            }
+            let fields: Vec<_> = schema
+                .fields()
+                .iter()
+                .zip(&columns)
+                .map(|(f, c)| arrow::datatypes::Field::new(f.name(), c.data_type().clone(), true))
+                .collect();
+            out.push(RecordBatch::try_new(
+                std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+            )?);
+        }
+    }
+    Ok(out)
+}

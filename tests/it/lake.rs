@@ -4,10 +4,12 @@
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::{DeltaTable, DeltaTableBuilder};
-use futures::TryStreamExt;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use url::Url;
@@ -28,13 +30,32 @@ fn batch(offsets: std::ops::Range<i64>) -> RecordBatch {
     .expect("batch")
 }
 
-fn offset_txn(last: i64) -> CommitProperties {
-    CommitProperties::default().with_application_transaction(Transaction::new("t/0", last))
+/// One commit of `rows` (written as a new data file) with the offset
+/// `last` of app id `t/0`, on the table's loaded version.
+async fn commit_rows(
+    table: &DeltaTable,
+    rows: RecordBatch,
+    last: i64,
+) -> Result<i64, DeltaTableError> {
+    let mut writer = RecordBatchWriter::for_table(table)?;
+    writer.write(rows).await?;
+    let adds = writer.flush().await?;
+    let props =
+        CommitProperties::default().with_application_transaction(Transaction::new("t/0", last));
+    let op = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let done = CommitBuilder::from(props)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(Some(table.snapshot()?), table.log_store(), op)
+        .await?;
+    Ok(done.version() as i64)
 }
 
 async fn rows(table: &DeltaTable) -> usize {
-    let (_, stream) = table.scan_table().await.expect("scan");
-    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("read");
+    let batches = crate::fixtures::delta_rows(table).await.expect("read");
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
@@ -45,14 +66,24 @@ async fn offsets_commit_with_rows_exactly_once(url: Url, options: HashMap<String
             .expect("url")
             .with_storage_options(options.clone())
     };
-    let table = open()
+    let schema: StructType = batch(0..0)
+        .schema()
+        .as_ref()
+        .try_into_kernel()
+        .expect("schema");
+    let mut table = open()
         .build()
         .expect("table")
-        .write(vec![batch(0..10)])
-        .with_commit_properties(offset_txn(9))
+        .create()
+        .with_columns(schema.fields().cloned())
+        .await
+        .expect("create");
+    assert_eq!(table.version(), Some(0));
+    let v = commit_rows(&table, batch(0..10), 9)
         .await
         .expect("first commit");
-    assert_eq!(table.version(), Some(0));
+    assert_eq!(v, 1);
+    table.update_state().await.expect("reload");
     let recorded = table
         .snapshot()
         .expect("loaded")
@@ -61,16 +92,11 @@ async fn offsets_commit_with_rows_exactly_once(url: Url, options: HashMap<String
         .expect("txn");
     assert_eq!(recorded, Some(9), "the offset is committed with the rows");
 
-    // Two writers that both saw version 0 claim the next offsets of t/0.
-    let a = table
-        .clone()
-        .write(vec![batch(10..20)])
-        .with_commit_properties(offset_txn(19));
-    let b = table
-        .clone()
-        .write(vec![batch(10..20)])
-        .with_commit_properties(offset_txn(19));
-    let (ra, rb) = tokio::join!(async { a.await }, async { b.await });
+    // Two writers that both saw version 1 claim the next offsets of t/0.
+    let (ra, rb) = tokio::join!(
+        commit_rows(&table, batch(10..20), 19),
+        commit_rows(&table, batch(10..20), 19)
+    );
     let won = usize::from(ra.is_ok()) + usize::from(rb.is_ok());
     assert_eq!(
         won,
@@ -81,7 +107,7 @@ async fn offsets_commit_with_rows_exactly_once(url: Url, options: HashMap<String
     );
 
     let reloaded = open().load().await.expect("load");
-    assert_eq!(reloaded.version(), Some(1));
+    assert_eq!(reloaded.version(), Some(2));
     let recorded = reloaded
         .snapshot()
         .expect("loaded")

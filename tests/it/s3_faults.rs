@@ -24,7 +24,7 @@
 //!
 //! Each test asserts that every kind of fault really happened.
 
-use arrow::array::{Array, BinaryArray, Int32Array, Int64Array, RecordBatch};
+use arrow::array::{Array, BinaryArray, Int32Array, Int64Array};
 use arrow::compute::cast;
 use chrono::{DateTime, TimeDelta, Utc};
 use deltalake::DeltaTableBuilder;
@@ -348,8 +348,7 @@ impl IngestProject {
             .load()
             .await
             .expect("load bronze table");
-        let (_, stream) = table.scan_table().await.expect("scan");
-        let batches: Vec<RecordBatch> = stream.try_collect().await.expect("read");
+        let batches = crate::fixtures::delta_rows(&table).await.expect("read");
         let mut rows = Vec::new();
         for b in &batches {
             let column = |n: &str| {

@@ -10,7 +10,6 @@
 //! moved (retry the same files).
 
 use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
-use super::clock::IngestClock;
 pub use crate::lake::TableLocation;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -21,10 +20,10 @@ use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::TryStreamExt;
 use std::collections::BTreeMap;
-use std::num::NonZeroU64;
 use url::Url;
+
+mod compact;
 
 /// The txn app id of a topic-partition.
 pub fn app_id(topic: &str, partition: i32) -> String {
@@ -429,65 +428,6 @@ impl BronzeTable {
             tracing::warn!(table = %self.name, "log cleanup failed: {e}");
         }
         Ok(())
-    }
-
-    /// Compacts the small files of closed ingest dates (before the clock's
-    /// yesterday, so no writer still appends there). Returns the dates
-    /// compacted and files removed.
-    pub async fn compact_closed(
-        &mut self,
-        clock: &IngestClock,
-        min_files: usize,
-        target_bytes: u64,
-    ) -> Result<(Vec<String>, u64), DeltaTableError> {
-        let horizon = clock.today() - chrono::Days::new(1);
-        let snapshot = self.table.snapshot()?;
-        let log = self.table.log_store();
-        let mut per_date: BTreeMap<String, usize> = BTreeMap::new();
-        let mut files = snapshot.snapshot().file_views(log.as_ref(), None);
-        while let Some(f) = files.try_next().await? {
-            if (f.size() as u64) >= target_bytes / 2 {
-                continue;
-            }
-            if let Some(Some(date)) = f.partition_values_map().get(PARTITION_COLUMN).cloned()
-                && chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok_and(|d| d < horizon)
-            {
-                *per_date.entry(date).or_default() += 1;
-            }
-        }
-        drop(files);
-        let mut done = Vec::new();
-        let mut removed = 0;
-        let target = NonZeroU64::new(target_bytes.max(1 << 20)).unwrap_or(NonZeroU64::MIN);
-        for (date, n) in per_date {
-            if n < min_files.max(2) {
-                continue;
-            }
-            let filters = [(
-                PARTITION_COLUMN,
-                deltalake::FilterOp::Eq,
-                deltalake::FilterValue::Scalar(date.as_str()),
-            )];
-            let (table, metrics) = self
-                .table
-                .clone()
-                .optimize()
-                .with_filters(&filters)
-                .with_target_size(target)
-                .with_writer_properties(self.props.clone())
-                .with_commit_properties(
-                    CommitProperties::default()
-                        .with_create_checkpoint(false)
-                        .with_cleanup_expired_logs(Some(false)),
-                )
-                .await?;
-            self.table = table;
-            // Optimize's snapshot holds every commit up to its own.
-            self.refresh_known().await?;
-            removed += metrics.num_files_removed;
-            done.push(date);
-        }
-        Ok((done, removed))
     }
 }
 
