@@ -89,7 +89,7 @@ stage scheduler-c1 scripts/bench_scheduler.sh 200 1
 stage freshness scripts/bench_freshness.sh "$FRESH_EVENTS" "$FRESH_RATE"
 stage restart scripts/bench_restart.sh 5
 stage commits scripts/bench_commits.sh "$COMMITS"
-# First contact: a cold build takes about an hour here, so it is measured
+# First contact: a cold build takes ~25 minutes here, so it is measured
 # by scripts/bench_build.sh when asked (BENCH_BUILD=1) and its last figures
 # (docs/build-figures.txt, dated) are reported otherwise.
 if [[ -n "${BENCH_BUILD:-}" ]]; then

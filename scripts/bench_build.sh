@@ -2,8 +2,8 @@
 # First contact (issue 24): what the README's two commands cost to build on
 # this machine, and how big the binary is.
 #
-#   scripts/bench_build.sh        # about an hour on 2 cores; nothing else may run
-#   BENCH_DIST=1 scripts/bench_build.sh   # also the `dist` profile (LTO, stripped): ~1 h more
+#   scripts/bench_build.sh        # ~25 min on 2 cores; nothing else may run
+#   BENCH_DIST=1 scripts/bench_build.sh   # also the `dist` profile (thin LTO, stripped)
 #
 # 1. `cargo build --release --workspace --all-targets --timings` (what
 #    scripts/demo.sh runs) into a fresh, empty target directory: the cold

@@ -301,8 +301,9 @@ def rows(fig, small, large):
         first, last = f("commits_first_ms"), f("commits_last_ms")
         n = int(f("commits_count"))
         return (
-            f"Commit cost as the log grows: {num(n)} one-message commits to one bronze table, "
-            "a checkpoint and the expired-log cleanup every 100 (in upkeep, off the commit path)",
+            f"Commit cost as the log grows: {num(n)} one-message commits to one local bronze table "
+            "with an ingester's upkeep (checkpoint and expired-log cleanup every 100, off the commit "
+            "path; compaction every 600)",
             f"`scripts/bench_commits.sh {n}`",
             f"first thousand {first:.2f} ms per commit, last thousand {last:.2f} ms "
             f"({last / first:.2f}x)",
@@ -322,10 +323,10 @@ def rows(fig, small, large):
             f"--all-targets`, {num(f('build.cold_units'))} crates, empty target dir), then "
             "`./scripts/test.sh`'s build",
             f"`scripts/bench_build.sh` (measured {fig.text('build.date')}, commit {fig.text('build.commit')})",
-            f"{cold / 60:.0f} min {cold % 60:.0f} s; the second command: {secs(f('build.second_s'))}, "
+            f"{int(cold // 60)} min {int(cold % 60)} s; the second command: {secs(f('build.second_s'))}, "
             f"{num(f('build.second_units'))} crates compiled",
             "", "", "",
-            "at most 40 min (issue 24): " + by_how_much(cold <= 2400, f"{cold / 60:.0f} min, "
+            "at most 40 min (issue 24): " + by_how_much(cold <= 2400, f"{int(cold // 60)} min, "
                                                         f"{cold / 2400:.2f}x the target")
             + "; the second command compiles nothing: "
             + verdict(f("build.second_units") == 0),

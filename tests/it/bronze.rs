@@ -866,24 +866,17 @@ mod fencing {
         };
         assert_eq!(files(&t), 12);
 
-        // A clock on 1970-01-01 or the day after: the date is not closed yet.
+        // A clock on the day after: the date is still open, so only the
+        // ingester's batch files (all twelve, tiny) are compacted.
         let today = jobs::bronze::IngestClock::parse("1970-01-02T12:00:00Z").expect("clock");
-        let (dates, _) = t
-            .compact_closed(&today, 10, 128 << 20)
-            .await
-            .expect("compact");
-        assert!(
-            dates.is_empty(),
-            "yesterday may still get late writes: {dates:?}"
-        );
-        let later = jobs::bronze::IngestClock::parse("2026-11-21T09:00:00Z").expect("clock");
-        let (dates, removed) = t
-            .compact_closed(&later, 10, 128 << 20)
-            .await
-            .expect("compact");
+        let (dates, removed) = t.compact(&today, 10, 128 << 20).await.expect("compact");
         assert_eq!(dates, vec!["1970-01-01".to_string()]);
         assert_eq!(removed, 12);
         assert_eq!(files(&t), 1, "one file after compaction");
+        // Closed later, the date holds one file: nothing left to compact.
+        let later = jobs::bronze::IngestClock::parse("2026-11-21T09:00:00Z").expect("clock");
+        let (dates, removed) = t.compact(&later, 10, 128 << 20).await.expect("compact");
+        assert_eq!((dates, removed), (Vec::<String>::new(), 0));
 
         // Rows and recorded offsets unchanged; the writer carries on.
         assert_eq!(
@@ -972,12 +965,12 @@ mod fencing {
 
         let clock = jobs::bronze::IngestClock::parse("2026-11-21T09:00:00Z").expect("clock");
         let (dates, removed) = b
-            .compact_closed(&clock, 10, 128 << 20)
+            .compact(&clock, 10, 128 << 20)
             .await
             .expect("the first compaction lands beside the append");
         assert_eq!((dates, removed), (vec!["1970-01-01".to_string()], 12));
         let second = c
-            .compact_closed(&clock, 10, 128 << 20)
+            .compact(&clock, 10, 128 << 20)
             .await
             .expect("a conflict is not an error: the date is compacted");
         assert_eq!(

@@ -272,13 +272,13 @@ impl State {
             && self.last_compaction.elapsed() >= every
         {
             self.last_compaction = Instant::now();
-            match rt.block_on(self.table.compact_closed(
+            match rt.block_on(self.table.compact(
                 &self.settings.clock,
                 self.settings.compact_min_files,
                 self.settings.target_file_bytes,
             )) {
                 Ok((dates, removed)) if !dates.is_empty() => {
-                    info!(table = %self.table.name, ?dates, files_removed = removed, "compacted closed ingest dates");
+                    info!(table = %self.table.name, ?dates, files_removed = removed, "compacted small files");
                 }
                 Ok(_) => {}
                 Err(e) => warn!(table = %self.table.name, error = %e, "compaction failed"),

@@ -27,7 +27,7 @@ pub struct IngestSettings {
     pub batch_interval: Duration,
     /// A Delta checkpoint every N commits (0: never).
     pub checkpoint_every: u64,
-    /// Compact small files of closed ingest dates this often (None: never).
+    /// Compact small files this often (None: never; see `BronzeTable::compact`).
     pub compact_every: Option<Duration>,
     pub compact_min_files: usize,
     pub target_file_bytes: u64,

@@ -1,4 +1,4 @@
-//! Compaction of a bronze table's closed ingest dates, with our own reader
+//! Compaction of a bronze table's small files, with our own reader
 //! and writer: the small files of a date are read back (parquet, through
 //! the table's object store) and written again as files of about the
 //! target size, and one Delta commit removes the old files and adds the
@@ -27,18 +27,28 @@ use futures::TryStreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// On an ingest date still open, a file under this share of the target
+/// size is small (see [`BronzeTable::compact`]).
+pub const OPEN_SMALL_SHARE: u64 = 64;
+
 /// The txn app id a compaction of ingest date `date` carries.
 fn compaction_app_id(date: &str) -> String {
     format!("dag.compact/{date}")
 }
 
 impl BronzeTable {
-    /// Compacts the small files of closed ingest dates (before the clock's
-    /// yesterday, so no writer still appends there): a date with at least
-    /// `min_files` files under half of `target_bytes` gets those files
-    /// rewritten as files of about `target_bytes`, in one commit per date.
+    /// Compacts small files, in one commit per ingest date: a date with at
+    /// least `min_files` small files gets them rewritten as files of about
+    /// `target_bytes`. On a closed date (before the clock's yesterday) a
+    /// file under half the target is small; on an open one (still being
+    /// appended to), only a file under [`OPEN_SMALL_SHARE`]th of it: the
+    /// batch files of a streaming ingester, which would otherwise pile up
+    /// at one per commit and make every commit slower (each commit's new
+    /// snapshot lists every file), while an earlier compaction's output is
+    /// soon past that size and left alone until the date closes, so a byte
+    /// is rewritten about twice, not at every round.
     /// Returns the dates compacted and the files removed.
-    pub async fn compact_closed(
+    pub async fn compact(
         &mut self,
         clock: &IngestClock,
         min_files: usize,
@@ -52,13 +62,18 @@ impl BronzeTable {
             let log = self.table.log_store();
             let mut files = snapshot.snapshot().file_views(log.as_ref(), None);
             while let Some(f) = files.try_next().await? {
-                if (f.size() as u64) >= target / 2 {
+                let Some(Some(date)) = f.partition_values_map().get(PARTITION_COLUMN).cloned()
+                else {
                     continue;
-                }
-                if let Some(Some(date)) = f.partition_values_map().get(PARTITION_COLUMN).cloned()
-                    && chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                        .is_ok_and(|d| d < horizon)
-                {
+                };
+                let closed =
+                    chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").is_ok_and(|d| d < horizon);
+                let small = if closed {
+                    target / 2
+                } else {
+                    target / OPEN_SMALL_SHARE
+                };
+                if (f.size() as u64) < small {
                     per_date.entry(date).or_default().push(f);
                 }
             }
