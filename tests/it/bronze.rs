@@ -838,17 +838,21 @@ mod fencing {
         assert_eq!(rows_in(dir.path()).await, 10, "offsets 0..=9 once");
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn checkpoints_and_compaction_keep_every_row_and_offset() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = open(dir.path()).await;
+    /// Offsets 0..=119 of partition 0 in twelve commits of ten, all on
+    /// ingest date 1970-01-01 (its `ingested_at` is 0).
+    async fn twelve_small_commits(t: &mut BronzeTable) {
         t.claim(&[0]).await.expect("claim");
-        // Twelve small commits, all on ingest date 1970-01-01 (closed for
-        // any clock after it).
         for i in 0..12 {
             let (rows, spans) = batch(0, i * 10..(i + 1) * 10).finish();
             t.commit(&rows, &spans).await.expect("commit");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checkpoints_and_compaction_keep_every_row_and_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut t = open(dir.path()).await;
+        twelve_small_commits(&mut t).await;
         t.checkpoint().await.expect("checkpoint");
         let log = dir.path().join("bronze/bronze_t/_delta_log");
         let checkpoints = std::fs::read_dir(&log)
@@ -933,16 +937,12 @@ mod fencing {
     /// compact the same closed date from the same snapshot, Delta's own
     /// conflict check lets both land (removes without a data change may
     /// overlap) and the date's rows would be there twice. The second must
-    /// fail instead; a writer appending meanwhile is not disturbed.
+    /// give way instead; a writer appending meanwhile is not disturbed.
     #[tokio::test(flavor = "multi_thread")]
     async fn two_compactions_of_one_date_cannot_both_land() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut writer = open(dir.path()).await;
-        writer.claim(&[0]).await.expect("claim");
-        for i in 0..12 {
-            let (rows, spans) = batch(0, i * 10..(i + 1) * 10).finish();
-            writer.commit(&rows, &spans).await.expect("commit");
-        }
+        twelve_small_commits(&mut writer).await;
         // Both compactors load the table now: the same snapshot.
         let mut b = open(dir.path()).await;
         let mut c = open(dir.path()).await;
