@@ -892,23 +892,11 @@ mod fencing {
             t.commit(&rows, &spans).await.expect("commit"),
             BatchCommit::Committed { .. }
         ));
-        let fresh = open(dir.path()).await;
-        let batches = crate::fixtures::delta_rows(fresh.delta())
-            .await
-            .expect("read");
-        let mut offsets: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                let col = b.column_by_name("offset").expect("offset");
-                col.as_any()
-                    .downcast_ref::<arrow::array::Int64Array>()
-                    .expect("int64")
-                    .values()
-                    .to_vec()
-            })
-            .collect();
-        offsets.sort();
-        assert_eq!(offsets, (0..130).collect::<Vec<i64>>(), "every row once");
+        assert_eq!(
+            offsets_in(dir.path()).await,
+            (0..130).collect::<Vec<i64>>(),
+            "every row once"
+        );
     }
 
     /// The offsets of every row of the table, sorted.

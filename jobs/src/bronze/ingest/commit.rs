@@ -29,14 +29,10 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
     ) -> Result<(), IngestError> {
         self.settle(rt, consumer)?;
-        self.pending_since = None;
-        self.interval_passed = false;
-        if self.pending.is_empty() {
-            return Ok(());
+        match self.cut() {
+            Some((batch, spans, payload)) => self.commit_batch(rt, consumer, batch, spans, payload),
+            None => Ok(()),
         }
-        let payload = self.pending.payload_bytes() as u64;
-        let (batch, spans) = self.pending.finish();
-        self.commit_batch(rt, consumer, batch, spans, payload)
     }
 
     /// Like [`Self::flush`], but the pending batch's files are written on
@@ -50,20 +46,13 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
     ) -> Result<(), IngestError> {
         self.settle(rt, consumer)?;
-        if self.pending.is_empty() {
-            self.pending_since = None;
-            self.interval_passed = false;
+        let Some((batch, spans, payload)) = self.cut() else {
             return Ok(());
-        }
-        let writer = match self.table.file_writer() {
-            Ok(writer) => writer,
-            // The commit writes (and retries) the files itself.
-            Err(_) => return self.flush(rt, consumer),
         };
-        self.pending_since = None;
-        self.interval_passed = false;
-        let payload = self.pending.payload_bytes() as u64;
-        let (batch, spans) = self.pending.finish();
+        let Ok(writer) = self.table.file_writer() else {
+            // The commit writes (and retries) the files itself.
+            return self.commit_batch(rt, consumer, batch, spans, payload);
+        };
         let files = rt.spawn(write_files(writer, batch.clone()));
         self.in_flight = Some(InFlight {
             batch,
@@ -72,6 +61,19 @@ impl State {
             files,
         });
         Ok(())
+    }
+
+    /// Takes the pending rows as a batch (with its offsets and payload
+    /// bytes) and restarts the batch clock; `None` if there are none.
+    fn cut(&mut self) -> Option<(RecordBatch, BTreeMap<i32, Span>, u64)> {
+        self.pending_since = None;
+        self.interval_passed = false;
+        if self.pending.is_empty() {
+            return None;
+        }
+        let payload = self.pending.payload_bytes() as u64;
+        let (batch, spans) = self.pending.finish();
+        Some((batch, spans, payload))
     }
 
     /// Whether the batch in flight has its files written: [`Self::settle`]
