@@ -152,7 +152,7 @@ impl Project {
     }
 
     async fn rows(&self, name: &str) -> Vec<Row> {
-        jobs::lake::register_s3();
+        jobs::lake::register_stores();
         let table = DeltaTableBuilder::from_url(self.table_url(name))
             .expect("url")
             .with_storage_options(self.storage.clone())
@@ -216,7 +216,7 @@ impl Project {
 
     /// Rows committed so far, cheaply (0 before the table exists).
     async fn count(&self, name: &str) -> usize {
-        jobs::lake::register_s3();
+        jobs::lake::register_stores();
         let Ok(table) = DeltaTableBuilder::from_url(self.table_url(name))
             .expect("url")
             .with_storage_options(self.storage.clone())

@@ -60,7 +60,7 @@ async fn rows(table: &DeltaTable) -> usize {
 }
 
 async fn offsets_commit_with_rows_exactly_once(url: Url, options: HashMap<String, String>) {
-    jobs::lake::register_s3();
+    jobs::lake::register_stores();
     let open = || {
         DeltaTableBuilder::from_url(url.clone())
             .expect("url")

@@ -340,7 +340,7 @@ impl IngestProject {
 
     /// (partition, offset, key, value) of every row, sorted, read directly.
     async fn rows(&self, name: &str) -> Vec<BronzeRow> {
-        jobs::lake::register_s3();
+        jobs::lake::register_stores();
         let url = url::Url::parse(&format!("{}/bronze/{name}/", self.lake)).expect("url");
         let table = DeltaTableBuilder::from_url(url)
             .expect("url")

@@ -1,13 +1,14 @@
-//! The lake: where Delta tables live (a local folder or S3), the one
-//! piece of wiring deltalake needs for S3 here, and the table layer every
-//! model, data test and load sits on:
+//! The lake: where Delta tables live (a local folder or S3), the wiring
+//! deltalake needs for both, and the table layer every model, data test and
+//! load sits on:
 //! - [`table`]: one Delta table: open, read (pruned, a chunk at a time),
 //!   look up keys, what commits changed, commit with its `txn` actions;
-//! - [`bridge`]: polars <-> arrow-rs; [`bloom`]: the key bloom filters.
+//! - [`bridge`]: polars <-> arrow-rs; [`bloom`]: the key bloom filters;
+//! - [`local`]: the store of `file://` lakes (a faster log listing).
 //!
 //! S3 goes through object_store's own client, not deltalake's `s3`
 //! feature (which brings the AWS SDK for DynamoDB locking we do not use).
-//! [`register_s3`] tells deltalake how to open `s3://` URLs and to commit
+//! [`register_stores`] tells deltalake how to open `s3://` URLs and to commit
 //! through its default log store: a commit is a create-only put of
 //! `_delta_log/N.json` (`If-None-Match: *`), so of two writers of the same
 //! version exactly one wins, on any S3 that honours conditional puts (AWS
@@ -15,6 +16,7 @@
 
 pub mod bloom;
 pub mod bridge;
+mod local;
 pub mod table;
 
 use deltalake::logstore::{
@@ -69,9 +71,9 @@ impl LogStoreFactory for S3Logs {
     }
 }
 
-/// Registers `s3://` (and `s3a://`) with deltalake. Idempotent; call before
-/// opening any table.
-pub fn register_s3() {
+/// Registers `s3://` (and `s3a://`) with deltalake, and our store for
+/// `file://` ([`local`]). Idempotent; call before opening any table.
+pub fn register_stores() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let stores: Arc<dyn ObjectStoreFactory> = Arc::new(S3Stores);
@@ -81,6 +83,9 @@ pub fn register_s3() {
                 object_store_factories().insert(url.clone(), stores.clone());
                 logstore_factories().insert(url, logs.clone());
             }
+        }
+        if let Ok(url) = Url::parse("file://") {
+            object_store_factories().insert(url, Arc::new(local::LocalStores));
         }
     });
 }
@@ -97,7 +102,7 @@ pub struct S3Options {
 }
 
 impl S3Options {
-    /// The storage options deltalake passes to [`register_s3`]'s factory.
+    /// The storage options deltalake passes to [`register_stores`]'s factory.
     pub fn storage_options(&self) -> HashMap<String, String> {
         let mut o = HashMap::from([
             ("aws_endpoint".to_string(), self.endpoint.clone()),
@@ -145,7 +150,7 @@ impl TableLocation {
     }
 
     pub(crate) fn builder(&self) -> Result<DeltaTableBuilder, DeltaTableError> {
-        crate::lake::register_s3();
+        crate::lake::register_stores();
         if self.url.scheme() == "file"
             && let Ok(path) = self.url.to_file_path()
         {

@@ -1,0 +1,273 @@
+//! The local lake's object store: object_store's `LocalFileSystem` in every
+//! respect but one, the listing after an offset.
+//!
+//! deltalake finds the commits after the ones it has by listing `_delta_log`
+//! after the last version it read, after every commit and every refresh.
+//! S3 starts such a listing at the offset. The local backend walks the whole
+//! directory and turns each entry into an object path (URL parsing and
+//! percent-encoding, about a microsecond each) before it compares it with
+//! the offset, so on a table whose log holds 20,000 commits every commit paid
+//! tens of milliseconds for names it then dropped. Here the names are compared
+//! first, as the directory gives them, and only the few after the offset are
+//! looked at; anything unusual (a subdirectory, a name that needs encoding,
+//! an offset outside the listed folder) goes to `LocalFileSystem` as before.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deltalake::logstore::{ObjectStoreFactory, ObjectStoreRef, StorageConfig};
+use deltalake::{DeltaResult, DeltaTableError};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::{Path, PathPart};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use url::Url;
+
+/// deltalake's store factory for `file://` URLs: a [`LocalLake`] at the
+/// filesystem root and the table's path in it, as deltalake's own does.
+pub(crate) struct LocalStores;
+
+impl ObjectStoreFactory for LocalStores {
+    fn parse_url_opts(
+        &self,
+        url: &Url,
+        _config: &StorageConfig,
+    ) -> DeltaResult<(ObjectStoreRef, Path)> {
+        let path = Path::from_url_path(url.path())
+            .map_err(|e| DeltaTableError::InvalidTableLocation(format!("{url}: {e}")))?;
+        Ok((Arc::new(LocalLake::default()), path))
+    }
+}
+
+/// `LocalFileSystem` with a listing after an offset that reads names before
+/// it builds paths (module docs).
+#[derive(Debug, Default)]
+pub(crate) struct LocalLake {
+    fs: Arc<LocalFileSystem>,
+}
+
+impl fmt::Display for LocalLake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LocalLake({})", self.fs)
+    }
+}
+
+/// What the directory holds after the offset, by name; `None` when the
+/// listing must go to `LocalFileSystem` (module docs).
+fn names_after(dir: &std::path::Path, after: &str) -> Option<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A table with no log yet: nothing to list, as LocalFileSystem says.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
+        Err(_) => return None,
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        let name = entry.file_name().into_string().ok()?;
+        if PathPart::from(name.as_str()).as_ref() != name {
+            return None;
+        }
+        if name.as_str() <= after {
+            continue;
+        }
+        let file_type = entry.file_type().ok()?;
+        if !file_type.is_file() {
+            return None;
+        }
+        // LocalFileSystem's own in-progress uploads (`name#123`) are not objects.
+        if let Some((_, suffix)) = name.split_once('#')
+            && !suffix.is_empty()
+            && suffix.bytes().all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        names.push(name);
+    }
+    Some(names)
+}
+
+#[async_trait]
+impl ObjectStore for LocalLake {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.fs.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.fs.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.fs.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.fs.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.fs.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.fs.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let fallback = || self.fs.list_with_offset(prefix, offset);
+        let Some(prefix) = prefix else {
+            return fallback();
+        };
+        // The fast path: the offset names an entry of the listed folder.
+        let after = match offset
+            .prefix_match(prefix)
+            .map(|rest| rest.collect::<Vec<_>>())
+        {
+            Some(rest) if rest.len() == 1 => rest[0].as_ref().to_string(),
+            _ => return fallback(),
+        };
+        let Ok(dir) = self.fs.path_to_filesystem(prefix) else {
+            return fallback();
+        };
+        let fs = self.fs.clone();
+        let prefix = prefix.clone();
+        let offset = offset.clone();
+        stream::once(async move {
+            let names = tokio::task::spawn_blocking(move || names_after(&dir, &after))
+                .await
+                .ok()
+                .flatten();
+            let Some(names) = names else {
+                return fs.list_with_offset(Some(&prefix), &offset);
+            };
+            stream::iter(names)
+                .then(move |name| {
+                    let fs = fs.clone();
+                    let location = prefix.clone().join(name.as_str());
+                    async move {
+                        match fs.head(&location).await {
+                            Ok(meta) => Ok(Some(meta)),
+                            // Removed since the directory was read (log cleanup).
+                            Err(object_store::Error::NotFound { .. }) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    }
+                })
+                .try_filter_map(|meta| async move { Ok(meta) })
+                .boxed()
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.fs.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.fs.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.fs.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists `prefix` after `offset` through both stores, sorted.
+    async fn both(
+        root: &std::path::Path,
+        prefix: &str,
+        offset: &str,
+    ) -> (Vec<String>, Vec<String>) {
+        let base = Path::from_absolute_path(root).expect("root path");
+        let prefix = Path::from(format!("{base}/{prefix}"));
+        let offset = Path::from(format!("{base}/{offset}"));
+        let names = |metas: Vec<ObjectMeta>| {
+            let mut v: Vec<String> = metas
+                .into_iter()
+                .map(|m| format!("{}:{}", m.location, m.size))
+                .collect();
+            v.sort();
+            v
+        };
+        let ours: Vec<ObjectMeta> = LocalLake::default()
+            .list_with_offset(Some(&prefix), &offset)
+            .try_collect()
+            .await
+            .expect("our listing");
+        let theirs: Vec<ObjectMeta> = LocalFileSystem::new()
+            .list_with_offset(Some(&prefix), &offset)
+            .try_collect()
+            .await
+            .expect("LocalFileSystem's listing");
+        (names(ours), names(theirs))
+    }
+
+    #[tokio::test]
+    async fn lists_after_an_offset_as_local_file_system_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("_delta_log");
+        std::fs::create_dir_all(&log).expect("log dir");
+        for v in 0..30u32 {
+            std::fs::write(log.join(format!("{v:020}.json")), vec![b'x'; v as usize])
+                .expect("commit file");
+        }
+        std::fs::write(log.join("00000000000000000020.checkpoint.parquet"), b"cp").expect("cp");
+        std::fs::write(log.join("_last_checkpoint"), b"{}").expect("last");
+        std::fs::write(log.join("00000000000000000031.json#12"), b"partial").expect("staged");
+
+        let (ours, theirs) = both(
+            dir.path(),
+            "_delta_log",
+            "_delta_log/00000000000000000010.json",
+        )
+        .await;
+        assert_eq!(ours, theirs);
+        // 11..29 json, 20's checkpoint and _last_checkpoint; not the upload part.
+        assert_eq!(ours.len(), 21, "{ours:?}");
+        assert!(ours.iter().all(|n| !n.contains('#')), "{ours:?}");
+
+        // A subdirectory and a name that needs encoding take the old path, same answer.
+        std::fs::create_dir_all(log.join("_commits")).expect("subdir");
+        std::fs::write(log.join("_commits/00000000000000000040.uuid.json"), b"c")
+            .expect("staged commit");
+        std::fs::write(log.join("odd%name"), b"o").expect("odd");
+        let (ours, theirs) = both(
+            dir.path(),
+            "_delta_log",
+            "_delta_log/00000000000000000025.json",
+        )
+        .await;
+        assert_eq!(ours, theirs);
+        assert!(ours.iter().any(|n| n.contains("_commits/")), "{ours:?}");
+
+        // A folder that does not exist lists as empty.
+        let (ours, theirs) = both(dir.path(), "missing", "missing/0.json").await;
+        assert_eq!((ours.len(), theirs.len()), (0, 0));
+    }
+}
