@@ -188,6 +188,78 @@ async fn model_tables_checkpoint_every_100_commits() {
     assert_eq!(df.height() as i64, CHECKPOINT_EVERY);
 }
 
+/// Compaction of a small-append table (the test results): its small files
+/// become one, every row stays exactly once, and of two compactions of the
+/// same files started from the same version only the first lands (without
+/// the txn guard both would, and every row would be there twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
+    use jobs::decl::{Column, ColumnType};
+    use jobs::lake::table::{ModelTable, arrow_schema};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let loc = jobs::lake::TableLocation::in_lake(
+        &format!("file://{}", dir.path().display()),
+        "_dag",
+        "r",
+        HashMap::new(),
+    )
+    .expect("location");
+    let columns = [Column {
+        name: "n".into(),
+        ty: ColumnType::BigInt,
+        nullable: false,
+        description: String::new(),
+    }];
+    let schema = arrow_schema(&columns);
+    let mut table = ModelTable::open_or_create("r", &loc, schema.clone(), &[], "")
+        .await
+        .expect("table");
+    for i in 0..30i64 {
+        let df = polars::df!("n" => [i]).expect("frame");
+        let adds = table.write_files(&df).await.expect("write");
+        table
+            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
+            .await
+            .expect("commit");
+    }
+    let open = || async {
+        ModelTable::open("r", &loc, schema.clone())
+            .await
+            .expect("open")
+            .expect("a table")
+    };
+    let (mut first, mut second) = (open().await, open().await);
+    // Not enough small files yet: nothing happens.
+    assert_eq!(
+        first
+            .compact_small_files(1 << 20, 31)
+            .await
+            .expect("compact"),
+        0
+    );
+    assert_eq!(
+        first
+            .compact_small_files(1 << 20, 10)
+            .await
+            .expect("compact"),
+        30
+    );
+    let lost = second.compact_small_files(1 << 20, 10).await;
+    assert!(lost.is_err(), "the second compaction landed too: {lost:?}");
+    let now = open().await;
+    assert_eq!(now.files().await.expect("files").len(), 1);
+    let df = now.read_all(None).await.expect("read");
+    let mut n: Vec<i64> = df
+        .column("n")
+        .expect("n")
+        .i64()
+        .expect("i64")
+        .into_no_null_iter()
+        .collect();
+    n.sort_unstable();
+    assert_eq!(n, (0..30).collect::<Vec<_>>());
+}
+
 /// A model table's key column carries a parquet bloom filter in every file
 /// it writes, and `lookup` finds exactly the keys the table holds (each as
 /// often as it is held), in files with and without filters.

@@ -191,8 +191,14 @@ impl Runner {
             by_run.entry(run).or_default().push(r);
         }
         for (run, results) in by_run {
-            jobs::datatest::results::append(&self.settings, &run, chrono::Utc::now(), &results)
-                .await?;
+            jobs::datatest::results::append(
+                &self.settings,
+                &run,
+                chrono::Utc::now(),
+                &results,
+                Some(self.catalog.tables()),
+            )
+            .await?;
         }
         Ok(())
     }

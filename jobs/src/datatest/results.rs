@@ -7,7 +7,7 @@
 use super::{Status, TestResult};
 use crate::decl::{Column as SpecColumn, ColumnType};
 use crate::lake::TableLocation;
-use crate::lake::table::{ModelTable, arrow_schema};
+use crate::lake::table::{ModelTable, TableCache, arrow_schema};
 use crate::model::{ModelError, RunSettings};
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
@@ -338,23 +338,26 @@ pub async fn ensure(s: &RunSettings) -> Result<(), ModelError> {
     Ok(())
 }
 
-/// Appends `results` in one commit (nothing when there are none).
+/// Appends `results` in one commit (nothing when there are none), opening
+/// the table through `cache` when given (only the commits since are read).
 pub async fn append(
     s: &RunSettings,
     run_id: &str,
     clock: DateTime<Utc>,
     results: &[TestResult],
+    cache: Option<&TableCache>,
 ) -> Result<(), ModelError> {
     if results.is_empty() {
         return Ok(());
     }
     let cols = columns();
-    let mut table = ModelTable::open_or_create(
+    let mut table = ModelTable::open_or_create_cached(
         TABLE,
         &location(s)?,
         arrow_schema(&cols),
         &[],
         "dag data test results, one row per test run",
+        cache,
     )
     .await?;
     let n = results.len();
@@ -425,20 +428,42 @@ pub async fn append(
         ],
     )?;
     let adds = table.write_files(&df).await?;
-    if let Err(e) = table
+    match table
         .commit(adds.clone(), &[], &BTreeMap::new(), false)
         .await
     {
-        // Two tasks whose tests end together both find no results table
-        // and race to create it; the loser's append then meets the
-        // winner's creation as a metadata conflict. Blind appends never
-        // conflict with each other: open the table as it now is and
-        // append the same files once more.
-        tracing::debug!("appending test results: {e}; once more on the table as it is");
-        let mut table = ModelTable::open(TABLE, &location(s)?, arrow_schema(&cols))
-            .await?
-            .ok_or_else(|| ModelError::Input("the test results table vanished".into()))?;
-        table.commit(adds, &[], &BTreeMap::new(), false).await?;
+        Ok(version) if version % COMPACT_EVERY == 0 => compact(&mut table).await,
+        Ok(_) => {}
+        Err(e) => {
+            // Two tasks whose tests end together both find no results table
+            // and race to create it; the loser's append then meets the
+            // winner's creation as a metadata conflict. Blind appends never
+            // conflict with each other: open the table as it now is and
+            // append the same files once more.
+            tracing::debug!("appending test results: {e}; once more on the table as it is");
+            let mut table = ModelTable::open(TABLE, &location(s)?, arrow_schema(&cols))
+                .await?
+                .ok_or_else(|| ModelError::Input("the test results table vanished".into()))?;
+            table.commit(adds, &[], &BTreeMap::new(), false).await?;
+        }
     }
     Ok(())
+}
+
+/// The results table is compacted every this many commits: a scheduler in
+/// continuous mode appends a file per task, a run every few seconds, and
+/// every open and every commit of the table rebuilds its file list.
+const COMPACT_EVERY: i64 = 50;
+
+/// Files under this size are compacted (a task's results are a few kB).
+const SMALL_FILE: i64 = 8 << 20;
+
+/// Rewrites the results table's small files as one. A failure costs only
+/// speed (another task's compaction may have taken the same files).
+async fn compact(table: &mut ModelTable) {
+    match table.compact_small_files(SMALL_FILE, 10).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!("test results: {n} small files compacted"),
+        Err(e) => tracing::debug!("test results: compaction skipped: {e}"),
+    }
 }

@@ -103,7 +103,14 @@ impl Tester {
     /// Appends every result to the results table, in one commit.
     pub async fn finish(self, run_id: &str) -> Result<Vec<TestResult>, ModelError> {
         let ran = self.ran.into_inner().unwrap_or_else(|e| e.into_inner());
-        results::append(&self.settings, run_id, self.opts.clock, &ran).await?;
+        results::append(
+            &self.settings,
+            run_id,
+            self.opts.clock,
+            &ran,
+            Some(self.catalog.tables()),
+        )
+        .await?;
         Ok(ran)
     }
 }

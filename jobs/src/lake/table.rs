@@ -18,6 +18,7 @@ mod cache;
 mod cancel;
 mod changes;
 mod commit;
+mod compact;
 mod data_file;
 mod error;
 mod lookup;

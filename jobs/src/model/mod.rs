@@ -116,6 +116,11 @@ impl Catalog {
         }
     }
 
+    /// The tables this catalog opened (shared by its clones).
+    pub fn tables(&self) -> &TableCache {
+        &self.tables
+    }
+
     pub fn model(&self, name: &str) -> Result<&Model, ModelError> {
         self.models
             .get(name)

@@ -117,6 +117,20 @@ impl ModelTable {
         txns: &BTreeMap<String, i64>,
         overwrite: bool,
     ) -> Result<i64, TableError> {
+        self.commit_actions(adds, removes, txns, overwrite, true)
+            .await
+    }
+
+    /// [`ModelTable::commit`]; `data_change: false` marks the removes as a
+    /// rewrite of the same rows (compaction), which change readers skip.
+    pub(super) async fn commit_actions(
+        &mut self,
+        adds: Vec<Add>,
+        removes: &[DataFile],
+        txns: &BTreeMap<String, i64>,
+        overwrite: bool,
+        data_change: bool,
+    ) -> Result<i64, TableError> {
         self.stall_for_tests().await;
         if self.cancel.is_cancelled() {
             return Err(TableError::Cancelled(self.name.clone()));
@@ -126,7 +140,7 @@ impl ModelTable {
         actions.extend(removes.iter().map(|f| {
             Action::Remove(Remove {
                 path: f.path.clone(),
-                data_change: true,
+                data_change,
                 deletion_timestamp: Some(now),
                 extended_file_metadata: Some(true),
                 partition_values: Some(f.partition_values.clone().into_iter().collect()),
