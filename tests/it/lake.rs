@@ -140,18 +140,18 @@ async fn on_s3() {
     offsets_commit_with_rows_exactly_once(url, options.storage_options()).await;
 }
 
-/// A model table (silver, gold, the test results) checkpoints every 100
-/// commits, so a table a scheduler commits to every few seconds opens
-/// without replaying its whole log; every row stays readable.
-#[tokio::test(flavor = "multi_thread")]
-async fn model_tables_checkpoint_every_100_commits() {
+/// Where a model table `<layer>/<name>` of one BIGINT column `n` lives
+/// under `dir`, and its schema.
+fn one_bigint_table(
+    dir: &std::path::Path,
+    layer: &str,
+    name: &str,
+) -> (jobs::lake::TableLocation, arrow::datatypes::SchemaRef) {
     use jobs::decl::{Column, ColumnType};
-    use jobs::lake::table::{CHECKPOINT_EVERY, ModelTable, arrow_schema};
-    let dir = tempfile::tempdir().expect("tempdir");
     let loc = jobs::lake::TableLocation::in_lake(
-        &format!("file://{}", dir.path().display()),
-        "gold",
-        "t",
+        &format!("file://{}", dir.display()),
+        layer,
+        name,
         HashMap::new(),
     )
     .expect("location");
@@ -161,7 +161,18 @@ async fn model_tables_checkpoint_every_100_commits() {
         nullable: false,
         description: String::new(),
     }];
-    let mut table = ModelTable::open_or_create("t", &loc, arrow_schema(&columns), &[], "")
+    (loc, jobs::lake::table::arrow_schema(&columns))
+}
+
+/// A model table (silver, gold, the test results) checkpoints every 100
+/// commits, so a table a scheduler commits to every few seconds opens
+/// without replaying its whole log; every row stays readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn model_tables_checkpoint_every_100_commits() {
+    use jobs::lake::table::{CHECKPOINT_EVERY, ModelTable};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loc, schema) = one_bigint_table(dir.path(), "gold", "t");
+    let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
     for i in 0..CHECKPOINT_EVERY {
@@ -180,7 +191,7 @@ async fn model_tables_checkpoint_every_100_commits() {
         "no checkpoint in {}",
         log.display()
     );
-    let reopened = ModelTable::open("t", &loc, arrow_schema(&columns))
+    let reopened = ModelTable::open("t", &loc, schema)
         .await
         .expect("open")
         .expect("a table");
@@ -194,23 +205,9 @@ async fn model_tables_checkpoint_every_100_commits() {
 /// the txn guard both would, and every row would be there twice).
 #[tokio::test(flavor = "multi_thread")]
 async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
-    use jobs::decl::{Column, ColumnType};
-    use jobs::lake::table::{ModelTable, arrow_schema};
+    use jobs::lake::table::ModelTable;
     let dir = tempfile::tempdir().expect("tempdir");
-    let loc = jobs::lake::TableLocation::in_lake(
-        &format!("file://{}", dir.path().display()),
-        "_dag",
-        "r",
-        HashMap::new(),
-    )
-    .expect("location");
-    let columns = [Column {
-        name: "n".into(),
-        ty: ColumnType::BigInt,
-        nullable: false,
-        description: String::new(),
-    }];
-    let schema = arrow_schema(&columns);
+    let (loc, schema) = one_bigint_table(dir.path(), "_dag", "r");
     let mut table = ModelTable::open_or_create("r", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
