@@ -164,6 +164,21 @@ fn one_bigint_table(
     (loc, jobs::lake::table::arrow_schema(&columns))
 }
 
+/// Appends `n` for each of `values`, one commit each.
+async fn append_one_row_each(
+    table: &mut jobs::lake::table::ModelTable,
+    values: std::ops::Range<i64>,
+) {
+    for i in values {
+        let df = polars::df!("n" => [i]).expect("frame");
+        let adds = table.write_files(&df).await.expect("write");
+        table
+            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
+            .await
+            .expect("commit");
+    }
+}
+
 /// A model table (silver, gold, the test results) checkpoints every 100
 /// commits, so a table a scheduler commits to every few seconds opens
 /// without replaying its whole log; every row stays readable.
@@ -175,14 +190,7 @@ async fn model_tables_checkpoint_every_100_commits() {
     let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
-    for i in 0..CHECKPOINT_EVERY {
-        let df = polars::df!("n" => [i]).expect("frame");
-        let adds = table.write_files(&df).await.expect("write");
-        table
-            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
-            .await
-            .expect("commit");
-    }
+    append_one_row_each(&mut table, 0..CHECKPOINT_EVERY).await;
     assert_eq!(table.version(), CHECKPOINT_EVERY);
     let log = dir.path().join("gold/t/_delta_log");
     assert!(
@@ -211,14 +219,7 @@ async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
     let mut table = ModelTable::open_or_create("r", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
-    for i in 0..30i64 {
-        let df = polars::df!("n" => [i]).expect("frame");
-        let adds = table.write_files(&df).await.expect("write");
-        table
-            .commit(adds, &[], &std::collections::BTreeMap::new(), false)
-            .await
-            .expect("commit");
-    }
+    append_one_row_each(&mut table, 0..30).await;
     let open = || async {
         ModelTable::open("r", &loc, schema.clone())
             .await
