@@ -190,8 +190,13 @@ async fn model_tables_checkpoint_every_100_commits() {
     let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
-    append_one_row_each(&mut table, 0..CHECKPOINT_EVERY).await;
-    assert_eq!(table.version(), CHECKPOINT_EVERY);
+    // One row per commit up to the checkpoint's version (the table's own
+    // compactions take a version now and then).
+    let mut rows = 0;
+    while table.version() < CHECKPOINT_EVERY {
+        append_one_row_each(&mut table, rows..rows + 1).await;
+        rows += 1;
+    }
     let log = dir.path().join("gold/t/_delta_log");
     assert!(
         log.join(format!("{CHECKPOINT_EVERY:020}.checkpoint.parquet"))
@@ -204,7 +209,7 @@ async fn model_tables_checkpoint_every_100_commits() {
         .expect("open")
         .expect("a table");
     let df = reopened.read_all(None).await.expect("read");
-    assert_eq!(df.height() as i64, CHECKPOINT_EVERY);
+    assert_eq!(df.height() as i64, rows);
 }
 
 /// Compaction of a small-append table (the test results): its small files
@@ -219,7 +224,8 @@ async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
     let mut table = ModelTable::open_or_create("r", &loc, schema.clone(), &[], "")
         .await
         .expect("table");
-    append_one_row_each(&mut table, 0..30).await;
+    // Fewer commits than a table's own compaction waits for.
+    append_one_row_each(&mut table, 0..15).await;
     let open = || async {
         ModelTable::open("r", &loc, schema.clone())
             .await
@@ -228,21 +234,9 @@ async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
     };
     let (mut first, mut second) = (open().await, open().await);
     // Not enough small files yet: nothing happens.
-    assert_eq!(
-        first
-            .compact_small_files(1 << 20, 31)
-            .await
-            .expect("compact"),
-        0
-    );
-    assert_eq!(
-        first
-            .compact_small_files(1 << 20, 10)
-            .await
-            .expect("compact"),
-        30
-    );
-    let lost = second.compact_small_files(1 << 20, 10).await;
+    assert_eq!(first.compact_small_files(16).await.expect("compact"), 0);
+    assert_eq!(first.compact_small_files(10).await.expect("compact"), 15);
+    let lost = second.compact_small_files(10).await;
     assert!(lost.is_err(), "the second compaction landed too: {lost:?}");
     let now = open().await;
     assert_eq!(now.files().await.expect("files").len(), 1);
@@ -255,7 +249,84 @@ async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
         .into_no_null_iter()
         .collect();
     n.sort_unstable();
-    assert_eq!(n, (0..30).collect::<Vec<_>>());
+    assert_eq!(n, (0..15).collect::<Vec<_>>());
+}
+
+/// The values of `n` in `files` of `table`, sorted.
+async fn values_in(
+    table: &jobs::lake::table::ModelTable,
+    files: &[jobs::lake::table::DataFile],
+) -> Vec<i64> {
+    let df = table.read(files, None).await.expect("read");
+    let mut n: Vec<i64> = df
+        .column("n")
+        .expect("n")
+        .i64()
+        .expect("i64")
+        .into_no_null_iter()
+        .collect();
+    n.sort_unstable();
+    n
+}
+
+/// A model table that commits often (continuous mode) compacts its small
+/// files by itself every `COMPACT_EVERY` commits; a reader that keeps the
+/// live files among those added since its base (a data test's scope, the
+/// warehouse load) still finds every row added since, the compacted ones
+/// too: without `Changes::rewritten` the rows a compaction moved were
+/// lost to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_model_table_still_shows_every_new_row_to_its_readers() {
+    use jobs::lake::table::{COMPACT_EVERY, ModelTable};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loc, schema) = one_bigint_table(dir.path(), "gold", "t");
+    let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
+        .await
+        .expect("table");
+    append_one_row_each(&mut table, 0..5).await;
+    let base = table.version();
+    let last = COMPACT_EVERY + 5;
+    append_one_row_each(&mut table, 5..last).await;
+    // COMPACT_EVERY one-row commits, then the compaction's own, then 5.
+    assert_eq!(table.version(), COMPACT_EVERY + 1 + 5);
+    let live = table.files().await.expect("files");
+    assert!(
+        live.len() <= 6,
+        "the small files were not compacted: {} live files",
+        live.len()
+    );
+    let changes = table.changes(base).await.expect("changes");
+    assert!(
+        !changes.rewritten.is_empty(),
+        "no rewrite seen: {changes:?}"
+    );
+    // Every row added since the base is in the files a reader keeps (the
+    // compacted file brings rows from before the base too).
+    let kept: Vec<_> = changes.live_new(&live).into_iter().cloned().collect();
+    let seen = values_in(&table, &kept).await;
+    for n in 5..last {
+        assert!(seen.contains(&n), "row {n} lost to the reader: {seen:?}");
+    }
+    // Only the added files that are still live would have lost them.
+    let added_live: Vec<_> = live
+        .iter()
+        .filter(|f| changes.added.iter().any(|a| a.path == f.path))
+        .cloned()
+        .collect();
+    assert!(values_in(&table, &added_live).await.len() < (last - 5) as usize);
+    // A span that starts after the compaction sees no rewrite; one whose
+    // files the compaction did not take sees none either.
+    let after = table.changes(COMPACT_EVERY + 1).await.expect("changes");
+    assert!(after.rewritten.is_empty());
+    assert_eq!(
+        values_in(&table, &after.added).await,
+        (COMPACT_EVERY..last).collect::<Vec<_>>()
+    );
+    // Every row once in the table.
+    assert_eq!(
+        values_in(&table, &live).await,
+        (0..last).collect::<Vec<_>>()
+    );
 }
 
 /// A model table's key column carries a parquet bloom filter in every file

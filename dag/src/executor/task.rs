@@ -293,7 +293,9 @@ impl Runner {
             },
             ..TaskOutcome::default()
         };
+        let model_seconds = started.elapsed().as_secs_f64();
         self.test(c, run, &settings, &mut outcome).await;
+        let tests_seconds = started.elapsed().as_secs_f64() - model_seconds;
         // The version this task left the table at (what the load may
         // publish): written now, else judged by its tests, else, for a
         // model the load publishes, as found (one more table open).
@@ -314,6 +316,18 @@ impl Runner {
             None => None,
         };
         outcome.done.seconds = started.elapsed().as_secs_f64();
+        // Where a task's time goes (`-v`): the model, its tests (with
+        // recording their results), and the rest.
+        tracing::debug!(
+            "task {} of run {}: model {:.3} s ({} rows in), {} tests {:.3} s, rest {:.3} s",
+            c.node,
+            c.run,
+            model_seconds,
+            report.rows_in,
+            outcome.tests.len(),
+            tests_seconds,
+            outcome.done.seconds - model_seconds - tests_seconds
+        );
         outcome
     }
 
@@ -346,6 +360,7 @@ impl Runner {
             tester.run(&self.p.graph[*idx], t).await;
         }
         self.keep_bases(&tester);
+        let recording = Instant::now();
         let recorded = if self.hold_results {
             // Appended with the run's others, before its load.
             let results = tester.into_results();
@@ -366,6 +381,13 @@ impl Runner {
                 return;
             }
         };
+        tracing::debug!(
+            "task {}: {} tests ran in {:.3} s, recorded in {:.3} s",
+            c.node,
+            results.len(),
+            results.iter().map(|r| r.seconds).sum::<f64>(),
+            recording.elapsed().as_secs_f64()
+        );
         let failed: Vec<String> = results
             .iter()
             .filter(|r| r.status.blocks())

@@ -432,7 +432,8 @@ pub async fn append(
         .commit(adds.clone(), &[], &BTreeMap::new(), false)
         .await
     {
-        Ok(version) if version % COMPACT_EVERY == 0 => compact(&mut table).await,
+        // Compacted now and then, as every model table is (see
+        // `ModelTable::commit`): a scheduler appends a file per task.
         Ok(_) => {}
         Err(e) => {
             // Two tasks whose tests end together both find no results table
@@ -448,22 +449,4 @@ pub async fn append(
         }
     }
     Ok(())
-}
-
-/// The results table is compacted every this many commits: a scheduler in
-/// continuous mode appends a file per task, a run every few seconds, and
-/// every open and every commit of the table rebuilds its file list.
-const COMPACT_EVERY: i64 = 50;
-
-/// Files under this size are compacted (a task's results are a few kB).
-const SMALL_FILE: i64 = 8 << 20;
-
-/// Rewrites the results table's small files as one. A failure costs only
-/// speed (another task's compaction may have taken the same files).
-async fn compact(table: &mut ModelTable) {
-    match table.compact_small_files(SMALL_FILE, 10).await {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!("test results: {n} small files compacted"),
-        Err(e) => tracing::debug!("test results: compaction skipped: {e}"),
-    }
 }

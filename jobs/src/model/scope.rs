@@ -93,7 +93,8 @@ struct Changed {
     affected: Option<DataFrame>,
     /// The inputs with data changes, in name order.
     changed_inputs: Vec<String>,
-    /// Per mapped changed input: the files it added.
+    /// Per mapped changed input: the files holding the rows it added
+    /// (those it added, and those a compaction moved such rows to).
     added_files: BTreeMap<String, Vec<DataFile>>,
     /// Per mapped changed input: whether it removed any file.
     removed_any: BTreeMap<String, bool>,
@@ -171,7 +172,11 @@ impl Changed {
         }
         self.removed_any
             .insert(name.clone(), !changes.removed.is_empty());
-        self.added_files.insert(name.clone(), changes.added);
+        // The files holding what it added: a compaction since may have
+        // moved those rows to files of its own.
+        let mut holding = changes.added;
+        holding.extend(changes.rewritten);
+        self.added_files.insert(name.clone(), holding);
         Ok(None)
     }
 

@@ -23,7 +23,7 @@ use crate::lake::table::{DataFile, ModelTable};
 use crate::model::{Catalog, RunSettings};
 use polars::prelude::DataFrame;
 use sqlx::{PgConnection, PgPool};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Advisory lock key of loads ("dagload").
@@ -314,12 +314,9 @@ async fn load_table(
     let (files, gone) = match (&changes, gone_keys) {
         (Some(ch), Some(gone)) => {
             done.mode = Mode::Changes;
-            let added: HashSet<&str> = ch.added.iter().map(|f| f.path.as_str()).collect();
-            let files: Vec<DataFile> = live
-                .iter()
-                .filter(|f| added.contains(f.path.as_str()))
-                .cloned()
-                .collect();
+            // Compacted files holding new rows come with older rows too:
+            // staged again, upserted to the same values.
+            let files: Vec<DataFile> = ch.live_new(&live).into_iter().cloned().collect();
             (files, gone)
         }
         _ => (live.clone(), None),

@@ -10,7 +10,6 @@ use crate::lake::table::{DataFile, ModelTable};
 use crate::model::{Catalog, ModelError, RunSettings};
 use polars::prelude::*;
 use polars::sql::SQLContext;
-use std::collections::BTreeSet;
 
 /// What the evaluation found, before thresholds decide the status.
 #[derive(Clone, Debug, Default)]
@@ -99,12 +98,9 @@ impl Scope {
         let Ok(changes) = table.changes(base.version).await else {
             return Ok(everything());
         };
-        let live: BTreeSet<&str> = all.iter().map(|f| f.path.as_str()).collect();
-        let files: Vec<DataFile> = changes
-            .added
-            .into_iter()
-            .filter(|f| live.contains(f.path.as_str()))
-            .collect();
+        // The live files holding rows added since the base, compacted
+        // ones included (with their older rows: checked again, no harm).
+        let files: Vec<DataFile> = changes.live_new(all).into_iter().cloned().collect();
         // Every live file is new (a full refresh replaced the table): the
         // check is over every row, and says so.
         if files.len() == all.len() {

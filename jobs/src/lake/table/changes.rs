@@ -6,17 +6,47 @@ use super::error::TableError;
 use super::open::ModelTable;
 use deltalake::kernel::Action;
 
-/// What the commits after some version did to the data (rewrites without
-/// a data change, such as compaction, are left out).
+/// What the commits after some version did to the data. Rewrites without
+/// a data change (compaction) are not changes; but a rewrite that took in
+/// a file added in the same span leaves its rows in a file that is not in
+/// `added`: `rewritten` lists those files.
 #[derive(Clone, Debug, Default)]
 pub struct Changes {
     pub added: Vec<DataFile>,
     pub removed: Vec<DataFile>,
+    /// Files written by a rewrite (no data change) of a file in `added`
+    /// (or of one in here): they hold rows added in the span, beside
+    /// older ones. A reader that keeps only the live files of `added`
+    /// must read these too, or lose the rows a compaction moved.
+    pub rewritten: Vec<DataFile>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// The files of `live` that may hold rows added in the span: those
+    /// added, and those a rewrite moved such rows to.
+    pub fn live_new<'a>(&self, live: &'a [DataFile]) -> Vec<&'a DataFile> {
+        let new: std::collections::HashSet<&str> = self
+            .added
+            .iter()
+            .chain(&self.rewritten)
+            .map(|f| f.path.as_str())
+            .collect();
+        live.iter()
+            .filter(|f| new.contains(f.path.as_str()))
+            .collect()
+    }
+}
+
+fn data_file(a: deltalake::kernel::Add) -> DataFile {
+    DataFile {
+        path: a.path,
+        partition_values: a.partition_values.into_iter().collect(),
+        size: a.size,
+        stats: a.stats,
     }
 }
 
@@ -38,6 +68,9 @@ impl ModelTable {
     ) -> Result<Changes, TableError> {
         let log = self.table.log_store();
         let mut changes = Changes::default();
+        // Paths holding rows added in the span: added, or rewritten from
+        // such a file.
+        let mut fresh: std::collections::HashSet<String> = std::collections::HashSet::new();
         for v in versions {
             let bytes = log.read_commit_entry(v as u64).await?.ok_or_else(|| {
                 TableError::Schema(format!(
@@ -45,14 +78,17 @@ impl ModelTable {
                     self.name
                 ))
             })?;
+            let (mut rewrite_adds, mut rewrote_fresh) = (Vec::new(), false);
             for action in deltalake::logstore::get_actions(v as u64, &bytes)? {
                 match action {
-                    Action::Add(a) if a.data_change => changes.added.push(DataFile {
-                        path: a.path,
-                        partition_values: a.partition_values.into_iter().collect(),
-                        size: a.size,
-                        stats: a.stats,
-                    }),
+                    Action::Add(a) if a.data_change => {
+                        fresh.insert(a.path.clone());
+                        changes.added.push(data_file(a));
+                    }
+                    Action::Add(a) => rewrite_adds.push(data_file(a)),
+                    Action::Remove(r) if !r.data_change => {
+                        rewrote_fresh |= fresh.contains(&r.path);
+                    }
                     Action::Remove(r) if r.data_change => changes.removed.push(DataFile {
                         path: r.path,
                         partition_values: r
@@ -65,6 +101,12 @@ impl ModelTable {
                     }),
                     _ => {}
                 }
+            }
+            // A rewrite's new files take the place of the files it
+            // removed: fresh if one of those was.
+            if rewrote_fresh {
+                fresh.extend(rewrite_adds.iter().map(|f| f.path.clone()));
+                changes.rewritten.extend(rewrite_adds);
             }
         }
         Ok(changes)

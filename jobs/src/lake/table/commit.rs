@@ -33,12 +33,18 @@ const BLOOM_FPP: f64 = 1e-6;
 /// A model table writes a Delta checkpoint every this many commits.
 pub const CHECKPOINT_EVERY: i64 = 100;
 
+/// A model table's small files are compacted every this many commits (a
+/// model in continuous mode commits every few seconds), once there are
+/// [`COMPACT_MIN_FILES`] of them.
+pub const COMPACT_EVERY: i64 = 20;
+const COMPACT_MIN_FILES: usize = 10;
+
 /// Rows per data file at most. Rows arrive roughly in time order, so a
 /// file covers a narrow time range: an as-of join reading the newest rows
 /// of a 10M-row fact reads one or two files, not a half of it. Small
 /// enough for that, big enough that a file's footer and bloom filter stay
 /// a small part of it.
-const FILE_ROWS: usize = 128 * 1024;
+pub(super) const FILE_ROWS: usize = 128 * 1024;
 
 /// Outputs from this many rows up are written by several writers at once.
 const PARALLEL_WRITE_ROWS: usize = 200_000;
@@ -206,6 +212,18 @@ impl ModelTable {
         // costs only speed.
         if version > 0 && version % CHECKPOINT_EVERY == 0 {
             upkeep(&self.table, &self.name, version).await;
+        }
+        // ... and gains a file per commit, which every later commit and
+        // open of the table pays for (deltalake passes over the whole file
+        // list): its small files are compacted now and then. A failure
+        // costs only speed.
+        if data_change && version > 0 && version % COMPACT_EVERY == 0 && !self.cancel.is_cancelled()
+        {
+            match Box::pin(self.compact_small_files(COMPACT_MIN_FILES)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(table = %self.name, version, "{n} small files compacted"),
+                Err(e) => tracing::debug!(table = %self.name, version, "compaction skipped: {e}"),
+            }
         }
         Ok(version)
     }

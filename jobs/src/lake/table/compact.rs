@@ -1,11 +1,14 @@
-//! Compaction of a table that grows by small appends and is read whole
-//! (the data test results, a row per test per task): its small files
-//! rewritten as one, so that what deltalake rebuilds after every commit
-//! and every open (the list of the table's files) stays short however long
-//! a scheduler runs. Not for tables read by their changes: the rows would
-//! stay the same, but a reader of changes would see the rewrite's files
-//! come and go.
+//! Compaction of a table that grows by small commits (a model in
+//! continuous mode gains a file per run, the data test results a file per
+//! task): its small files rewritten as few, so that what deltalake redoes
+//! after every commit and every open (a pass over the list of the table's
+//! files) stays short however long a scheduler runs.
+//!
+//! The rewrite is no data change: readers of changes skip it, and those
+//! that keep only the live files of what was added also take the files a
+//! rewrite moved new rows to (`Changes::rewritten`).
 
+use super::commit::FILE_ROWS;
 use super::data_file::DataFile;
 use super::error::TableError;
 use super::open::ModelTable;
@@ -18,21 +21,27 @@ use std::collections::BTreeMap;
 /// in the table twice).
 const COMPACT_APP: &str = "dag.compact";
 
+/// A file of fewer rows than this is small: a rewrite's own files are
+/// [`FILE_ROWS`] rows but the last of each partition, so a file is
+/// rewritten a bounded number of times, however wide or narrow its rows.
+const SMALL_ROWS: i64 = (FILE_ROWS / 2) as i64;
+
+/// Without statistics, a file under this size is small.
+const SMALL_BYTES: i64 = 8 << 20;
+
+fn is_small(f: &DataFile) -> bool {
+    match f.rows() {
+        Some(rows) => rows < SMALL_ROWS,
+        None => f.size < SMALL_BYTES,
+    }
+}
+
 impl ModelTable {
-    /// Rewrites the files smaller than `below` bytes as new files, in one
-    /// commit that removes them, once there are at least `min_files` of
-    /// them. Returns how many files were rewritten (0: not yet).
-    pub async fn compact_small_files(
-        &mut self,
-        below: i64,
-        min_files: usize,
-    ) -> Result<usize, TableError> {
-        let small: Vec<DataFile> = self
-            .files()
-            .await?
-            .into_iter()
-            .filter(|f| f.size < below)
-            .collect();
+    /// Rewrites the table's small files as new files, in one commit that
+    /// removes them, once there are at least `min_files` of them. Returns
+    /// how many files were rewritten (0: not yet).
+    pub async fn compact_small_files(&mut self, min_files: usize) -> Result<usize, TableError> {
+        let small: Vec<DataFile> = self.files().await?.into_iter().filter(is_small).collect();
         if small.len() < min_files.max(2) {
             return Ok(0);
         }

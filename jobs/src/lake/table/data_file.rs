@@ -15,6 +15,12 @@ pub struct DataFile {
 }
 
 impl DataFile {
+    /// The file's row count, from the statistics.
+    pub fn rows(&self) -> Option<i64> {
+        let stats: serde_json::Value = serde_json::from_str(self.stats.as_deref()?).ok()?;
+        stats.get("numRecords")?.as_i64()
+    }
+
     /// (min, max) of an integer or timestamp column from the statistics,
     /// timestamps as epoch microseconds.
     pub fn bounds(&self, column: &str) -> Option<(i64, i64)> {
