@@ -29,6 +29,9 @@ const SMALL_ROWS: i64 = (FILE_ROWS / 2) as i64;
 /// Without statistics, a file under this size is small.
 const SMALL_BYTES: i64 = 8 << 20;
 
+/// Bytes (on disk) one compaction rewrites at most.
+const REWRITE_BYTES: i64 = 128 << 20;
+
 fn is_small(f: &DataFile) -> bool {
     match f.rows() {
         Some(rows) => rows < SMALL_ROWS,
@@ -41,7 +44,20 @@ impl ModelTable {
     /// removes them, once there are at least `min_files` of them. Returns
     /// how many files were rewritten (0: not yet).
     pub async fn compact_small_files(&mut self, min_files: usize) -> Result<usize, TableError> {
-        let small: Vec<DataFile> = self.files().await?.into_iter().filter(is_small).collect();
+        // At most REWRITE_BYTES of them at once (a model writing many
+        // partitions per commit has many small files): memory stays
+        // bounded, the next compaction takes the rest.
+        let mut bytes = 0;
+        let small: Vec<DataFile> = self
+            .files()
+            .await?
+            .into_iter()
+            .filter(is_small)
+            .take_while(|f| {
+                bytes += f.size;
+                bytes <= REWRITE_BYTES
+            })
+            .collect();
         if small.len() < min_files.max(2) {
             return Ok(0);
         }
