@@ -164,6 +164,25 @@ fn one_bigint_table(
     (loc, jobs::lake::table::arrow_schema(&columns))
 }
 
+/// A new one-column table `layer/name` in a fresh folder (kept alive by
+/// the returned guard), with what reopening it takes.
+async fn new_bigint_table(
+    layer: &str,
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    jobs::lake::TableLocation,
+    arrow::datatypes::SchemaRef,
+    jobs::lake::table::ModelTable,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (loc, schema) = one_bigint_table(dir.path(), layer, name);
+    let table = jobs::lake::table::ModelTable::open_or_create(name, &loc, schema.clone(), &[], "")
+        .await
+        .expect("table");
+    (dir, loc, schema, table)
+}
+
 /// Appends `n` for each of `values`, one commit each.
 async fn append_one_row_each(
     table: &mut jobs::lake::table::ModelTable,
@@ -185,11 +204,7 @@ async fn append_one_row_each(
 #[tokio::test(flavor = "multi_thread")]
 async fn model_tables_checkpoint_every_100_commits() {
     use jobs::lake::table::{CHECKPOINT_EVERY, ModelTable};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (loc, schema) = one_bigint_table(dir.path(), "gold", "t");
-    let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
-        .await
-        .expect("table");
+    let (dir, loc, schema, mut table) = new_bigint_table("gold", "t").await;
     // One row per commit up to the checkpoint's version (the table's own
     // compactions take a version now and then).
     let mut rows = 0;
@@ -219,11 +234,7 @@ async fn model_tables_checkpoint_every_100_commits() {
 #[tokio::test(flavor = "multi_thread")]
 async fn small_file_compaction_keeps_every_row_once_and_two_cannot_both_land() {
     use jobs::lake::table::ModelTable;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (loc, schema) = one_bigint_table(dir.path(), "_dag", "r");
-    let mut table = ModelTable::open_or_create("r", &loc, schema.clone(), &[], "")
-        .await
-        .expect("table");
+    let (_dir, loc, schema, mut table) = new_bigint_table("_dag", "r").await;
     // Fewer commits than a table's own compaction waits for.
     append_one_row_each(&mut table, 0..15).await;
     let open = || async {
@@ -269,12 +280,8 @@ async fn values_in(
 /// lost to it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compacted_model_table_still_shows_every_new_row_to_its_readers() {
-    use jobs::lake::table::{COMPACT_EVERY, ModelTable};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (loc, schema) = one_bigint_table(dir.path(), "gold", "t");
-    let mut table = ModelTable::open_or_create("t", &loc, schema.clone(), &[], "")
-        .await
-        .expect("table");
+    use jobs::lake::table::COMPACT_EVERY;
+    let (_dir, _, _, mut table) = new_bigint_table("gold", "t").await;
     append_one_row_each(&mut table, 0..5).await;
     let base = table.version();
     let last = COMPACT_EVERY + 5;

@@ -428,25 +428,22 @@ pub async fn append(
         ],
     )?;
     let adds = table.write_files(&df).await?;
-    match table
+    // Compacted now and then, as every model table is (see
+    // `ModelTable::commit`): a scheduler appends a file per task.
+    if let Err(e) = table
         .commit(adds.clone(), &[], &BTreeMap::new(), false)
         .await
     {
-        // Compacted now and then, as every model table is (see
-        // `ModelTable::commit`): a scheduler appends a file per task.
-        Ok(_) => {}
-        Err(e) => {
-            // Two tasks whose tests end together both find no results table
-            // and race to create it; the loser's append then meets the
-            // winner's creation as a metadata conflict. Blind appends never
-            // conflict with each other: open the table as it now is and
-            // append the same files once more.
-            tracing::debug!("appending test results: {e}; once more on the table as it is");
-            let mut table = ModelTable::open(TABLE, &location(s)?, arrow_schema(&cols))
-                .await?
-                .ok_or_else(|| ModelError::Input("the test results table vanished".into()))?;
-            table.commit(adds, &[], &BTreeMap::new(), false).await?;
-        }
+        // Two tasks whose tests end together both find no results table
+        // and race to create it; the loser's append then meets the
+        // winner's creation as a metadata conflict. Blind appends never
+        // conflict with each other: open the table as it now is and
+        // append the same files once more.
+        tracing::debug!("appending test results: {e}; once more on the table as it is");
+        let mut table = ModelTable::open(TABLE, &location(s)?, arrow_schema(&cols))
+            .await?
+            .ok_or_else(|| ModelError::Input("the test results table vanished".into()))?;
+        table.commit(adds, &[], &BTreeMap::new(), false).await?;
     }
     Ok(())
 }
