@@ -13,24 +13,82 @@ use super::kinds;
 use super::kinds::common::{Scope, Target, input_error};
 use super::results::Base;
 use crate::decl::{DataTest, Model};
+use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What a tester's tests read of each model, taken once per tester: its
+/// table, its live files, the files in scope since each base. A tester's
+/// tests all judge the version they first found (a task's: the version
+/// its model left; `dag test`'s: one snapshot), and opening a table,
+/// listing its files and reading what changed since a base cost 20-30 ms
+/// each time, more than most tests' own reading (a fact's eight tests
+/// paid them eight times in every continuous run).
+#[derive(Default)]
+pub struct Views(Mutex<HashMap<String, Arc<View>>>);
+
+struct View {
+    table: ModelTable,
+    all: Vec<DataFile>,
+    /// By the base's version (`None`: no base).
+    scopes: Mutex<HashMap<Option<i64>, Arc<Scope>>>,
+}
+
+impl Views {
+    async fn view(&self, ctx: &Context<'_>, model: &str) -> Result<Arc<View>, ModelError> {
+        if let Some(v) = lock(&self.0).get(model) {
+            return Ok(v.clone());
+        }
+        let table = ctx.catalog.open_input(model, ctx.settings).await?;
+        let all = table.files().await?;
+        let view = Arc::new(View {
+            table,
+            all,
+            scopes: Mutex::default(),
+        });
+        // Two tests of one model opening it at once: the first kept wins,
+        // so both judge the same version.
+        Ok(lock(&self.0)
+            .entry(model.to_string())
+            .or_insert(view)
+            .clone())
+    }
+}
+
+impl View {
+    async fn scope(&self, base: Option<&Base>) -> Result<Arc<Scope>, ModelError> {
+        let key = base.map(|b| b.version);
+        if let Some(s) = lock(&self.scopes).get(&key) {
+            return Ok(s.clone());
+        }
+        let scope = Arc::new(Scope::new(&self.table, &self.all, base).await?);
+        lock(&self.scopes).insert(key, scope.clone());
+        Ok(scope)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 pub async fn evaluate(
     ctx: &Context<'_>,
+    views: &Views,
     model: &Model,
     test: &DataTest,
     passes: &[Base],
 ) -> Result<Findings, ModelError> {
-    let table = ctx.catalog.open_input(&model.name, ctx.settings).await?;
+    let view = views.view(ctx, &model.name).await?;
+    let table = &view.table;
     let base = super::results::pick(passes, table.created_at());
     let version = table.version();
-    let all = table.files().await?;
-    let scope = Scope::new(&table, &all, base.as_ref()).await?;
+    let scope = view.scope(base.as_ref()).await?;
     let t = Target {
         model,
         test,
-        table: &table,
-        all: &all,
+        table,
+        all: &view.all,
         scope: &scope,
         base: base.as_ref(),
     };

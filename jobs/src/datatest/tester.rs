@@ -17,6 +17,8 @@ pub struct Tester {
     opts: Options,
     bases: Mutex<results::Bases>,
     ran: Mutex<Vec<TestResult>>,
+    /// The tables its tests read, opened once.
+    views: eval::Views,
 }
 
 impl Tester {
@@ -32,6 +34,7 @@ impl Tester {
             opts,
             bases: Mutex::new(bases),
             ran: Mutex::new(Vec::new()),
+            views: eval::Views::default(),
         })
     }
 
@@ -49,6 +52,7 @@ impl Tester {
             opts,
             bases: Mutex::new(bases),
             ran: Mutex::new(Vec::new()),
+            views: eval::Views::default(),
         }
     }
 
@@ -71,7 +75,7 @@ impl Tester {
             settings: &self.settings,
             opts: &self.opts,
         };
-        let mut result = match eval::evaluate(&ctx, model, test, &passes).await {
+        let mut result = match eval::evaluate(&ctx, &self.views, model, test, &passes).await {
             Ok(o) => judge(model, test, o),
             Err(e) => TestResult {
                 status: Status::Error,

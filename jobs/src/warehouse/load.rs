@@ -323,7 +323,11 @@ async fn load_table(
     };
     let copy = format!("COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv)");
     let staged = copy_files(conn, &copy, table, &files, &cols).await?;
-    if staged > 10_000 {
+    // Statistics help only the delete's join with the stage; the upsert
+    // reads the stage in one scan whatever they say (a big stage of new
+    // rows spent 0.14 s of a 0.7 s load on them).
+    let deletes = done.mode == Mode::Full || gone.is_some();
+    if staged > 10_000 && deletes {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {stage}")))
             .execute(&mut *conn)
             .await?;
