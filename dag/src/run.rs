@@ -114,9 +114,9 @@ pub async fn run(
     let runner = Arc::new(runner);
     let execute = async {
         crate::executor::drive(store.clone(), runner.clone(), limits, &stop).await;
-        // What the load did not append already (a run without a load, or
-        // one whose load did not run).
-        let flushed = runner.flush_results().await;
+        // The load, or the run's end, appended them; what is left (a run
+        // that did not end) is appended now.
+        let flushed = crate::executor::record_results(&*store, &runner, 0, &run).await;
         drop(runner);
         flushed
     };
@@ -128,7 +128,7 @@ pub async fn run(
         }
     };
     let (flushed, ()) = tokio::join!(execute, show);
-    flushed.map_err(|e| anyhow::anyhow!("recording the test results: {e}"))?;
+    flushed.map_err(|e| anyhow::anyhow!("recording the test results: {e:#}"))?;
     // A load that failed fails the command with its error, as `dag load`.
     if let Some(e) = store.error_of(crate::pipeline::LOAD_NODE) {
         return Err(CliError::Other(anyhow::anyhow!(e)));

@@ -13,6 +13,7 @@
 //! scheduler says so.
 
 use sqlx::Row;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -760,7 +761,9 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
 /// Continuous mode: no schedule, no trigger; each bronze commit of the
 /// scheduler's ingester queues a run of what reads the source, so rows
 /// produced to Kafka reach the warehouse on their own, twice over, and
-/// every run is a `continuous` one that succeeded.
+/// every run is a `continuous` one that succeeded. Each run's test results
+/// reach the results table in one commit (one `tested_at`), all of them,
+/// and none is left kept in PostgreSQL.
 #[tokio::test(flavor = "multi_thread")]
 async fn in_continuous_mode_a_bronze_commit_carries_rows_to_the_warehouse() {
     let db = TestDb::create().await.expect("db");
@@ -772,6 +775,13 @@ async fn in_continuous_mode_a_bronze_commit_carries_rows_to_the_warehouse() {
         &topic,
         "[scheduler]\ncontinuous = true\nmetrics_addr = \"off\"\npoll_interval = \"1s\"\n",
     );
+    std::fs::write(
+        root.join("models/p/gold/latest.yml"),
+        "kind: sql\nmaterialized: table\nunique_key: [id]\nwarehouse: true\ncolumns:\n  \
+         - {name: id, type: string, nullable: false, tests: [not_null, unique]}\n  \
+         - {name: at, type: timestamp, nullable: false}\n",
+    )
+    .expect("write");
     let dag = |args: &[&str]| {
         let mut c = Command::new(testkit::dag_bin());
         c.current_dir(root).args(args).env("DATABASE_URL", &db.url);
@@ -839,5 +849,72 @@ async fn in_continuous_mode_a_bronze_commit_carries_rows_to_the_warehouse() {
             .all(|(s, state)| s == "continuous" && state == "success"),
         "{runs:?}"
     );
+    let kept: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM dag.task_runs WHERE unrecorded_results IS NOT NULL",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("kept");
+    assert_eq!(kept, 0, "test results left unrecorded");
+    let ran: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT run_id, sum(tests)::bigint FROM dag.task_runs GROUP BY run_id \
+         HAVING sum(tests) > 0 ORDER BY run_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("tests per run");
+    let recorded = recorded_results(&root.join("lake")).await;
+    let want: BTreeMap<String, (i64, usize)> = ran
+        .iter()
+        .map(|(run, n)| (format!("run-{run}"), (*n, 1)))
+        .collect();
+    assert_eq!(recorded, want, "(results, commits) per run");
     db.drop_db().await.ok();
+}
+
+/// Per run id in the lake's results table: its rows, and in how many
+/// commits they came (distinct `tested_at`).
+async fn recorded_results(lake: &Path) -> BTreeMap<String, (i64, usize)> {
+    use jobs::datatest::results;
+    use jobs::lake::TableLocation;
+    use jobs::lake::table::{ModelTable, arrow_schema};
+    let uri = format!("file://{}", lake.display());
+    let loc = TableLocation::in_lake(
+        &uri,
+        results::LAYER,
+        results::TABLE,
+        std::collections::HashMap::new(),
+    )
+    .expect("location");
+    let t = ModelTable::open(results::TABLE, &loc, arrow_schema(&results::columns()))
+        .await
+        .expect("open")
+        .expect("a results table");
+    let df = t
+        .read_all(Some(&["run_id", "tested_at"]))
+        .await
+        .expect("read");
+    let runs = df
+        .column("run_id")
+        .expect("run_id")
+        .str()
+        .expect("str")
+        .clone();
+    let at = df
+        .column("tested_at")
+        .expect("tested_at")
+        .cast(&polars::prelude::DataType::Int64)
+        .expect("cast");
+    let at = at.i64().expect("i64").clone();
+    let mut seen: BTreeMap<String, (i64, std::collections::BTreeSet<i64>)> = BTreeMap::new();
+    for i in 0..df.height() {
+        let e = seen
+            .entry(runs.get(i).unwrap_or_default().to_string())
+            .or_default();
+        e.0 += 1;
+        e.1.insert(at.get(i).unwrap_or_default());
+    }
+    seen.into_iter()
+        .map(|(run, (n, commits))| (run, (n, commits.len())))
+        .collect()
 }

@@ -4,10 +4,11 @@
 //! longest chain first; a failure skips what is downstream), without
 //! claims that other processes could take.
 
-use super::state::{Claim, RunView, Settled, StateStore, TaskOutcome};
+use super::state::{Claim, Recorder, RunView, Settled, StateStore, TaskOutcome};
 use super::task::NewTask;
 use crate::events::RunSummary;
 use crate::pipeline::LOAD_NODE;
+use jobs::datatest::TestResult;
 use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct MemoryStore {
     run: String,
     max_attempts: i32,
     slots: Mutex<(bool, Vec<Slot>)>,
+    /// Test results of finished tasks not yet on record.
+    unrecorded: Mutex<Vec<TestResult>>,
 }
 
 impl MemoryStore {
@@ -55,6 +58,7 @@ impl MemoryStore {
             run: run.to_string(),
             max_attempts: max_attempts.max(1),
             slots: Mutex::new((false, slots)),
+            unrecorded: Mutex::new(Vec::new()),
         }
     }
 
@@ -156,6 +160,10 @@ impl StateStore for MemoryStore {
             return Ok(None);
         };
         slots[i].outcome = outcome.clone();
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(outcome.tests.iter().cloned());
         let mut settled = Settled::default();
         slots[i].state = match (&outcome.error, retry) {
             (None, _) => State::Success,
@@ -193,6 +201,26 @@ impl StateStore for MemoryStore {
 
     async fn hand_back(&self) -> anyhow::Result<u64> {
         Ok(0)
+    }
+
+    async fn record_results<'a>(
+        &'a self,
+        _run_id: i64,
+        record: Recorder<'a>,
+    ) -> anyhow::Result<usize> {
+        let taken = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let n = taken.len();
+        if let Err(e) = record(taken.clone()).await {
+            // Still to record: the next call tries again.
+            let mut kept = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+            let newer = std::mem::replace(&mut *kept, taken);
+            kept.extend(newer);
+            return Err(e);
+        }
+        Ok(n)
     }
 }
 

@@ -155,4 +155,24 @@ pub trait StateStore: Send + Sync + 'static {
     fn ends_when_idle(&self) -> bool;
     /// On a drain: gives this executor's unfinished claims back.
     fn hand_back(&self) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// Hands the test results of run `run_id`'s finished tasks that are
+    /// not on record yet (kept by [`StateStore::finish`]) to `record`,
+    /// which appends them to the results table; once it succeeded they
+    /// are not handed out again. Returns how many were recorded.
+    fn record_results<'a>(
+        &'a self,
+        run_id: i64,
+        record: Recorder<'a>,
+    ) -> impl Future<Output = anyhow::Result<usize>> + Send + 'a;
 }
+
+/// Appends a run's test results to the results table (boxed: a generic
+/// closure returning a borrowing future defeats the `Send` proofs of the
+/// tasks that await it).
+pub type Recorder<'a> = Box<
+    dyn FnOnce(
+            Vec<TestResult>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>
+        + Send
+        + 'a,
+>;

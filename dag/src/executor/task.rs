@@ -149,14 +149,6 @@ pub struct Runner {
     /// than it had to, and judges them the same. None: each task reads them
     /// from the results table.
     bases: Option<std::sync::Mutex<Option<jobs::datatest::results::Bases>>>,
-    /// Results are kept back and appended once per run, before its load
-    /// (`dag run`, the only writer of its run); else each task appends its
-    /// own (a scheduler, whose run's load may be another scheduler's).
-    hold_results: bool,
-    /// With kept bases: results not yet appended to the results table
-    /// (by run name); the load task and [`Runner::flush_results`] append
-    /// them in one commit, instead of one commit per task.
-    unrecorded: std::sync::Mutex<Vec<(String, jobs::datatest::TestResult)>>,
     /// The warehouse, made ready by the first load and kept for the next.
     warehouse: crate::warehouse::Ready,
 }
@@ -176,48 +168,36 @@ impl Runner {
             cfg: cfg.clone(),
             p,
             bases: None,
-            hold_results: false,
-            unrecorded: std::sync::Mutex::new(Vec::new()),
             warehouse: crate::warehouse::Ready::default(),
         }
     }
 
-    /// Appends the results kept back (see `Runner::unrecorded`), in one
-    /// commit per run.
-    pub async fn flush_results(&self) -> Result<(), jobs::model::ModelError> {
-        let kept = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut by_run: BTreeMap<String, Vec<jobs::datatest::TestResult>> = BTreeMap::new();
-        for (run, r) in kept {
-            by_run.entry(run).or_default().push(r);
-        }
-        for (run, results) in by_run {
-            jobs::datatest::results::append(
-                &self.settings,
-                &run,
-                chrono::Utc::now(),
-                &results,
-                Some(self.catalog.tables()),
-            )
-            .await?;
-        }
+    /// Appends `results` of the run `run` (its name in the results table)
+    /// to the results table, in one commit. A task's results are kept by
+    /// its run's state store until its load or its end
+    /// ([`super::record_results`]).
+    pub async fn append_results(
+        &self,
+        run: &str,
+        results: &[jobs::datatest::TestResult],
+    ) -> anyhow::Result<()> {
+        jobs::datatest::results::append(
+            &self.settings,
+            run,
+            chrono::Utc::now(),
+            results,
+            Some(self.catalog.tables()),
+        )
+        .await?;
         Ok(())
     }
 
     /// Reads the tests' bases once and keeps them in memory (see
     /// `Runner::bases`): a run's tasks then do not each read the whole
-    /// results table, and their results are appended in one commit
-    /// (1M events, nothing new: 0.43 s with a read and a commit per task).
+    /// results table (1M events, nothing new: 0.43 s with a read per
+    /// task), nor does a long-lived scheduler's, whose results table grows
+    /// with its history.
     pub fn keeping_test_bases(mut self) -> Runner {
-        self.bases = Some(std::sync::Mutex::new(None));
-        self.hold_results = true;
-        self
-    }
-
-    /// Keeps the tests' bases in memory but has each task append its own
-    /// results (a scheduler): without it every task read the whole results
-    /// table, which grows by a file per task, so a long-lived scheduler's
-    /// tests got slower with its history.
-    pub fn remembering_test_bases(mut self) -> Runner {
         self.bases = Some(std::sync::Mutex::new(None));
         self
     }
@@ -316,8 +296,8 @@ impl Runner {
             None => None,
         };
         outcome.done.seconds = started.elapsed().as_secs_f64();
-        // Where a task's time goes (`-v`): the model, its tests (with
-        // recording their results), and the rest.
+        // Where a task's time goes (`-v`): the model, its tests, and the
+        // rest.
         tracing::debug!(
             "task {} of run {}: model {:.3} s ({} rows in), {} tests {:.3} s, rest {:.3} s",
             c.node,
@@ -360,33 +340,14 @@ impl Runner {
             tester.run(&self.p.graph[*idx], t).await;
         }
         self.keep_bases(&tester);
-        let recording = Instant::now();
-        let recorded = if self.hold_results {
-            // Appended with the run's others, before its load.
-            let results = tester.into_results();
-            self.unrecorded
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(results.iter().map(|r| (c.results_run.clone(), r.clone())));
-            Ok(results)
-        } else {
-            tester.finish(&c.results_run).await
-        };
-        let results = match recorded {
-            Ok(r) => r,
-            Err(e) => {
-                out.error = Some(TaskError::transient(format!(
-                    "recording the test results: {e}"
-                )));
-                return;
-            }
-        };
+        // Kept with the task's outcome by the run's state store, appended
+        // with the run's others before its load.
+        let results = tester.into_results();
         tracing::debug!(
-            "task {}: {} tests ran in {:.3} s, recorded in {:.3} s",
+            "task {}: {} tests ran in {:.3} s",
             c.node,
             results.len(),
             results.iter().map(|r| r.seconds).sum::<f64>(),
-            recording.elapsed().as_secs_f64()
         );
         let failed: Vec<String> = results
             .iter()
@@ -417,12 +378,6 @@ impl Runner {
     /// The load node: the versions the run's tests passed, never newer
     /// ones a concurrent run committed since.
     async fn load(&self, c: &Claim, run: &RunView, started: Instant) -> TaskOutcome {
-        // The results of the run's tests are on record before it publishes.
-        if let Err(e) = self.flush_results().await {
-            return TaskOutcome::failed(TaskError::transient(format!(
-                "recording the test results: {e}"
-            )));
-        }
         let selected: Vec<NodeIndex> = run.nodes.iter().filter_map(|n| self.p.node(n)).collect();
         let loaded = crate::warehouse::load_reporting(
             &self.cfg,

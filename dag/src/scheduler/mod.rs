@@ -197,7 +197,7 @@ pub async fn serve_until(
             stop.clone(),
         ));
     }
-    let mut runner = Runner::new(cfg, p.clone()).remembering_test_bases();
+    let mut runner = Runner::new(cfg, p.clone()).keeping_test_bases();
     runner.events = Arc::new(metrics::Counting {
         metrics: metrics.clone(),
         p,
@@ -210,7 +210,14 @@ pub async fn serve_until(
         grace: s.grace_period,
     };
     let states = Arc::new(pg::PgStore::new(pool.clone(), &me, s.clone()).await);
-    crate::executor::drive(states, Arc::new(runner), limits, &stop).await;
+    let runner = Arc::new(runner);
+    background.spawn(sweep_results(
+        pool.clone(),
+        states.clone(),
+        runner.clone(),
+        stop.clone(),
+    ));
+    crate::executor::drive(states, runner, limits, &stop).await;
     store::stopped(&pool, &me).await.ok();
     if let Some(a) = &alerts {
         a.finish().await;
@@ -281,6 +288,38 @@ async fn keep_alive(pool: PgPool, me: String, host: String, stop: Arc<Stop>) {
             Err(e) => tracing::warn!("expiring leases: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Records the test results that ended runs still keep (their recorder
+/// died, or the lake was down when they ended), now and then.
+async fn sweep_results(
+    pool: PgPool,
+    states: Arc<pg::PgStore>,
+    runner: Arc<Runner>,
+    stop: Arc<Stop>,
+) {
+    const EVERY: Duration = Duration::from_secs(30);
+    while !stop.is_set() {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait() => break,
+        }
+        let runs = match store::runs_with_unrecorded_results(&pool).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("looking for unrecorded test results: {e}");
+                continue;
+            }
+        };
+        for run_id in runs {
+            let name = store::results_run(run_id);
+            match crate::executor::record_results(&*states, &runner, run_id, &name).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("run {run_id}: {n} test results recorded late"),
+                Err(e) => tracing::warn!("run {run_id}: recording the test results: {e:#}"),
+            }
+        }
     }
 }
 

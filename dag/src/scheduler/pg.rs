@@ -5,7 +5,7 @@
 
 use super::settings::SchedulerSettings;
 use super::store;
-use crate::executor::{Claim, RunView, Settled, StateStore, TaskOutcome};
+use crate::executor::{Claim, Recorder, RunView, Settled, StateStore, TaskOutcome};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use std::time::Duration;
@@ -103,5 +103,13 @@ impl StateStore for PgStore {
 
     async fn hand_back(&self) -> anyhow::Result<u64> {
         Ok(store::hand_back(&self.pool, &self.me).await?)
+    }
+
+    async fn record_results<'a>(
+        &'a self,
+        run_id: i64,
+        record: Recorder<'a>,
+    ) -> anyhow::Result<usize> {
+        store::record_results(&self.pool, run_id, record).await
     }
 }

@@ -38,7 +38,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// How a test ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,
@@ -69,7 +69,7 @@ impl Status {
 }
 
 /// One test's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TestResult {
     pub test: String,
     pub model: String,
