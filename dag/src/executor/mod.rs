@@ -248,6 +248,19 @@ async fn run_claim<S: StateStore>(
             return;
         }
     };
+    settle(store, &runner, c, outcome, retry, settled).await;
+}
+
+/// Says how the task `c` ended and what that settled (tasks skipped, the
+/// run over); a run that ended records its tests' results.
+async fn settle<S: StateStore>(
+    store: &S,
+    runner: &Runner,
+    c: &Claim,
+    outcome: TaskOutcome,
+    retry: bool,
+    settled: Settled,
+) {
     let events = &*runner.events;
     events.emit(&Event::NodeFinished(node_event(c, &outcome, retry)));
     for r in outcome.tests {
@@ -267,7 +280,7 @@ async fn run_claim<S: StateStore>(
     if let Some(summary) = settled.ended {
         // A run without a load, or whose load did not run, records its
         // tests' results as it ends.
-        if let Err(e) = record_results(store, &runner, c.run_id, &c.results_run).await {
+        if let Err(e) = record_results(store, runner, c.run_id, &c.results_run).await {
             tracing::warn!("run {}: recording the test results: {e:#}", c.run);
         }
         events.emit(&Event::RunFinished(summary));

@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod continuous;
+pub mod kept_results;
 pub mod pg;
 mod settings;
 pub mod store;
@@ -305,7 +306,7 @@ async fn sweep_results(
             _ = tokio::time::sleep(EVERY) => {}
             _ = stop.wait() => break,
         }
-        let runs = match store::runs_with_unrecorded_results(&pool).await {
+        let runs = match kept_results::runs_with_unrecorded_results(&pool).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("looking for unrecorded test results: {e}");
@@ -313,7 +314,7 @@ async fn sweep_results(
             }
         };
         for run_id in runs {
-            let name = store::results_run(run_id);
+            let name = kept_results::results_run(run_id);
             match crate::executor::record_results(&*states, &runner, run_id, &name).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("run {run_id}: {n} test results recorded late"),

@@ -110,6 +110,6 @@ impl StateStore for PgStore {
         run_id: i64,
         record: Recorder<'a>,
     ) -> anyhow::Result<usize> {
-        store::record_results(&self.pool, run_id, record).await
+        super::kept_results::record_results(&self.pool, run_id, record).await
     }
 }
