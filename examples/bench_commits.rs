@@ -7,7 +7,8 @@
 //!
 //!   bench_commits LAKE_URI [COMMITS]     (default 20,000)
 //!
-//! Output: `commits FROM-TO mean_ms X` per thousand, then `first_ms`,
+//! Output: `commits FROM-TO mean_ms X upkeep_ms Y` per thousand (Y: the
+//! part of X spent in checkpoints and compaction), then `first_ms`,
 //! `last_ms` and `ratio` (last thousand / first thousand) for the report.
 
 use jobs::bronze::IngestClock;
@@ -42,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
         .map_or(0, |l| l + 1);
     let mut means = Vec::new();
     let mut started = Instant::now();
+    // Of each thousand: milliseconds in upkeep (checkpoints, compaction).
+    let mut upkeep_ms = 0.0;
     for i in 1..=commits {
         let mut b = BatchBuilder::new("t");
         b.push(
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         if i % CHECKPOINT_EVERY == 0 {
             let t = Instant::now();
             table.checkpoint().await?;
+            upkeep_ms += t.elapsed().as_secs_f64() * 1000.0;
             if std::env::var("BENCH_VERBOSE").is_ok() {
                 eprintln!(
                     "checkpoint at {i}: {:.0} ms",
@@ -73,6 +77,7 @@ async fn main() -> anyhow::Result<()> {
         if i % COMPACT_EVERY == 0 {
             let t = Instant::now();
             let (_, removed) = table.compact(&IngestClock::System, 10, 128 << 20).await?;
+            upkeep_ms += t.elapsed().as_secs_f64() * 1000.0;
             if std::env::var("BENCH_VERBOSE").is_ok() {
                 eprintln!(
                     "compaction at {i}: {removed} files in {:.0} ms",
@@ -82,8 +87,13 @@ async fn main() -> anyhow::Result<()> {
         }
         if i % EVERY == 0 {
             let mean = started.elapsed().as_secs_f64() * 1000.0 / EVERY as f64;
-            println!("commits {}-{i} mean_ms {mean:.2}", i + 1 - EVERY);
+            println!(
+                "commits {}-{i} mean_ms {mean:.2} upkeep_ms {:.2}",
+                i + 1 - EVERY,
+                upkeep_ms / EVERY as f64
+            );
             means.push(mean);
+            upkeep_ms = 0.0;
             started = Instant::now();
         }
     }

@@ -11,6 +11,7 @@ pub use super::kinds::common::{Context, Findings};
 
 use super::kinds;
 use super::kinds::common::{Scope, Target, input_error};
+use super::lock;
 use super::results::Base;
 use crate::decl::{DataTest, Model};
 use crate::lake::table::{DataFile, ModelTable};
@@ -66,10 +67,6 @@ impl View {
         lock(&self.scopes).insert(key, scope.clone());
         Ok(scope)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub async fn evaluate(

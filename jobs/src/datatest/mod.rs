@@ -122,3 +122,9 @@ pub fn test_inputs(model: &str, test: &DataTest) -> Vec<String> {
     out.extend(test.kind.reads());
     out
 }
+
+/// A guard on `m`; a test that panicked while holding it left plain data
+/// (a base, a result list, an opened table), still good to use.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

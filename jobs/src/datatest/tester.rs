@@ -1,7 +1,7 @@
 //! Running a set of tests against the lake: each from its base (the last
 //! clean pass on record), the results gathered and appended in one commit.
 
-use super::{Options, Status, TestResult, eval, results};
+use super::{Options, Status, TestResult, eval, lock, results};
 use crate::decl::{DataTest, Model, Severity};
 use crate::model::{Catalog, ModelError, RunSettings};
 use chrono::Utc;
@@ -117,12 +117,6 @@ impl Tester {
         .await?;
         Ok(ran)
     }
-}
-
-/// A guard on `m`; a test that panicked while holding it left plain data
-/// (a base or a result list), still good to use.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn blank(model: &Model, test: &DataTest) -> TestResult {

@@ -149,6 +149,7 @@ async fn load_once(
     lock_wait: std::time::Duration,
 ) -> Result<LoadReport, WarehouseError> {
     let mut report = LoadReport::default();
+    let began = Instant::now();
     let mut tx = pool.begin().await?;
     // Another load (or one hung mid-transaction) is waited for, but not
     // for ever: the lock wait is bounded, the load's own statements not.
@@ -171,6 +172,7 @@ async fn load_once(
     sqlx::query("SELECT set_config('lock_timeout', '0', true)")
         .execute(&mut *tx)
         .await?;
+    let locked = began.elapsed().as_secs_f64();
     // Tables are opened under the lock: a load that waited for another one
     // sees at least the versions that one loaded, so two loads can never
     // leave the warehouse at the older snapshot.
@@ -181,7 +183,7 @@ async fn load_once(
                 let latest = t.version();
                 // The version the tests judged, not a newer untested one.
                 let t = match audited.get(&m.name) {
-                    Some(&v) if v < latest && v >= 0 => t.at_version(v).await?,
+                    Some(&v) if v < latest && v >= 0 => audited_rows(&m.name, t, v).await?,
                     _ => t,
                 };
                 tables.push((*m, t, latest));
@@ -190,8 +192,15 @@ async fn load_once(
             Err(e) => return Err(e.into()),
         }
     }
+    let opened = began.elapsed().as_secs_f64();
     let present: Vec<&Model> = tables.iter().map(|(m, _, _)| *m).collect();
     schema::check(&mut tx, &present).await?;
+    tracing::debug!(
+        locked,
+        opened,
+        checked = began.elapsed().as_secs_f64(),
+        "load: locked, tables opened, schema checked (seconds since the start)"
+    );
     let load_id = uuid::Uuid::new_v4();
     for (m, table, latest) in &tables {
         let loaded: Option<i64> =
@@ -249,6 +258,28 @@ async fn load_once(
     Ok(report)
 }
 
+/// `table` (opened at its latest version) holding the rows of version
+/// `audited`: as it is when only rewrites (compaction) came after, which
+/// moved rows between files but changed none; else time-travelled back.
+async fn audited_rows(
+    model: &str,
+    table: ModelTable,
+    audited: i64,
+) -> Result<ModelTable, WarehouseError> {
+    match table.changes(audited).await {
+        Ok(ch) if ch.is_empty() => Ok(table),
+        _ => {
+            tracing::debug!(
+                model,
+                audited,
+                latest = table.version(),
+                "load: back to the audited version"
+            );
+            Ok(table.at_version(audited).await?)
+        }
+    }
+}
+
 /// The load of one table inside the transaction.
 async fn load_table(
     conn: &mut PgConnection,
@@ -276,6 +307,7 @@ async fn load_table(
         deleted: 0,
         seconds: 0.0,
     };
+    let t0 = Instant::now();
     let live = table.files().await?;
     // What changed since the loaded version, when that can be known.
     let changes = match loaded {
@@ -293,6 +325,7 @@ async fn load_table(
         Some(_) => Some(None),
         None => None,
     };
+    let t_read = t0.elapsed().as_secs_f64();
     let empty: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT NOT EXISTS (SELECT 1 FROM {qualified})"
     )))
@@ -321,8 +354,10 @@ async fn load_table(
         }
         _ => (live.clone(), None),
     };
+    let t_stage = t0.elapsed().as_secs_f64();
     let copy = format!("COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv)");
     let staged = copy_files(conn, &copy, table, &files, &cols).await?;
+    let t_copy = t0.elapsed().as_secs_f64();
     // Statistics help only the delete's join with the stage; the upsert
     // reads the stage in one scan whatever they say (a big stage of new
     // rows spent 0.14 s of a 0.7 s load on them).
@@ -333,9 +368,22 @@ async fn load_table(
             .await?;
     }
     done.deleted = delete_gone(conn, &m.name, &qualified, &stage, &key, done.mode, gone).await?;
+    let t_delete = t0.elapsed().as_secs_f64();
     let (inserted, updated) = upsert(conn, &qualified, &stage, &cols, &key).await?;
     done.inserted = inserted;
     done.updated = updated;
+    // Where a load's time goes, step by step (seconds since the start).
+    tracing::debug!(
+        model = %m.name,
+        files = files.len(),
+        staged,
+        read = t_read,
+        stage = t_stage,
+        copy = t_copy,
+        delete = t_delete,
+        upsert = t0.elapsed().as_secs_f64(),
+        "load steps"
+    );
     Ok(done)
 }
 

@@ -44,6 +44,16 @@ impl ModelTable {
     /// removes them, once there are at least `min_files` of them. Returns
     /// how many files were rewritten (0: not yet).
     pub async fn compact_small_files(&mut self, min_files: usize) -> Result<usize, TableError> {
+        self.compact_small_files_but(min_files, &[]).await
+    }
+
+    /// [`Self::compact_small_files`], leaving the files `keep` (paths)
+    /// as they are.
+    pub async fn compact_small_files_but(
+        &mut self,
+        min_files: usize,
+        keep: &[String],
+    ) -> Result<usize, TableError> {
         // At most REWRITE_BYTES of them at once (a model writing many
         // partitions per commit has many small files): memory stays
         // bounded, the next compaction takes the rest.
@@ -52,7 +62,7 @@ impl ModelTable {
             .files()
             .await?
             .into_iter()
-            .filter(is_small)
+            .filter(|f| is_small(f) && !keep.contains(&f.path))
             .take_while(|f| {
                 bytes += f.size;
                 bytes <= REWRITE_BYTES
