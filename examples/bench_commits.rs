@@ -21,6 +21,13 @@ const EVERY: usize = 1000;
 const CHECKPOINT_EVERY: usize = 100;
 const COMPACT_EVERY: usize = 600;
 
+/// The table's tombstone retention, scaled like the bench's clock: dag's
+/// tables keep tombstones an hour (`TOMBSTONE_RETENTION`), which at the
+/// modelled commit a second is 3,600 commits (6 compactions' worth); the
+/// bench commits about 12 times a second, so 5 minutes keeps the same
+/// number of them.
+const TOMBSTONES: &str = "interval 5 minutes";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,7 +39,8 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| n.parse())
         .transpose()?
         .unwrap_or(20_000);
-    let loc = TableLocation::in_lake(lake, "bronze", "bench_commits", HashMap::new())?;
+    let loc = TableLocation::in_lake(lake, "bronze", "bench_commits", HashMap::new())?
+        .with_property("delta.deletedFileRetentionDuration", TOMBSTONES);
     let mut table = BronzeTable::open_or_create("bench_commits", "t", loc).await?;
     let mut next = table
         .claim(&[0])

@@ -227,6 +227,71 @@ async fn model_tables_checkpoint_every_few_commits() {
     assert_eq!(df.height() as i64, rows);
 }
 
+/// Tombstones (removed files) stay in a table's checkpoints only as long
+/// as its `delta.deletedFileRetentionDuration`: dag creates its tables with
+/// an hour (`TOMBSTONE_RETENTION`), not Delta's week, so a table compacted
+/// every few minutes does not carry a week of them into every checkpoint;
+/// a table that asks for none keeps none.
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_keep_tombstones_only_for_the_tables_retention() {
+    use jobs::lake::table::{CHECKPOINT_EVERY, ModelTable};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tombstones = async |name: &str, retention: Option<&str>| {
+        let (mut loc, schema) = one_bigint_table(dir.path(), "gold", name);
+        if let Some(r) = retention {
+            loc = loc.with_property("delta.deletedFileRetentionDuration", r);
+        }
+        let mut table = ModelTable::open_or_create(name, &loc, schema, &[], "")
+            .await
+            .expect("table");
+        append_one_row_each(&mut table, 0..5).await;
+        assert_eq!(table.compact_small_files(2).await.expect("compact"), 5);
+        let mut n = 0;
+        while table.version() < 2 * CHECKPOINT_EVERY {
+            append_one_row_each(&mut table, 100 + n..101 + n).await;
+            n += 1;
+        }
+        let checkpoint = dir.path().join(format!(
+            "gold/{name}/_delta_log/{:020}.checkpoint.parquet",
+            2 * CHECKPOINT_EVERY
+        ));
+        let file = std::fs::File::open(&checkpoint).expect("checkpoint");
+        let reader =
+            deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("parquet")
+                .build()
+                .expect("reader");
+        let mut removes = 0;
+        for b in reader {
+            let b = b.expect("batch");
+            let col = b.column_by_name("remove").expect("remove");
+            removes += col.len() - col.null_count();
+        }
+        let mut delta = DeltaTableBuilder::from_url(loc.url.clone())
+            .expect("url")
+            .build()
+            .expect("table");
+        delta.load().await.expect("load");
+        let config = format!(
+            "{:?}",
+            delta
+                .snapshot()
+                .expect("snapshot")
+                .metadata()
+                .configuration()
+        );
+        (removes, config)
+    };
+    let (kept, config) = tombstones("default", None).await;
+    assert_eq!(
+        kept, 5,
+        "the compaction's tombstones are an hour old at most"
+    );
+    assert!(config.contains("interval 1 hours"), "{config}");
+    let (kept, _) = tombstones("none", Some("interval 0 seconds")).await;
+    assert_eq!(kept, 0, "expired tombstones were checkpointed");
+}
+
 /// Compaction of a small-append table (the test results): its small files
 /// become one, every row stays exactly once, and of two compactions of the
 /// same files started from the same version only the first lands (without

@@ -99,6 +99,7 @@ impl BronzeTable {
                     .with_partition_columns([PARTITION_COLUMN])
                     .with_table_name(name)
                     .with_comment(comment)
+                    .with_configuration(location.configuration())
                     // Another ingester may create it at the same moment.
                     .with_save_mode(SaveMode::Ignore)
                     .await;

@@ -25,7 +25,7 @@ use deltalake::logstore::{
 };
 use deltalake::{DeltaResult, DeltaTableBuilder, DeltaTableError, Path};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
 use url::Url;
 
@@ -125,11 +125,26 @@ impl S3Options {
     }
 }
 
+/// How long a table created here keeps the tombstones of removed files
+/// in its checkpoints (`delta.deletedFileRetentionDuration`; Delta's
+/// default is a week). Every checkpoint writes them all and every snapshot
+/// rebuilt from a checkpoint reads them all, and a table compacted every
+/// few minutes (a streaming bronze table, a model in continuous mode)
+/// removes hundreds of files an hour: a week of them is hundreds of
+/// thousands, which every checkpoint and every commit after one would pay
+/// for. dag never reads a tombstone (changes come from the log's commits,
+/// which are kept `delta.logRetentionDuration`, 30 days); a VACUUM by
+/// another tool may delete a file removed more than this long ago.
+/// A table's own property wins: set it to keep them longer.
+pub const TOMBSTONE_RETENTION: &str = "interval 1 hours";
+
 /// Where a table lives and how to reach it.
 #[derive(Clone, Debug)]
 pub struct TableLocation {
     pub url: Url,
     pub storage_options: HashMap<String, String>,
+    /// Delta table properties a table created here starts with.
+    pub properties: BTreeMap<String, String>,
 }
 
 impl TableLocation {
@@ -146,7 +161,24 @@ impl TableLocation {
         Ok(Self {
             url,
             storage_options,
+            properties: BTreeMap::from([(
+                "delta.deletedFileRetentionDuration".to_string(),
+                TOMBSTONE_RETENTION.to_string(),
+            )]),
         })
+    }
+
+    /// The table property `key` = `value` for a table created here.
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.properties.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// [`Self::properties`] as deltalake's create takes them.
+    pub(crate) fn configuration(&self) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+        self.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
     }
 
     pub(crate) fn builder(&self) -> Result<DeltaTableBuilder, DeltaTableError> {

@@ -115,6 +115,7 @@ impl ModelTable {
             .with_partition_columns(partition_by.iter().cloned())
             .with_table_name(name)
             .with_comment(comment)
+            .with_configuration(location.configuration())
             .with_save_mode(SaveMode::Ignore)
             .await;
         let table = match created {
