@@ -9,6 +9,8 @@
 #   scripts/bench_commits.sh [COMMITS]     (default 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=env.sh
+source scripts/env.sh
 # shellcheck source=bench_lib.sh
 . scripts/bench_lib.sh
 COMMITS="${1:-20000}"

@@ -5,7 +5,7 @@
 #
 #   scripts/bench_ingest.sh [N]        (default 1000000)
 #
-# Uses the release build (cargo build --release --workspace) and a private
+# Uses the release build (cargo build --release --workspace --all-targets) and a private
 # broker started for the run (64 partitions: the mock broker keeps at most
 # 5 MB or 100k messages per partition, so 1M messages need that many);
 # the lake is a temporary folder. KEEP=1 keeps the work folder.
