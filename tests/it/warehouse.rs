@@ -565,25 +565,17 @@ async fn migrations_apply_once_and_an_edited_applied_migration_is_an_error() {
     db.drop_db().await.expect("drop");
 }
 
-/// Write-audit-publish with concurrent runs: a load publishes the versions
-/// its tests judged, not a newer one another run committed meanwhile, and
-/// a load of an older audited version after a newer one was loaded leaves
-/// the warehouse at the newer one (it never goes back).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
-    use jobs::warehouse::load::{Gate, load};
-    use jobs::warehouse::{WarehouseSettings, connect, migrate};
-    let db = TestDb::create().await.expect("db");
-    let mut lake = simulated_lake(300).await;
-    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
-    let old: BTreeMap<String, i64> = {
-        let mut v = BTreeMap::new();
-        for name in WAREHOUSE {
-            v.insert(name.to_string(), lake_version(&lake, name).await);
-        }
-        v
-    };
-    // Another run commits a late event (its tests are not ours).
+/// Each warehouse model's Delta version in `lake`.
+async fn gold_versions(lake: &Lake) -> BTreeMap<String, i64> {
+    let mut v = BTreeMap::new();
+    for name in WAREHOUSE {
+        v.insert(name.to_string(), lake_version(lake, name).await);
+    }
+    v
+}
+
+/// A late telemetry event (`late-1`, for a day already loaded) in bronze.
+async fn add_late_event(lake: &mut Lake) {
     let late: Vec<Message> = vec![event(
         "late-1",
         "V0001",
@@ -594,26 +586,50 @@ async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
         5,
     )];
     lake.add(&late, at("2026-11-22T01:00:00Z")).await;
-    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
-    let new: BTreeMap<String, i64> = {
-        let mut v = BTreeMap::new();
-        for name in WAREHOUSE {
-            v.insert(name.to_string(), lake_version(&lake, name).await);
-        }
-        v
-    };
-    assert!(new["fact_telemetry"] > old["fact_telemetry"]);
+}
+
+/// A load of the warehouse models behind a gate the data tests opened on
+/// `versions`, into `db` (migrated first).
+async fn load_audited(
+    db: &TestDb,
+    lake: &Lake,
+    versions: &BTreeMap<String, i64>,
+) -> jobs::warehouse::load::LoadReport {
+    use jobs::warehouse::load::{Gate, load};
+    use jobs::warehouse::{WarehouseSettings, connect, migrate};
     let ws = WarehouseSettings {
         url: db.url.clone(),
         retry_timeout: std::time::Duration::from_secs(10),
     };
     let pool = connect::connect(&ws).await.expect("connect");
-    let cat = catalog();
     let models: Vec<Model> = WAREHOUSE.iter().map(|n| model(n)).collect();
     let refs: Vec<&Model> = models.iter().collect();
     migrate::migrate_pipeline(&pool, &refs, &migrate::PipelineMigrations::default())
         .await
         .expect("migrate");
+    let gate = Gate::Audited(versions.clone());
+    let report = load(&ws, &pool, &refs, &catalog(), &lake.settings(), gate)
+        .await
+        .expect("load");
+    pool.close().await;
+    report
+}
+
+/// Write-audit-publish with concurrent runs: a load publishes the versions
+/// its tests judged, not a newer one another run committed meanwhile, and
+/// a load of an older audited version after a newer one was loaded leaves
+/// the warehouse at the newer one (it never goes back).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
+    let db = TestDb::create().await.expect("db");
+    let mut lake = simulated_lake(300).await;
+    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    let old = gold_versions(&lake).await;
+    // Another run commits a late event (its tests are not ours).
+    add_late_event(&mut lake).await;
+    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    let new = gold_versions(&lake).await;
+    assert!(new["fact_telemetry"] > old["fact_telemetry"]);
     let has_late = async || {
         pg_rows(&db.pool, "fact_telemetry")
             .await
@@ -621,16 +637,7 @@ async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
             .any(|r| r.contains("late-1"))
     };
     // The audited (older) versions are what is published.
-    load(
-        &ws,
-        &pool,
-        &refs,
-        &cat,
-        &lake.settings(),
-        Gate::Audited(old.clone()),
-    )
-    .await
-    .expect("load");
+    load_audited(&db, &lake, &old).await;
     // The fact table at its audited version; a table whose rows the
     // newer run did not change may be loaded at its newer version (the
     // same rows: no time travel needed).
@@ -644,31 +651,13 @@ async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
     }
     assert!(!has_late().await, "an untested version was published");
     // The newer audit publishes the newer versions...
-    load(
-        &ws,
-        &pool,
-        &refs,
-        &cat,
-        &lake.settings(),
-        Gate::Audited(new.clone()),
-    )
-    .await
-    .expect("load");
+    load_audited(&db, &lake, &new).await;
     assert_eq!(loaded_versions(&db.pool).await, new);
     assert!(has_late().await);
     assert_equals_gold(&lake, &db.pool).await;
     // ...and a late load of the older audit (it lost the race for the
     // lock) changes nothing.
-    let report = load(
-        &ws,
-        &pool,
-        &refs,
-        &cat,
-        &lake.settings(),
-        Gate::Audited(old),
-    )
-    .await
-    .expect("load");
+    let report = load_audited(&db, &lake, &old).await;
     assert!(report.tables.is_empty(), "{report:?}");
     assert_eq!(loaded_versions(&db.pool).await, new);
     assert_equals_gold(&lake, &db.pool).await;
@@ -682,59 +671,22 @@ async fn a_load_publishes_the_audited_versions_and_never_goes_back() {
 /// the audited version still sends the load back (the test above).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_takes_a_rewrite_after_the_audited_version_as_the_audited_rows() {
-    use jobs::warehouse::load::{Gate, load};
-    use jobs::warehouse::{WarehouseSettings, connect, migrate};
     let db = TestDb::create().await.expect("db");
     let mut lake = simulated_lake(300).await;
     ok(dag(&lake, &db, &["run", "--no-load"], &[]));
     // A second commit, so that the fact table has two small files to
     // compact.
-    lake.add(
-        &[event(
-            "late-1",
-            "V0001",
-            "D0001",
-            "2026-11-18T07:03:00Z",
-            150.0,
-            6500,
-            5,
-        )],
-        at("2026-11-22T01:00:00Z"),
-    )
-    .await;
+    add_late_event(&mut lake).await;
     ok(dag(&lake, &db, &["run", "--no-load"], &[]));
-    let mut audited = BTreeMap::new();
-    for name in WAREHOUSE {
-        audited.insert(name.to_string(), lake_version(&lake, name).await);
-    }
-    let cat = catalog();
-    let mut fact = cat
+    let audited = gold_versions(&lake).await;
+    let mut fact = catalog()
         .open_input("fact_telemetry", &lake.settings())
         .await
         .expect("open");
     assert!(fact.compact_small_files(2).await.expect("compact") >= 2);
     let compacted = fact.version();
     assert_eq!(compacted, audited["fact_telemetry"] + 1);
-    let ws = WarehouseSettings {
-        url: db.url.clone(),
-        retry_timeout: std::time::Duration::from_secs(10),
-    };
-    let pool = connect::connect(&ws).await.expect("connect");
-    let models: Vec<Model> = WAREHOUSE.iter().map(|n| model(n)).collect();
-    let refs: Vec<&Model> = models.iter().collect();
-    migrate::migrate_pipeline(&pool, &refs, &migrate::PipelineMigrations::default())
-        .await
-        .expect("migrate");
-    load(
-        &ws,
-        &pool,
-        &refs,
-        &cat,
-        &lake.settings(),
-        Gate::Audited(audited.clone()),
-    )
-    .await
-    .expect("load");
+    load_audited(&db, &lake, &audited).await;
     let mut expected = audited;
     expected.insert("fact_telemetry".to_string(), compacted);
     assert_eq!(loaded_versions(&db.pool).await, expected);
