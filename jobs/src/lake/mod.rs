@@ -133,9 +133,15 @@ impl S3Options {
 /// removes hundreds of files an hour: a week of them is hundreds of
 /// thousands, which every checkpoint and every commit after one would pay
 /// for. dag never reads a tombstone (changes come from the log's commits,
-/// which are kept `delta.logRetentionDuration`, 30 days); a VACUUM by
-/// another tool may delete a file removed more than this long ago.
-/// A table's own property wins: set it to keep them longer.
+/// which are kept `delta.logRetentionDuration`, 30 days), but it does read
+/// removed files: a load reads the keys of files removed since it last
+/// ran and a scoped model the old rows of its affected keys (both fall
+/// back to reading everything when a file is gone), and a load whose
+/// tested version is no longer the latest reads that version's files
+/// (it fails when they are gone). dag never deletes a data file; a VACUUM
+/// by another tool uses this retention by default, so one that runs more
+/// often than the loads should set the property longer (a table's own
+/// property wins; dag sets it only on the tables it creates).
 pub const TOMBSTONE_RETENTION: &str = "interval 1 hours";
 
 /// Where a table lives and how to reach it.

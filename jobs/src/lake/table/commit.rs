@@ -38,6 +38,11 @@ const BLOOM_FPP: f64 = 1e-6;
 /// model table costs tens of milliseconds.
 pub const CHECKPOINT_EVERY: i64 = 10;
 
+/// A model table's expired log entries are looked for every this many
+/// commits (at a checkpoint): the cleanup lists the whole `_delta_log`,
+/// 30 days of commits, a cost that has no place on every tenth commit.
+const CLEANUP_EVERY: i64 = 1000;
+
 /// A model table's small files are compacted every this many commits (a
 /// model in continuous mode commits every few seconds), once there are
 /// [`COMPACT_MIN_FILES`] of them.
@@ -217,7 +222,13 @@ impl ModelTable {
         // every open would replay its whole JSON log. A failed checkpoint
         // costs only speed.
         if version > 0 && version % CHECKPOINT_EVERY == 0 {
-            upkeep(&self.table, &self.name, version).await;
+            upkeep(
+                &self.table,
+                &self.name,
+                version,
+                version % CLEANUP_EVERY == 0,
+            )
+            .await;
         }
         // ... and gains a file per commit, which every later commit and
         // open of the table pays for (deltalake passes over the whole file
@@ -238,12 +249,15 @@ impl ModelTable {
     }
 }
 
-/// A checkpoint at `version`, then the log entries older than the table's
-/// log retention (and older than a checkpoint) deleted. Failures cost only
-/// speed: they are logged.
-pub async fn upkeep(table: &DeltaTable, name: &str, version: i64) {
+/// A checkpoint at `version`, then, with `cleanup`, the log entries older
+/// than the table's log retention (and older than a checkpoint) deleted.
+/// Failures cost only speed: they are logged.
+pub async fn upkeep(table: &DeltaTable, name: &str, version: i64, cleanup: bool) {
     if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
         tracing::warn!(table = %name, version, "checkpoint failed: {e}");
+        return;
+    }
+    if !cleanup {
         return;
     }
     match deltalake::checkpoints::cleanup_metadata(table, None).await {
