@@ -18,7 +18,7 @@ use crate::fixtures::text;
 use crate::models::{Lake, catalog, repo, simulate};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 use testkit::TestDb;
@@ -553,17 +553,7 @@ async fn a_duplicate_forced_into_gold_blocks_downstream_and_the_load_until_fixed
 /// (test, status, rows_checked, since_version) of every row of
 /// `_dag/test_results`, in log order, and the run ids seen.
 async fn test_results(lake: &Lake) -> (Vec<(String, String, i64, Option<i64>)>, Vec<String>) {
-    use jobs::datatest::results;
-    use jobs::lake::TableLocation;
-    use jobs::lake::table::{ModelTable, arrow_schema};
-    let s = lake.settings();
-    let loc = TableLocation::in_lake(&s.lake, results::LAYER, results::TABLE, HashMap::new())
-        .expect("location");
-    let t = ModelTable::open(results::TABLE, &loc, arrow_schema(&results::columns()))
-        .await
-        .expect("open")
-        .expect("a results table");
-    let df = t.read_all(None).await.expect("read");
+    let df = crate::fixtures::results_table(&lake.settings().lake, None).await;
     let col = |n: &str| df.column(n).expect("column").clone();
     let (test, status, rows, since, run) = (
         col("test"),

@@ -273,3 +273,25 @@ pub async fn delta_rows(
     }
     Ok(out)
 }
+
+/// The data test results table of the lake at `lake_uri`, `columns` (all
+/// when `None`).
+pub async fn results_table(lake_uri: &str, columns: Option<&[&str]>) -> polars::prelude::DataFrame {
+    use jobs::datatest::results;
+    use jobs::lake::TableLocation;
+    use jobs::lake::table::{ModelTable, arrow_schema};
+    let loc = TableLocation::in_lake(
+        lake_uri,
+        results::LAYER,
+        results::TABLE,
+        std::collections::HashMap::new(),
+    )
+    .expect("location");
+    ModelTable::open(results::TABLE, &loc, arrow_schema(&results::columns()))
+        .await
+        .expect("open")
+        .expect("a results table")
+        .read_all(columns)
+        .await
+        .expect("read")
+}

@@ -875,25 +875,8 @@ async fn in_continuous_mode_a_bronze_commit_carries_rows_to_the_warehouse() {
 /// Per run id in the lake's results table: its rows, and in how many
 /// commits they came (distinct `tested_at`).
 async fn recorded_results(lake: &Path) -> BTreeMap<String, (i64, usize)> {
-    use jobs::datatest::results;
-    use jobs::lake::TableLocation;
-    use jobs::lake::table::{ModelTable, arrow_schema};
     let uri = format!("file://{}", lake.display());
-    let loc = TableLocation::in_lake(
-        &uri,
-        results::LAYER,
-        results::TABLE,
-        std::collections::HashMap::new(),
-    )
-    .expect("location");
-    let t = ModelTable::open(results::TABLE, &loc, arrow_schema(&results::columns()))
-        .await
-        .expect("open")
-        .expect("a results table");
-    let df = t
-        .read_all(Some(&["run_id", "tested_at"]))
-        .await
-        .expect("read");
+    let df = crate::fixtures::results_table(&uri, Some(&["run_id", "tested_at"])).await;
     let runs = df
         .column("run_id")
         .expect("run_id")
