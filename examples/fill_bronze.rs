@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
         }
         commit_at += TimeDelta::seconds(1);
     }
-    for table in tables.values() {
+    for table in tables.values_mut() {
         table.checkpoint().await?;
     }
     println!("{total} messages written to bronze");

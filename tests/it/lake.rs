@@ -227,6 +227,55 @@ async fn model_tables_checkpoint_every_few_commits() {
     assert_eq!(df.height() as i64, rows);
 }
 
+/// A writer and a cached reader that follow one table for hundreds of
+/// commits have their states rebuilt from a checkpoint now and then
+/// (`lake::state`: deltalake's incremental updates keep a batch per commit,
+/// and every commit paid for all of them); what they hold stays what a
+/// fresh open reads: the version, the live files, every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn long_lived_table_states_stay_what_a_fresh_open_reads() {
+    use jobs::lake::state::REBUILD_EVERY;
+    use jobs::lake::table::{ModelTable, TableCache};
+    let (_dir, loc, schema, mut table) = new_bigint_table("gold", "t").await;
+    let cache = TableCache::default();
+    let cached = async || {
+        ModelTable::open_cached("t", &loc, schema.clone(), Some(&cache))
+            .await
+            .expect("open")
+            .expect("a table")
+    };
+    let paths = async |t: &ModelTable| {
+        let mut p: Vec<String> = t
+            .files()
+            .await
+            .expect("files")
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        p.sort();
+        p
+    };
+    let mut rows = 0;
+    while table.version() < 2 * REBUILD_EVERY + 5 {
+        append_one_row_each(&mut table, rows..rows + 1).await;
+        rows += 1;
+        if rows % 7 == 0 {
+            assert_eq!(cached().await.version(), table.version());
+        }
+    }
+    let fresh = ModelTable::open("t", &loc, schema.clone())
+        .await
+        .expect("open")
+        .expect("a table");
+    let reader = cached().await;
+    for (who, t) in [("writer", &table), ("cached reader", &reader)] {
+        assert_eq!(t.version(), fresh.version(), "{who}");
+        assert_eq!(paths(t).await, paths(&fresh).await, "{who}");
+        let df = t.read_all(None).await.expect("read");
+        assert_eq!(df.height() as i64, rows, "{who}");
+    }
+}
+
 /// Tombstones (removed files) stay in a table's checkpoints only as long
 /// as its `delta.deletedFileRetentionDuration`: dag creates its tables with
 /// an hour (`TOMBSTONE_RETENTION`), not Delta's week, so a table compacted

@@ -693,3 +693,39 @@ async fn a_load_takes_a_rewrite_after_the_audited_version_as_the_audited_rows() 
     assert_equals_gold(&lake, &db.pool).await;
     db.drop_db().await.expect("drop");
 }
+
+/// A commit by another tool that changes only a gold table's metadata
+/// (here its log retention; a schema change is the same action) after the tests
+/// judged it is not "the same rows": the load goes back to the audited
+/// version, as it does for a data change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_goes_back_over_a_metadata_change_after_the_audited_version() {
+    let db = TestDb::create().await.expect("db");
+    let lake = simulated_lake(300).await;
+    ok(dag(&lake, &db, &["run", "--no-load"], &[]));
+    let audited = gold_versions(&lake).await;
+    let fact = catalog()
+        .open_input("fact_telemetry", &lake.settings())
+        .await
+        .expect("open");
+    let props = std::collections::HashMap::from([(
+        "delta.logRetentionDuration".to_string(),
+        "interval 31 days".to_string(),
+    )]);
+    let retagged = fact
+        .delta()
+        .clone()
+        .set_tbl_properties()
+        .with_properties(props)
+        .await
+        .expect("set a property");
+    assert_eq!(
+        retagged.version(),
+        Some(audited["fact_telemetry"] as u64 + 1),
+        "one metadata commit after the audited version"
+    );
+    load_audited(&db, &lake, &audited).await;
+    assert_eq!(loaded_versions(&db.pool).await, audited);
+    assert_equals_gold(&lake, &db.pool).await;
+    db.drop_db().await.expect("drop");
+}

@@ -422,11 +422,17 @@ impl BronzeTable {
 
     /// Writes a checkpoint at the loaded version, then deletes the log
     /// entries the table's log retention let expire (only ever before a
-    /// checkpoint; a failed cleanup costs only disk and is logged).
-    pub async fn checkpoint(&self) -> Result<(), DeltaTableError> {
+    /// checkpoint; a failed cleanup costs only disk and is logged), and
+    /// rebuilds this writer's state from the new checkpoint (`lake::state`:
+    /// an ingester's commits would otherwise get slower for as long as it
+    /// runs; a failed rebuild costs only speed).
+    pub async fn checkpoint(&mut self) -> Result<(), DeltaTableError> {
         deltalake::checkpoints::create_checkpoint(&self.table, None).await?;
         if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
             tracing::warn!(table = %self.name, "log cleanup failed: {e}");
+        }
+        if let Err(e) = crate::lake::state::rebuild(&mut self.table).await {
+            tracing::debug!(table = %self.name, "state not rebuilt: {e}");
         }
         Ok(())
     }

@@ -7,10 +7,21 @@
 //! directory and turns each entry into an object path (URL parsing and
 //! percent-encoding, about a microsecond each) before it compares it with
 //! the offset, so on a table whose log holds 20,000 commits every commit paid
-//! tens of milliseconds for names it then dropped. Here the names are compared
-//! first, as the directory gives them, and only the few after the offset are
-//! looked at; anything unusual (a subdirectory, a name that needs encoding,
-//! an offset outside the listed folder) goes to `LocalFileSystem` as before.
+//! tens of milliseconds for names it then dropped.
+//!
+//! Here a listing of a log from a version (the kernel's offset is the bare
+//! `{version:020}`) does not read the directory at all: commits are
+//! contiguous, so from a commit that exists, `{v}.checkpoint.parquet`,
+//! `{v}.crc` and `{v}.json` for each version until the first missing commit
+//! are the log's files by name (a few `stat`s, whatever the log's length;
+//! [`probe_log`]). When that cannot be known by name (the first commit is
+//! gone, the last checkpoint is multi-part or UUID-named), the directory is
+//! read and its names compared with the offset before any path is built
+//! ([`names_after`]); anything unusual (a subdirectory, a name that needs
+//! encoding, an offset outside the listed folder) goes to `LocalFileSystem`.
+//! What a probe leaves out (another engine's multi-part or compacted files
+//! after the last checkpoint, `_last_checkpoint`, staged commits) costs a
+//! reader only speed: it replays those versions' commits instead.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -55,6 +66,71 @@ impl fmt::Display for LocalLake {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "LocalLake({})", self.fs)
     }
+}
+
+/// The longest run of versions a probe walks (three `stat`s each) before
+/// reading the directory is the cheaper way.
+const PROBE_MAX: u64 = 2_000;
+
+/// Whether `dir/name` is a file (`None`: something else is there, or the
+/// filesystem said something other than "not found").
+fn is_file(dir: &std::path::Path, name: &str) -> Option<bool> {
+    match std::fs::metadata(dir.join(name)) {
+        Ok(meta) => meta.is_file().then_some(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Whether the log's last checkpoint (if any) is a classic single file,
+/// which a probe finds by name.
+fn last_checkpoint_is_classic(dir: &std::path::Path) -> Option<bool> {
+    let bytes = match std::fs::read(dir.join("_last_checkpoint")) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(true),
+        Err(_) => return None,
+    };
+    let hint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let parts = hint.get("parts").and_then(serde_json::Value::as_u64);
+    Some(parts.is_none_or(|p| p == 1) && hint.get("v2Checkpoint").is_none())
+}
+
+/// The log's files from version `after` (a bare `{version:020}` offset) on,
+/// found by name (module docs); `None` when the directory must be read.
+fn probe_log(dir: &std::path::Path, after: &str) -> Option<Vec<String>> {
+    if after.len() != 20 || !after.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let from: u64 = after.parse().ok()?;
+    let commit = |v: u64| format!("{v:020}.json");
+    if !is_file(dir, &commit(from))? {
+        // The log ends before `from` when the commit before it is there;
+        // otherwise it may have been cleaned up to a later checkpoint.
+        return (from > 0 && is_file(dir, &commit(from - 1))?).then(Vec::new);
+    }
+    if !last_checkpoint_is_classic(dir)? {
+        return None;
+    }
+    let mut names = Vec::new();
+    for v in from.. {
+        if v - from > PROBE_MAX {
+            return None;
+        }
+        if !is_file(dir, &commit(v))? {
+            break;
+        }
+        // In name order, as a listing gives them.
+        for name in [
+            format!("{v:020}.checkpoint.parquet"),
+            format!("{v:020}.crc"),
+        ] {
+            if is_file(dir, &name)? {
+                names.push(name);
+            }
+        }
+        names.push(commit(v));
+    }
+    Some(names)
 }
 
 /// What the directory holds after the offset, by name; `None` when the
@@ -154,10 +230,12 @@ impl ObjectStore for LocalLake {
         let prefix = prefix.clone();
         let offset = offset.clone();
         stream::once(async move {
-            let names = tokio::task::spawn_blocking(move || names_after(&dir, &after))
-                .await
-                .ok()
-                .flatten();
+            let names = tokio::task::spawn_blocking(move || {
+                probe_log(&dir, &after).or_else(|| names_after(&dir, &after))
+            })
+            .await
+            .ok()
+            .flatten();
             let Some(names) = names else {
                 return fs.list_with_offset(Some(&prefix), &offset);
             };
@@ -269,5 +347,82 @@ mod tests {
         // A folder that does not exist lists as empty.
         let (ours, theirs) = both(dir.path(), "missing", "missing/0.json").await;
         assert_eq!((ours.len(), theirs.len()), (0, 0));
+    }
+
+    /// A log of versions 0..30, a checkpoint at 20 named by
+    /// `_last_checkpoint`, a checksum at 25 and a compacted commit file
+    /// only a directory read finds.
+    fn a_log(root: &std::path::Path) -> std::path::PathBuf {
+        let log = root.join("_delta_log");
+        std::fs::create_dir_all(&log).expect("log dir");
+        for v in 0..30u32 {
+            std::fs::write(log.join(format!("{v:020}.json")), vec![b'x'; v as usize])
+                .expect("commit file");
+        }
+        std::fs::write(log.join(format!("{:020}.checkpoint.parquet", 20)), b"cp").expect("cp");
+        std::fs::write(log.join(format!("{:020}.crc", 25)), b"crc").expect("crc");
+        let compacted = format!("{:020}.{:020}.compacted.json", 26, 27);
+        std::fs::write(log.join(compacted), b"cc").expect("compacted");
+        std::fs::write(log.join("_last_checkpoint"), br#"{"version":20,"size":3}"#).expect("last");
+        log
+    }
+
+    #[tokio::test]
+    async fn a_listing_from_a_version_finds_the_logs_files_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        a_log(dir.path());
+        let from = |v: u32| format!("_delta_log/{v:020}");
+        let (ours, theirs) = both(dir.path(), "_delta_log", &from(15)).await;
+        // Versions 15..29, the checkpoint and the checksum, in name order;
+        // not what only a directory read finds (the compacted file and the
+        // hint, which a reader does not need).
+        let only_listed = |n: &String| n.contains("compacted") || n.contains("_last_checkpoint");
+        let expected: Vec<String> = theirs.iter().filter(|n| !only_listed(n)).cloned().collect();
+        assert_eq!(ours, expected);
+        assert_eq!(ours.len(), 15 + 2, "{ours:?}");
+        assert!(theirs.iter().any(only_listed), "{theirs:?}");
+
+        // From the version after the last: nothing, as the log says.
+        let (ours, _) = both(dir.path(), "_delta_log", &from(30)).await;
+        assert!(ours.is_empty(), "{ours:?}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_reads_the_directory_when_names_cannot_tell() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = a_log(dir.path());
+        let from = |v: u32| format!("_delta_log/{v:020}");
+        // The log cleaned up to the checkpoint: a listing from 0 must
+        // find what is left, not stop at the missing first commit.
+        for v in 0..20u32 {
+            std::fs::remove_file(log.join(format!("{v:020}.json"))).expect("clean up");
+        }
+        let (ours, theirs) = both(dir.path(), "_delta_log", &from(0)).await;
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.iter().any(|n| n.contains("checkpoint.parquet")),
+            "{ours:?}"
+        );
+        // A version past the end with the commit before it gone too.
+        let (ours, theirs) = both(dir.path(), "_delta_log", &from(10)).await;
+        assert_eq!(ours, theirs);
+        assert!(!ours.is_empty());
+
+        // A multi-part last checkpoint: its parts have no fixed name.
+        for part in 1..=2 {
+            let name = format!("{:020}.checkpoint.{part:010}.{:010}.parquet", 25, 2);
+            std::fs::write(log.join(name), b"part").expect("part");
+        }
+        std::fs::write(
+            log.join("_last_checkpoint"),
+            br#"{"version":25,"size":3,"parts":2}"#,
+        )
+        .expect("last");
+        let (ours, theirs) = both(dir.path(), "_delta_log", &from(25)).await;
+        assert_eq!(ours, theirs);
+        assert!(
+            ours.iter().any(|n| n.contains(".0000000002.parquet")),
+            "{ours:?}"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! - [`table`]: one Delta table: open, read (pruned, a chunk at a time),
 //!   look up keys, what commits changed, commit with its `txn` actions;
 //! - [`bridge`]: polars <-> arrow-rs; [`bloom`]: the key bloom filters;
-//! - [`local`]: the store of `file://` lakes (a faster log listing).
+//! - [`local`]: the store of `file://` lakes (a faster log listing);
+//! - [`state`]: long-lived table states rebuilt now and then, so that
+//!   updating one stays as cheap as loading it afresh.
 //!
 //! S3 goes through object_store's own client, not deltalake's `s3`
 //! feature (which brings the AWS SDK for DynamoDB locking we do not use).
@@ -17,6 +19,7 @@
 pub mod bloom;
 pub mod bridge;
 mod local;
+pub mod state;
 pub mod table;
 
 use deltalake::logstore::{

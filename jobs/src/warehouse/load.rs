@@ -17,6 +17,7 @@
 //! Concurrent loads serialize on an advisory lock.
 
 use super::connect::retrying;
+use super::steps::Steps;
 use super::{WarehouseError, WarehouseSettings, csv, quote, schema};
 use crate::decl::Model;
 use crate::lake::table::{DataFile, ModelTable};
@@ -149,7 +150,7 @@ async fn load_once(
     lock_wait: std::time::Duration,
 ) -> Result<LoadReport, WarehouseError> {
     let mut report = LoadReport::default();
-    let began = Instant::now();
+    let mut steps = Steps::start();
     let mut tx = pool.begin().await?;
     // Another load (or one hung mid-transaction) is waited for, but not
     // for ever: the lock wait is bounded, the load's own statements not.
@@ -172,7 +173,7 @@ async fn load_once(
     sqlx::query("SELECT set_config('lock_timeout', '0', true)")
         .execute(&mut *tx)
         .await?;
-    let locked = began.elapsed().as_secs_f64();
+    steps.end("lock");
     // Tables are opened under the lock: a load that waited for another one
     // sees at least the versions that one loaded, so two loads can never
     // leave the warehouse at the older snapshot.
@@ -192,15 +193,11 @@ async fn load_once(
             Err(e) => return Err(e.into()),
         }
     }
-    let opened = began.elapsed().as_secs_f64();
+    steps.end("open tables");
     let present: Vec<&Model> = tables.iter().map(|(m, _, _)| *m).collect();
     schema::check(&mut tx, &present).await?;
-    tracing::debug!(
-        locked,
-        opened,
-        checked = began.elapsed().as_secs_f64(),
-        "load: locked, tables opened, schema checked (seconds since the start)"
-    );
+    steps.end("check schemas");
+    tracing::debug!(%steps, "load: ready");
     let load_id = uuid::Uuid::new_v4();
     for (m, table, latest) in &tables {
         let loaded: Option<i64> =
@@ -307,7 +304,7 @@ async fn load_table(
         deleted: 0,
         seconds: 0.0,
     };
-    let t0 = Instant::now();
+    let mut steps = Steps::start();
     let live = table.files().await?;
     // What changed since the loaded version, when that can be known.
     let changes = match loaded {
@@ -325,7 +322,7 @@ async fn load_table(
         Some(_) => Some(None),
         None => None,
     };
-    let t_read = t0.elapsed().as_secs_f64();
+    steps.end("read changes");
     let empty: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT NOT EXISTS (SELECT 1 FROM {qualified})"
     )))
@@ -354,10 +351,10 @@ async fn load_table(
         }
         _ => (live.clone(), None),
     };
-    let t_stage = t0.elapsed().as_secs_f64();
+    steps.end("stage");
     let copy = format!("COPY {stage} ({col_list}) FROM STDIN WITH (FORMAT csv)");
     let staged = copy_files(conn, &copy, table, &files, &cols).await?;
-    let t_copy = t0.elapsed().as_secs_f64();
+    steps.end("copy");
     // Statistics help only the delete's join with the stage; the upsert
     // reads the stage in one scan whatever they say (a big stage of new
     // rows spent 0.14 s of a 0.7 s load on them).
@@ -368,22 +365,12 @@ async fn load_table(
             .await?;
     }
     done.deleted = delete_gone(conn, &m.name, &qualified, &stage, &key, done.mode, gone).await?;
-    let t_delete = t0.elapsed().as_secs_f64();
+    steps.end("delete");
     let (inserted, updated) = upsert(conn, &qualified, &stage, &cols, &key).await?;
     done.inserted = inserted;
     done.updated = updated;
-    // Where a load's time goes, step by step (seconds since the start).
-    tracing::debug!(
-        model = %m.name,
-        files = files.len(),
-        staged,
-        read = t_read,
-        stage = t_stage,
-        copy = t_copy,
-        delete = t_delete,
-        upsert = t0.elapsed().as_secs_f64(),
-        "load steps"
-    );
+    steps.end("upsert");
+    tracing::debug!(model = %m.name, files = files.len(), staged, %steps, "load steps");
     Ok(done)
 }
 

@@ -10,6 +10,7 @@
 //!   warehouse holds, COPY'd into staging and upserted by key, keys gold no
 //!   longer has deleted; every table of a load and the versions loaded in
 //!   one transaction.
+//! - `steps`: where a load's time goes, step by step, at `-v`.
 //! - [`connect`]: connections and transactions retried with backoff while
 //!   PostgreSQL is down or restarting, then reported.
 
@@ -19,6 +20,7 @@ pub mod ddl;
 pub mod load;
 pub mod migrate;
 pub mod schema;
+mod steps;
 
 use crate::model::ModelError;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The Delta tables a catalog loaded, kept so that opening one again
 //! reads only the commits made since.
 
-use deltalake::DeltaTable;
+use crate::lake::state::{REBUILD_EVERY, rebuild};
+use deltalake::{DeltaTable, DeltaTableError};
 use std::sync::Arc;
 
 /// Delta tables this process loaded, by URL, for one catalog: opening a
@@ -11,8 +12,23 @@ use std::sync::Arc;
 /// A table deleted and recreated under the same URL while the catalog
 /// lives is not noticed; nothing here does that.
 /// Clones share one cache.
+///
+/// Each state remembers the version it was last loaded afresh at: one
+/// updated incrementally for [`REBUILD_EVERY`] versions is rebuilt (see
+/// `lake::state`), or every later update would pay for every commit
+/// replayed since the process started.
 #[derive(Clone, Default)]
-pub struct TableCache(Arc<std::sync::Mutex<std::collections::HashMap<String, DeltaTable>>>);
+pub struct TableCache(Arc<std::sync::Mutex<std::collections::HashMap<String, Cached>>>);
+
+#[derive(Clone)]
+struct Cached {
+    table: DeltaTable,
+    fresh_at: i64,
+}
+
+fn version(table: &DeltaTable) -> i64 {
+    table.version().map_or(-1, |v| v as i64)
+}
 
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -22,18 +38,42 @@ impl std::fmt::Debug for TableCache {
 }
 
 impl TableCache {
-    pub(super) fn get(&self, url: &str) -> Option<DeltaTable> {
-        self.0.lock().ok()?.get(url).cloned()
+    /// The table at `url` updated to its latest version: from the state
+    /// held here when there is one, else loaded from scratch.
+    pub(super) async fn load(
+        &self,
+        url: &str,
+        build: impl FnOnce() -> Result<DeltaTable, DeltaTableError>,
+    ) -> Result<DeltaTable, DeltaTableError> {
+        let held = self.0.lock().ok().and_then(|m| m.get(url).cloned());
+        let (mut table, mut fresh_at) = match held {
+            Some(c) => (c.table, c.fresh_at),
+            None => (build()?, i64::MAX),
+        };
+        table.load().await?;
+        let loaded = version(&table);
+        if fresh_at == i64::MAX {
+            fresh_at = loaded;
+        } else if loaded - fresh_at >= REBUILD_EVERY {
+            match rebuild(&mut table).await {
+                Ok(()) => fresh_at = loaded,
+                // Costs only speed; tried again at the next open.
+                Err(e) => tracing::debug!(url, "state not rebuilt: {e}"),
+            }
+        }
+        self.put(url, &table, fresh_at);
+        Ok(table)
     }
 
     /// Keeps `table`'s state unless a newer one is there already.
-    pub(super) fn put(&self, url: &str, table: &DeltaTable) {
+    fn put(&self, url: &str, table: &DeltaTable, fresh_at: i64) {
         let Ok(mut map) = self.0.lock() else { return };
         let newer = map
             .get(url)
-            .is_none_or(|held| held.version() <= table.version());
+            .is_none_or(|held| version(&held.table) <= version(table));
         if newer {
-            map.insert(url.to_string(), table.clone());
+            let table = table.clone();
+            map.insert(url.to_string(), Cached { table, fresh_at });
         }
     }
 }

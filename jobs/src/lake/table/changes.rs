@@ -19,11 +19,17 @@ pub struct Changes {
     /// older ones. A reader that keeps only the live files of `added`
     /// must read these too, or lose the rows a compaction moved.
     pub rewritten: Vec<DataFile>,
+    /// A commit in the span changed the table's metadata or protocol
+    /// (schema, partitioning, properties, features): the same files may
+    /// no longer read as the same rows.
+    pub reshaped: bool,
 }
 
 impl Changes {
+    /// No commit in the span changed the rows or how they read: only
+    /// rewrites (compaction), checkpoints' commits and the like.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty()
+        self.added.is_empty() && self.removed.is_empty() && !self.reshaped
     }
 
     /// The files of `live` that may hold rows added in the span: those
@@ -99,6 +105,7 @@ impl ModelTable {
                         size: r.size.unwrap_or(0),
                         stats: None,
                     }),
+                    Action::Metadata(_) | Action::Protocol(_) => changes.reshaped = true,
                     _ => {}
                 }
             }

@@ -7,6 +7,7 @@ use super::data_file::DataFile;
 use super::error::TableError;
 use super::open::ModelTable;
 use crate::lake::bridge::df_to_batch;
+use crate::lake::state::{REBUILD_EVERY, rebuild};
 use arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, Transaction};
@@ -42,6 +43,10 @@ pub const CHECKPOINT_EVERY: i64 = 10;
 /// commits (at a checkpoint): the cleanup lists the whole `_delta_log`,
 /// 30 days of commits, a cost that has no place on every tenth commit.
 const CLEANUP_EVERY: i64 = 1000;
+
+// The cleanup and the writer's state rebuild happen at a checkpoint.
+const _: () = assert!(CLEANUP_EVERY % CHECKPOINT_EVERY == 0);
+const _: () = assert!(REBUILD_EVERY % CHECKPOINT_EVERY == 0);
 
 /// A model table's small files are compacted every this many commits (a
 /// model in continuous mode commits every few seconds), once there are
@@ -223,7 +228,7 @@ impl ModelTable {
         // costs only speed.
         if version > 0 && version % CHECKPOINT_EVERY == 0 {
             upkeep(
-                &self.table,
+                &mut self.table,
                 &self.name,
                 version,
                 version % CLEANUP_EVERY == 0,
@@ -250,12 +255,18 @@ impl ModelTable {
 }
 
 /// A checkpoint at `version`, then, with `cleanup`, the log entries older
-/// than the table's log retention (and older than a checkpoint) deleted.
-/// Failures cost only speed: they are logged.
-pub async fn upkeep(table: &DeltaTable, name: &str, version: i64, cleanup: bool) {
+/// than the table's log retention (and older than a checkpoint) deleted;
+/// every [`REBUILD_EVERY`] versions the writer's state is rebuilt from that
+/// checkpoint (`lake::state`). Failures cost only speed: they are logged.
+pub async fn upkeep(table: &mut DeltaTable, name: &str, version: i64, cleanup: bool) {
     if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
         tracing::warn!(table = %name, version, "checkpoint failed: {e}");
         return;
+    }
+    if version % REBUILD_EVERY == 0
+        && let Err(e) = rebuild(table).await
+    {
+        tracing::debug!(table = %name, version, "state not rebuilt: {e}");
     }
     if !cleanup {
         return;

@@ -57,12 +57,13 @@ impl ModelTable {
         // At most REWRITE_BYTES of them at once (a model writing many
         // partitions per commit has many small files): memory stays
         // bounded, the next compaction takes the rest.
+        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
         let mut bytes = 0;
         let small: Vec<DataFile> = self
             .files()
             .await?
             .into_iter()
-            .filter(|f| is_small(f) && !keep.contains(&f.path))
+            .filter(|f| is_small(f) && !keep.contains(f.path.as_str()))
             .take_while(|f| {
                 bytes += f.size;
                 bytes <= REWRITE_BYTES

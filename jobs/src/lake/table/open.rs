@@ -46,18 +46,18 @@ impl ModelTable {
         cache: Option<&TableCache>,
     ) -> Result<Option<Self>, TableError> {
         let key = location.url.as_str();
-        let mut table = match cache.and_then(|c| c.get(key)) {
-            Some(t) => t,
-            None => location.builder()?.build()?,
+        let loaded = match cache {
+            Some(c) => c.load(key, || location.builder()?.build()).await,
+            None => match location.builder()?.build() {
+                Ok(mut t) => t.load().await.map(|()| t),
+                Err(e) => Err(e),
+            },
         };
-        match table.load().await {
-            Ok(()) => {}
+        let table = match loaded {
+            Ok(t) => t,
             Err(DeltaTableError::NotATable(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
-        }
-        if let Some(c) = cache {
-            c.put(key, &table);
-        }
+        };
         let partition_by: Vec<String> = table.snapshot()?.metadata().partition_columns().to_vec();
         let this = Self {
             name: name.to_string(),
