@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Commit cost as a table's log grows (issue 24, "commits that stay cheap"):
 # COMMITS one-message commits to one local bronze table, with a streaming
-# ingester's upkeep (a checkpoint and the expired-log cleanup every 100,
-# compaction every 600: 10 minutes at one commit a second); prints the
+# ingester's upkeep (a checkpoint every 100, the expired-log cleanup every
+# 1,000, compaction every 600: 10 minutes at one commit a second); prints the
 # mean milliseconds per commit of each thousand (upkeep included) and the
 # ratio of the last thousand to the first.
 #

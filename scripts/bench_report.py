@@ -302,8 +302,8 @@ def rows(fig, small, large):
         n = int(f("commits_count"))
         return (
             f"Commit cost as the log grows: {num(n)} one-message commits to one local bronze table "
-            "with an ingester's upkeep (checkpoint and expired-log cleanup every 100, off the commit "
-            "path; compaction every 600)",
+            "with an ingester's upkeep (checkpoint every 100 and expired-log cleanup every 1,000, off "
+            "the commit path; compaction every 600)",
             f"`scripts/bench_commits.sh {n}`",
             f"first thousand {first:.2f} ms per commit, last thousand {last:.2f} ms "
             f"({last / first:.2f}x)",

@@ -838,6 +838,60 @@ mod fencing {
         assert_eq!(rows_in(dir.path()).await, 10, "offsets 0..=9 once");
     }
 
+    /// The expired-log cleanup lists the whole log (30 days of commits):
+    /// a writer runs it at its first checkpoint, then once per
+    /// `CLEANUP_EVERY` versions, not at every checkpoint.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_writer_cleans_expired_log_entries_at_its_first_checkpoint_not_at_every_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = url::Url::from_directory_path(dir.path()).expect("url");
+        let loc = TableLocation::in_lake(url.as_str(), "bronze", "bronze_t", HashMap::new())
+            .expect("loc")
+            .with_property("delta.logRetentionDuration", "interval 0 seconds");
+        let open = async || {
+            BronzeTable::open_or_create("bronze_t", "t", loc.clone())
+                .await
+                .expect("open")
+        };
+        let log = dir.path().join("bronze/bronze_t/_delta_log");
+        let commits = || {
+            let mut v: Vec<String> = std::fs::read_dir(&log)
+                .expect("log")
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json") && !n.starts_with('_'))
+                .collect();
+            v.sort();
+            v
+        };
+        let mut next = 0;
+        let mut commit_five = async |t: &mut BronzeTable| {
+            t.claim(&[0]).await.expect("claim");
+            for _ in 0..5 {
+                let (rows, spans) = batch(0, next..next + 1).finish();
+                t.commit(&rows, &spans).await.expect("commit");
+                next += 1;
+            }
+        };
+        let mut t = open().await;
+        commit_five(&mut t).await;
+        t.checkpoint().await.expect("checkpoint");
+        assert_eq!(
+            commits(),
+            vec![format!("{:020}.json", 5)],
+            "cleaned at the first checkpoint"
+        );
+        commit_five(&mut t).await;
+        t.checkpoint().await.expect("checkpoint");
+        assert_eq!(commits().len(), 6, "versions 5..=10 kept: {:?}", commits());
+        // A new writer cleans at its first checkpoint.
+        let mut t = open().await;
+        commit_five(&mut t).await;
+        t.checkpoint().await.expect("checkpoint");
+        assert_eq!(commits(), vec![format!("{:020}.json", 15)]);
+        assert_eq!(rows_in(dir.path()).await, 15, "every row readable");
+    }
+
     /// Offsets 0..=119 of partition 0 in twelve commits of ten, all on
     /// ingest date 1970-01-01 (its `ingested_at` is 0).
     async fn twelve_small_commits(t: &mut BronzeTable) {

@@ -11,6 +11,7 @@
 
 use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
 pub use crate::lake::TableLocation;
+use crate::lake::table::CLEANUP_EVERY;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
@@ -67,6 +68,8 @@ pub struct BronzeTable {
     unscanned: Option<i64>,
     /// Fault tests: the next post-commit scan fails as a lost answer would.
     fail_next_scan: bool,
+    /// The version of this writer's last expired-log cleanup.
+    cleaned_at: Option<i64>,
 }
 
 impl BronzeTable {
@@ -143,6 +146,7 @@ impl BronzeTable {
             epoch: 0,
             unscanned: None,
             fail_next_scan: false,
+            cleaned_at: None,
         })
     }
 
@@ -420,16 +424,25 @@ impl BronzeTable {
         self.staged = None;
     }
 
-    /// Writes a checkpoint at the loaded version, then deletes the log
-    /// entries the table's log retention let expire (only ever before a
-    /// checkpoint; a failed cleanup costs only disk and is logged), and
-    /// rebuilds this writer's state from the new checkpoint (`lake::state`:
-    /// an ingester's commits would otherwise get slower for as long as it
+    /// Writes a checkpoint at the loaded version; at this writer's first
+    /// checkpoint and then once per [`CLEANUP_EVERY`] versions, deletes the
+    /// log entries the table's log retention let expire (only ever before a
+    /// checkpoint; the cleanup lists the whole log, 30 days of commits; a
+    /// failed one costs only disk and is logged); then rebuilds this
+    /// writer's state from the new checkpoint (`lake::state`: an
+    /// ingester's commits would otherwise get slower for as long as it
     /// runs; a failed rebuild costs only speed).
     pub async fn checkpoint(&mut self) -> Result<(), DeltaTableError> {
         deltalake::checkpoints::create_checkpoint(&self.table, None).await?;
-        if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
-            tracing::warn!(table = %self.name, "log cleanup failed: {e}");
+        let version = self.version();
+        if self
+            .cleaned_at
+            .is_none_or(|c| c / CLEANUP_EVERY != version / CLEANUP_EVERY)
+        {
+            self.cleaned_at = Some(version);
+            if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
+                tracing::warn!(table = %self.name, "log cleanup failed: {e}");
+            }
         }
         if let Err(e) = crate::lake::state::rebuild(&mut self.table).await {
             tracing::debug!(table = %self.name, "state not rebuilt: {e}");

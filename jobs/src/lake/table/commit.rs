@@ -39,10 +39,11 @@ const BLOOM_FPP: f64 = 1e-6;
 /// model table costs tens of milliseconds.
 pub const CHECKPOINT_EVERY: i64 = 10;
 
-/// A model table's expired log entries are looked for every this many
-/// commits (at a checkpoint): the cleanup lists the whole `_delta_log`,
-/// 30 days of commits, a cost that has no place on every tenth commit.
-const CLEANUP_EVERY: i64 = 1000;
+/// A table's expired log entries are looked for every this many commits
+/// (at a checkpoint): the cleanup lists the whole `_delta_log`, 30 days of
+/// commits (2.6 million at one a second), a cost that has no place on every
+/// checkpoint.
+pub const CLEANUP_EVERY: i64 = 1000;
 
 // The cleanup and the writer's state rebuild happen at a checkpoint.
 const _: () = assert!(CLEANUP_EVERY % CHECKPOINT_EVERY == 0);
