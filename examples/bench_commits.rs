@@ -8,9 +8,13 @@
 //!
 //!   bench_commits LAKE_URI [COMMITS]     (default 20,000)
 //!
-//! Output: `commits FROM-TO mean_ms X upkeep_ms Y` per thousand (Y: the
-//! part of X spent in checkpoints and compaction), then `first_ms`,
-//! `last_ms` and `ratio` (last thousand / first thousand) for the report.
+//! Output: `commits FROM-TO mean_ms X median_ms M upkeep_ms Y` per
+//! thousand (M: the median commit, upkeep included when it had some; Y:
+//! the part of X spent in checkpoints and compaction), then for the
+//! report `first_ms`, `last_ms` and `ratio` (the medians of the first and
+//! last thousand: a few seconds' stall of this shared machine moves a
+//! thousand's mean by a third), the two means, and `slope_ms_per_1000`
+//! (the trend of the means over the whole run).
 
 use jobs::bronze::IngestClock;
 use jobs::bronze::batch::{BatchBuilder, RawMessage};
@@ -51,6 +55,9 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|(_, last)| last)
         .map_or(0, |l| l + 1);
     let mut means = Vec::new();
+    let mut medians = Vec::new();
+    // This thousand's commits, each with its upkeep if it had any.
+    let mut each_ms = Vec::with_capacity(EVERY);
     let mut started = Instant::now();
     // Of each thousand: milliseconds in upkeep (checkpoints, compaction).
     let mut upkeep_ms = 0.0;
@@ -68,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         );
         next += 1;
         let (batch, spans) = b.finish();
+        let commit_started = Instant::now();
         match table.commit(&batch, &spans).await? {
             BatchCommit::Committed { .. } => {}
             other => anyhow::bail!("commit {i}: {other:?}"),
@@ -94,22 +102,49 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        each_ms.push(commit_started.elapsed().as_secs_f64() * 1000.0);
         if i % EVERY == 0 {
             let mean = started.elapsed().as_secs_f64() * 1000.0 / EVERY as f64;
+            each_ms.sort_by(f64::total_cmp);
+            let median = each_ms[EVERY / 2];
             println!(
-                "commits {}-{i} mean_ms {mean:.2} upkeep_ms {:.2}",
+                "commits {}-{i} mean_ms {mean:.2} median_ms {median:.2} upkeep_ms {:.2}",
                 i + 1 - EVERY,
                 upkeep_ms / EVERY as f64
             );
             means.push(mean);
+            medians.push(median);
+            each_ms.clear();
             upkeep_ms = 0.0;
             started = Instant::now();
         }
     }
-    if let (Some(first), Some(last)) = (means.first(), means.last()) {
+    if let (Some(first), Some(last)) = (medians.first(), medians.last()) {
         println!("first_ms {first:.2}");
         println!("last_ms {last:.2}");
         println!("ratio {:.2}", last / first);
+        println!("first_mean_ms {:.2}", means[0]);
+        println!("last_mean_ms {:.2}", means[means.len() - 1]);
+        println!("slope_ms_per_1000 {:.3}", slope(&means));
     }
     Ok(())
+}
+
+/// The least-squares slope of `ys` over their index: how much a thousand
+/// commits' mean moves per thousand commits (noise of one thousand, a
+/// stall of the machine, weighs little against the whole run).
+fn slope(ys: &[f64]) -> f64 {
+    let n = ys.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = ys.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, y) in ys.iter().enumerate() {
+        let dx = i as f64 - mean_x;
+        num += dx * (y - mean_y);
+        den += dx * dx;
+    }
+    num / den
 }

@@ -3,8 +3,9 @@
 # COMMITS one-message commits to one local bronze table, with a streaming
 # ingester's upkeep (a checkpoint every 100, the expired-log cleanup every
 # 1,000, compaction every 600: 10 minutes at one commit a second); prints the
-# mean milliseconds per commit of each thousand (upkeep included) and the
-# ratio of the last thousand to the first.
+# mean and median milliseconds per commit of each thousand (upkeep
+# included), the ratio of the last thousand's median to the first's and
+# the trend of the means (ms per thousand commits).
 #
 #   scripts/bench_commits.sh [COMMITS]     (default 20000)
 set -euo pipefail
@@ -21,4 +22,7 @@ out="$("$CARGO_TARGET_DIR/release/examples/bench_commits" "file://$dir" "$COMMIT
 metric commits_first_ms "$(sed -n 's/^first_ms //p' <<<"$out")"
 metric commits_last_ms "$(sed -n 's/^last_ms //p' <<<"$out")"
 metric commits_ratio "$(sed -n 's/^ratio //p' <<<"$out")"
+metric commits_first_mean_ms "$(sed -n 's/^first_mean_ms //p' <<<"$out")"
+metric commits_last_mean_ms "$(sed -n 's/^last_mean_ms //p' <<<"$out")"
+metric commits_slope "$(sed -n 's/^slope_ms_per_1000 //p' <<<"$out")"
 metric commits_count "$COMMITS"

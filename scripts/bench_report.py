@@ -305,8 +305,10 @@ def rows(fig, small, large):
             "with an ingester's upkeep (checkpoint every 100 and expired-log cleanup every 1,000, off "
             "the commit path; compaction every 600)",
             f"`scripts/bench_commits.sh {n}`",
-            f"first thousand {first:.2f} ms per commit, last thousand {last:.2f} ms "
-            f"({last / first:.2f}x)",
+            f"median commit of the first thousand {first:.2f} ms, of the last {last:.2f} ms "
+            f"({last / first:.2f}x); means {f('commits_first_mean_ms'):.2f} -> "
+            f"{f('commits_last_mean_ms'):.2f} ms, trend over the run "
+            f"{f('commits_slope'):+.2f} ms per thousand commits",
             "", "", "",
             "last thousand no slower than the first (issue 24): "
             # One run's noise on a shared VM: within 10% counts as no slower.
