@@ -435,10 +435,7 @@ impl BronzeTable {
     pub async fn checkpoint(&mut self) -> Result<(), DeltaTableError> {
         deltalake::checkpoints::create_checkpoint(&self.table, None).await?;
         let version = self.version();
-        if self
-            .cleaned_at
-            .is_none_or(|c| c / CLEANUP_EVERY != version / CLEANUP_EVERY)
-        {
+        if self.cleaned_at.is_none_or(|c| version - c >= CLEANUP_EVERY) {
             self.cleaned_at = Some(version);
             if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
                 tracing::warn!(table = %self.name, "log cleanup failed: {e}");

@@ -15,13 +15,17 @@
 //! `{v}.crc` and `{v}.json` for each version until the first missing commit
 //! are the log's files by name (a few `stat`s, whatever the log's length;
 //! [`probe_log`]). When that cannot be known by name (the first commit is
-//! gone, the last checkpoint is multi-part or UUID-named), the directory is
-//! read and its names compared with the offset before any path is built
-//! ([`names_after`]); anything unusual (a subdirectory, a name that needs
-//! encoding, an offset outside the listed folder) goes to `LocalFileSystem`.
-//! What a probe leaves out (another engine's multi-part or compacted files
-//! after the last checkpoint, `_last_checkpoint`, staged commits) costs a
-//! reader only speed: it replays those versions' commits instead.
+//! gone, the last checkpoint is multi-part or UUID-named, more than
+//! [`PROBE_MAX`] versions to walk), the directory is read and its names
+//! compared with the offset before any path is built ([`names_after`]);
+//! anything unusual (a subdirectory, a name that needs encoding, an offset
+//! outside the listed folder) goes to `LocalFileSystem`. What a probe
+//! leaves out (another engine's multi-part or compacted files after the
+//! last checkpoint, `_last_checkpoint`, staged commits) costs a reader only
+//! speed: it replays those versions' commits instead. A gap a running log
+//! cleanup is making (it deletes below a checkpoint, in no order) shows as
+//! a last checkpoint at or past the probe's end, and sends the listing to
+//! the directory too.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -82,17 +86,21 @@ fn is_file(dir: &std::path::Path, name: &str) -> Option<bool> {
     }
 }
 
-/// Whether the log's last checkpoint (if any) is a classic single file,
-/// which a probe finds by name.
-fn last_checkpoint_is_classic(dir: &std::path::Path) -> Option<bool> {
+/// The log's last checkpoint hint: its version and whether it names a
+/// classic single-file checkpoint (`{v}.checkpoint.parquet`, which a probe
+/// finds by name; any `parts`, even 1, or a V2 checkpoint has other names).
+/// `Some(None)`: no hint; `None`: it cannot be read.
+fn last_checkpoint(dir: &std::path::Path) -> Option<Option<(u64, bool)>> {
     let bytes = match std::fs::read(dir.join("_last_checkpoint")) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
         Err(_) => return None,
     };
     let hint: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let parts = hint.get("parts").and_then(serde_json::Value::as_u64);
-    Some(parts.is_none_or(|p| p == 1) && hint.get("v2Checkpoint").is_none())
+    let version = hint.get("version")?.as_u64()?;
+    let classic = hint.get("parts").is_none_or(serde_json::Value::is_null)
+        && hint.get("v2Checkpoint").is_none();
+    Some(Some((version, classic)))
 }
 
 /// The log's files from version `after` (a bare `{version:020}` offset) on,
@@ -103,34 +111,43 @@ fn probe_log(dir: &std::path::Path, after: &str) -> Option<Vec<String>> {
     }
     let from: u64 = after.parse().ok()?;
     let commit = |v: u64| format!("{v:020}.json");
-    if !is_file(dir, &commit(from))? {
-        // The log ends before `from` when the commit before it is there;
-        // otherwise it may have been cleaned up to a later checkpoint.
-        return (from > 0 && is_file(dir, &commit(from - 1))?).then(Vec::new);
-    }
-    if !last_checkpoint_is_classic(dir)? {
+    let checkpoint = |v: u64| format!("{v:020}.checkpoint.parquet");
+    // A long run of versions is cheaper to read as a directory.
+    if is_file(dir, &commit(from + PROBE_MAX))? {
         return None;
     }
     let mut names = Vec::new();
-    for v in from.. {
-        if v - from > PROBE_MAX {
-            return None;
-        }
-        if !is_file(dir, &commit(v))? {
-            break;
-        }
-        // In name order, as a listing gives them.
-        for name in [
-            format!("{v:020}.checkpoint.parquet"),
-            format!("{v:020}.crc"),
-        ] {
-            if is_file(dir, &name)? {
-                names.push(name);
+    let mut end = from;
+    if is_file(dir, &commit(from))? {
+        while is_file(dir, &commit(end))? {
+            // In name order, as a listing gives them.
+            for name in [checkpoint(end), format!("{end:020}.crc")] {
+                if is_file(dir, &name)? {
+                    names.push(name);
+                }
             }
+            names.push(commit(end));
+            end += 1;
         }
-        names.push(commit(v));
+    } else if from == 0 || !is_file(dir, &commit(from - 1))? {
+        // Not the end of the log: cleaned up to a later checkpoint.
+        return None;
     }
-    Some(names)
+    // `end` is the first missing commit. A cleanup deletes only versions
+    // below a checkpoint, in no order, so a gap it is making lies below
+    // the last checkpoint: a hint at or past `end` (read after the walk)
+    // means the walk may have met such a gap (or a checkpoint written
+    // meanwhile), and a hinted checkpoint the walk did not see has other
+    // names or came late. Either way the directory tells.
+    match last_checkpoint(dir)? {
+        Some((hint, _)) if hint >= end => None,
+        Some((hint, classic))
+            if hint >= from && !(classic && names.contains(&checkpoint(hint))) =>
+        {
+            None
+        }
+        _ => Some(names),
+    }
 }
 
 /// What the directory holds after the offset, by name; `None` when the
@@ -408,21 +425,33 @@ mod tests {
         assert_eq!(ours, theirs);
         assert!(!ours.is_empty());
 
-        // A multi-part last checkpoint: its parts have no fixed name.
-        for part in 1..=2 {
-            let name = format!("{:020}.checkpoint.{part:010}.{:010}.parquet", 25, 2);
-            std::fs::write(log.join(name), b"part").expect("part");
+        // A multi-part last checkpoint, of two parts or of one: its parts
+        // have no fixed name.
+        for parts in [2, 1] {
+            for part in 1..=parts {
+                let name = format!("{:020}.checkpoint.{part:010}.{parts:010}.parquet", 25);
+                std::fs::write(log.join(name), b"part").expect("part");
+            }
+            let hint = format!(r#"{{"version":25,"size":3,"parts":{parts}}}"#);
+            std::fs::write(log.join("_last_checkpoint"), hint).expect("last");
+            let (ours, theirs) = both(dir.path(), "_delta_log", &from(25)).await;
+            assert_eq!(ours, theirs);
+            let name = format!(".{parts:010}.parquet");
+            assert!(ours.iter().any(|n| n.contains(&name)), "{ours:?}");
         }
-        std::fs::write(
-            log.join("_last_checkpoint"),
-            br#"{"version":25,"size":3,"parts":2}"#,
-        )
-        .expect("last");
-        let (ours, theirs) = both(dir.path(), "_delta_log", &from(25)).await;
+    }
+
+    #[tokio::test]
+    async fn a_listing_does_not_stop_at_a_gap_a_cleanup_is_making() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = a_log(dir.path());
+        // A cleanup below the checkpoint at 20 deletes in no order: 12 is
+        // gone, 10 and 11 are still there.
+        std::fs::remove_file(log.join(format!("{:020}.json", 12))).expect("delete");
+        let from = format!("_delta_log/{:020}", 10);
+        let (ours, theirs) = both(dir.path(), "_delta_log", &from).await;
         assert_eq!(ours, theirs);
-        assert!(
-            ours.iter().any(|n| n.contains(".0000000002.parquet")),
-            "{ours:?}"
-        );
+        let last = format!("{:020}.json", 29);
+        assert!(ours.iter().any(|n| n.contains(&last)), "{ours:?}");
     }
 }

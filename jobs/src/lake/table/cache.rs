@@ -15,8 +15,12 @@ use std::sync::Arc;
 ///
 /// Each state remembers the version it was last loaded afresh at: one
 /// updated incrementally for [`REBUILD_EVERY`] versions is rebuilt (see
-/// `lake::state`), or every later update would pay for every commit
-/// replayed since the process started.
+/// `lake::state`). The kernel rebuilds a state itself when an update meets
+/// a checkpoint newer than the state, but not one at the state's own
+/// version (a reader that caught the writer's commit before its
+/// checkpoint): without this, such a state would pay on every update for
+/// every commit replayed since. A table that never checkpoints replays its
+/// whole log at each such rebuild.
 #[derive(Clone, Default)]
 pub struct TableCache(Arc<std::sync::Mutex<std::collections::HashMap<String, Cached>>>);
 
