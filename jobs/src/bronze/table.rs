@@ -155,7 +155,7 @@ impl BronzeTable {
     }
 
     pub fn version(&self) -> i64 {
-        self.table.version().map_or(-1, |v| v as i64)
+        crate::lake::state::version(&self.table)
     }
 
     pub fn delta(&self) -> &DeltaTable {

@@ -21,6 +21,11 @@ use deltalake::table::state::DeltaTableState;
 /// writer's rebuild reads the checkpoint it just wrote).
 pub const REBUILD_EVERY: i64 = 100;
 
+/// `table`'s loaded version, -1 before its first commit is loaded.
+pub fn version(table: &DeltaTable) -> i64 {
+    table.version().map_or(-1, |v| v as i64)
+}
+
 /// Replaces `table`'s state with one loaded afresh at the same version.
 /// A table with no state (none loaded yet) is left as it is.
 pub async fn rebuild(table: &mut DeltaTable) -> deltalake::DeltaResult<()> {

@@ -1,7 +1,7 @@
 //! The Delta tables a catalog loaded, kept so that opening one again
 //! reads only the commits made since.
 
-use crate::lake::state::{REBUILD_EVERY, rebuild};
+use crate::lake::state::{REBUILD_EVERY, rebuild, version};
 use deltalake::{DeltaTable, DeltaTableError};
 use std::sync::Arc;
 
@@ -30,10 +30,6 @@ struct Cached {
     fresh_at: i64,
 }
 
-fn version(table: &DeltaTable) -> i64 {
-    table.version().map_or(-1, |v| v as i64)
-}
-
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.0.lock().map_or(0, |m| m.len());
@@ -50,21 +46,24 @@ impl TableCache {
         build: impl FnOnce() -> Result<DeltaTable, DeltaTableError>,
     ) -> Result<DeltaTable, DeltaTableError> {
         let held = self.0.lock().ok().and_then(|m| m.get(url).cloned());
-        let (mut table, mut fresh_at) = match held {
-            Some(c) => (c.table, c.fresh_at),
-            None => (build()?, i64::MAX),
+        let (mut table, held_fresh_at) = match held {
+            Some(c) => (c.table, Some(c.fresh_at)),
+            None => (build()?, None),
         };
         table.load().await?;
         let loaded = version(&table);
-        if fresh_at == i64::MAX {
-            fresh_at = loaded;
-        } else if loaded - fresh_at >= REBUILD_EVERY {
-            match rebuild(&mut table).await {
-                Ok(()) => fresh_at = loaded,
+        let fresh_at = match held_fresh_at {
+            Some(at) if loaded - at >= REBUILD_EVERY => match rebuild(&mut table).await {
+                Ok(()) => loaded,
                 // Costs only speed; tried again at the next open.
-                Err(e) => tracing::debug!(url, "state not rebuilt: {e}"),
-            }
-        }
+                Err(e) => {
+                    tracing::debug!(url, "state not rebuilt: {e}");
+                    at
+                }
+            },
+            Some(at) => at,
+            None => loaded,
+        };
         self.put(url, &table, fresh_at);
         Ok(table)
     }

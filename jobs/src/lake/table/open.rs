@@ -48,10 +48,10 @@ impl ModelTable {
         let key = location.url.as_str();
         let loaded = match cache {
             Some(c) => c.load(key, || location.builder()?.build()).await,
-            None => match location.builder()?.build() {
-                Ok(mut t) => t.load().await.map(|()| t),
-                Err(e) => Err(e),
-            },
+            None => {
+                let mut t = location.builder()?.build()?;
+                t.load().await.map(|()| t)
+            }
         };
         let table = match loaded {
             Ok(t) => t,
@@ -206,7 +206,7 @@ impl ModelTable {
     }
 
     pub fn version(&self) -> i64 {
-        self.table.version().map_or(-1, |v| v as i64)
+        crate::lake::state::version(&self.table)
     }
 
     pub fn delta(&self) -> &DeltaTable {
