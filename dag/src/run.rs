@@ -1,6 +1,7 @@
 //! `dag run [SELECTOR]`: the selected silver and gold models, once, in
 //! dependency order (models that do not depend on each other at the same
-//! time, up to `models.concurrency`; one at a time in a full refresh),
+//! time, up to `models.concurrency`; in a full refresh, models reading more
+//! than `models.heavy_input_mb` one at a time),
 //! each printing what it read, wrote and how long it took, each followed
 //! by its data tests as soon as the models they read have run
 //! (write-audit-publish). A model whose input failed, or whose input's
@@ -94,19 +95,21 @@ pub async fn run(
     // This run is the only writer of test results while it lasts.
     let mut runner = Runner::with_settings(cfg, p.clone(), s).keeping_test_bases();
     runner.events = Arc::new(Relay(relay));
-    // A full refresh rebuilds every model from all of its input: each
-    // already uses every core, and two at once only add up their memory
-    // (10M events: 1.3 -> 1.9 GB peak). Runs of new data are mostly
-    // small, latency-bound steps: those overlap.
+    // A full refresh rebuilds every model from all of its input: a big
+    // one already uses every core, and two at once only add up their
+    // memory (10M events: 1.3 -> 1.9 GB peak), so those run one at a time;
+    // small models run beside them. Runs of new data are mostly small,
+    // latency-bound steps: those overlap.
     let limits = Limits {
-        concurrency: if full_refresh {
-            1
-        } else {
-            cfg.config.models.concurrency()
-        },
+        concurrency: cfg.config.models.concurrency(),
         lease: None,
         timeout: None,
         grace: std::time::Duration::ZERO,
+        heavy_bytes: full_refresh.then_some(
+            u64::try_from(cfg.config.models.heavy_input_mb)
+                .unwrap_or(0)
+                .saturating_mul(1 << 20),
+        ),
     };
     // A `dag run` fails fast: a failed task is not tried again.
     let store = Arc::new(MemoryStore::new(&run, tasks, 1));

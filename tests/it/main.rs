@@ -9,6 +9,7 @@ mod config;
 mod datatest;
 mod demo;
 mod events;
+mod executor;
 mod faults;
 mod files;
 mod fixtures;

@@ -39,6 +39,11 @@ pub struct ModelsConfig {
     /// Most models `dag run` executes at once (models that do not depend
     /// on each other); 0: one per CPU core.
     pub concurrency: u32,
+    /// In a full refresh, a model whose inputs' files hold more than this
+    /// many MiB runs while no other such model runs: each of those
+    /// rebuilds takes every core, and their memory adds up. Smaller models
+    /// run beside it, up to `concurrency`.
+    pub heavy_input_mb: i64,
     /// `dag run` records its runs in PostgreSQL when a database is
     /// configured.
     pub record_runs: bool,
@@ -49,6 +54,7 @@ impl Default for ModelsConfig {
         Self {
             clean_batch_mb: 96,
             concurrency: 0,
+            heavy_input_mb: 64,
             record_runs: true,
         }
     }

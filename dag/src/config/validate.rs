@@ -179,6 +179,7 @@ fn kafka_and_ingest(ro: &Loaded) -> Result<(), ConfigError> {
         ("ingest.compact_min_files", c.ingest.compact_min_files, 2),
         ("ingest.target_file_mb", c.ingest.target_file_mb, 1),
         ("models.clean_batch_mb", c.models.clean_batch_mb, 0),
+        ("models.heavy_input_mb", c.models.heavy_input_mb, 0),
     ] {
         if value < min {
             return Err(invalid(

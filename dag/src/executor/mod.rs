@@ -41,12 +41,18 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// On a drain, how long running tasks may still finish.
     pub grace: Duration,
+    /// A task whose inputs' files hold more than this many bytes waits
+    /// until no other such task runs (a full refresh: each big rebuild
+    /// takes every core, and two at once add up their memory); smaller
+    /// tasks run beside it. None: tasks are not weighed.
+    pub heavy_bytes: Option<u64>,
 }
 
 /// Claims and runs tasks from `store` until `stop` (or, for a store that
 /// ends when idle, until its runs are over), then drains.
 pub async fn drive<S: StateStore>(store: Arc<S>, runner: Arc<Runner>, limits: Limits, stop: &Stop) {
     let running = Arc::new(AtomicUsize::new(0));
+    let heavy_running = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     // Set when the drain's grace period is over: no task commits after.
     let stopping = Cancel::default();
@@ -58,17 +64,38 @@ pub async fn drive<S: StateStore>(store: Arc<S>, runner: Arc<Runner>, limits: Li
                     if c.first {
                         announce(&*store, &runner, &c).await;
                     }
+                    let heavy = match limits.heavy_bytes {
+                        Some(max) => runner.input_bytes(&c.node).await > max,
+                        None => false,
+                    };
+                    // A heavy task waits, claimed, for the heavy one running:
+                    // nothing else starts meanwhile (a stop hands it back).
+                    while heavy && heavy_running.load(Ordering::SeqCst) > 0 && !stop.is_set() {
+                        tokio::select! {
+                            _ = tasks.join_next() => {}
+                            _ = stop.wait() => {}
+                        }
+                    }
+                    if stop.is_set() {
+                        break;
+                    }
                     running.fetch_add(1, Ordering::SeqCst);
-                    let (store, runner, limits, running, cancel) = (
+                    if heavy {
+                        heavy_running.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let (store, runner, limits, cancel) = (
                         store.clone(),
                         runner.clone(),
                         limits.clone(),
-                        running.clone(),
                         stopping.child(),
                     );
+                    let (running, heavy_running) = (running.clone(), heavy_running.clone());
                     tasks.spawn(async move {
                         run_claim(&*store, runner, &limits, &c, cancel).await;
                         running.fetch_sub(1, Ordering::SeqCst);
+                        if heavy {
+                            heavy_running.fetch_sub(1, Ordering::SeqCst);
+                        }
                     });
                 }
                 Ok(None) => break,

@@ -231,6 +231,35 @@ impl Runner {
         }
     }
 
+    /// Bytes of the files `node`'s inputs hold now (what a rebuild of it
+    /// reads); an input that cannot be opened counts as unbounded, the
+    /// load and unknown nodes as nothing.
+    pub async fn input_bytes(&self, node: &str) -> u64 {
+        let Some(n) = self.p.node(node) else {
+            return 0;
+        };
+        let mut bytes = 0u64;
+        for input in self.p.inputs(n) {
+            let files = match self.catalog.open_input(&input.name, &self.settings).await {
+                Ok(table) => table.files().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match files {
+                Ok(files) => {
+                    bytes += files
+                        .iter()
+                        .map(|f| u64::try_from(f.size).unwrap_or(0))
+                        .sum::<u64>();
+                }
+                Err(e) => {
+                    tracing::debug!(node, input = %input.name, "input not weighed: {e}");
+                    return u64::MAX;
+                }
+            }
+        }
+        bytes
+    }
+
     /// Runs the task `c` of a run whose state is `run`; no commit happens
     /// once `cancel` is set. The load node publishes the versions the
     /// run's model tasks left and tested.

@@ -209,6 +209,7 @@ pub async fn serve_until(
         lease: Some(s.lease),
         timeout: Some(s.task_timeout),
         grace: s.grace_period,
+        heavy_bytes: None,
     };
     let states = Arc::new(pg::PgStore::new(pool.clone(), &me, s.clone()).await);
     let runner = Arc::new(runner);

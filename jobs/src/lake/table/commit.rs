@@ -9,6 +9,7 @@ use super::open::ModelTable;
 use crate::lake::bridge::df_to_batch;
 use crate::lake::state::{REBUILD_EVERY, rebuild};
 use arrow::array::RecordBatch;
+use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, Transaction};
 use deltalake::parquet::basic::Compression;
@@ -16,11 +17,10 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::{DeltaTable, DeltaTableError};
 use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 
-/// Names a table whose next commit stalls, once (tests only):
+/// Names tables whose next commit stalls, once (tests only): comma-separated
 /// `<table>:<milliseconds>:<marker file>`; the stall happens when the
 /// marker file does not exist yet, and creates it.
 pub const STALL_COMMIT: &str = "DAG_TEST_STALL_COMMIT";
@@ -79,22 +79,25 @@ impl ModelTable {
         if df.height() == 0 {
             return Ok(Vec::new());
         }
-        let batch = df_to_batch(df, &self.schema)?;
         // Parquet encoding is single-threaded per writer and most of a big
         // write: large outputs are split over one writer per core (one file
-        // each per partition).
-        let ways = if batch.num_rows() < PARALLEL_WRITE_ROWS {
+        // each per partition). Each writer also converts its own share to
+        // Arrow (the conversion copies strings out of polars' views).
+        let ways = if df.height() < PARALLEL_WRITE_ROWS {
             1
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         };
+        let per = df.height().div_ceil(ways);
         let mut tasks = tokio::task::JoinSet::new();
-        for part in chunks(&batch, batch.num_rows().div_ceil(ways)) {
+        for at in (0..df.height()).step_by(per) {
+            let part = df.slice(at as i64, per);
+            let schema = self.schema.clone();
             let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
             // A file holds at most this many keys. Sized for them, the
             // filter starts small; the default (a million) allocated and
             // zeroed 8 MB per file at this rate before folding it down.
-            let ndv = part.num_rows().min(FILE_ROWS) as u64;
+            let ndv = part.height().min(FILE_ROWS) as u64;
             for c in &self.bloom {
                 // A key column is (nearly) one value per row: a dictionary
                 // never pays, and trying one cost a hash per value.
@@ -108,15 +111,16 @@ impl ModelTable {
             let mut writer =
                 RecordBatchWriter::for_table(&self.table)?.with_writer_properties(props.build());
             tasks.spawn(async move {
+                let batch = df_to_batch(&part, &schema)?;
                 // The writer splits by partition; a file ends every
                 // FILE_ROWS rows so that readers pruning by statistics
                 // (as-of scopes, time scopes) skip most of a big table.
                 let mut adds = Vec::new();
-                for slice in chunks(&part, FILE_ROWS) {
+                for slice in chunks(&batch, FILE_ROWS) {
                     writer.write(slice).await?;
                     adds.extend(writer.flush().await?);
                 }
-                Ok::<_, DeltaTableError>(adds)
+                Ok::<_, TableError>(adds)
             });
         }
         let mut adds = Vec::new();
@@ -282,16 +286,25 @@ pub async fn upkeep(table: &mut DeltaTable, name: &str, version: i64, cleanup: b
 impl ModelTable {
     /// See [`STALL_COMMIT`].
     async fn stall_for_tests(&self) {
-        let Ok(spec) = std::env::var(STALL_COMMIT) else {
+        let Ok(specs) = std::env::var(STALL_COMMIT) else {
             return;
         };
-        let mut parts = spec.splitn(3, ':');
-        let (Some(table), Some(ms), Some(marker)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return;
-        };
-        let marker = std::path::Path::new(marker);
-        if table == self.name && !marker.exists() && std::fs::write(marker, b"").is_ok() {
+        for spec in specs.split(',') {
+            let mut parts = spec.splitn(3, ':');
+            let (Some(table), Some(ms), Some(marker)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if table == self.name {
+                Self::stall(table, ms, std::path::Path::new(marker)).await;
+            }
+        }
+    }
+
+    /// One stall of [`STALL_COMMIT`], said on standard error as it begins
+    /// and ends.
+    async fn stall(table: &str, ms: &str, marker: &std::path::Path) {
+        if !marker.exists() && std::fs::write(marker, b"").is_ok() {
             let ms = ms.parse().unwrap_or(0);
             eprintln!("{STALL_COMMIT}: stalling {table}'s commit for {ms} ms");
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;

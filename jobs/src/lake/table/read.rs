@@ -22,6 +22,11 @@ use futures::{StreamExt, TryStreamExt};
 use polars::prelude::{Column, DataFrame, Scalar};
 use std::sync::Arc;
 
+/// Files read at once by [`ModelTable::read`]: enough to keep every core
+/// decoding, few enough that memory holds only a few files beyond the
+/// result.
+const READ_AHEAD: usize = 4;
+
 impl ModelTable {
     /// Reads the whole table (optionally only some columns).
     pub async fn read_all(&self, columns: Option<&[&str]>) -> Result<DataFrame, TableError> {
@@ -54,9 +59,21 @@ impl ModelTable {
         // converting every value.
         let schema = as_views(&schema);
         let store = self.table.log_store().object_store(None);
+        let partition_by = Arc::new(self.partition_by.clone());
+        // Each file is decoded in a task of its own: decoding (decompression
+        // most of all) is CPU work, and futures buffered in this task would
+        // all run on this one thread (a million bronze rows took 0.44 s on
+        // one core of two). In file order, at most READ_AHEAD at a time.
         let batches: Vec<Vec<RecordBatch>> = futures::stream::iter(files.iter().cloned())
-            .map(|f| read_file(store.clone(), f, schema.clone(), &self.partition_by))
-            .buffered(4)
+            .map(|f| {
+                let (store, schema, partition_by) =
+                    (store.clone(), schema.clone(), partition_by.clone());
+                tokio::spawn(async move { read_file(store, f, schema, &partition_by).await })
+            })
+            .buffered(READ_AHEAD)
+            .map(|joined| {
+                joined.map_err(|e| TableError::Schema(format!("reading a file: task {e}")))?
+            })
             .try_collect()
             .await?;
         let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
