@@ -103,9 +103,9 @@ pub(super) fn check_field<'a>(
                         .filter(|v| v.abs() <= limit)
                         .map(|v| Cell::Int(v as i64))
                 }
-                _ => token
-                    .parse::<f64>()
-                    .ok()
+                _ => dec
+                    .to_f64_fast()
+                    .or_else(|| token.parse::<f64>().ok())
                     .filter(|f| f.is_finite())
                     .map(Cell::Float),
             }
