@@ -11,7 +11,7 @@
 
 use super::batch::{PARTITION_COLUMN, Span, bronze_schema};
 pub use crate::lake::TableLocation;
-use crate::lake::table::CLEANUP_EVERY;
+use crate::lake::table::{CLEANUP_EVERY, after_checkpoint};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
@@ -424,26 +424,18 @@ impl BronzeTable {
         self.staged = None;
     }
 
-    /// Writes a checkpoint at the loaded version; at this writer's first
-    /// checkpoint and then once per [`CLEANUP_EVERY`] versions, deletes the
-    /// log entries the table's log retention let expire (only ever before a
-    /// checkpoint; the cleanup lists the whole log, 30 days of commits; a
-    /// failed one costs only disk and is logged); then rebuilds this
-    /// writer's state from the new checkpoint (`lake::state`: an
-    /// ingester's commits would otherwise get slower for as long as it
-    /// runs; a failed rebuild costs only speed).
+    /// Writes a checkpoint at the loaded version, then rebuilds this
+    /// writer's state from it and, at this writer's first checkpoint and
+    /// then once per [`CLEANUP_EVERY`] versions, deletes the log entries
+    /// the table's log retention let expire ([`after_checkpoint`]).
     pub async fn checkpoint(&mut self) -> Result<(), DeltaTableError> {
         deltalake::checkpoints::create_checkpoint(&self.table, None).await?;
         let version = self.version();
-        if self.cleaned_at.is_none_or(|c| version - c >= CLEANUP_EVERY) {
+        let cleanup = self.cleaned_at.is_none_or(|c| version - c >= CLEANUP_EVERY);
+        if cleanup {
             self.cleaned_at = Some(version);
-            if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
-                tracing::warn!(table = %self.name, "log cleanup failed: {e}");
-            }
         }
-        if let Err(e) = crate::lake::state::rebuild(&mut self.table).await {
-            tracing::debug!(table = %self.name, "state not rebuilt: {e}");
-        }
+        after_checkpoint(&mut self.table, &self.name, version, true, cleanup).await;
         Ok(())
     }
 }

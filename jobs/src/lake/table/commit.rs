@@ -259,18 +259,33 @@ impl ModelTable {
     }
 }
 
-/// A checkpoint at `version`, then, with `cleanup`, the log entries older
-/// than the table's log retention (and older than a checkpoint) deleted;
-/// every [`REBUILD_EVERY`] versions the writer's state is rebuilt from that
-/// checkpoint (`lake::state`). Failures cost only speed: they are logged.
-pub async fn upkeep(table: &mut DeltaTable, name: &str, version: i64, cleanup: bool) {
+/// A checkpoint at `version`, then what follows one (see
+/// [`after_checkpoint`]): every [`REBUILD_EVERY`] versions the writer's
+/// state rebuilt, with `cleanup` the expired log entries deleted. A failed
+/// checkpoint costs only speed: it is logged.
+async fn upkeep(table: &mut DeltaTable, name: &str, version: i64, cleanup: bool) {
     if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
         tracing::warn!(table = %name, version, "checkpoint failed: {e}");
         return;
     }
-    if version % REBUILD_EVERY == 0
-        && let Err(e) = rebuild(table).await
-    {
+    after_checkpoint(table, name, version, version % REBUILD_EVERY == 0, cleanup).await;
+}
+
+/// What a writer does after its checkpoint at `version`, model and bronze
+/// tables alike: with `rebuild`, its state is rebuilt from that checkpoint
+/// (`lake::state`: a long-lived writer's commits would otherwise get slower
+/// for as long as it runs); with `cleanup`, the log entries older than the
+/// table's log retention (and older than a checkpoint) are deleted (the
+/// cleanup lists the whole log). Failures cost only speed or disk: they
+/// are logged.
+pub async fn after_checkpoint(
+    table: &mut DeltaTable,
+    name: &str,
+    version: i64,
+    rebuild_state: bool,
+    cleanup: bool,
+) {
+    if rebuild_state && let Err(e) = rebuild(table).await {
         tracing::debug!(table = %name, version, "state not rebuilt: {e}");
     }
     if !cleanup {
