@@ -64,17 +64,13 @@ pub async fn drive<S: StateStore>(store: Arc<S>, runner: Arc<Runner>, limits: Li
                     if c.first {
                         announce(&*store, &runner, &c).await;
                     }
+                    // One task at a time needs no weighing.
                     let heavy = match limits.heavy_bytes {
-                        Some(max) => runner.input_bytes(&c.node).await > max,
-                        None => false,
+                        Some(max) if limit > 1 => runner.input_bytes(&c.node).await > max,
+                        _ => false,
                     };
-                    // A heavy task waits, claimed, for the heavy one running:
-                    // nothing else starts meanwhile (a stop hands it back).
-                    while heavy && heavy_running.load(Ordering::SeqCst) > 0 && !stop.is_set() {
-                        tokio::select! {
-                            _ = tasks.join_next() => {}
-                            _ = stop.wait() => {}
-                        }
+                    if heavy {
+                        until_none_runs(&mut tasks, &heavy_running, stop).await;
                     }
                     if stop.is_set() {
                         break;
@@ -137,6 +133,18 @@ pub async fn drive<S: StateStore>(store: Arc<S>, runner: Arc<Runner>, limits: Li
         Ok(0) => {}
         Ok(n) => tracing::warn!("handed back {n} unfinished task(s)"),
         Err(e) => tracing::error!("handing back tasks: {e:#}"),
+    }
+}
+
+/// Waits, joining the tasks that end, until `counted` tasks run no more
+/// or `stop` is set: a heavy task holds its claim meanwhile and nothing
+/// else starts (a stop hands it back).
+async fn until_none_runs(tasks: &mut tokio::task::JoinSet<()>, counted: &AtomicUsize, stop: &Stop) {
+    while counted.load(Ordering::SeqCst) > 0 && !stop.is_set() {
+        tokio::select! {
+            _ = tasks.join_next() => {}
+            _ = stop.wait() => {}
+        }
     }
 }
 
