@@ -120,18 +120,26 @@ fn cast_to(array: &ArrayRef, field: &Field) -> Result<ArrayRef, BridgeError> {
         return Ok(array.clone());
     }
     let array = match (array.data_type(), field.data_type()) {
-        // A naive timestamp in another unit: to micros first, then label UTC.
-        (DataType::Timestamp(unit, _), DataType::Timestamp(TimeUnit::Microsecond, tz))
-            if *unit != TimeUnit::Microsecond =>
-        {
-            let micros =
-                arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-            arrow::compute::cast(
-                &micros,
-                &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-            )?
+        // A naive timestamp: to micros, then labelled with the zone.
+        (DataType::Timestamp(unit, None), DataType::Timestamp(TimeUnit::Microsecond, Some(tz))) => {
+            let micros = if *unit == TimeUnit::Microsecond {
+                array.clone()
+            } else {
+                arrow::compute::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+            };
+            labelled(&micros, tz)
         }
         _ => arrow::compute::cast(array, field.data_type())?,
     };
     Ok(array)
+}
+
+/// Naive microseconds labelled with the zone `tz`, values unchanged: they
+/// are UTC already (module docs). arrow's cast would read them as local
+/// times of `tz` and convert each one (a time-zone lookup per value, which
+/// for UTC changes nothing).
+fn labelled(micros: &ArrayRef, tz: &Arc<str>) -> ArrayRef {
+    use arrow::array::{AsArray, TimestampMicrosecondArray};
+    let naive: &TimestampMicrosecondArray = micros.as_primitive();
+    Arc::new(naive.clone().with_timezone(tz.clone()))
 }

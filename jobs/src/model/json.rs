@@ -7,6 +7,12 @@
 //! Hand-written rather than serde_json: serde_json keeps the last of
 //! duplicate keys and, without `arbitrary_precision` (a feature that would
 //! change number handling for every crate in the tree), rounds tokens.
+//!
+//! UTF-8 is checked where it can occur, inside strings: everything outside
+//! them must be ASCII for the grammar to match, so there is no separate
+//! pass over the value (that pass was a tenth of silver's row checking).
+//! Strings are scanned eight bytes at a time up to the first byte that
+//! needs a look (a quote, a backslash, a control or non-ASCII byte).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -44,12 +50,7 @@ pub fn parse_object(bytes: &[u8]) -> Option<Vec<Member<'_>>> {
 /// parsing many values reuses one buffer.
 pub fn parse_object_into<'a>(bytes: &'a [u8], members: &mut Vec<Member<'a>>) -> Option<()> {
     members.clear();
-    let text = std::str::from_utf8(bytes).ok()?;
-    let mut p = Parser {
-        s: text,
-        b: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = Parser { b: bytes, i: 0 };
     p.ws();
     if p.peek()? != b'{' {
         return None;
@@ -60,9 +61,52 @@ pub fn parse_object_into<'a>(bytes: &'a [u8], members: &mut Vec<Member<'a>>) -> 
 }
 
 struct Parser<'a> {
-    s: &'a str,
     b: &'a [u8],
     i: usize,
+}
+
+/// The text of `b[from..to]`, a span the parser has matched: ASCII
+/// grammar and strings it validated.
+fn matched(b: &[u8], from: usize, to: usize) -> &str {
+    let span = &b[from..to];
+    debug_assert!(std::str::from_utf8(span).is_ok());
+    // SAFETY: a matched span is valid UTF-8: outside strings only ASCII
+    // bytes match the grammar, and every string's bytes were validated
+    // (`Parser::string`) before the span could end after it.
+    unsafe { std::str::from_utf8_unchecked(span) }
+}
+
+/// The index of the first byte from `i` on that a string scan must look
+/// at: `"`, `\`, a control byte (< 0x20) or a non-ASCII byte (>= 0x80);
+/// `b.len()` if none.
+fn plain_end(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = b.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let slash = w ^ (ONES * u64::from(b'\\'));
+        // A byte's high bit is set when it is zero (`x - 1` borrows) or,
+        // for the third term, below 0x20; `| w` flags non-ASCII bytes.
+        // Borrows can flag bytes above a true hit, never below it, so the
+        // lowest flag is exact.
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (slash.wrapping_sub(ONES) & !slash)
+            | (w.wrapping_sub(ONES * 0x20) & !w)
+            | w)
+            & HIGH;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c) {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 impl<'a> Parser<'a> {
@@ -172,7 +216,7 @@ impl<'a> Parser<'a> {
             b'{' => {
                 let start = self.i;
                 self.object(depth, None)?;
-                Value::Object(&self.s[start..self.i])
+                Value::Object(matched(self.b, start, self.i))
             }
             b'[' => {
                 self.array(depth)?;
@@ -219,7 +263,7 @@ impl<'a> Parser<'a> {
             }
             self.digits();
         }
-        Some(&self.s[start..self.i])
+        Some(matched(self.b, start, self.i))
     }
 
     fn digits(&mut self) {
@@ -228,25 +272,34 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A string at `self.i` (on `"`), unescaped; borrowed when it has no
-    /// escapes.
+    /// A string at `self.i` (on `"`), unescaped and UTF-8-checked;
+    /// borrowed when it has no escapes.
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.i;
+        let mut ascii = true;
         // Fast path: no escapes.
         loop {
+            self.i = plain_end(self.b, self.i);
             match self.peek()? {
                 b'"' => {
-                    let s = &self.s[start..self.i];
+                    let bytes = &self.b[start..self.i];
                     self.i += 1;
-                    return Some(Cow::Borrowed(s));
+                    if !ascii {
+                        std::str::from_utf8(bytes).ok()?;
+                    }
+                    return Some(Cow::Borrowed(matched(self.b, start, self.i - 1)));
                 }
                 b'\\' => break,
                 c if c < 0x20 => return None,
-                _ => self.i += 1,
+                // Non-ASCII: checked with the whole string at its end.
+                _ => {
+                    ascii = false;
+                    self.i += 1;
+                }
             }
         }
-        let mut out = String::from(&self.s[start..self.i]);
+        let mut out = String::from(std::str::from_utf8(&self.b[start..self.i]).ok()?);
         loop {
             match self.peek()? {
                 b'"' => {
@@ -293,22 +346,29 @@ impl<'a> Parser<'a> {
                 }
                 c if c < 0x20 => return None,
                 _ => {
-                    // Copy one UTF-8 character (the input is valid UTF-8).
-                    let ch = self.s[self.i..].chars().next()?;
-                    out.push(ch);
-                    self.i += ch.len_utf8();
+                    // A run of text up to the next quote, backslash or
+                    // control byte (all ASCII, so never inside a UTF-8
+                    // sequence), checked as UTF-8.
+                    let from = self.i;
+                    while self
+                        .peek()
+                        .is_some_and(|c| c != b'"' && c != b'\\' && c >= 0x20)
+                    {
+                        self.i += 1;
+                    }
+                    out.push_str(std::str::from_utf8(&self.b[from..self.i]).ok()?);
                 }
             }
         }
     }
 
     fn hex4(&mut self) -> Option<u32> {
-        let h = self.s.get(self.i..self.i + 4)?;
-        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return None;
-        }
+        let h = self.b.get(self.i..self.i + 4)?;
+        let v = h
+            .iter()
+            .try_fold(0u32, |v, &c| Some(v << 4 | (c as char).to_digit(16)?))?;
         self.i += 4;
-        u32::from_str_radix(h, 16).ok()
+        Some(v)
     }
 }
 
@@ -329,6 +389,35 @@ mod tests {
         let m = parse_object(br#"{"n": -1.50e3, "s": "a\"b"}"#).unwrap();
         assert_eq!(m[0].1, Value::Number("-1.50e3"));
         assert_eq!(m[1].1, Value::String(Cow::Owned("a\"b".into())));
+    }
+
+    /// Strings of every length around the word-wise scan's eight bytes,
+    /// with the byte that stops it at every place: the same text back.
+    #[test]
+    fn strings_are_read_whole_at_every_length() {
+        for len in 0..40 {
+            for stop in ["", "\\\"", "\\n", "é", "😀", "\\u00e9"] {
+                for at in 0..=len {
+                    let plain: String = (0..len)
+                        .map(|i| char::from(b'a' + (i % 26) as u8))
+                        .collect();
+                    let raw = format!("{}{stop}{}", &plain[..at], &plain[at..]);
+                    let text = format!(r#"{{"k{raw}": "{raw}"}}"#);
+                    let want: serde_json::Value = serde_json::from_str(&text).expect("test value");
+                    let (key, value) = want
+                        .as_object()
+                        .and_then(|o| o.iter().next())
+                        .expect("test value");
+                    let m = parse_object(text.as_bytes()).expect("test value");
+                    assert_eq!(m[0].0, key.as_str(), "{text}");
+                    assert_eq!(
+                        m[0].1,
+                        Value::String(Cow::Owned(value.as_str().expect("test value").into())),
+                        "{text}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -373,6 +462,17 @@ mod tests {
             parse_object(b"{\"a\": \"\xff\"}").is_none(),
             "invalid UTF-8"
         );
+        // Invalid UTF-8 anywhere: in a long string (past the word-wise
+        // scan), a key, a nested string, after an escape, outside strings.
+        for bad in [
+            &b"{\"a\": \"abcdefghijklmnop\xc3\"}"[..],
+            b"{\"abcdefghij\xff\": 1}",
+            b"{\"o\": {\"k\": \"\xed\xa0\x80\"}}",
+            b"{\"a\": \"x\\n\xe2\x82\"}",
+            b"{\"a\": 1\xc2\xa0}",
+        ] {
+            assert!(parse_object(bad).is_none(), "accepted {bad:?}");
+        }
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(!ok(&format!("{{\"a\": {deep}}}")));
     }

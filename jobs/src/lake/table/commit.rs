@@ -17,7 +17,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use polars::prelude::DataFrame;
+use polars::prelude::{DataFrame, IdxSize};
 use std::collections::BTreeMap;
 
 /// Names tables whose next commit stalls, once (tests only): comma-separated
@@ -65,6 +65,34 @@ pub(super) const FILE_ROWS: usize = 128 * 1024;
 /// Outputs from this many rows up are written by several writers at once.
 const PARALLEL_WRITE_ROWS: usize = 200_000;
 
+/// Rows of a column looked at to choose its encoding.
+const ENCODING_SAMPLE: usize = 2048;
+
+/// The columns of `part` whose values are nearly all distinct: more than
+/// half of a sample of rows spread over it. A dictionary of such a column
+/// is about as large as its data and costs a hash per value (for 8-byte
+/// numbers it never even overflows to plain within one file), so they are
+/// written plain. Columns with few values (flags, codes, ids of a small
+/// dimension) keep their dictionary.
+fn nearly_unique(part: &DataFrame) -> Vec<String> {
+    let rows = part.height();
+    if rows < 64 {
+        return Vec::new();
+    }
+    let step = rows.div_ceil(ENCODING_SAMPLE);
+    let at: Vec<IdxSize> = (0..rows).step_by(step).map(|i| i as IdxSize).collect();
+    part.columns()
+        .iter()
+        .filter(|c| {
+            c.as_materialized_series()
+                .take_slice(&at)
+                .and_then(|sample| sample.n_unique())
+                .is_ok_and(|n| n * 2 > at.len())
+        })
+        .map(|c| c.name().to_string())
+        .collect()
+}
+
 fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
     (0..batch.num_rows())
         .step_by(rows.max(1))
@@ -98,6 +126,9 @@ impl ModelTable {
             // filter starts small; the default (a million) allocated and
             // zeroed 8 MB per file at this rate before folding it down.
             let ndv = part.height().min(FILE_ROWS) as u64;
+            for c in nearly_unique(&part) {
+                props = props.set_column_dictionary_enabled(ColumnPath::new(vec![c]), false);
+            }
             for c in &self.bloom {
                 // A key column is (nearly) one value per row: a dictionary
                 // never pays, and trying one cost a hash per value.

@@ -14,6 +14,7 @@ use arrow::datatypes::{Field, Schema};
 use polars::prelude::*;
 use polars_arrow::array::{BinaryViewArray, PrimitiveArray};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Applies the field rules to the rows of `rows` numbered by `order`, in
 /// that order: typed columns of the rows that pass, and the quarantine rows
@@ -61,24 +62,48 @@ pub fn check_rows(
         keys,
         ingested,
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = order.len().div_ceil(threads).max(4096);
-    let parts: Vec<Result<Checked, ModelError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = order
-            .chunks(per)
-            .map(|slice| scope.spawn(move || check_slice(&raw, fields, format, slice)))
+    let slices: Vec<&[IdxSize]> = order.chunks(SLICE_ROWS).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(slices.len());
+    // Each thread takes the next slice when done with one: a core that
+    // another task holds for a while leaves its share to the others
+    // (halves fixed in advance waited for the slowest core).
+    let next = AtomicUsize::new(0);
+    let mut parts: Vec<(usize, Result<Checked, ModelError>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(slice) = slices.get(at) else {
+                            return done;
+                        };
+                        done.push((at, check_slice(&raw, fields, format, slice)));
+                    }
+                })
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
+            .flat_map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(ModelError::Input("a row-checking thread panicked".into()))
+                    vec![(
+                        0,
+                        Err(ModelError::Input("a row-checking thread panicked".into())),
+                    )]
                 })
             })
             .collect()
     });
-    gather(rows, fields, parts)
+    parts.sort_by_key(|(at, _)| *at);
+    gather(rows, fields, parts.into_iter().map(|(_, part)| part))
 }
+
+/// Rows checked as one unit of work (small enough that the cores share
+/// the work evenly, big enough that each unit's columns are few chunks).
+const SLICE_ROWS: usize = 32 * 1024;
 
 /// The bronze columns [`check_rows`] reads, as arrays.
 #[derive(Clone, Copy)]
@@ -90,7 +115,7 @@ struct RawRows<'a> {
     ingested: &'a PrimitiveArray<i64>,
 }
 
-/// One thread's share of [`check_rows`]: the rows numbered `slice`, in
+/// One slice of [`check_rows`]'s work: the rows numbered `slice`, in
 /// that order.
 fn check_slice(
     raw: &RawRows<'_>,
@@ -150,7 +175,7 @@ fn check_slice(
 fn gather(
     rows: &DataFrame,
     fields: &[FieldRule],
-    parts: Vec<Result<Checked, ModelError>>,
+    parts: impl Iterator<Item = Result<Checked, ModelError>>,
 ) -> Result<Judged, ModelError> {
     let mut valid = finish(
         fields,

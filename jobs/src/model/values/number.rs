@@ -52,13 +52,21 @@ impl Digits {
         }
     }
 
-    fn pop(&mut self) {
-        match self {
-            Digits::Inline(len, _) => *len = len.saturating_sub(1),
-            Digits::Heap(v) => {
-                v.pop();
+    /// Appends digit `d` of a number, left to right, keeping no leading
+    /// or trailing zeros: a zero is only counted in `zeros` until a
+    /// nonzero digit follows it.
+    fn push_significant(&mut self, d: u8, zeros: &mut i64) {
+        if d == 0 {
+            if !self.as_slice().is_empty() {
+                *zeros += 1;
             }
+            return;
         }
+        for _ in 0..*zeros {
+            self.push(0);
+        }
+        *zeros = 0;
+        self.push(d);
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -71,41 +79,53 @@ impl Digits {
 
 impl Decimal {
     /// Parses a number token (JSON grammar, or a plain decimal such as a
-    /// range bound).
+    /// range bound): `-? digits (. digits)? ([eE] [+-]? digits)?`, where
+    /// the integer part may have leading zeros. One pass over the bytes
+    /// (every number of every event comes through here).
     pub fn parse(token: &str) -> Option<Decimal> {
-        let (negative, rest) = match token.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, token),
-        };
-        let (mantissa, exp) = match rest.find(['e', 'E']) {
-            Some(at) => {
-                let e = &rest[at + 1..];
-                let e = e.strip_prefix('+').unwrap_or(e);
-                // Saturate absurd exponents: still compares correctly.
-                let exp = e.parse::<i64>().unwrap_or(if e.starts_with('-') {
-                    -(1 << 40)
-                } else {
-                    1 << 40
-                });
-                (&rest[..at], exp.clamp(-(1 << 40), 1 << 40))
-            }
-            None => (rest, 0),
-        };
-        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|c| c.is_ascii_digit()) {
+        let b = token.as_bytes();
+        let negative = b.first() == Some(&b'-');
+        let mut i = usize::from(negative);
+        let mut digits = Digits::new();
+        // Zeros seen after the last nonzero digit, pushed only when a
+        // nonzero digit follows (trailing zeros raise `exp` instead).
+        let mut zeros: i64 = 0;
+        let mut exp: i64 = 0;
+        let mut int_len = 0;
+        while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            digits.push_significant(c - b'0', &mut zeros);
+            int_len += 1;
+            i += 1;
+        }
+        if int_len == 0 {
             return None;
         }
-        // Leading zeros are skipped, trailing ones dropped after.
-        let mut digits = Digits::new();
-        for c in int.bytes().chain(frac.bytes()) {
-            if c != b'0' || !digits.as_slice().is_empty() {
-                digits.push(c - b'0');
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let from = i;
+            // `5.` is read as 5 (a plain decimal may end so; JSON and
+            // CSV tokens were matched to their grammar before).
+            while let Some(&c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+                digits.push_significant(c - b'0', &mut zeros);
+                i += 1;
             }
+            exp -= (i - from) as i64;
         }
-        let mut exp = exp - frac.len() as i64;
-        while digits.as_slice().last() == Some(&0) {
-            digits.pop();
-            exp += 1;
+        if let Some(b'e' | b'E') = b.get(i) {
+            let e = &token[i + 1..];
+            let (minus, e) = match e.as_bytes().first() {
+                Some(b'-') => (true, &e[1..]),
+                Some(b'+') => (false, &e[1..]),
+                _ => (false, e),
+            };
+            if e.is_empty() || !e.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            // Saturate absurd exponents: still compares correctly.
+            let written = e.parse::<i64>().unwrap_or(1 << 40).min(1 << 40);
+            exp += if minus { -written } else { written };
+        } else if i != b.len() {
+            return None;
         }
         if digits.as_slice().is_empty() {
             return Some(Decimal {
@@ -117,7 +137,7 @@ impl Decimal {
         Some(Decimal {
             negative,
             digits,
-            exp,
+            exp: exp + zeros,
         })
     }
 
@@ -367,6 +387,19 @@ mod tests {
         assert!(dec("-90.5") < dec("-90"));
         assert!(dec("1e400") > dec("1e399"));
         assert_eq!(dec("0.000"), dec("-0"));
+        // Zeros inside, leading and trailing, and exponents of every form.
+        assert_eq!(dec("100.5").scaled(1), Some(1005));
+        assert_eq!(dec("0.05").scaled(2), Some(5));
+        assert_eq!(dec("-0.0500e2").scaled(1), Some(-50));
+        assert_eq!(dec("1200").scaled(0), Some(1200));
+        assert_eq!(dec("007").scaled(0), Some(7));
+        assert_eq!(dec("1E+2").scaled(0), Some(100));
+        assert_eq!(dec("25e-1").scaled(1), Some(25));
+        for bad in [
+            "", "-", "1e", "1e+", "1e--5", "1x", "+1", ".5", "1.5.2", "1e5.0",
+        ] {
+            assert!(Decimal::parse(bad).is_none(), "{bad:?}");
+        }
         // Beyond the inline digits: still exact, and equal when equal.
         let long = format!("1.{}1", "0".repeat(60));
         assert!(dec(&long) > dec("1") && dec(&long) < dec("1.0000001"));
