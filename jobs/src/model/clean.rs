@@ -195,14 +195,31 @@ impl Run<'_> {
             report.quarantined += out.quarantine.height() as u64;
             report.duplicates += out.duplicates;
             report.rows_out += out.silver.height() as u64;
-            if let Some(in_range) = out.in_range {
-                rejudged.add(out.quarantine, in_range);
-            } else if pass.to_quar {
-                quar_adds.extend(quar.write_files(&out.quarantine).await?);
-            }
-            if pass.to_silver {
-                silver_adds.extend(silver.write_files(&out.silver).await?);
-            }
+            let quarantine = match out.in_range {
+                Some(in_range) => {
+                    rejudged.add(out.quarantine, in_range);
+                    None
+                }
+                None => pass.to_quar.then_some(out.quarantine),
+            };
+            // Both tables' files at once: the quarantine's writer would
+            // otherwise hold one core while the other waits.
+            let (new_quar, new_silver) = futures::try_join!(
+                async {
+                    match &quarantine {
+                        Some(rows) => quar.write_files(rows).await,
+                        None => Ok(Vec::new()),
+                    }
+                },
+                async {
+                    match pass.to_silver {
+                        true => silver.write_files(&out.silver).await,
+                        false => Ok(Vec::new()),
+                    }
+                }
+            )?;
+            quar_adds.extend(new_quar);
+            silver_adds.extend(new_silver);
             tracing::debug!(model = %model.name, seconds = started.elapsed().as_secs_f64(), "batch written");
         }
         Ok(Written {
