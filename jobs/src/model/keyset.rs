@@ -54,7 +54,7 @@ const PARALLEL_ROWS: usize = 16 * 1024;
 impl KeySet {
     /// An empty set of keys made of `columns`.
     pub fn new(columns: &[String]) -> Self {
-        let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = crate::cores::count();
         Self {
             shards: (0..shards).map(|_| Shard::default()).collect(),
             hasher: DefaultHashBuilder::default(),
@@ -77,7 +77,7 @@ impl KeySet {
         let encoded = Encoded::of(df, &self.columns)?;
         let rows = df.height();
         let parallel = rows >= PARALLEL_ROWS && self.shards.len() > 1;
-        let hashes = self.hashes(&encoded, rows, parallel)?;
+        let hashes = self.hashes(&encoded, rows);
         let (hasher, columns, shard_count) = (&self.hasher, &self.columns, self.shards.len());
         // Each shard takes its rows in order and returns those whose key
         // it held already.
@@ -139,14 +139,9 @@ impl KeySet {
     }
 
     /// Each row's key hash (`None`: a one-column null key), on every core
-    /// when `parallel`.
-    fn hashes(
-        &self,
-        encoded: &Encoded,
-        rows: usize,
-        parallel: bool,
-    ) -> Result<Vec<Option<u64>>, ModelError> {
-        let hash_range = |range: std::ops::Range<usize>| -> Vec<Option<u64>> {
+    /// for a big batch.
+    fn hashes(&self, encoded: &Encoded, rows: usize) -> Vec<Option<u64>> {
+        crate::cores::map_parts(rows, PARALLEL_ROWS, |range| {
             let mut buf = Vec::new();
             range
                 .map(|row| {
@@ -156,24 +151,6 @@ impl KeySet {
                         .then(|| self.hasher.hash_one(&buf[..]))
                 })
                 .collect()
-        };
-        if !parallel {
-            return Ok(hash_range(0..rows));
-        }
-        let per = rows.div_ceil(self.shards.len());
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..rows)
-                .step_by(per)
-                .map(|from| scope.spawn(move || hash_range(from..(from + per).min(rows))))
-                .collect();
-            let mut hashes = Vec::with_capacity(rows);
-            for h in handles {
-                hashes.extend(
-                    h.join()
-                        .map_err(|_| ModelError::Input("a dedupe thread panicked".into()))?,
-                );
-            }
-            Ok(hashes)
         })
     }
 }

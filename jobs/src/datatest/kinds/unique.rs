@@ -21,6 +21,7 @@ use crate::model::ModelError;
 use crate::model::keyset::KeySet;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use twox_hash::XxHash64;
 
 const NAME: &str = "unique";
 
@@ -243,7 +244,7 @@ async fn everywhere(
         hashes.extend(row_hashes(&rows, key)?);
     }
     let checked = hashes.len() as u64;
-    hashes.sort_unstable();
+    crate::cores::sort_on_two_cores(&mut hashes);
     let repeated: std::collections::HashSet<u64> = hashes
         .windows(2)
         .filter(|w| w[0] == w[1])
@@ -287,17 +288,34 @@ async fn everywhere(
 }
 
 /// One 64-bit hash per row of the `key` columns (any types, via text).
+/// A 64-bit hash of each row's key (its columns as text; a null hashes
+/// apart from every string), on every core. Equal keys hash alike in
+/// every call (the two passes compare them); a collision only sends a
+/// row to the exact second pass.
 fn row_hashes(df: &DataFrame, key: &[&str]) -> Result<Vec<u64>, ModelError> {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let hasher = BuildHasherDefault::<DefaultHasher>::default();
-    let mut out = vec![0u64; df.height()];
-    for c in key {
-        let text = df.column(c)?.cast(&DataType::String)?;
-        for (h, v) in out.iter_mut().zip(text.str()?.iter()) {
-            *h = h.rotate_left(17) ^ hasher.hash_one(v);
-        }
-    }
-    Ok(out)
+    const NULL: u64 = 0x9e37_79b9_7f4a_7c15;
+    let texts = key
+        .iter()
+        .map(|c| {
+            Ok(df
+                .column(c)?
+                .cast(&DataType::String)?
+                .str()?
+                .rechunk()
+                .into_owned())
+        })
+        .collect::<Result<Vec<StringChunked>, ModelError>>()?;
+    Ok(crate::cores::map_parts(df.height(), 64 * 1024, |rows| {
+        rows.map(|row| {
+            texts.iter().fold(0u64, |h, text| {
+                let v = text
+                    .get(row)
+                    .map_or(NULL, |v| XxHash64::oneshot(0, v.as_bytes()));
+                h.rotate_left(17) ^ v
+            })
+        })
+        .collect()
+    }))
 }
 
 /// Which partition values can hold the given rows' keys.

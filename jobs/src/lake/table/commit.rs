@@ -114,7 +114,7 @@ impl ModelTable {
         let ways = if df.height() < PARALLEL_WRITE_ROWS {
             1
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            crate::cores::count()
         };
         let per = df.height().div_ceil(ways);
         let mut tasks = tokio::task::JoinSet::new();

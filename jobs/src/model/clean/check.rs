@@ -63,9 +63,7 @@ pub fn check_rows(
         ingested,
     };
     let slices: Vec<&[IdxSize]> = order.chunks(SLICE_ROWS).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(slices.len());
+    let threads = crate::cores::count().min(slices.len());
     // Each thread takes the next slice when done with one: a core that
     // another task holds for a while leaves its share to the others
     // (halves fixed in advance waited for the slowest core).

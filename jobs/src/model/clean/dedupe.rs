@@ -201,62 +201,7 @@ fn integer_order(rows: &DataFrame, order: &[String]) -> Result<Option<Vec<IdxSiz
     // rows in offset order): checking costs a pass, sorting ~100 ms per
     // million rows.
     if !keys.is_sorted() {
-        sort_on_two_cores(&mut keys);
+        crate::cores::sort_on_two_cores(&mut keys);
     }
     Ok(Some(keys.into_iter().map(|(_, i)| i).collect()))
-}
-
-/// Sorts `v`: below [`PARALLEL_SORT`] items on this thread, else each half
-/// on its own thread, then merged (the sort was a serial tenth of a silver
-/// run's checking time).
-fn sort_on_two_cores<T: Ord + Copy + Send>(v: &mut [T]) {
-    const PARALLEL_SORT: usize = 64 * 1024;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if v.len() < PARALLEL_SORT || cores < 2 {
-        v.sort_unstable();
-        return;
-    }
-    let (a, b) = v.split_at_mut(v.len() / 2);
-    std::thread::scope(|scope| {
-        scope.spawn(|| a.sort_unstable());
-        b.sort_unstable();
-    });
-    let mut merged = Vec::with_capacity(v.len());
-    let (mut i, mut j) = (0, v.len() / 2);
-    while i < v.len() / 2 && j < v.len() {
-        if v[j] < v[i] {
-            merged.push(v[j]);
-            j += 1;
-        } else {
-            merged.push(v[i]);
-            i += 1;
-        }
-    }
-    merged.extend_from_slice(&v[i..v.len() / 2]);
-    merged.extend_from_slice(&v[j..]);
-    v.copy_from_slice(&merged);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sort_on_two_cores;
-
-    #[test]
-    fn the_two_halves_merge_into_one_order() {
-        let mut state = 88_172_645_463_325_252u64;
-        for len in [0, 1, 1000, 64 * 1024, 100_001] {
-            let mut v: Vec<(u64, u32)> = (0..len)
-                .map(|i| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state % 5000, i)
-                })
-                .collect();
-            let mut want = v.clone();
-            want.sort();
-            sort_on_two_cores(&mut v);
-            assert_eq!(v, want, "{len}");
-        }
-    }
 }
