@@ -147,8 +147,10 @@ pub struct Runner {
     /// up to date by this process's tasks. A base another process moved
     /// meanwhile is older here, never newer: a test then reads more rows
     /// than it had to, and judges them the same. None: each task reads them
-    /// from the results table.
-    bases: Option<std::sync::Mutex<Option<jobs::datatest::results::Bases>>>,
+    /// from the results table. The lock is held across the first read, so
+    /// tasks starting together wait for it instead of each reading the
+    /// whole table (a run with nothing new read it six times).
+    bases: Option<tokio::sync::Mutex<Option<jobs::datatest::results::Bases>>>,
     /// The warehouse, made ready by the first load and kept for the next.
     warehouse: crate::warehouse::Ready,
 }
@@ -198,7 +200,7 @@ impl Runner {
     /// task), nor does a long-lived scheduler's, whose results table grows
     /// with its history.
     pub fn keeping_test_bases(mut self) -> Runner {
-        self.bases = Some(std::sync::Mutex::new(None));
+        self.bases = Some(tokio::sync::Mutex::new(None));
         self
     }
 
@@ -207,10 +209,14 @@ impl Runner {
         let Some(kept) = &self.bases else {
             return Tester::new(self.catalog.clone(), settings.clone(), Options::default()).await;
         };
-        let known = kept.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let bases = match known {
-            Some(b) => b,
-            None => jobs::datatest::results::Bases::read(settings).await?,
+        let bases = {
+            let mut known = kept.lock().await;
+            match known.as_ref() {
+                Some(b) => b.clone(),
+                None => known
+                    .insert(jobs::datatest::results::Bases::read(settings).await?)
+                    .clone(),
+            }
         };
         Ok(Tester::with_bases(
             self.catalog.clone(),
@@ -221,9 +227,9 @@ impl Runner {
     }
 
     /// Keeps what `tester` learnt (its tests' new passes) for later tasks.
-    fn keep_bases(&self, tester: &Tester) {
+    async fn keep_bases(&self, tester: &Tester) {
         if let Some(kept) = &self.bases {
-            let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+            let mut kept = kept.lock().await;
             match kept.as_mut() {
                 Some(k) => k.absorb(tester.bases()),
                 None => *kept = Some(tester.bases()),
@@ -368,7 +374,7 @@ impl Runner {
         for (idx, t) in &tests {
             tester.run(&self.p.graph[*idx], t).await;
         }
-        self.keep_bases(&tester);
+        self.keep_bases(&tester).await;
         // Kept with the task's outcome by the run's state store, appended
         // with the run's others before its load.
         let results = tester.into_results();
