@@ -183,6 +183,18 @@ async fn new_bigint_table(
     (dir, loc, schema, table)
 }
 
+/// Table `t` at `loc` opened through `cache` (it must exist).
+async fn open_through(
+    cache: &jobs::lake::table::TableCache,
+    loc: &jobs::lake::TableLocation,
+    schema: &arrow::datatypes::SchemaRef,
+) -> jobs::lake::table::ModelTable {
+    jobs::lake::table::ModelTable::open_cached("t", loc, schema.clone(), Some(cache))
+        .await
+        .expect("open")
+        .expect("a table")
+}
+
 /// Appends `n` for each of `values`, one commit each.
 async fn append_one_row_each(
     table: &mut jobs::lake::table::ModelTable,
@@ -238,12 +250,7 @@ async fn long_lived_table_states_stay_what_a_fresh_open_reads() {
     use jobs::lake::table::{ModelTable, TableCache};
     let (_dir, loc, schema, mut table) = new_bigint_table("gold", "t").await;
     let cache = TableCache::default();
-    let cached = async || {
-        ModelTable::open_cached("t", &loc, schema.clone(), Some(&cache))
-            .await
-            .expect("open")
-            .expect("a table")
-    };
+    let cached = async || open_through(&cache, &loc, &schema).await;
     let paths = async |t: &ModelTable| {
         let mut p: Vec<String> = t
             .files()
@@ -274,6 +281,58 @@ async fn long_lived_table_states_stay_what_a_fresh_open_reads() {
         let df = t.read_all(None).await.expect("read");
         assert_eq!(df.height() as i64, rows, "{who}");
     }
+}
+
+/// A table held in a catalog's cache opens again without an update when
+/// no commit came since, and with one when another writer committed, even
+/// after expired-log cleanup removed the commit files the held state was
+/// loaded from (the next commit's file is then missing too: that must not
+/// read as "nothing new").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_table_sees_every_commit_made_since_it_was_held() {
+    use jobs::lake::table::{CHECKPOINT_EVERY, TableCache};
+    let (dir, loc, schema, mut table) = new_bigint_table("gold", "t").await;
+    append_one_row_each(&mut table, 0..1).await;
+    let cache = TableCache::default();
+    let cached = async || open_through(&cache, &loc, &schema).await;
+    let held = cached().await.version();
+    assert_eq!(held, table.version());
+    assert_eq!(cached().await.version(), held, "nothing new: same version");
+
+    append_one_row_each(&mut table, 1..2).await;
+    let reader = cached().await;
+    assert_eq!(
+        reader.version(),
+        table.version(),
+        "a commit by another writer"
+    );
+    assert_eq!(reader.read_all(None).await.expect("read").height(), 2);
+
+    // Past a checkpoint, then the commits before it removed as cleanup
+    // removes expired ones (only ever below a checkpoint).
+    let held = reader.version();
+    let mut rows = 2;
+    while table.version() < held + CHECKPOINT_EVERY + 2 {
+        append_one_row_each(&mut table, rows..rows + 1).await;
+        rows += 1;
+    }
+    let log = dir.path().join("gold").join("t").join("_delta_log");
+    let checkpoint = std::fs::read_to_string(log.join("_last_checkpoint")).expect("checkpoint");
+    let at: serde_json::Value = serde_json::from_str(&checkpoint).expect("json");
+    let at = at["version"].as_i64().expect("checkpoint version");
+    assert!(
+        at > held + 1,
+        "the checkpoint ({at}) is past the held version ({held})"
+    );
+    for v in 0..at {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).expect("remove commit");
+    }
+    let reader = cached().await;
+    assert_eq!(reader.version(), table.version(), "after cleanup");
+    assert_eq!(
+        reader.read_all(None).await.expect("read").height() as i64,
+        rows
+    );
 }
 
 /// Tombstones (removed files) stay in a table's checkpoints only as long

@@ -2,7 +2,9 @@
 //! reads only the commits made since.
 
 use crate::lake::state::{REBUILD_EVERY, rebuild, version};
+use deltalake::logstore::commit_uri_from_version;
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::ObjectStoreExt as _;
 use std::sync::Arc;
 
 /// Delta tables this process loaded, by URL, for one catalog: opening a
@@ -50,6 +52,9 @@ impl TableCache {
             Some(c) => (c.table, Some(c.fresh_at)),
             None => (build()?, None),
         };
+        if held_fresh_at.is_some() && still_latest(&table).await {
+            return Ok(table);
+        }
         table.load().await?;
         let loaded = version(&table);
         let fresh_at = match held_fresh_at {
@@ -79,4 +84,24 @@ impl TableCache {
             map.insert(url.to_string(), Cached { table, fresh_at });
         }
     }
+}
+
+/// Whether `table`'s loaded version is still the table's latest: the
+/// next commit's file is not there (versions are consecutive) while the
+/// loaded version's is (so no cleanup of expired log files has passed it,
+/// which could have taken newer commits too). Two existence checks where
+/// an update lists the log and, as measured, replayed the commits since
+/// the last checkpoint even when none was new (a run with nothing to do
+/// replayed fact_telemetry's log a dozen times). Any doubt (an error other
+/// than "not found") answers no: the caller then updates as before.
+async fn still_latest(table: &DeltaTable) -> bool {
+    let Some(v) = table.version() else {
+        return false;
+    };
+    let store = table.log_store().object_store(None);
+    let next = store.head(&commit_uri_from_version(Some(v + 1))).await;
+    if !matches!(next, Err(object_store::Error::NotFound { .. })) {
+        return false;
+    }
+    store.head(&commit_uri_from_version(Some(v))).await.is_ok()
 }
