@@ -39,6 +39,12 @@ pub fn sort_on_two_cores<T: Ord + Copy + Send>(v: &mut [T]) {
     v.copy_from_slice(&merged);
 }
 
+/// Whether a pass over `len` items is worth splitting over the cores: at
+/// least `min_len` of them and more than one core.
+pub fn worth_splitting(len: usize, min_len: usize) -> bool {
+    len >= min_len && count() >= 2
+}
+
 /// `f` over `0..len` in one contiguous part per core (one part below
 /// `min_len`), results concatenated in order.
 pub fn map_parts<T: Send>(
@@ -46,10 +52,10 @@ pub fn map_parts<T: Send>(
     min_len: usize,
     f: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync,
 ) -> Vec<T> {
-    let parts = count();
-    if len < min_len || parts < 2 {
+    if !worth_splitting(len, min_len) {
         return f(0..len);
     }
+    let parts = count();
     let per = len.div_ceil(parts);
     std::thread::scope(|scope| {
         let f = &f;

@@ -212,9 +212,10 @@ impl Run<'_> {
                     }
                 },
                 async {
-                    match pass.to_silver {
-                        true => silver.write_files(&out.silver).await,
-                        false => Ok(Vec::new()),
+                    if pass.to_silver {
+                        silver.write_files(&out.silver).await
+                    } else {
+                        Ok(Vec::new())
                     }
                 }
             )?;

@@ -109,6 +109,15 @@ fn plain_end(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether two keys are equal, deciding on their length and last byte
+/// first: an object's keys mostly differ there (the scan for duplicates
+/// compares each key with every earlier one, and a library `memcmp` call
+/// per pair of equally long keys was a measurable cost).
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.last() == b.last() && a == b
+}
+
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
@@ -147,8 +156,8 @@ impl<'a> Parser<'a> {
             let key = self.string()?;
             if count < 16 {
                 let seen = match &keep {
-                    Some(members) => members.iter().any(|(k, _)| *k == key),
-                    None => keys.contains(&key),
+                    Some(members) => members.iter().any(|(k, _)| same_key(k, &key)),
+                    None => keys.iter().any(|k| same_key(k, &key)),
                 };
                 if seen {
                     return None;

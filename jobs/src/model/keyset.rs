@@ -76,7 +76,8 @@ impl KeySet {
     pub fn insert_new(&mut self, df: &DataFrame) -> Result<BooleanChunked, ModelError> {
         let encoded = Encoded::of(df, &self.columns)?;
         let rows = df.height();
-        let parallel = rows >= PARALLEL_ROWS && self.shards.len() > 1;
+        // The same rule as the hashing pass (`cores::map_parts`).
+        let parallel = crate::cores::worth_splitting(rows, PARALLEL_ROWS);
         let hashes = self.hashes(&encoded, rows);
         let (hasher, columns, shard_count) = (&self.hasher, &self.columns, self.shards.len());
         // Each shard takes its rows in order and returns those whose key

@@ -287,7 +287,6 @@ async fn everywhere(
     Ok(out)
 }
 
-/// One 64-bit hash per row of the `key` columns (any types, via text).
 /// A 64-bit hash of each row's key (its columns as text; a null hashes
 /// apart from every string), on every core. Equal keys hash alike in
 /// every call (the two passes compare them); a collision only sends a

@@ -21,34 +21,66 @@ impl PartialEq for Decimal {
 
 impl Eq for Decimal {}
 
-/// Decimal digits (0-9), held inline up to `INLINE` of them (every value an
-/// i128 holds, so every number of an event) and on the heap beyond: a row's
-/// numbers are checked without allocating.
+/// Decimal digits (0-9): up to [`SMALL`] of them as one integer (every
+/// number of an event: its parse, range check, scaling and float take no
+/// digit-by-digit pass and no buffer), more as a list.
 #[derive(Clone, Debug)]
 enum Digits {
-    Inline(u8, [u8; INLINE]),
-    Heap(Vec<u8>),
+    /// The digits read as an integer, and how many there are.
+    Small(u64, u8),
+    Big(Vec<u8>),
 }
 
-const INLINE: usize = 40;
+/// Digits a u64 always holds (10^19 - 1 < 2^64).
+const SMALL: u8 = 19;
+
+/// 10^i for i up to 19.
+const POW10_U64: [u64; 20] = {
+    let mut p = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
 
 impl Digits {
     fn new() -> Self {
-        Digits::Inline(0, [0; INLINE])
+        Digits::Small(0, 0)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Digits::Small(_, n) => *n as usize,
+            Digits::Big(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th digit from the left (`i < len`).
+    fn at(&self, i: usize) -> u8 {
+        match self {
+            Digits::Small(m, n) => ((m / POW10_U64[*n as usize - 1 - i]) % 10) as u8,
+            Digits::Big(v) => v[i],
+        }
     }
 
     fn push(&mut self, d: u8) {
         match self {
-            Digits::Inline(len, buf) if (*len as usize) < INLINE => {
-                buf[*len as usize] = d;
-                *len += 1;
+            Digits::Small(m, n) if *n < SMALL => {
+                *m = *m * 10 + u64::from(d);
+                *n += 1;
             }
-            Digits::Inline(len, buf) => {
-                let mut v = buf[..*len as usize].to_vec();
+            Digits::Small(..) => {
+                let mut v: Vec<u8> = (0..self.len()).map(|i| self.at(i)).collect();
                 v.push(d);
-                *self = Digits::Heap(v);
+                *self = Digits::Big(v);
             }
-            Digits::Heap(v) => v.push(d),
+            Digits::Big(v) => v.push(d),
         }
     }
 
@@ -57,7 +89,7 @@ impl Digits {
     /// nonzero digit follows it.
     fn push_significant(&mut self, d: u8, zeros: &mut i64) {
         if d == 0 {
-            if !self.as_slice().is_empty() {
+            if !self.is_empty() {
                 *zeros += 1;
             }
             return;
@@ -67,13 +99,6 @@ impl Digits {
         }
         *zeros = 0;
         self.push(d);
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Digits::Inline(len, buf) => &buf[..*len as usize],
-            Digits::Heap(v) => v,
-        }
     }
 }
 
@@ -127,7 +152,7 @@ impl Decimal {
         } else if i != b.len() {
             return None;
         }
-        if digits.as_slice().is_empty() {
+        if digits.is_empty() {
             return Some(Decimal {
                 negative: false,
                 digits,
@@ -161,14 +186,15 @@ impl Decimal {
     /// The value times 10^`scale` as an integer, if it is one and fits.
     pub fn scaled(&self, scale: u32) -> Option<i128> {
         let shift = self.exp + scale as i64;
-        let digits = self.digits.as_slice();
-        if shift < 0 || digits.len() as i64 + shift > 38 {
+        if shift < 0 || self.digits.len() as i64 + shift > 38 {
             return None;
         }
-        let mut v: i128 = 0;
-        for d in digits {
-            v = v.checked_mul(10)?.checked_add(*d as i128)?;
-        }
+        let mut v: i128 = match &self.digits {
+            Digits::Small(m, _) => i128::from(*m),
+            Digits::Big(digits) => digits
+                .iter()
+                .try_fold(0i128, |v, d| v.checked_mul(10)?.checked_add(i128::from(*d)))?,
+        };
         v = v.checked_mul(10i128.checked_pow(shift as u32)?)?;
         Some(if self.negative { -v } else { v })
     }
@@ -184,12 +210,11 @@ impl Decimal {
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
             1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
         ];
-        let digits = self.digits.as_slice();
         let e = self.exp.unsigned_abs();
-        if digits.is_empty() || digits.len() > 15 || e > 22 {
-            return None;
-        }
-        let m = digits.iter().fold(0u64, |m, d| m * 10 + u64::from(*d)) as f64;
+        let m = match self.digits {
+            Digits::Small(m, n) if (1..=15).contains(&n) && e <= 22 => m as f64,
+            _ => return None,
+        };
         let v = if self.exp >= 0 {
             m * POW10[e as usize]
         } else {
@@ -199,7 +224,7 @@ impl Decimal {
     }
 
     fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
-        let (x, y) = (self.digits.as_slice(), other.digits.as_slice());
+        let (x, y) = (&self.digits, &other.digits);
         match (x.is_empty(), y.is_empty()) {
             (true, true) => return Ordering::Equal,
             (true, false) => return Ordering::Less,
@@ -209,13 +234,22 @@ impl Decimal {
         // Position of the leading digit decides first, then the digits.
         let a = x.len() as i64 + self.exp;
         let b = y.len() as i64 + other.exp;
-        a.cmp(&b).then_with(|| {
-            let n = x.len().max(y.len());
-            let at = |d: &[u8], i: usize| d.get(i).copied().unwrap_or(0);
-            (0..n)
-                .map(|i| at(x, i).cmp(&at(y, i)))
-                .find(|o| o.is_ne())
-                .unwrap_or(Ordering::Equal)
+        a.cmp(&b).then_with(|| match (x, y) {
+            // Both padded with zeros to the longer one's length: still
+            // at most 19 digits, so still a u64.
+            (Digits::Small(m, i), Digits::Small(k, j)) => {
+                let n = (*i).max(*j);
+                let pad = |v: u64, len: u8| v * POW10_U64[(n - len) as usize];
+                pad(*m, *i).cmp(&pad(*k, *j))
+            }
+            _ => {
+                let n = x.len().max(y.len());
+                let at = |d: &Digits, i: usize| if i < d.len() { d.at(i) } else { 0 };
+                (0..n)
+                    .map(|i| at(x, i).cmp(&at(y, i)))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal)
+            }
         })
     }
 }
@@ -400,6 +434,15 @@ mod tests {
         ] {
             assert!(Decimal::parse(bad).is_none(), "{bad:?}");
         }
+        // Across 19 digits (a u64's) and 20 (a list), mixed in compares.
+        let (big, small) = ("12345678901234567891", "1234567890123456789");
+        assert_eq!(dec(big).scaled(0), Some(12345678901234567891));
+        assert_eq!(dec(small).scaled(1), Some(12345678901234567890));
+        assert!(dec(big) > dec("12345678901234567890") && dec(big) < dec("12345678901234567892"));
+        assert!(dec(&format!("{small}.5")) > dec(small) && dec(&format!("-{big}")) < dec("-1e19"));
+        assert_eq!(dec(&format!("{big}0e-1")), dec(big));
+        assert!(dec("9999999999999999999") < dec("10000000000000000000"));
+        assert!(dec("0.1") < dec("0.12") && dec("0.12") > dec("0.11999999999999999999"));
         // Beyond the inline digits: still exact, and equal when equal.
         let long = format!("1.{}1", "0".repeat(60));
         assert!(dec(&long) > dec("1") && dec(&long) < dec("1.0000001"));

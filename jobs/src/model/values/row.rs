@@ -33,6 +33,11 @@ pub struct Scratch<'a> {
     members: Vec<Member<'a>>,
     /// The last checked row's cells, in field order.
     pub cells: Vec<Cell<'a>>,
+    /// Where each field's member was in the last row that had it: rows of
+    /// one producer put their members in one order (not necessarily the
+    /// fields' order: serde_json writes keys sorted), so looking there
+    /// first finds a member with one compare.
+    seen_at: Vec<usize>,
 }
 
 impl Default for Scratch<'_> {
@@ -40,6 +45,7 @@ impl Default for Scratch<'_> {
         Self {
             members: Vec::with_capacity(16),
             cells: Vec::with_capacity(16),
+            seen_at: Vec::with_capacity(16),
         }
     }
 }
@@ -122,6 +128,12 @@ impl<'r> RowChecker<'r> {
             return Err(Reason::MalformedCsv);
         }
         for (name, cell) in header.iter().zip(record.iter()) {
+            // A name the header repeats is read from its first column (as
+            // pandas and DuckDB read it); members stay unique, as the JSON
+            // parser leaves them, which `check_members` relies on.
+            if scratch.members.iter().any(|(k, _)| k == name) {
+                continue;
+            }
             let value = if cell.is_empty() {
                 Value::Null
             } else {
@@ -140,15 +152,21 @@ impl<'r> RowChecker<'r> {
         scratch: &mut Scratch<'a>,
     ) -> Result<(), Reason> {
         let members = &mut scratch.members;
-        // Members usually come in the order of the fields: each search
-        // starts after the member found last, so it is mostly one compare.
-        let mut next = 0;
-        for (rule, range) in self.fields.iter().zip(&self.ranges) {
-            let n = members.len();
-            let top = rule.path.first().unwrap_or(&rule.name);
-            let found = (0..n)
-                .map(|k| (next + k) % n)
-                .find(|&at| members[at].0 == top.as_str());
+        let seen_at = &mut scratch.seen_at;
+        seen_at.resize(self.fields.len(), 0);
+        for ((rule, range), last) in self.fields.iter().zip(&self.ranges).zip(seen_at) {
+            let top = rule.path.first().unwrap_or(&rule.name).as_str();
+            // Members are unique (the JSON parser refuses duplicate keys,
+            // a CSV header's repeated name keeps its first column), so
+            // the member where the last row had it, if it is this one, is
+            // the one a search would find.
+            let found = match members.get(*last) {
+                Some(m) if m.0 == top => Some(*last),
+                _ => members.iter().position(|m| m.0 == top),
+            };
+            if let Some(at) = found {
+                *last = at;
+            }
             let value = match found {
                 None => None,
                 // A member of a nested object: the object stays for the
@@ -157,10 +175,7 @@ impl<'r> RowChecker<'r> {
                 // Copied, not taken: two rules may read one member (a
                 // `path` alias, a nested rule under a plain one). A
                 // borrowed value copies two words.
-                Some(at) => {
-                    next = at + 1;
-                    Some(members[at].1.clone())
-                }
+                Some(at) => Some(members[at].1.clone()),
             };
             scratch.cells.push(check_field(
                 rule,
@@ -285,5 +300,35 @@ mod tests {
             check(b"1,a,b\n2,c,d").expect_err("test value"),
             "malformed_csv"
         );
+    }
+
+    /// A name a CSV header repeats is read from its first column, whatever
+    /// the headers of the rows checked before on the same thread.
+    #[test]
+    fn a_repeated_csv_column_is_read_from_its_first_place() {
+        let fields = [rule("n", "n", FieldKind::Integer, true)];
+        let c = RowChecker::for_format(&fields, RecordFormat::Csv);
+        let headers: [&[&str]; 3] = [&["x", "y", "n", "n"], &["n", "y", "n"], &["n", "n"]];
+        let rows: [&[u8]; 3] = [b"0,0,1,2", b"3,0,4", b"5,6"];
+        let mut scratch = Scratch::default();
+        for round in 0..2 {
+            for (header, raw) in headers.iter().zip(rows) {
+                let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+                c.check_csv_into(&header, Some(raw), 0, &mut scratch)
+                    .expect("a valid row");
+                let first = raw
+                    .split(|b| *b == b',')
+                    .nth(header.iter().position(|h| h == "n").expect("n"));
+                let want: i64 = std::str::from_utf8(first.expect("cell"))
+                    .expect("utf8")
+                    .parse()
+                    .expect("int");
+                assert_eq!(
+                    scratch.cells,
+                    vec![Cell::Int(want)],
+                    "round {round}, {header:?}"
+                );
+            }
+        }
     }
 }
