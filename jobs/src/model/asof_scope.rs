@@ -20,10 +20,13 @@ use crate::decl::AsofJoin;
 use crate::lake::table::{DataFile, ModelTable, STATS_SLACK_US};
 use polars::prelude::*;
 
-/// Right-side bytes read by the first step of [`read_right`]; each next
-/// step reads twice as much (most runs settle within the newest file or
-/// two; a long look back still takes few steps).
-const FIRST_STEP_BYTES: i64 = 4 << 20;
+/// Right-side bytes a step of [`read_right`] after the first may read at
+/// least. The first step reads the newest file alone (most runs settle
+/// within it); each next step reads files up to as many bytes as all the
+/// steps before it (this floor at least), so a long look back still takes
+/// few steps, and an incremental run whose matches sit in the previous
+/// run's small file does not also read a 128k-row file beside it.
+const MIN_STEP_BYTES: i64 = 1 << 20;
 
 /// The rows of `left` (columns `cols`, which must hold `by` and `left_on`)
 /// whose match can change because `changed` (right rows gained or lost:
@@ -146,17 +149,23 @@ async fn read_right(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, Mod
     // hold anything).
     files.sort_by_key(|f| std::cmp::Reverse(bound(f).map_or(i64::MAX, |(_, max)| max)));
     let mut rest = files.as_slice();
-    let mut step_bytes = FIRST_STEP_BYTES;
+    let mut read_bytes = 0;
     while !rest.is_empty() {
-        let mut take = 0;
-        let mut bytes = 0;
-        while take < rest.len() && (take == 0 || bytes < step_bytes) {
+        // At least one file; more while they fit the step's budget.
+        let budget = if read_bytes == 0 {
+            0
+        } else {
+            read_bytes.max(MIN_STEP_BYTES)
+        };
+        let mut take = 1;
+        let mut bytes = rest[0].size;
+        while take < rest.len() && bytes + rest[take].size <= budget {
             bytes += rest[take].size;
             take += 1;
         }
         let (step, later) = rest.split_at(take);
         rest = later;
-        step_bytes = step_bytes.saturating_mul(2);
+        read_bytes += bytes;
         acc.vstack_mut_owned(scan.rows(step).await?)?;
         let Some(next) = rest.first() else { break };
         let unread_max =
