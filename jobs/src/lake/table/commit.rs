@@ -17,7 +17,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use polars::prelude::{DataFrame, IdxSize};
+use polars::prelude::{DataFrame, IdxSize, Series};
 use std::collections::BTreeMap;
 
 /// Names tables whose next commit stalls, once (tests only): comma-separated
@@ -68,29 +68,87 @@ const PARALLEL_WRITE_ROWS: usize = 200_000;
 /// Rows of a column looked at to choose its encoding.
 const ENCODING_SAMPLE: usize = 2048;
 
-/// The columns of `part` whose values are nearly all distinct: more than
-/// half of a sample of rows spread over it. A dictionary of such a column
-/// is about as large as its data and costs a hash per value (for 8-byte
-/// numbers it never even overflows to plain within one file), so they are
-/// written plain. Columns with few values (flags, codes, ids of a small
-/// dimension) keep their dictionary.
-fn nearly_unique(part: &DataFrame) -> Vec<String> {
+/// A column whose sample snappy shrinks by less than this share is written
+/// uncompressed: random ids and measurements (a UUID's text, coordinates)
+/// shrink by 0-10%, and compressing them cost more time on write and on
+/// every read (decompression was a tenth of a full run) than the bytes
+/// saved. Text and repetitive columns shrink far more and keep snappy.
+const WORTH_COMPRESSING: f64 = 0.15;
+
+/// How `part`'s columns are encoded, from a sample of rows spread over it.
+#[derive(Debug, Default)]
+struct Encodings {
+    /// Nearly all distinct (more than half the sample): a dictionary of
+    /// such a column is about as large as its data and costs a hash per
+    /// value (for 8-byte numbers it never even overflows to plain within
+    /// one file), so they are written plain. Columns with few values
+    /// (flags, codes, ids of a small dimension) keep their dictionary.
+    plain: Vec<String>,
+    /// Of those, the ones snappy barely shrinks ([`WORTH_COMPRESSING`]).
+    uncompressed: Vec<String>,
+}
+
+fn encodings(part: &DataFrame) -> Encodings {
+    let mut out = Encodings::default();
     let rows = part.height();
     if rows < 64 {
-        return Vec::new();
+        return out;
     }
     let step = rows.div_ceil(ENCODING_SAMPLE);
     let at: Vec<IdxSize> = (0..rows).step_by(step).map(|i| i as IdxSize).collect();
-    part.columns()
-        .iter()
-        .filter(|c| {
-            c.as_materialized_series()
-                .take_slice(&at)
-                .and_then(|sample| sample.n_unique())
-                .is_ok_and(|n| n * 2 > at.len())
-        })
-        .map(|c| c.name().to_string())
-        .collect()
+    for c in part.columns() {
+        let Ok(sample) = c.as_materialized_series().take_slice(&at) else {
+            continue;
+        };
+        if !sample.n_unique().is_ok_and(|n| n * 2 > at.len()) {
+            continue;
+        }
+        let name = c.name().to_string();
+        if sample_bytes(&sample).is_some_and(|raw| !shrinks(&raw)) {
+            out.uncompressed.push(name.clone());
+        }
+        out.plain.push(name);
+    }
+    out
+}
+
+/// The bytes a plain page would hold for `sample`: strings' bytes, or
+/// numbers' (and temporals') little-endian values; `None` for other types.
+fn sample_bytes(sample: &Series) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    if let Ok(s) = sample.str() {
+        for v in s.iter().flatten() {
+            raw.extend_from_slice(v.as_bytes());
+        }
+        return Some(raw);
+    }
+    let phys = sample.to_physical_repr();
+    if let Ok(v) = phys.f64() {
+        v.iter()
+            .flatten()
+            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
+    } else if let Ok(v) = phys.i64() {
+        v.iter()
+            .flatten()
+            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
+    } else if let Ok(v) = phys.i32() {
+        v.iter()
+            .flatten()
+            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
+    } else {
+        return None;
+    }
+    Some(raw)
+}
+
+/// Whether snappy shrinks `raw` by at least [`WORTH_COMPRESSING`].
+fn shrinks(raw: &[u8]) -> bool {
+    if raw.is_empty() {
+        return true;
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(raw)
+        .is_ok_and(|c| (c.len() as f64) < raw.len() as f64 * (1.0 - WORTH_COMPRESSING))
 }
 
 fn chunks(batch: &RecordBatch, rows: usize) -> Vec<RecordBatch> {
@@ -126,8 +184,13 @@ impl ModelTable {
             // filter starts small; the default (a million) allocated and
             // zeroed 8 MB per file at this rate before folding it down.
             let ndv = part.height().min(FILE_ROWS) as u64;
-            for c in nearly_unique(&part) {
+            let chosen = encodings(&part);
+            for c in chosen.plain {
                 props = props.set_column_dictionary_enabled(ColumnPath::new(vec![c]), false);
+            }
+            for c in chosen.uncompressed {
+                props = props
+                    .set_column_compression(ColumnPath::new(vec![c]), Compression::UNCOMPRESSED);
             }
             for c in &self.bloom {
                 // A key column is (nearly) one value per row: a dictionary
@@ -388,5 +451,48 @@ impl ModelTable {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::*;
+
+    /// Distinct pseudo-random values (a splitmix sequence): what ids and
+    /// measurements look like to a compressor.
+    fn scrambled(n: u64) -> Vec<u64> {
+        (1..=n)
+            .map(|i| {
+                let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z ^ (z >> 31)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn random_distinct_columns_are_written_uncompressed_and_repetitive_ones_compressed() {
+        let n = 10_000;
+        let r = scrambled(n);
+        let df = df!(
+            "id" => r.iter().map(|x| format!("{x:016x}")).collect::<Vec<_>>(),
+            "lat" => r.iter().map(|x| *x as f64 / u64::MAX as f64 * 90.0).collect::<Vec<_>>(),
+            "seq" => (0..n as i64).collect::<Vec<_>>(),
+            "note" => (0..n).map(|i| format!("reading {i} of sensor north-east")).collect::<Vec<_>>(),
+            "flag" => (0..n).map(|i| i % 3 == 0).collect::<Vec<_>>(),
+        )
+        .expect("frame");
+        let e = encodings(&df);
+        assert_eq!(e.plain, ["id", "lat", "seq", "note"], "{e:?}");
+        // A counter and a templated text shrink; hex ids and coordinates do not.
+        assert_eq!(e.uncompressed, ["id", "lat"], "{e:?}");
+    }
+
+    #[test]
+    fn a_small_part_keeps_the_defaults() {
+        let df = df!("id" => (0..10).map(|i| format!("{i}")).collect::<Vec<_>>()).expect("frame");
+        let e = encodings(&df);
+        assert!(e.plain.is_empty() && e.uncompressed.is_empty(), "{e:?}");
     }
 }
