@@ -20,12 +20,13 @@ use crate::decl::AsofJoin;
 use crate::lake::table::{DataFile, ModelTable, STATS_SLACK_US};
 use polars::prelude::*;
 
-/// Right-side bytes a step of [`read_right`] after the first may read at
-/// least. The first step reads the newest file alone (most runs settle
-/// within it); each next step reads files up to as many bytes as all the
-/// steps before it (this floor at least), so a long look back still takes
-/// few steps, and an incremental run whose matches sit in the previous
-/// run's small file does not also read a 128k-row file beside it.
+/// The lowest byte budget of a step of [`read_right`] after the first. The
+/// first step reads the newest file alone (most runs settle within it);
+/// each next step takes files in order while they fit a budget of all the
+/// bytes read before it (this floor at least), and always at least one
+/// file, so a long look back still takes few steps, and an incremental
+/// run whose matches sit in the previous run's small file does not also
+/// read a 128k-row file beside it.
 const MIN_STEP_BYTES: i64 = 1 << 20;
 
 /// The rows of `left` (columns `cols`, which must hold `by` and `left_on`)

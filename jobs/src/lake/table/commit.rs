@@ -8,7 +8,9 @@ use super::error::TableError;
 use super::open::ModelTable;
 use crate::lake::bridge::df_to_batch;
 use crate::lake::state::{REBUILD_EVERY, rebuild};
+use arrow::array::ArrayRef;
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, Remove, Transaction};
@@ -17,7 +19,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use polars::prelude::{DataFrame, IdxSize, Series};
+use polars::prelude::{DataFrame, IdxCa, IdxSize};
 use std::collections::BTreeMap;
 
 /// Names tables whose next commit stalls, once (tests only): comma-separated
@@ -88,7 +90,7 @@ struct Encodings {
     uncompressed: Vec<String>,
 }
 
-fn encodings(part: &DataFrame) -> Encodings {
+fn encodings(part: &DataFrame, schema: &SchemaRef) -> Encodings {
     let mut out = Encodings::default();
     let rows = part.height();
     if rows < 64 {
@@ -96,15 +98,23 @@ fn encodings(part: &DataFrame) -> Encodings {
     }
     let step = rows.div_ceil(ENCODING_SAMPLE);
     let at: Vec<IdxSize> = (0..rows).step_by(step).map(|i| i as IdxSize).collect();
-    for c in part.columns() {
-        let Ok(sample) = c.as_materialized_series().take_slice(&at) else {
-            continue;
-        };
-        if !sample.n_unique().is_ok_and(|n| n * 2 > at.len()) {
+    let Ok(sample) = part.take(&IdxCa::from_vec("".into(), at)) else {
+        return out;
+    };
+    // Compressibility is judged on the values as the file will hold them
+    // (cast to the table's types: an f64 bound for a decimal, an i32 for
+    // an i64 column), not as the model computed them.
+    let cast = df_to_batch(&sample, schema).ok();
+    for c in sample.columns() {
+        if !c.n_unique().is_ok_and(|n| n * 2 > sample.height()) {
             continue;
         }
         let name = c.name().to_string();
-        if sample_bytes(&sample).is_some_and(|raw| !shrinks(&raw)) {
+        let stored = cast.as_ref().and_then(|b| b.column_by_name(&name));
+        if stored
+            .and_then(plain_bytes)
+            .is_some_and(|raw| !shrinks(&raw))
+        {
             out.uncompressed.push(name.clone());
         }
         out.plain.push(name);
@@ -112,31 +122,41 @@ fn encodings(part: &DataFrame) -> Encodings {
     out
 }
 
-/// The bytes a plain page would hold for `sample`: strings' bytes, or
-/// numbers' (and temporals') little-endian values; `None` for other types.
-fn sample_bytes(sample: &Series) -> Option<Vec<u8>> {
+/// About the bytes a plain page holds for `array`: each string's bytes
+/// after its 4-byte length, or fixed-width numbers' and temporals'
+/// little-endian values; `None` for other types (they keep compression).
+fn plain_bytes(array: &ArrayRef) -> Option<Vec<u8>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::DataType as A;
     let mut raw = Vec::new();
-    if let Ok(s) = sample.str() {
-        for v in s.iter().flatten() {
-            raw.extend_from_slice(v.as_bytes());
+    let mut push = |v: &[u8]| {
+        raw.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        raw.extend_from_slice(v);
+    };
+    match array.data_type() {
+        A::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .for_each(|v| push(v.as_bytes())),
+        A::LargeUtf8 => array
+            .as_string::<i64>()
+            .iter()
+            .flatten()
+            .for_each(|v| push(v.as_bytes())),
+        A::Utf8View => array
+            .as_string_view()
+            .iter()
+            .flatten()
+            .for_each(|v| push(v.as_bytes())),
+        A::Int32 | A::Int64 | A::Float32 | A::Float64 | A::Date32 | A::Timestamp(..) => {
+            let data = array.to_data();
+            let width = data.data_type().primitive_width()?;
+            let bytes = data.buffers().first()?.as_slice();
+            let from = data.offset() * width;
+            raw.extend_from_slice(bytes.get(from..from + data.len() * width)?);
         }
-        return Some(raw);
-    }
-    let phys = sample.to_physical_repr();
-    if let Ok(v) = phys.f64() {
-        v.iter()
-            .flatten()
-            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
-    } else if let Ok(v) = phys.i64() {
-        v.iter()
-            .flatten()
-            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
-    } else if let Ok(v) = phys.i32() {
-        v.iter()
-            .flatten()
-            .for_each(|x| raw.extend_from_slice(&x.to_le_bytes()));
-    } else {
-        return None;
+        _ => return None,
     }
     Some(raw)
 }
@@ -184,7 +204,7 @@ impl ModelTable {
             // filter starts small; the default (a million) allocated and
             // zeroed 8 MB per file at this rate before folding it down.
             let ndv = part.height().min(FILE_ROWS) as u64;
-            let chosen = encodings(&part);
+            let chosen = encodings(&part, &schema);
             for c in chosen.plain {
                 props = props.set_column_dictionary_enabled(ColumnPath::new(vec![c]), false);
             }
@@ -481,18 +501,57 @@ mod tests {
             "seq" => (0..n as i64).collect::<Vec<_>>(),
             "note" => (0..n).map(|i| format!("reading {i} of sensor north-east")).collect::<Vec<_>>(),
             "flag" => (0..n).map(|i| i % 3 == 0).collect::<Vec<_>>(),
+            "noise" => r.iter().map(|x| *x as i64).collect::<Vec<_>>(),
         )
         .expect("frame");
-        let e = encodings(&df);
-        assert_eq!(e.plain, ["id", "lat", "seq", "note"], "{e:?}");
+        let e = encodings(&df, &schema_of(&df));
+        assert_eq!(e.plain, ["id", "lat", "seq", "note", "noise"], "{e:?}");
         // A counter and a templated text shrink; hex ids and coordinates do not.
-        assert_eq!(e.uncompressed, ["id", "lat"], "{e:?}");
+        assert_eq!(e.uncompressed, ["id", "lat", "noise"], "{e:?}");
+    }
+
+    /// Each column stored as its own type.
+    fn schema_of(df: &DataFrame) -> super::SchemaRef {
+        use arrow::datatypes::{DataType as A, Field, Schema};
+        let fields: Vec<Field> = df
+            .columns()
+            .iter()
+            .map(|c| {
+                let t = match c.dtype() {
+                    DataType::String => A::Utf8,
+                    DataType::Float64 => A::Float64,
+                    DataType::Int64 => A::Int64,
+                    DataType::Boolean => A::Boolean,
+                    other => panic!("no arrow type for {other}"),
+                };
+                Field::new(c.name().as_str(), t, true)
+            })
+            .collect();
+        std::sync::Arc::new(Schema::new(fields))
+    }
+
+    #[test]
+    fn compressibility_is_judged_on_the_stored_type() {
+        // Amounts computed as f64, stored as small integers (high bytes
+        // zero): judged as stored, they compress.
+        let n = 10_000;
+        let cents: Vec<f64> = scrambled(n)
+            .iter()
+            .map(|x| (x % 1_000_000) as f64 / 100.0)
+            .collect();
+        let df = df!("amount" => cents).expect("frame");
+        let decimal = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("amount", arrow::datatypes::DataType::Int64, true),
+        ]));
+        let as_int = encodings(&df, &decimal);
+        assert_eq!(as_int.plain, ["amount"], "{as_int:?}");
+        assert!(as_int.uncompressed.is_empty(), "{as_int:?}");
     }
 
     #[test]
     fn a_small_part_keeps_the_defaults() {
         let df = df!("id" => (0..10).map(|i| format!("{i}")).collect::<Vec<_>>()).expect("frame");
-        let e = encodings(&df);
+        let e = encodings(&df, &schema_of(&df));
         assert!(e.plain.is_empty() && e.uncompressed.is_empty(), "{e:?}");
     }
 }
