@@ -70,7 +70,7 @@ const PARALLEL_WRITE_ROWS: usize = 200_000;
 /// Rows of a column looked at to choose its encoding.
 const ENCODING_SAMPLE: usize = 2048;
 
-/// A column whose sample snappy shrinks by less than this share is written
+/// A column whose sample snappy shrinks by this share or less is written
 /// uncompressed: random ids and measurements (a UUID's text, coordinates)
 /// shrink by 0-10%, and compressing them cost more time on write and on
 /// every read (decompression was a tenth of a full run) than the bytes
@@ -102,8 +102,10 @@ fn encodings(part: &DataFrame, schema: &SchemaRef) -> Encodings {
         return out;
     };
     // Compressibility is judged on the values as the file will hold them
-    // (cast to the table's types: an f64 bound for a decimal, an i32 for
-    // an i64 column), not as the model computed them.
+    // (cast to the table's types: an f64 computed for an integer column,
+    // an i32 for an i64 one), not as the model computed them. Types
+    // `plain_bytes` does not know (decimals, booleans, small ints) keep
+    // compression.
     let cast = df_to_batch(&sample, schema).ok();
     for c in sample.columns() {
         if !c.n_unique().is_ok_and(|n| n * 2 > sample.height()) {
@@ -161,7 +163,7 @@ fn plain_bytes(array: &ArrayRef) -> Option<Vec<u8>> {
     Some(raw)
 }
 
-/// Whether snappy shrinks `raw` by at least [`WORTH_COMPRESSING`].
+/// Whether snappy shrinks `raw` by more than [`WORTH_COMPRESSING`].
 fn shrinks(raw: &[u8]) -> bool {
     if raw.is_empty() {
         return true;
