@@ -9,7 +9,8 @@
 //! crash between the two commits, each catches up from its own watermark.
 //!
 //! Under `clean/`: `check` (the field rules over rows, on every core),
-//! `dedupe` (one batch checked, deduplicated and derived), `files` (which
+//! `dedupe` (one batch checked, deduplicated and derived), `order` (the
+//! order its rows are deduplicated in), `files` (which
 //! bronze files a pass reads, in batches), `rejudge` (the quarantine of a
 //! backfill over a range), `columns` (the bronze columns read).
 
@@ -17,6 +18,7 @@ mod check;
 mod columns;
 mod dedupe;
 mod files;
+mod order;
 mod rejudge;
 
 use self::columns::BRONZE_READ;

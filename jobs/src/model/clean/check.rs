@@ -62,7 +62,10 @@ pub fn check_rows(
         keys,
         ingested,
     };
-    let slices: Vec<&[IdxSize]> = order.chunks(SLICE_ROWS).collect();
+    // A few slices per core at least: an incremental run's ten thousand
+    // rows in one slice were checked on one core while the other waited.
+    let per_slice = (order.len() / (4 * crate::cores::count())).clamp(MIN_SLICE_ROWS, SLICE_ROWS);
+    let slices: Vec<&[IdxSize]> = order.chunks(per_slice).collect();
     let threads = crate::cores::count().min(slices.len());
     // Each thread takes the next slice when done with one: a core that
     // another task holds for a while leaves its share to the others
@@ -102,6 +105,10 @@ pub fn check_rows(
 /// Rows checked as one unit of work (small enough that the cores share
 /// the work evenly, big enough that each unit's columns are few chunks).
 const SLICE_ROWS: usize = 32 * 1024;
+
+/// The smallest slice: below it, starting a thread costs more than it
+/// saves.
+const MIN_SLICE_ROWS: usize = 1024;
 
 /// The bronze columns [`check_rows`] reads, as arrays.
 #[derive(Clone, Copy)]

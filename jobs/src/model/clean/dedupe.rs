@@ -3,6 +3,7 @@
 
 use super::check::{Judged, check_rows};
 use super::columns::{COORDS, HIDDEN};
+use super::order::dedupe_order;
 use crate::decl::{Dedupe, Derived, FieldRule, Model, RecordFormat};
 use crate::lake::table::{DataFile, ModelTable};
 use crate::model::ModelError;
@@ -150,58 +151,4 @@ impl Rules<'_> {
             .and_then(|lf| lf.collect())
             .map_err(|e| ModelError::Input(format!("model {}: derive: {e}", self.model.name)))
     }
-}
-
-/// Row numbers of `rows` in the dedupe order (stable: equal keys keep
-/// their read order). Only the order columns are sorted; the raw values
-/// are visited in this order, never moved.
-fn dedupe_order(rows: &DataFrame, order: &[String]) -> Result<Vec<IdxSize>, ModelError> {
-    if let Some(idx) = integer_order(rows, order)? {
-        return Ok(idx);
-    }
-    const ROW: &str = "__row";
-    let keys = rows.select(order.iter().map(String::as_str))?;
-    let mut keys = keys.with_row_index(ROW.into(), None)?;
-    if !order.is_empty() {
-        keys = keys.sort(
-            order.iter().map(String::as_str),
-            SortMultipleOptions::default().with_maintain_order(true),
-        )?;
-    }
-    Ok(keys.column(ROW)?.idx()?.into_no_null_iter().collect())
-}
-
-/// The same order, for the usual case of up to three integer-like columns
-/// (timestamps, partition, offset) without nulls: a plain tuple sort, a
-/// fraction of the cost of a general multi-column sort. `None` otherwise.
-fn integer_order(rows: &DataFrame, order: &[String]) -> Result<Option<Vec<IdxSize>>, ModelError> {
-    if order.len() > 3 {
-        return Ok(None);
-    }
-    let mut keys: Vec<([i64; 3], IdxSize)> =
-        (0..rows.height() as IdxSize).map(|i| ([0; 3], i)).collect();
-    for (k, name) in order.iter().enumerate() {
-        let column = rows
-            .column(name)?
-            .as_materialized_series()
-            .to_physical_repr();
-        if !column.dtype().is_integer()
-            || column.null_count() > 0
-            || column.dtype() == &DataType::UInt64
-        {
-            return Ok(None);
-        }
-        let column = column.cast(&DataType::Int64)?;
-        for (key, v) in keys.iter_mut().zip(column.i64()?.into_no_null_iter()) {
-            key.0[k] = v;
-        }
-    }
-    // Row numbers break ties, so the unstable sort is the stable order.
-    // Bronze is mostly read in this order already (files in commit order,
-    // rows in offset order): checking costs a pass, sorting ~100 ms per
-    // million rows.
-    if !keys.is_sorted() {
-        crate::cores::sort_on_two_cores(&mut keys);
-    }
-    Ok(Some(keys.into_iter().map(|(_, i)| i).collect()))
 }
