@@ -62,8 +62,9 @@ pub fn check_rows(
         keys,
         ingested,
     };
-    // A few slices per core at least: an incremental run's ten thousand
-    // rows in one slice were checked on one core while the other waited.
+    // Up to four slices per core, none under MIN_SLICE_ROWS: an
+    // incremental run's ten thousand rows in one slice were checked on one
+    // core while the other waited.
     let per_slice = (order.len() / (4 * crate::cores::count())).clamp(MIN_SLICE_ROWS, SLICE_ROWS);
     let slices: Vec<&[IdxSize]> = order.chunks(per_slice).collect();
     let threads = crate::cores::count().min(slices.len());
@@ -106,8 +107,8 @@ pub fn check_rows(
 /// the work evenly, big enough that each unit's columns are few chunks).
 const SLICE_ROWS: usize = 32 * 1024;
 
-/// The smallest slice: below it, starting a thread costs more than it
-/// saves.
+/// The smallest slice: a slice builds its own columns, which are then
+/// stacked, a cost that smaller slices would not repay.
 const MIN_SLICE_ROWS: usize = 1024;
 
 /// The bronze columns [`check_rows`] reads, as arrays.

@@ -74,6 +74,9 @@ const MAX_GROUPS: usize = 1024;
 /// Groups of a run looked up by a scan below this many, by a map above.
 const SCANNED_GROUPS: usize = 8;
 
+// A row's group is kept as a u16.
+const _: () = assert!(MAX_GROUPS <= u16::MAX as usize + 1);
+
 /// The row numbers of `len` rows in the order of their keys (`key(i)`),
 /// in two passes and without sorting, when the rows are laid out as an
 /// ingester writes bronze: runs of equal first key (one ingest batch's
@@ -89,6 +92,7 @@ fn order_by_runs(len: usize, key: impl Fn(usize) -> [i64; 3]) -> Option<Vec<IdxS
     let mut groups: Vec<(i64, i64, usize)> = Vec::new();
     let mut index: HashMap<i64, usize> = HashMap::new();
     let mut group_of: Vec<u16> = Vec::new();
+    let (mut by_key, mut at): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
     let (mut start, mut placed) = (0, 0);
     let mut last_first = i64::MIN;
     while start < len {
@@ -144,12 +148,24 @@ fn order_by_runs(len: usize, key: impl Fn(usize) -> [i64; 3]) -> Option<Vec<IdxS
             hint = g;
             end += 1;
         }
+        if groups.len() == 1 {
+            // One group (rows already in order, a first key unique per
+            // row): the run stays as read.
+            for (slot, row) in out[placed..end].iter_mut().zip(start..end) {
+                *slot = row as IdxSize;
+            }
+            placed = end;
+            start = end;
+            continue;
+        }
         // Where each group's rows go in the output: groups in ascending
         // second key, each in read order (so equal keys keep theirs).
-        let mut by_key: Vec<usize> = (0..groups.len()).collect();
+        by_key.clear();
+        by_key.extend(0..groups.len());
         by_key.sort_unstable_by_key(|&g| groups[g].0);
-        let mut at = vec![0usize; groups.len()];
-        for g in by_key {
+        at.clear();
+        at.resize(groups.len(), 0);
+        for &g in &by_key {
             at[g] = placed;
             placed += groups[g].2;
         }
@@ -209,6 +225,9 @@ mod tests {
         }
         // Rows already in order, and no rows.
         let rows: Vec<[i64; 3]> = (0..100).map(|i| [i / 10, i % 10 / 3, i]).collect();
+        assert_eq!(order_by_runs(rows.len(), |i| rows[i]), Some(sorted(&rows)));
+        // A first key unique per row: runs of one row, one group each.
+        let rows: Vec<[i64; 3]> = (0..100).map(|i| [i, 0, 0]).collect();
         assert_eq!(order_by_runs(rows.len(), |i| rows[i]), Some(sorted(&rows)));
         assert_eq!(order_by_runs(0, |_| [0; 3]), Some(Vec::new()));
     }
