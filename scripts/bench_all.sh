@@ -30,6 +30,11 @@ tag() { (( $1 % 1000000 == 0 )) && echo "$(($1 / 1000000))M" || echo "$(($1 / 10
 RUN="$(mktemp -d /var/tmp/dag-bench-all.XXXXXX)"
 export BENCH_METRICS="$RUN/metrics.txt"
 : > "$BENCH_METRICS"
+# What was measured, for the report (also when it is made again from this
+# run's folder with new prose: `scripts/bench_report.py RUN BENCHMARKS.md`).
+echo "run.commit $(git rev-parse --short HEAD)" >> "$BENCH_METRICS"
+[[ -n "$(git status --porcelain --untracked-files=no)" ]] && dirty=1 || dirty=0
+echo "run.dirty $dirty" >> "$BENCH_METRICS"
 : > "$RUN/stages.txt"
 KEPT=()
 trap 'for d in "${KEPT[@]}"; do rm -rf "$d"; done' EXIT
@@ -97,6 +102,7 @@ if [[ -n "${BENCH_BUILD:-}" ]]; then
 fi
 [[ -f docs/build-figures.txt ]] && cat docs/build-figures.txt >> "$BENCH_METRICS"
 
+echo "run.at $(date -u '+%Y-%m-%d %H:%M UTC')" >> "$BENCH_METRICS"
 python3 scripts/bench_report.py "$RUN" "$OUT" --small "$(tag "$SMALL")" --large "$(tag "$LARGE")" \
   ${QUICK:+--quick}
 echo "wrote $OUT (logs and metrics in $RUN)"

@@ -410,9 +410,16 @@ def main():
     fig = Figures(load_metrics(a.run_dir / "metrics.txt"))
     stages = load_stages(a.run_dir / "stages.txt")
     short, detail = machine()
-    commit = sh(f"git -C {ROOT} rev-parse --short HEAD")
-    dirty = " (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain --untracked-files=no") else ""
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # The commit and time bench_all.sh recorded when it measured; a report
+    # made again later from the kept run (new prose) still names them.
+    m = fig.m
+    commit = m.get("run.commit") or sh(f"git -C {ROOT} rev-parse --short HEAD")
+    if "run.dirty" in m:
+        is_dirty = m["run.dirty"] == "1"
+    else:
+        is_dirty = bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no"))
+    dirty = " (with uncommitted changes)" if is_dirty else ""
+    now = m.get("run.at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = sum(s[2] for s in stages)
 
     out = []
