@@ -412,14 +412,14 @@ def main():
     short, detail = machine()
     # The commit and time bench_all.sh recorded when it measured; a report
     # made again later from the kept run (new prose) still names them.
-    m = fig.m
-    commit = m.get("run.commit") or sh(f"git -C {ROOT} rev-parse --short HEAD")
-    if "run.dirty" in m:
-        is_dirty = m["run.dirty"] == "1"
-    else:
-        is_dirty = bool(sh(f"git -C {ROOT} status --porcelain --untracked-files=no"))
+    recorded = lambda key, otherwise: fig.text(key) if fig.has(key) else otherwise()
+    commit = recorded("run.commit", lambda: sh(f"git -C {ROOT} rev-parse --short HEAD"))
+    is_dirty = recorded(
+        "run.dirty",
+        lambda: "1" if sh(f"git -C {ROOT} status --porcelain --untracked-files=no") else "0",
+    ) == "1"
     dirty = " (with uncommitted changes)" if is_dirty else ""
-    now = m.get("run.at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = recorded("run.at", lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
     total = sum(s[2] for s in stages)
 
     out = []

@@ -8,8 +8,7 @@ use super::error::TableError;
 use super::open::ModelTable;
 use crate::lake::bridge::df_to_batch;
 use crate::lake::state::{REBUILD_EVERY, rebuild};
-use arrow::array::ArrayRef;
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -136,18 +135,10 @@ fn plain_bytes(array: &ArrayRef) -> Option<Vec<u8>> {
         raw.extend_from_slice(v);
     };
     match array.data_type() {
-        A::Utf8 => array
+        // Any string layout, as one: a cast of the sample's few rows.
+        A::Utf8 | A::LargeUtf8 | A::Utf8View => arrow::compute::cast(array, &A::Utf8)
+            .ok()?
             .as_string::<i32>()
-            .iter()
-            .flatten()
-            .for_each(|v| push(v.as_bytes())),
-        A::LargeUtf8 => array
-            .as_string::<i64>()
-            .iter()
-            .flatten()
-            .for_each(|v| push(v.as_bytes())),
-        A::Utf8View => array
-            .as_string_view()
             .iter()
             .flatten()
             .for_each(|v| push(v.as_bytes())),
