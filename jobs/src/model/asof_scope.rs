@@ -183,38 +183,60 @@ const MATCH_BATCH_BYTES: i64 = 64 << 20;
 
 /// The right rows (columns `cols`) that are the match of some row of
 /// `left`, the only ones the join can pick, read a batch of files at a
-/// time: memory holds one batch and at most one row per left row, not the
-/// whole right side (a full rebuild of fact_fines held all 10M telemetry
-/// rows, 2.4 GB, to attribute 200k fines). The join over these rows gives
-/// each left row the same match as over all of them: a kept row that beat
-/// a left row's match would have been its match.
+/// time: memory holds one batch and at most the matches (and their ties)
+/// of the left rows, not the whole right side (a full rebuild of
+/// fact_fines held all 10M telemetry rows, 2.4 GB, to attribute 200k
+/// fines). The join over these rows gives each left row the same match as
+/// over all of them: a kept row that beat a left row's match would have
+/// been its match. Rows after the latest `left_on` or of `by` values no
+/// left row has are never a match, so the batch goes to [`matches_only`]
+/// as read: filtering them first cost more than it saved.
 async fn read_matches(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, ModelError> {
     let a = scan.a;
     let mut probe: Vec<&str> = a.by.iter().map(String::as_str).collect();
     probe.push(&a.left_on);
-    let left = scan.left.select(probe)?;
+    let left = scan
+        .left
+        .select(probe)?
+        .sort([a.left_on.as_str()], SortMultipleOptions::default())?;
     for batch in super::frame::size_batches(scan.files.clone(), MATCH_BATCH_BYTES) {
-        acc.vstack_mut_owned(scan.rows(&batch).await?)?;
+        acc.vstack_mut_owned(scan.right.read(&batch, Some(scan.cols)).await?)?;
         acc = matches_only(a, &left, acc)?;
     }
     Ok(acc)
 }
 
-/// The rows of `right` that are the as-of match of a row of `left`.
+/// The rows of `right` that are the as-of match of a row of `left`
+/// (sorted on `left_on`), or tie with one on `by` and `right_on`. The
+/// match's time comes from a join on `right_on` alone (a sort of
+/// integers; sorting a million rows by time and the tie-break's text
+/// was most of a full rebuild's read), and the rows at those times are
+/// then kept by a semi join: the tie-break picks among them later, in the
+/// model's own join.
 fn matches_only(a: &AsofJoin, left: &DataFrame, right: DataFrame) -> Result<DataFrame, ModelError> {
-    const ROW: &str = "__asof_row";
-    let right = right.with_row_index(ROW.into(), None)?;
-    let probe = AsofJoin {
-        select: vec![ROW.to_string()],
-        ..a.clone()
-    };
-    let matched = super::frame::asof_join(&probe, left.clone(), right.clone())?
-        .select([col(ROW)])
-        .drop_nulls(None)
+    const MATCH: &str = "__asof_match";
+    let by: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    let mut keep = by.clone();
+    keep.push(col(a.right_on.as_str()).alias(MATCH));
+    let times = right
+        .clone()
+        .lazy()
+        .select(keep.clone())
+        .sort([MATCH], SortMultipleOptions::default());
+    let mut keep_out = by;
+    keep_out.push(col(MATCH));
+    let matched = super::frame::backward_asof(left.clone().lazy(), times, &a.left_on, MATCH, &a.by)
+        .select(keep_out)
+        .drop_nulls(Some(cols([MATCH])))
         .unique(None, UniqueKeepStrategy::Any)
         .collect()?;
-    let rows = matched.column(ROW)?.idx()?.clone();
-    Ok(right.take(&rows)?.drop(ROW)?)
+    let mut on = a.by.clone();
+    on.push(MATCH.to_string());
+    let keyed = right
+        .lazy()
+        .with_column(col(a.right_on.as_str()).alias(MATCH))
+        .collect()?;
+    Ok(super::frame::semi_join(keyed, matched, &on)?.drop(MATCH)?)
 }
 
 /// Whether every left row already has a match in `acc` later than
@@ -267,4 +289,105 @@ fn micros(s: &Series) -> Result<Int64Chunked, ModelError> {
         TimeUnit::Microseconds => v.clone(),
         TimeUnit::Milliseconds => v * 1000,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::frame::asof_join;
+
+    fn join() -> AsofJoin {
+        AsofJoin {
+            name: "j".into(),
+            left: "l".into(),
+            right: "r".into(),
+            left_on: "at".into(),
+            right_on: "t".into(),
+            by: vec!["v".into(), "w".into()],
+            tie_break: Some("id".into()),
+            select: vec!["d".into()],
+        }
+    }
+
+    /// Microseconds as a timestamp column.
+    fn times(name: &str, us: Vec<Option<i64>>) -> Column {
+        Column::new(name.into(), us)
+            .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+            .expect("test value")
+    }
+
+    /// A small generator of pseudo-random numbers (a fixed sequence).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    #[test]
+    fn the_joined_matches_alone_give_every_left_row_its_match_over_all_rows() {
+        let a = join();
+        let mut g = Lcg(7);
+        for round in 0..40 {
+            // Few by values and few times, so that ties on `t` (decided
+            // by `id`) and rows of by values no left row has are common;
+            // some by values and times are null.
+            let n = 50 + 40 * round;
+            let key = |g: &mut Lcg, k: u64| match g.below(k + 1) {
+                0 => None,
+                x => Some(format!("v{x}")),
+            };
+            let (mut v, mut w, mut t, mut id, mut d) = (vec![], vec![], vec![], vec![], vec![]);
+            for i in 0..n {
+                v.push(key(&mut g, 6));
+                w.push(key(&mut g, 2));
+                t.push((g.below(20) > 0).then(|| g.below(30) as i64 * 1_000_000));
+                // Unique, as a tie-break must be for one answer.
+                id.push(format!("e{:03}.{i}", g.below(50)));
+                d.push(format!("d{i}"));
+            }
+            let right = DataFrame::new_infer_height(vec![
+                Column::new("v".into(), v),
+                Column::new("w".into(), w),
+                times("t", t),
+                Column::new("id".into(), id),
+                Column::new("d".into(), d),
+            ])
+            .expect("test value");
+            let (mut lv, mut lw, mut at, mut k) = (vec![], vec![], vec![], vec![]);
+            for i in 0..n / 5 {
+                lv.push(key(&mut g, 4));
+                lw.push(key(&mut g, 2));
+                at.push((g.below(20) > 0).then(|| g.below(34) as i64 * 1_000_000));
+                k.push(i as u32);
+            }
+            let left = DataFrame::new_infer_height(vec![
+                Column::new("k".into(), k),
+                Column::new("v".into(), lv),
+                Column::new("w".into(), lw),
+                times("at", at),
+            ])
+            .expect("test value");
+            let sorted = left
+                .select(["v", "w", "at"])
+                .and_then(|l| l.sort(["at"], SortMultipleOptions::default()))
+                .expect("test value");
+            let kept = matches_only(&a, &sorted, right.clone()).expect("matches");
+            assert!(kept.height() <= right.height());
+            let over = |r: DataFrame| {
+                asof_join(&a, left.clone(), r)
+                    .and_then(|j| j.sort(["k"], SortMultipleOptions::default()).collect())
+                    .expect("join")
+            };
+            let (all, reduced) = (over(right.clone()), over(kept));
+            assert!(
+                all.equals_missing(&reduced),
+                "round {round}: over all rows {all:?}\nover the matches {reduced:?}"
+            );
+        }
+    }
 }

@@ -58,6 +58,7 @@ impl ModelTable {
         // them in: the bridge then hands buffers over instead of
         // converting every value.
         let schema = as_views(&schema);
+        let started = std::time::Instant::now();
         let store = self.table.log_store().object_store(None);
         let partition_by = Arc::new(self.partition_by.clone());
         // Each file is decoded in a task of its own: decoding (decompression
@@ -78,6 +79,7 @@ impl ModelTable {
             .await?;
         let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
         let df = batches_to_df(&batches, &schema)?;
+        tracing::trace!(table = %self.name, files = files.len(), rows = df.height(), columns = schema.fields().len(), seconds = started.elapsed().as_secs_f64(), "read");
         Ok(constant_partitions(df, files, &self.partition_by)?)
     }
 }
