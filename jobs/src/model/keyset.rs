@@ -80,6 +80,11 @@ impl KeySet {
         let parallel = crate::cores::worth_splitting(rows, PARALLEL_ROWS);
         let hashes = self.hashes(&encoded, rows);
         let (hasher, columns, shard_count) = (&self.hasher, &self.columns, self.shards.len());
+        // A shard's share of the batch's key bytes (and as much again as
+        // the rows' margin), reserved once: grown by doubling, the arena
+        // was copied at every step (a twentieth of a silver run's CPU).
+        let bytes = encoded.bytes(rows);
+        let expected_bytes = bytes / shard_count + bytes / 16;
         // Each shard takes its rows in order and returns those whose key
         // it held already.
         let fill = |at: usize, shard: &mut Shard| -> Result<Vec<usize>, ModelError> {
@@ -88,6 +93,7 @@ impl KeySet {
             let Shard { arena, table } = &mut *shard;
             let expected = rows / shard_count + rows / 16;
             table.reserve(expected, |&e| hasher.hash_one(slice(arena, e)));
+            arena.reserve(expected_bytes);
             for (row, hash) in hashes.iter().enumerate() {
                 let Some(hash) = *hash else { continue };
                 if shard_of(hash, shard_count) != at {
@@ -225,6 +231,14 @@ impl Encoded {
         })
     }
 
+    /// The bytes the keys of `rows` rows take written (nulls' values none).
+    fn bytes(&self, rows: usize) -> usize {
+        match self {
+            Encoded::One(part) => part.bytes(),
+            Encoded::Many(parts) => parts.iter().map(|p| p.bytes() + 5 * rows).sum(),
+        }
+    }
+
     /// Writes row `row`'s key into `buf`; false for a one-column null key.
     fn write(&self, row: usize, buf: &mut Vec<u8>) -> bool {
         match self {
@@ -262,6 +276,14 @@ impl Part {
         } else {
             Part::Text(s.cast(&DataType::String)?.str()?.rechunk().into_owned())
         })
+    }
+
+    /// The bytes of all its values written.
+    fn bytes(&self) -> usize {
+        match self {
+            Part::Text(ca) => ca.downcast_iter().map(|a| a.total_bytes_len()).sum(),
+            Part::Int(ca) => 8 * ca.len(),
+        }
     }
 
     /// Appends the value's bytes; false (nothing written) for a null.
