@@ -200,7 +200,9 @@ async fn read_matches(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, M
         .select(probe)?
         .sort([a.left_on.as_str()], SortMultipleOptions::default())?;
     for batch in super::frame::size_batches(scan.files.clone(), MATCH_BATCH_BYTES) {
-        acc.vstack_mut_owned(scan.right.read(&batch, Some(scan.cols)).await?)?;
+        let rows = scan.right.read(&batch, Some(scan.cols)).await?;
+        time_unit(rows.column(&a.right_on)?.as_materialized_series())?;
+        acc.vstack_mut_owned(rows)?;
         acc = matches_only(a, &left, acc)?;
     }
     Ok(acc)
@@ -271,17 +273,21 @@ fn settled(
     Ok(matches.null_count() == 0 && matches.min().is_none_or(|m| m > unread_max))
 }
 
+/// The unit of a timestamp column; any other column is refused, naming it.
+fn time_unit(s: &Series) -> Result<TimeUnit, ModelError> {
+    match s.dtype() {
+        DataType::Datetime(unit, _) => Ok(*unit),
+        other => Err(ModelError::Input(format!(
+            "as-of column `{}` is {other}, not a timestamp",
+            s.name()
+        ))),
+    }
+}
+
 /// A timestamp column as microseconds since the epoch (the unit of the
 /// Delta statistics).
 fn micros(s: &Series) -> Result<Int64Chunked, ModelError> {
-    let DataType::Datetime(unit, _) = s.dtype() else {
-        return Err(ModelError::Input(format!(
-            "as-of column `{}` is {}, not a timestamp",
-            s.name(),
-            s.dtype()
-        )));
-    };
-    let unit = *unit;
+    let unit = time_unit(s)?;
     let phys = s.to_physical_repr();
     let v = phys.i64()?;
     Ok(match unit {
@@ -389,5 +395,22 @@ mod tests {
                 "round {round}: over all rows {all:?}\nover the matches {reduced:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_as_of_column_that_is_not_a_timestamp_is_refused_by_name() {
+        let day = Series::new("issued_on".into(), [19_000i32])
+            .cast(&DataType::Date)
+            .expect("test value");
+        let err = time_unit(&day).expect_err("a date is not a timestamp");
+        assert_eq!(
+            err.to_string(),
+            "as-of column `issued_on` is date, not a timestamp"
+        );
+        let at = times("at", vec![Some(1)]);
+        assert_eq!(
+            time_unit(at.as_materialized_series()).expect("a timestamp"),
+            TimeUnit::Microseconds
+        );
     }
 }
