@@ -370,6 +370,15 @@ impl Runner {
                 return;
             }
         };
+        // The tests judge the versions the run's load publishes: each
+        // model's as its task in this run left it, and this task's model
+        // as it wrote it, whatever another writer committed since.
+        for (model, v) in &run.versions {
+            tester.pin(model, *v);
+        }
+        if let Some(v) = out.done.version {
+            tester.pin(&c.node, v);
+        }
         // One after another: each test's seconds are its own.
         for (idx, t) in &tests {
             tester.run(&self.p.graph[*idx], t).await;

@@ -26,8 +26,14 @@ use std::sync::{Arc, Mutex};
 /// listing its files and reading what changed since a base cost 20-30 ms
 /// each time, more than most tests' own reading (a fact's eight tests
 /// paid them eight times in every continuous run).
+///
+/// A model may be pinned to a version first ([`Views::pin`]): its tests
+/// then judge that version even when a newer one is there.
 #[derive(Default)]
-pub struct Views(Mutex<HashMap<String, Arc<View>>>);
+pub struct Views {
+    opened: Mutex<HashMap<String, Arc<View>>>,
+    pinned: Mutex<HashMap<String, i64>>,
+}
 
 struct View {
     table: ModelTable,
@@ -37,11 +43,28 @@ struct View {
 }
 
 impl Views {
+    /// The tests of `model` judge `version`, not the latest: a task's tests
+    /// judge what its run's load will publish. A newer version can be
+    /// there by then: a scheduler stopped before its commit and taken
+    /// over can still commit when it wakes, after the task that took
+    /// over wrote its own version and before that task's tests opened the
+    /// table; they judged the stray version and the load published one no
+    /// test had passed.
+    pub fn pin(&self, model: &str, version: i64) {
+        lock(&self.pinned).insert(model.to_string(), version);
+    }
+
     async fn view(&self, ctx: &Context<'_>, model: &str) -> Result<Arc<View>, ModelError> {
-        if let Some(v) = lock(&self.0).get(model) {
+        if let Some(v) = lock(&self.opened).get(model) {
             return Ok(v.clone());
         }
-        let table = ctx.catalog.open_input(model, ctx.settings).await?;
+        let mut table = ctx.catalog.open_input(model, ctx.settings).await?;
+        let pinned = lock(&self.pinned).get(model).copied();
+        if let Some(v) = pinned
+            && table.version() != v
+        {
+            table = table.at_version(v).await?;
+        }
         let all = table.files().await?;
         let view = Arc::new(View {
             table,
@@ -50,7 +73,7 @@ impl Views {
         });
         // Two tests of one model opening it at once: the first kept wins,
         // so both judge the same version.
-        Ok(lock(&self.0)
+        Ok(lock(&self.opened)
             .entry(model.to_string())
             .or_insert(view)
             .clone())

@@ -56,6 +56,12 @@ impl Tester {
         }
     }
 
+    /// Its tests of `model` judge `version` (see [`eval::Views::pin`]);
+    /// before the first test of `model` runs.
+    pub fn pin(&self, model: &str, version: i64) {
+        self.views.pin(model, version);
+    }
+
     /// The bases as they are now (with the passes of this tester's tests).
     pub fn bases(&self) -> results::Bases {
         lock(&self.bases).clone()
