@@ -98,7 +98,8 @@ pub struct Base {
     pub tested_at: i64,
 }
 
-/// Each test's clean passes, from the results table.
+/// Each test's clean passes that can still be a base, from the results
+/// table.
 #[derive(Clone, Debug, Default)]
 pub struct Bases {
     by_test: HashMap<String, Vec<Base>>,
@@ -120,23 +121,64 @@ impl Bases {
                 "failing",
             ]))
             .await?;
-        let tested_at = df
-            .column("tested_at")?
-            .cast(&polars::prelude::DataType::Int64)?;
-        let tested_at = tested_at.i64()?.clone();
-        let tests = df.column("test")?.str()?.clone();
-        let versions = df.column("version")?.i64()?.clone();
-        let compared = df.column("compared_version")?.i64()?.clone();
-        let status = df.column("status")?.str()?.clone();
-        let failing = df.column("failing")?.i64()?.clone();
+        Bases::of(df)
+    }
+
+    /// The passes of results `df` (the table's columns, in its order) that
+    /// [`pick`] can ever choose: per test, those whose version is above
+    /// every version passed after them. Any other pass loses to a later
+    /// one whatever the table's creation time, so the history a run keeps
+    /// is a few passes per test, not one per run ever made, and the rows
+    /// are sorted and filtered as columns, not turned into strings one by
+    /// one.
+    fn of(df: DataFrame) -> Result<Bases, ModelError> {
+        const ROW: &str = "__row";
+        let passes = df
+            .with_row_index(ROW.into(), None)?
+            .lazy()
+            .filter(
+                col("status")
+                    .eq(lit(Status::Pass.as_str()))
+                    .and(col("failing").eq(lit(0i64)))
+                    .and(col("test").is_not_null())
+                    .and(col("version").is_not_null()),
+            )
+            .select([
+                col("test"),
+                col("version"),
+                col("compared_version"),
+                col("tested_at")
+                    .cast(DataType::Int64)
+                    .fill_null(lit(i64::MIN)),
+                col(ROW),
+            ])
+            // Newest first within each test; of two passes recorded at
+            // the same time the one appended last counts as the later
+            // (as `pick` breaks a full tie).
+            .sort_by_exprs(
+                [col("test"), col("tested_at"), col(ROW)],
+                SortMultipleOptions::default().with_order_descending_multi([false, true, true]),
+            )
+            .collect()?;
+        let tests = passes.column("test")?.str()?.rechunk();
+        let versions = passes.column("version")?.i64()?.rechunk();
+        let compared = passes.column("compared_version")?.i64()?.rechunk();
+        let tested_at = passes.column("tested_at")?.i64()?.rechunk();
         let mut by_test: HashMap<String, Vec<Base>> = HashMap::new();
-        for i in 0..df.height() {
-            if status.get(i) != Some(Status::Pass.as_str()) || failing.get(i) != Some(0) {
-                continue;
-            }
+        // The test of the rows being walked, and the highest version it
+        // passed after the current row.
+        let mut later: Option<(&str, i64)> = None;
+        for i in 0..passes.height() {
             let (Some(t), Some(v)) = (tests.get(i), versions.get(i)) else {
                 continue;
             };
+            if let Some((test, max)) = later
+                && test == t
+                && v <= max
+            {
+                continue;
+            }
+            later = Some((t, v));
             by_test.entry(t.to_string()).or_default().push(Base {
                 version: v,
                 compared_version: compared.get(i),
@@ -146,7 +188,8 @@ impl Bases {
         Ok(Bases { by_test })
     }
 
-    /// Every clean pass of `test` on record.
+    /// The clean passes of `test` that [`pick`] may choose (see
+    /// `Bases::of`), with those made in this process.
     pub fn passes(&self, test: &str) -> Vec<Base> {
         self.by_test.get(test).cloned().unwrap_or_default()
     }
@@ -458,4 +501,120 @@ pub async fn append(
         table.commit(adds, &[], &BTreeMap::new(), false).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A results row: test, tested_at (microseconds), version, status,
+    /// failing.
+    type Row<'a> = (&'a str, i64, Option<i64>, &'a str, i64);
+
+    /// Results rows as the table holds them.
+    fn results(rows: &[Row<'_>]) -> DataFrame {
+        let col = |f: fn(&Row<'_>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+        DataFrame::new_infer_height(vec![
+            Column::new("test".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            Column::new("tested_at".into(), col(|r| Some(r.1)))
+                .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+                .expect("test value"),
+            Column::new("version".into(), col(|r| r.2)),
+            Column::new("compared_version".into(), col(|r| r.2.map(|v| v - 1))),
+            Column::new(
+                "status".into(),
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            ),
+            Column::new("failing".into(), col(|r| Some(r.4))),
+        ])
+        .expect("test value")
+    }
+
+    /// Every clean pass of each test in table order: what `Bases` held
+    /// before it kept only the passes `pick` can choose.
+    fn every_pass(rows: &[Row<'_>]) -> HashMap<String, Vec<Base>> {
+        let mut all: HashMap<String, Vec<Base>> = HashMap::new();
+        for &(test, at, version, status, failing) in rows {
+            if let (Some(v), "pass", 0) = (version, status, failing) {
+                all.entry(test.into()).or_default().push(Base {
+                    version: v,
+                    compared_version: Some(v - 1),
+                    tested_at: at,
+                });
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_kept_passes_give_every_creation_time_the_base_all_passes_give() {
+        let mut seed = 11u64;
+        let mut below = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let names = ["a", "b", "c"];
+        for round in 0..30 {
+            // Versions that mostly rise with time but restart (a table
+            // rebuilt) and go back (a slow run recording late), equal
+            // times, failures, errors and rows without a version.
+            let mut rows = Vec::new();
+            let mut version = 0i64;
+            for i in 0..(20 + 10 * round) {
+                version = match below(10) {
+                    0 => 0,
+                    1 => (version - 3).max(0),
+                    _ => version + below(3) as i64,
+                };
+                let at = 1_000_000 * (i as i64 / (1 + below(3) as i64)) + 1_000;
+                let status = ["pass", "pass", "pass", "fail", "error"][below(5) as usize];
+                let failing = if below(8) == 0 { 2 } else { 0 };
+                let v = (below(12) != 0).then_some(version);
+                rows.push((names[below(3) as usize], at, v, status, failing));
+            }
+            let kept = Bases::of(results(&rows)).expect("bases");
+            let all = every_pass(&rows);
+            for test in names {
+                let (kept, all) = (
+                    kept.passes(test),
+                    all.get(test).cloned().unwrap_or_default(),
+                );
+                assert!(kept.len() <= all.len());
+                for created_ms in [
+                    None,
+                    Some(0),
+                    Some(1),
+                    Some(5_000),
+                    Some(17_000),
+                    Some(60_000),
+                ] {
+                    assert_eq!(
+                        pick(&kept, created_ms),
+                        pick(&all, created_ms),
+                        "round {round}, test {test}, created {created_ms:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_later_pass_at_a_version_as_high_leaves_the_earlier_out() {
+        let rows = [
+            ("t", 1_000, Some(5), "pass", 0),
+            ("t", 2_000, Some(4), "pass", 0),
+            ("t", 3_000, Some(6), "pass", 0),
+            ("t", 4_000, Some(6), "pass", 0),
+            ("t", 5_000, Some(7), "fail", 3),
+        ];
+        let kept = Bases::of(results(&rows)).expect("bases").passes("t");
+        assert_eq!(
+            kept.iter()
+                .map(|b| (b.version, b.tested_at))
+                .collect::<Vec<_>>(),
+            [(6, 4_000)]
+        );
+    }
 }
