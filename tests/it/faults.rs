@@ -45,6 +45,29 @@ struct Chain {
     proxy: FaultProxy,
     telemetry: String,
     fines: String,
+    /// The processes [`Chain::spawn`] started, killed when the chain goes.
+    spawned: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for Chain {
+    /// A failed assertion leaves the ingesters and schedulers running
+    /// (a `Child` is not killed when dropped): they are killed here, and
+    /// on a failure the tail of their logs is printed first, the only
+    /// account of what they did.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for log in ["scheduler", "ingest", "producer"] {
+                eprintln!("--- {log} (last lines) ---\n{}", self.log(log));
+            }
+        }
+        let pids = self.spawned.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// An S3 storm: a share of the lake's requests fail, land with their
@@ -96,6 +119,7 @@ impl Chain {
             proxy,
             telemetry,
             fines,
+            spawned: std::sync::Mutex::default(),
         }
     }
 
@@ -121,11 +145,16 @@ impl Chain {
                 .open(self.root().join(format!("{log}.{ext}")))
                 .expect("log")
         };
-        self.dag(args)
+        let child = self
+            .dag(args)
             .stdout(Stdio::from(file("out")))
             .stderr(Stdio::from(file("err")))
             .spawn()
-            .expect("spawn")
+            .expect("spawn");
+        if let Ok(mut spawned) = self.spawned.lock() {
+            spawned.push(child.id());
+        }
+        child
     }
 
     fn log(&self, log: &str) -> String {
