@@ -101,8 +101,15 @@ pub async fn evaluate(
 ) -> Result<Findings, ModelError> {
     let view = views.view(ctx, &model.name).await?;
     let table = &view.table;
-    let base = super::results::pick(passes, table.created_at());
     let version = table.version();
+    // A pass at a later version than the one judged (a pinned table,
+    // another run's tests of a newer commit) is no base for it.
+    let earlier: Vec<Base> = passes
+        .iter()
+        .filter(|b| b.version <= version)
+        .copied()
+        .collect();
+    let base = super::results::pick(&earlier, table.created_at());
     let scope = view.scope(base.as_ref()).await?;
     let t = Target {
         model,
