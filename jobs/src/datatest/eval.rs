@@ -102,14 +102,7 @@ pub async fn evaluate(
     let view = views.view(ctx, &model.name).await?;
     let table = &view.table;
     let version = table.version();
-    // A pass at a later version than the one judged (a pinned table,
-    // another run's tests of a newer commit) is no base for it.
-    let earlier: Vec<Base> = passes
-        .iter()
-        .filter(|b| b.version <= version)
-        .copied()
-        .collect();
-    let base = super::results::pick(&earlier, table.created_at());
+    let base = super::results::pick(passes, table.created_at(), version);
     let scope = view.scope(base.as_ref()).await?;
     let t = Target {
         model,

@@ -130,7 +130,9 @@ impl Bases {
     /// one whatever the table's creation time, so the history a run keeps
     /// is a few passes per test, not one per run ever made, and the rows
     /// are sorted and filtered as columns, not turned into strings one by
-    /// one.
+    /// one. (A test judging a version below a later pass's, rare, may then
+    /// find no base where a dropped pass was one: it checks every row, as
+    /// a test without a base does.)
     fn of(df: DataFrame) -> Result<Bases, ModelError> {
         const ROW: &str = "__row";
         let passes = df
@@ -211,15 +213,17 @@ impl Bases {
     }
 }
 
-/// The base of a test on a table created at `created` (epoch
-/// milliseconds, when the table's metadata says): the highest version
-/// among the passes recorded since then (all of them when the creation
-/// time is unknown).
-pub fn pick(passes: &[Base], created: Option<i64>) -> Option<Base> {
+/// The base of a test judging version `judged` of a table created at
+/// `created` (epoch milliseconds, when the table's metadata says): the
+/// highest version, no later than `judged`, among the passes recorded
+/// since then (all of them when the creation time is unknown). A pass of
+/// a later version (the table pinned to an older one, another run's tests
+/// of a newer commit) is no base for it.
+pub fn pick(passes: &[Base], created: Option<i64>, judged: i64) -> Option<Base> {
     let since = created.map_or(i64::MIN, |ms| ms.saturating_mul(1000));
     passes
         .iter()
-        .filter(|b| b.tested_at >= since)
+        .filter(|b| b.tested_at >= since && b.version <= judged)
         .max_by_key(|b| (b.version, b.tested_at))
         .copied()
 }
@@ -591,8 +595,8 @@ mod tests {
                     Some(60_000),
                 ] {
                     assert_eq!(
-                        pick(&kept, created_ms),
-                        pick(&all, created_ms),
+                        pick(&kept, created_ms, i64::MAX),
+                        pick(&all, created_ms, i64::MAX),
                         "round {round}, test {test}, created {created_ms:?}"
                     );
                 }

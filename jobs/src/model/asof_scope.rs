@@ -217,28 +217,28 @@ async fn read_matches(scan: Scan<'_>, mut acc: DataFrame) -> Result<DataFrame, M
 /// model's own join.
 fn matches_only(a: &AsofJoin, left: &DataFrame, right: DataFrame) -> Result<DataFrame, ModelError> {
     const MATCH: &str = "__asof_match";
-    let by: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
-    let mut keep = by.clone();
-    keep.push(col(a.right_on.as_str()).alias(MATCH));
-    let times = right
-        .clone()
-        .lazy()
-        .select(keep.clone())
-        .sort([MATCH], SortMultipleOptions::default());
-    let mut keep_out = by;
-    keep_out.push(col(MATCH));
+    let times = by_and_time(a, right.clone(), MATCH);
+    let mut matched: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    matched.push(col(MATCH).alias(a.right_on.as_str()));
     let matched = super::frame::backward_asof(left.clone().lazy(), times, &a.left_on, MATCH, &a.by)
-        .select(keep_out)
         .drop_nulls(Some(cols([MATCH])))
+        .select(matched)
         .unique(None, UniqueKeepStrategy::Any)
         .collect()?;
     let mut on = a.by.clone();
-    on.push(MATCH.to_string());
-    let keyed = right
+    on.push(a.right_on.clone());
+    super::frame::semi_join(right, matched, &on)
+}
+
+/// The `by` columns of `right` and its `right_on` as `alias`, sorted on
+/// it (as a backward as-of join needs them).
+fn by_and_time(a: &AsofJoin, right: DataFrame, alias: &str) -> LazyFrame {
+    let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
+    keep.push(col(a.right_on.as_str()).alias(alias));
+    right
         .lazy()
-        .with_column(col(a.right_on.as_str()).alias(MATCH))
-        .collect()?;
-    Ok(super::frame::semi_join(keyed, matched, &on)?.drop(MATCH)?)
+        .select(keep)
+        .sort([alias], SortMultipleOptions::default())
 }
 
 /// Whether every left row already has a match in `acc` later than
@@ -251,14 +251,7 @@ fn settled(
     unread_max: i64,
 ) -> Result<bool, ModelError> {
     const MATCH: &str = "__asof_match";
-    let mut keep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
-    keep.push(col(a.right_on.as_str()).alias(MATCH));
-    let right = acc
-        .clone()
-        .lazy()
-        .select(keep)
-        .sort([MATCH], SortMultipleOptions::default())
-        .collect()?;
+    let right = by_and_time(a, acc.clone(), MATCH);
     let mut lkeep: Vec<Expr> = a.by.iter().map(|c| col(c.as_str())).collect();
     lkeep.push(col(a.left_on.as_str()));
     let left = left
@@ -267,8 +260,8 @@ fn settled(
         .select(lkeep)
         .sort([a.left_on.as_str()], SortMultipleOptions::default())
         .collect()?;
-    let joined = super::frame::backward_asof(left.lazy(), right.lazy(), &a.left_on, MATCH, &a.by)
-        .collect()?;
+    let joined =
+        super::frame::backward_asof(left.lazy(), right, &a.left_on, MATCH, &a.by).collect()?;
     let matches = micros(joined.column(MATCH)?.as_materialized_series())?;
     Ok(matches.null_count() == 0 && matches.min().is_none_or(|m| m > unread_max))
 }
