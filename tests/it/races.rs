@@ -5,7 +5,9 @@
 //! start at once, and a `dag scheduler` runs and loads the model every
 //! second throughout. Watched all along in PostgreSQL: no row of a version
 //! whose test failed is ever published, and `dag.loaded_versions` never
-//! goes back. At the end a clean run publishes the last version.
+//! goes back. At the end a clean run publishes the last version. And a
+//! run's tests judge the version its task committed, whatever another run
+//! committed while they waited.
 
 use sqlx::Row;
 use std::path::Path;
@@ -323,6 +325,73 @@ async fn a_scheduled_load_publishes_the_tested_version_not_a_newer_failed_one() 
         ],
         "the warehouse holds the version the run's tests passed"
     );
+}
+
+/// A task's tests judge the version its own commit made, not a newer one
+/// that another writer committed between that commit and the tests (as a
+/// scheduler stopped just before its commit and taken over could land
+/// one): a run whose version of `g` holds a null is held after `g`'s
+/// commit, before its tests; meanwhile another run commits a version of
+/// `g` that passes. The held run's test judges its own version and fails,
+/// and nothing of it is published (before the fix its tests opened the
+/// newer version, passed, and its load published the null).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runs_tests_judge_its_own_commit_not_a_newer_one() {
+    let p = Project::new(None).await;
+    let out = p.output(&["migrate"]);
+    assert!(out.status.success(), "{}", text(&out));
+    p.seed("id,v\n1,\n2,untested\n");
+    let marker = p.root().join("tests-stalled");
+    let held = p
+        .dag(&["run"])
+        .env(
+            jobs::stall::STALL_TESTS,
+            format!("g:6000:{}", marker.display()),
+        )
+        .spawn()
+        .expect("dag run");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "g's tests never stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.seed("id,v\n1,passing\n2,passing\n");
+    let out = p.output(&["run", "--no-load"]);
+    assert!(out.status.success(), "the passing version: {}", text(&out));
+    let other_done = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let out = held.wait_with_output().expect("dag run");
+    let said = text(&out);
+    let resumed: f64 = said
+        .lines()
+        .find_map(|l| l.split("g's tests resumes at ").nth(1))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the tests never resumed: {said}"));
+    assert!(
+        resumed > other_done,
+        "the other run ended after the stall ({other_done} > {resumed}): make the stall longer"
+    );
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('gold.g')::text")
+        .fetch_one(&p.db.pool)
+        .await
+        .expect("to_regclass");
+    if table.is_some() {
+        let nulls: i64 = sqlx::query_scalar("SELECT count(*) FROM gold.g WHERE v IS NULL")
+            .fetch_one(&p.db.pool)
+            .await
+            .expect("count");
+        assert_eq!(
+            nulls, 0,
+            "the warehouse holds the version whose test fails: {said}"
+        );
+    }
+    assert!(!out.status.success(), "the null was judged: {said}");
+    assert!(said.contains("not_null_g_v"), "{said}");
 }
 
 /// A load waits for another one holding the load lock, but not for ever:

@@ -17,6 +17,7 @@ use crate::pipeline::Pipeline;
 use jobs::datatest::{Options, Status, Tester, test_inputs};
 use jobs::decl::DataTest;
 use jobs::model::{Cancel, Catalog, RunSettings, run_model};
+use jobs::stall::{STALL_TESTS, stall_if_asked};
 use jobs::warehouse::load::Gate;
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet};
@@ -363,6 +364,7 @@ impl Runner {
         if tests.is_empty() {
             return;
         }
+        stall_if_asked(STALL_TESTS, &c.node, "tests").await;
         let tester = match self.tester(settings).await {
             Ok(t) => t,
             Err(e) => {

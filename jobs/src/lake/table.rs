@@ -29,7 +29,7 @@ mod schema;
 pub use cache::TableCache;
 pub use cancel::Cancel;
 pub use changes::Changes;
-pub use commit::{CHECKPOINT_EVERY, CLEANUP_EVERY, COMPACT_EVERY, STALL_COMMIT, after_checkpoint};
+pub use commit::{CHECKPOINT_EVERY, CLEANUP_EVERY, COMPACT_EVERY, after_checkpoint};
 pub use data_file::{DataFile, STATS_SLACK_US};
 pub use error::TableError;
 pub use open::ModelTable;

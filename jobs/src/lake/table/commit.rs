@@ -8,6 +8,7 @@ use super::error::TableError;
 use super::open::ModelTable;
 use crate::lake::bridge::df_to_batch;
 use crate::lake::state::{REBUILD_EVERY, rebuild};
+use crate::stall::{STALL_COMMIT, stall_if_asked};
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use deltalake::DeltaTable;
@@ -20,11 +21,6 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use polars::prelude::{DataFrame, IdxCa, IdxSize};
 use std::collections::BTreeMap;
-
-/// Names tables whose next commit stalls, once (tests only): comma-separated
-/// `<table>:<milliseconds>:<marker file>`; the stall happens when the
-/// marker file does not exist yet, and creates it.
-pub const STALL_COMMIT: &str = "DAG_TEST_STALL_COMMIT";
 
 /// False-positive rate of the bloom filters on key columns. A lookup's
 /// wasted row-group reads are about keys x row groups x this: 100k keys
@@ -264,7 +260,7 @@ impl ModelTable {
         overwrite: bool,
         data_change: bool,
     ) -> Result<i64, TableError> {
-        self.stall_for_tests().await;
+        stall_if_asked(STALL_COMMIT, &self.name, "commit").await;
         if self.cancel.is_cancelled() {
             return Err(TableError::Cancelled(self.name.clone()));
         }
@@ -402,39 +398,6 @@ pub async fn after_checkpoint(
         Ok(0) => {}
         Ok(n) => tracing::debug!(table = %name, version, "{n} expired log entries removed"),
         Err(e) => tracing::warn!(table = %name, version, "log cleanup failed: {e}"),
-    }
-}
-
-impl ModelTable {
-    /// See [`STALL_COMMIT`].
-    async fn stall_for_tests(&self) {
-        let Ok(specs) = std::env::var(STALL_COMMIT) else {
-            return;
-        };
-        for spec in specs.split(',') {
-            let mut parts = spec.splitn(3, ':');
-            let (Some(table), Some(ms), Some(marker)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if table == self.name {
-                Self::stall(table, ms, std::path::Path::new(marker)).await;
-            }
-        }
-    }
-
-    /// One stall of [`STALL_COMMIT`], said on standard error as it begins
-    /// and ends.
-    async fn stall(table: &str, ms: &str, marker: &std::path::Path) {
-        if !marker.exists() && std::fs::write(marker, b"").is_ok() {
-            let ms = ms.parse().unwrap_or(0);
-            eprintln!("{STALL_COMMIT}: stalling {table}'s commit for {ms} ms");
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            let at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            eprintln!("{STALL_COMMIT}: {table}'s commit resumes at {at:.3}");
-        }
     }
 }
 
