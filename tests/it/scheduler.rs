@@ -8,7 +8,8 @@
 //! the other branch succeeds; retries wait their backoff, then succeed or
 //! fail; two schedulers over 100 runs never run a task twice and leave none
 //! stuck; a scheduler killed mid-task has it finished by the other once its
-//! lease runs out; schedules fire at the right instants across a DST
+//! lease runs out, and one frozen in a commit past its lease never lands
+//! it beside the other's; schedules fire at the right instants across a DST
 //! change (virtual clock); SIGTERM drains and exits; `dag trigger` with no
 //! scheduler says so.
 
@@ -99,10 +100,16 @@ impl Project {
     }
 
     fn scheduler(&self, log: &str) -> Child {
+        self.scheduler_with(log, &[])
+    }
+
+    /// A scheduler with `env` set, its output in `<log>.out` and `.err`.
+    fn scheduler_with(&self, log: &str, env: &[(&str, String)]) -> Child {
         let file = |ext: &str| {
             std::fs::File::create(self.root().join(format!("{log}.{ext}"))).expect("log")
         };
         self.dag(&["scheduler"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(file("out")))
             .stderr(Stdio::from(file("err")))
             .spawn()
@@ -133,6 +140,38 @@ impl Project {
             assert!(Instant::now() < deadline, "no {n} live scheduler(s)");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Adds `e`, an append model over the seed `a`, and runs `a`.
+    fn append_model_e(&self) {
+        let gold = self.root().join("models/p/gold");
+        std::fs::write(
+            gold.join("e.yml"),
+            "kind: sql\nmaterialized: append\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: v, type: string}\n",
+        )
+        .expect("write");
+        std::fs::write(gold.join("e.sql"), "SELECT id, v FROM a\n").expect("write");
+        assert!(self.output(&["run", "a"]).status.success());
+    }
+
+    /// The rows `e`'s Delta table holds.
+    async fn rows_of_e(&self) -> usize {
+        let pipeline =
+            dag::pipeline::Pipeline::load(&self.root().join("models/p")).expect("pipeline");
+        let catalog = jobs::model::Catalog::new(pipeline.graph.node_weights().cloned());
+        let settings = jobs::model::RunSettings::new(
+            format!("file://{}/lake", self.root().display()),
+            Default::default(),
+            self.root().join("data"),
+        );
+        catalog
+            .open_input("e", &settings)
+            .await
+            .expect("open e")
+            .read_all(None)
+            .await
+            .expect("read e")
+            .height()
     }
 
     async fn tasks(&self, run: i64) -> Vec<(String, String, i32)> {
@@ -197,6 +236,13 @@ fn run_id(out: &Output) -> i64 {
 fn sigterm(child: &Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+/// Sends `SIG<sig>` (`STOP`, `CONT`).
+fn signal(child: &Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
         .status();
 }
 
@@ -683,30 +729,16 @@ async fn sigterm_hands_back_a_task_that_cannot_finish_within_the_grace_period() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_out_task_never_commits_next_to_its_retry() {
     let p = Project::new("task_timeout = \"1s\"\nretries = 2", NO_SCHEDULES).await;
-    let gold = p.root().join("models/p/gold");
-    std::fs::write(
-        gold.join("e.yml"),
-        "kind: sql\nmaterialized: append\ncolumns:\n  - {name: id, type: int, nullable: false}\n  - {name: v, type: string}\n",
-    )
-    .expect("write");
-    std::fs::write(gold.join("e.sql"), "SELECT id, v FROM a\n").expect("write");
-    assert!(p.output(&["run", "a"]).status.success());
+    p.append_model_e();
     // e's first commit stalls 3 s, past the task's 1 s timeout.
     let marker = p.root().join("stalled");
-    let mut s = p
-        .dag(&["scheduler"])
-        .env(
-            "DAG_TEST_STALL_COMMIT",
+    let mut s = p.scheduler_with(
+        "s1",
+        &[(
+            jobs::stall::STALL_COMMIT,
             format!("e:3000:{}", marker.display()),
-        )
-        .stdout(Stdio::from(
-            std::fs::File::create(p.root().join("s1.out")).expect("log"),
-        ))
-        .stderr(Stdio::from(
-            std::fs::File::create(p.root().join("s1.err")).expect("log"),
-        ))
-        .spawn()
-        .expect("spawn scheduler");
+        )],
+    );
     p.wait_for_schedulers(1).await;
     let id = run_id(&p.output(&["trigger", "e"]));
     assert_eq!(
@@ -741,21 +773,72 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
         attempts[1].1
     );
     kill9(&mut s);
-    let pipeline = dag::pipeline::Pipeline::load(&p.root().join("models/p")).expect("pipeline");
-    let catalog = jobs::model::Catalog::new(pipeline.graph.node_weights().cloned());
-    let settings = jobs::model::RunSettings::new(
-        format!("file://{}/lake", p.root().display()),
-        Default::default(),
-        p.root().join("data"),
+    assert_eq!(p.rows_of_e().await, 2, "each of a's rows once in e");
+}
+
+/// A scheduler frozen (SIGSTOP) in a task's commit until its lease has
+/// run out, another scheduler taking the task over and finishing the run,
+/// then thawed: its commit, whose stall is over by then, never lands
+/// beside the other's (whether the lost lease cancels it first or the
+/// table refuses it as a concurrent commit of the same input version), so
+/// the append model holds each of its input's rows once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_frozen_in_a_commit_and_taken_over_never_lands_it() {
+    let p = Project::new("", NO_SCHEDULES).await;
+    p.append_model_e();
+    let marker = p.root().join("stalled");
+    let mut frozen = p.scheduler_with(
+        "s1",
+        &[(
+            jobs::stall::STALL_COMMIT,
+            format!("e:1500:{}", marker.display()),
+        )],
     );
-    let rows = catalog
-        .open_input("e", &settings)
-        .await
-        .expect("open e")
-        .read_all(None)
-        .await
-        .expect("read e");
-    assert_eq!(rows.height(), 2, "each of a's rows once in e: {rows:?}");
+    p.wait_for_schedulers(1).await;
+    let id = run_id(&p.output(&["trigger", "e"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.log("s1").contains("stalling e's commit") {
+        assert!(Instant::now() < deadline, "no stall: {}", p.log("s1"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&frozen, "STOP");
+    let mut other = p.scheduler("s2");
+    let state = p.wait_run(id, Duration::from_secs(60)).await;
+    signal(&frozen, "CONT");
+    assert_eq!(state, "success", "{}\n{}", p.log("s1"), p.log("s2"));
+    // The thawed scheduler's stall is long over: give its commit the
+    // time it would need to land.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !p.log("s1").contains("e's commit resumes at") {
+        assert!(Instant::now() < deadline, "never resumed: {}", p.log("s1"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    kill9(&mut frozen);
+    kill9(&mut other);
+    let outcomes: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT scheduler, outcome FROM dag.task_attempts WHERE run_id = $1 AND node = 'e' \
+         ORDER BY attempt",
+    )
+    .bind(id)
+    .fetch_all(&p.db.pool)
+    .await
+    .expect("attempts");
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert_eq!(
+        outcomes[0].1.as_deref(),
+        Some("lease expired"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1].1.as_deref(), Some("success"), "{outcomes:?}");
+    assert_ne!(outcomes[0].0, outcomes[1].0, "{outcomes:?}");
+    assert_eq!(
+        p.rows_of_e().await,
+        2,
+        "each of a's rows once in e: {}\n{}",
+        p.log("s1"),
+        p.log("s2")
+    );
 }
 
 /// Continuous mode: no schedule, no trigger; each bronze commit of the
