@@ -7,6 +7,7 @@ mod chain;
 mod compose;
 mod config;
 mod datatest;
+mod declared;
 mod demo;
 mod events;
 mod executor;

@@ -96,6 +96,11 @@ impl Pipeline {
             graph.add_edge(nodes[*s], nodes[*d], ());
         }
         resolve::report_cycles(&graph, &edge_pos, &mut diags);
+        for m in graph.node_weights() {
+            for (pos, problem) in jobs::datatest::conditions::problems(m) {
+                diags.push(pos, problem);
+            }
+        }
         let index: HashMap<String, NodeIndex> = graph
             .node_indices()
             .map(|n| (graph[n].name.clone(), n))

@@ -14,6 +14,8 @@
 //! read the Delta statistics unless they have a `where`. `full` re-checks
 //! every row.
 //!
+//! - [`conditions`]: a test's SQL planned against the model's declared
+//!   columns when the pipeline loads.
 //! - [`eval`]: a test's evaluation: its scope, dispatched to its kind.
 //! - `kinds/`: each kind in one file (`not_null.rs`, `accepted_values.rs`,
 //!   `expression.rs`, `unique.rs`, `relationships.rs`, `row_count.rs`,
@@ -24,6 +26,7 @@
 //! - [`results`]: the results table and the bases read from it.
 //! - [`report`]: JUnit XML, Markdown and JSON reports of a set of results.
 
+pub mod conditions;
 pub mod eval;
 pub(crate) mod kinds;
 pub mod report;

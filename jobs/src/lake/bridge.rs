@@ -24,6 +24,16 @@ pub enum BridgeError {
     Polars(#[from] PolarsError),
     #[error("column `{0}` is missing from the result")]
     Missing(String),
+    /// A value the declared type cannot hold: never written as a null.
+    #[error(
+        "column `{column}` is declared {declared}, but the query gives it {given} values that do not convert: {detail}"
+    )]
+    Cast {
+        column: String,
+        declared: String,
+        given: String,
+        detail: String,
+    },
 }
 
 /// One arrow-rs array as a polars Series (zero-copy for fixed-width data).
@@ -106,7 +116,15 @@ pub fn df_to_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch, Br
             .column(field.name())
             .map_err(|_| BridgeError::Missing(field.name().clone()))?;
         let array = column_to_array(c)?;
-        arrays.push(cast_to(&array, field)?);
+        arrays.push(cast_to(&array, field).map_err(|e| match e {
+            BridgeError::Arrow(e) => BridgeError::Cast {
+                column: field.name().clone(),
+                declared: declared(field.data_type()),
+                given: declared(array.data_type()),
+                detail: e.to_string(),
+            },
+            other => other,
+        })?);
     }
     Ok(RecordBatch::try_new_with_options(
         schema.clone(),
@@ -129,9 +147,56 @@ fn cast_to(array: &ArrayRef, field: &Field) -> Result<ArrayRef, BridgeError> {
             };
             labelled(&micros, tz)
         }
-        _ => arrow::compute::cast(array, field.data_type())?,
+        (from, to) if from.is_floating() && to.is_integer() => {
+            whole_numbers(array)?;
+            arrow::compute::cast_with_options(array, to, &STRICT)?
+        }
+        _ => arrow::compute::cast_with_options(array, field.data_type(), &STRICT)?,
     };
     Ok(array)
+}
+
+/// A value that does not convert is an error, not a null: a query giving
+/// text for an `int` column wrote nulls where the text was.
+const STRICT: arrow::compute::CastOptions<'static> = arrow::compute::CastOptions {
+    safe: false,
+    format_options: arrow::util::display::FormatOptions::new(),
+};
+
+/// Refuses floats with a fractional part: arrow's cast to an integer
+/// would drop it (3.7 written as 3).
+fn whole_numbers(array: &ArrayRef) -> Result<(), BridgeError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Float64Type;
+    let floats = arrow::compute::cast(array, &DataType::Float64)?;
+    let floats = floats.as_primitive::<Float64Type>();
+    let fractional = (0..floats.len())
+        .filter(|&i| floats.is_valid(i))
+        .map(|i| floats.value(i))
+        .find(|v| v.is_finite() && v.fract() != 0.0);
+    match fractional {
+        Some(v) => Err(arrow::error::ArrowError::CastError(format!(
+            "{v} has a fractional part (round or cast it in the query)"
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// A type as a model file declares it (`int`, `string`, ...), else arrow's name.
+fn declared(ty: &DataType) -> String {
+    match ty {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary".into(),
+        DataType::Int32 => "int".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Date32 => "date".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p}, {s})"),
+        other => other.to_string(),
+    }
 }
 
 /// Naive microseconds labelled with the zone `tz`, values unchanged: they

@@ -160,15 +160,23 @@ impl Catalog {
             Source::Quarantine { .. } => (quarantine_columns(), vec!["ingest_date".to_string()]),
             _ => (m.columns.clone(), m.partition_by.clone()),
         };
-        let table = ModelTable::open_or_create_cached(
-            name,
-            &loc,
-            arrow_schema(&columns),
-            &partition_by,
-            &m.description,
-            Some(&self.tables),
-        )
-        .await?;
+        // A full refresh rewrites every row: it also brings the table's
+        // columns to the declared ones.
+        let (schema, cache) = (arrow_schema(&columns), Some(&self.tables));
+        let table = if s.full_refresh {
+            ModelTable::open_for_rebuild(name, &loc, schema, &partition_by, &m.description, cache)
+                .await?
+        } else {
+            ModelTable::open_or_create_cached(
+                name,
+                &loc,
+                schema,
+                &partition_by,
+                &m.description,
+                cache,
+            )
+            .await?
+        };
         Ok(table
             .with_bloom_filters(lookup_key(m).unwrap_or_default())
             .with_cancel(s.cancel.clone()))

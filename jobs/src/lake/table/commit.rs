@@ -211,8 +211,17 @@ impl ModelTable {
                     .set_column_bloom_filter_max_ndv(path.clone(), ndv)
                     .set_column_dictionary_enabled(path, false);
             }
-            let mut writer =
-                RecordBatchWriter::for_table(&self.table)?.with_writer_properties(props.build());
+            let writer = match &self.replacing {
+                // The new columns and partitioning, not the table's.
+                Some(r) => RecordBatchWriter::try_new(
+                    &r.url,
+                    self.schema.clone(),
+                    Some(self.partition_by.clone()),
+                    Some(r.storage_options.clone()),
+                )?,
+                None => RecordBatchWriter::for_table(&self.table)?,
+            };
+            let mut writer = writer.with_writer_properties(props.build());
             tasks.spawn(async move {
                 let batch = df_to_batch(&part, &schema)?;
                 // The writer splits by partition; a file ends every
@@ -266,21 +275,7 @@ impl ModelTable {
         }
         let now = chrono::Utc::now().timestamp_millis();
         let added: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
-        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
-        actions.extend(removes.iter().map(|f| {
-            Action::Remove(Remove {
-                path: f.path.clone(),
-                data_change,
-                deletion_timestamp: Some(now),
-                extended_file_metadata: Some(true),
-                partition_values: Some(f.partition_values.clone().into_iter().collect()),
-                size: Some(f.size),
-                tags: None,
-                deletion_vector: None,
-                base_row_id: None,
-                default_row_commit_version: None,
-            })
-        }));
+        let actions = self.actions(adds, removes, overwrite, data_change, now)?;
         // A commit whose answer is lost (the store wrote it, the reply
         // never came) is found again by this id in its commitInfo.
         let commit_id = uuid::Uuid::new_v4().to_string();
@@ -331,6 +326,7 @@ impl ModelTable {
         };
         let version = finalized.version() as i64;
         self.table.state = Some(finalized.snapshot());
+        self.replacing = None;
         // A scheduled model commits every few seconds: without checkpoints
         // every open would replay its whole JSON log. A failed checkpoint
         // costs only speed.
@@ -359,6 +355,46 @@ impl ModelTable {
             }
         }
         Ok(version)
+    }
+
+    /// A commit's actions: the new metadata of a rebuild with changed
+    /// columns, `adds`, and the removal of `removes` at `now`.
+    fn actions(
+        &self,
+        adds: Vec<Add>,
+        removes: &[DataFile],
+        overwrite: bool,
+        data_change: bool,
+        now: i64,
+    ) -> Result<Vec<Action>, TableError> {
+        let mut actions: Vec<Action> = Vec::with_capacity(adds.len() + removes.len() + 1);
+        if let Some(r) = &self.replacing {
+            // New columns come only with rows written for them, all of
+            // them: the old files do not have them.
+            if !overwrite {
+                return Err(TableError::Schema(format!(
+                    "{}: its declared columns changed, and only a rebuild of every row commits them",
+                    self.name
+                )));
+            }
+            actions.push(Action::Metadata(r.metadata.clone()));
+        }
+        actions.extend(adds.into_iter().map(Action::Add));
+        actions.extend(removes.iter().map(|f| {
+            Action::Remove(Remove {
+                path: f.path.clone(),
+                data_change,
+                deletion_timestamp: Some(now),
+                extended_file_metadata: Some(true),
+                partition_values: Some(f.partition_values.clone().into_iter().collect()),
+                size: Some(f.size),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+            })
+        }));
+        Ok(actions)
     }
 }
 

@@ -15,6 +15,11 @@ pub enum TableError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("{0}")]
     Schema(String),
+    /// The table's columns are not the ones its model declares now.
+    #[error(
+        "{0}; a changed model's table is rebuilt by `dag run <model> --full-refresh` (and what reads it with it: `<model>+`)"
+    )]
+    Changed(String),
     #[error(
         "{0}: not committed: the task was given up (timed out, lost its claim, or its scheduler is stopping)"
     )]

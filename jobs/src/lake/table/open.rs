@@ -23,6 +23,19 @@ pub struct ModelTable {
     pub(super) bloom: Vec<String>,
     /// Once set, [`ModelTable::commit`] refuses.
     pub(super) cancel: Cancel,
+    /// A rebuild's new columns or partitioning (see
+    /// [`ModelTable::open_for_rebuild`]): written by its own writer and
+    /// committed with the overwrite that replaces every file.
+    pub(super) replacing: Option<Replacing>,
+}
+
+/// What a rebuild of a table whose declared columns changed writes with.
+pub(super) struct Replacing {
+    pub(super) metadata: deltalake::kernel::Metadata,
+    /// The table's URL and storage options, for a writer of the new
+    /// columns (deltalake's writer of a table writes the old ones).
+    pub(super) url: String,
+    pub(super) storage_options: std::collections::HashMap<String, String>,
 }
 
 impl ModelTable {
@@ -66,6 +79,7 @@ impl ModelTable {
             partition_by,
             bloom: Vec::new(),
             cancel: Cancel::default(),
+            replacing: None,
         };
         this.check_schema()?;
         Ok(Some(this))
@@ -134,37 +148,126 @@ impl ModelTable {
             partition_by: partition_by.to_vec(),
             bloom: Vec::new(),
             cancel: Cancel::default(),
+            replacing: None,
         };
         this.check_schema()?;
         Ok(this)
     }
 
+    /// [`ModelTable::open_or_create_cached`] for a rebuild that replaces
+    /// every row (a full refresh): a table whose columns, their types or
+    /// its partition columns differ from the declared ones is rebuilt with
+    /// the declared ones, in the same atomic commit as its rows (a Delta
+    /// schema overwrite: earlier versions stay readable), instead of
+    /// refusing to open.
+    pub async fn open_for_rebuild(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+        partition_by: &[String],
+        comment: &str,
+        cache: Option<&TableCache>,
+    ) -> Result<Self, TableError> {
+        let found = Self::open_cached(name, location, schema.clone(), cache).await;
+        let change = match found {
+            Ok(Some(t)) if t.partition_by == partition_by => return Ok(t),
+            Ok(Some(t)) => format!(
+                "partitioned by {:?}, the model declares {partition_by:?}",
+                t.partition_by
+            ),
+            Ok(None) => {
+                return Self::open_or_create_cached(
+                    name,
+                    location,
+                    schema,
+                    partition_by,
+                    comment,
+                    cache,
+                )
+                .await;
+            }
+            Err(TableError::Changed(change)) => change,
+            Err(e) => return Err(e),
+        };
+        let mut table = location.builder()?.build()?;
+        table.load().await?;
+        let kernel: StructType = schema.as_ref().try_into_kernel()?;
+        let old = table.snapshot()?.metadata().clone();
+        let fresh = deltalake::kernel::new_metadata(
+            &kernel,
+            partition_by.iter(),
+            old.configuration().clone(),
+        )
+        .map_err(|e| TableError::Schema(format!("{name}: new metadata: {e}")))?;
+        // The same table, rebuilt: its id and creation time stay, so
+        // that what tracks it by them (test bases, loads) sees a new
+        // version of it, not a new table.
+        let kept = |e: serde_json::Error| TableError::Schema(format!("{name}: new metadata: {e}"));
+        let mut v = serde_json::to_value(&fresh).map_err(kept)?;
+        v["id"] = serde_json::json!(old.id());
+        v["name"] = serde_json::json!(old.name());
+        v["description"] = serde_json::json!(old.description());
+        v["createdTime"] = serde_json::json!(old.created_time());
+        let metadata = serde_json::from_value(v).map_err(kept)?;
+        tracing::info!(
+            table = name,
+            "rebuilding with the declared columns: {change}"
+        );
+        Ok(Self {
+            name: name.to_string(),
+            table,
+            schema,
+            partition_by: partition_by.to_vec(),
+            bloom: Vec::new(),
+            cancel: Cancel::default(),
+            replacing: Some(Replacing {
+                metadata,
+                url: location.url.to_string(),
+                storage_options: location.storage_options.clone(),
+            }),
+        })
+    }
+
+    /// Refuses a table whose columns (names or types) are not the
+    /// declared ones, saying how they differ.
     fn check_schema(&self) -> Result<(), TableError> {
-        let have: Vec<String> = self
+        let have: std::collections::BTreeMap<String, String> = self
             .table
             .snapshot()?
             .schema()
             .fields()
-            .map(|f| f.name().to_string())
+            .map(|f| (f.name().to_string(), f.data_type().to_string()))
             .collect();
-        let want: Vec<String> = self
-            .schema
+        let declared: StructType = self.schema.as_ref().try_into_kernel()?;
+        let want: std::collections::BTreeMap<String, String> = declared
             .fields()
-            .iter()
-            .map(|f| f.name().clone())
+            .map(|f| (f.name().to_string(), f.data_type().to_string()))
             .collect();
-        let (mut h, mut w) = (have.clone(), want.clone());
-        h.sort();
-        w.sort();
-        if h != w {
-            return Err(TableError::Schema(format!(
-                "table {} at {} has columns {have:?}, the model declares {want:?}; \
-                 a changed model needs its table rebuilt (delete the folder, then run)",
-                self.name,
-                self.table.table_url()
-            )));
+        if have == want {
+            return Ok(());
         }
-        Ok(())
+        let mut parts = Vec::new();
+        let added: Vec<&String> = want.keys().filter(|k| !have.contains_key(*k)).collect();
+        let gone: Vec<&String> = have.keys().filter(|k| !want.contains_key(*k)).collect();
+        if !added.is_empty() {
+            parts.push(format!("the model declares new columns {added:?}"));
+        }
+        if !gone.is_empty() {
+            parts.push(format!(
+                "the table has columns the model no longer declares {gone:?}"
+            ));
+        }
+        for (name, ty) in &want {
+            if let Some(old) = have.get(name).filter(|old| *old != ty) {
+                parts.push(format!("`{name}` is {old} in the table, {ty} in the model"));
+            }
+        }
+        Err(TableError::Changed(format!(
+            "table {} at {}: {}",
+            self.name,
+            self.table.table_url(),
+            parts.join("; ")
+        )))
     }
 
     /// Commits refuse once `cancel` is set.
