@@ -87,6 +87,7 @@ async fn on_pipeline(
             Ok(CommandOutcome::Success)
         }
         Command::Validate => {
+            dry_runs(&p)?;
             println!("{}", summary(cfg, &p));
             Ok(CommandOutcome::Success)
         }
@@ -350,6 +351,32 @@ async fn backfill(
 }
 
 /// A few lines about a loaded pipeline.
+/// Each SQL model's query on empty inputs with their declared columns:
+/// a column no input declares, or a declared one the query does not
+/// return, is reported at the model's SQL file.
+fn dry_runs(p: &Pipeline) -> Result<(), CliError> {
+    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
+    let mut diags = jobs::decl::Diagnostics::default();
+    for m in p.graph.node_weights() {
+        if let Some(problem) = jobs::model::dry_run::problem(m, &catalog) {
+            let sql = m.pos.file.with_extension("sql");
+            let at = if sql.is_file() {
+                sql
+            } else {
+                m.pos.file.clone()
+            };
+            diags.push(jobs::decl::Pos::file(at), problem);
+        }
+    }
+    if diags.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Pipeline {
+        path: p.root.clone(),
+        diags,
+    })
+}
+
 fn summary(cfg: &Loaded, p: &Pipeline) -> String {
     let per_layer: Vec<String> = Layer::ALL
         .iter()

@@ -6,7 +6,8 @@
 //! test's line (an incremental run with no new rows reported it passing);
 //! a model whose declared columns or partitioning changed is refused by a
 //! plain run, which says how to rebuild it, and rebuilt by
-//! `--full-refresh` in one commit, as the same table.
+//! `--full-refresh` in one commit, as the same table; `dag validate` runs
+//! each query on empty inputs and names the SQL file of one that fails.
 
 use crate::fixtures::{text, two_branches};
 use polars::prelude::DataFrame;
@@ -221,4 +222,27 @@ async fn a_full_refresh_rebuilds_a_table_whose_declared_columns_changed() {
     let out = dag(root, &["run", "c"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(table_c(root).await.2, v1);
+}
+
+#[test]
+fn validate_runs_each_query_on_empty_inputs_and_names_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    two_branches(root, "[warehouse]\nenabled = false\n");
+    for (sql, said) in [
+        // A column the input does not declare.
+        ("SELECT id, vv AS v FROM a\n", "vv"),
+        // A declared column the query does not return.
+        ("SELECT id FROM a\n", "does not return declared column(s) v"),
+    ] {
+        std::fs::write(root.join("models/p/gold/c.sql"), sql).expect("write");
+        let out = dag(root, &["validate"]);
+        let text = text(&out);
+        assert!(!out.status.success(), "{sql}: {text}");
+        assert!(text.contains("gold/c.sql"), "{sql}: {text}");
+        assert!(text.contains(said), "{sql}: {text}");
+    }
+    std::fs::write(root.join("models/p/gold/c.sql"), "SELECT id, v FROM a\n").expect("write");
+    let out = dag(root, &["validate"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -306,6 +306,54 @@ fn malformed_sql_and_missing_sql_are_reported() {
     );
 }
 
+/// A model file with a problem of its own is reported once: the models
+/// reading it do not add "unknown model" lines for it.
+#[test]
+fn a_broken_model_file_is_not_reported_again_by_its_readers() {
+    let files = [
+        (
+            "gold/f.yml",
+            "kind: sql\nuniqe_key: [k]\ncolumns: [{name: k, type: string}]\n",
+        ),
+        ("gold/f.sql", "SELECT 'x' AS k\n"),
+        (
+            "gold/g.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
+        ("gold/g.sql", "SELECT k FROM f\n"),
+    ];
+    let (err, _) = load_err(&files);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("gold/f.yml:2:1: ") && lines[0].contains("`uniqe_key`"),
+        "{err}"
+    );
+}
+
+/// A query that ends too soon (a trailing comma) is reported where it
+/// ends, not at its first line: sqlparser gives no place for it.
+#[test]
+fn a_query_that_ends_too_soon_is_reported_at_its_end() {
+    let files = [
+        (
+            "gold/a.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
+        (
+            "gold/t.yml",
+            "kind: sql\ncolumns: [{name: k, type: string}]\n",
+        ),
+        ("gold/t.sql", "SELECT k\nFROM a\nGROUP BY k,\n\n"),
+        ("gold/a.sql", "SELECT 'x' AS k\n"),
+    ];
+    let (err, _) = load_err(&files);
+    assert!(
+        err.starts_with("gold/t.sql:3:12: malformed SQL") && err.contains("EOF"),
+        "{err}"
+    );
+}
+
 #[test]
 fn field_rules_are_checked() {
     let yml = "kind: clean\ninput: src\nquarantine: q\nfields:\n  - {name: a, type: numbr}\n  - {name: b, type: number, range: \"[5, 1]\"}\n  - {name: c, type: timestamp, max_ahead_of_ingest: 5 minutes}\ndedupe: {key: [a]}\ncolumns:\n  - {name: a, type: double}\n  - {name: b, type: double}\n  - {name: c, type: timestamp}\n";

@@ -10,7 +10,7 @@ use jobs::decl::{
     did_you_mean,
 };
 use petgraph::graph::{DiGraph, NodeIndex};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Names a model may not take: they mean something else to selectors.
 const RESERVED: [&str; 3] = ["bronze", "silver", "gold"];
@@ -104,11 +104,25 @@ pub fn references(
     diags: &mut Diagnostics,
 ) -> Vec<Edge> {
     let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+    // Models whose own file has a problem reported (and no draft): their
+    // readers would only repeat it as "unknown model".
+    let broken: BTreeSet<String> = diags
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.pos.file.extension().and_then(|e| e.to_str()),
+                Some("yml" | "yaml")
+            )
+        })
+        .filter_map(|d| Some(d.pos.file.file_stem()?.to_str()?.to_string()))
+        .filter(|stem| !by_name.contains_key(stem))
+        .collect();
     let mut edges: Vec<(usize, usize, Pos)> = Vec::new();
     for draft in kept {
         let me = by_name[&draft.model.name];
         for r in &draft.inputs {
             match by_name.get(&r.model) {
+                None if broken.contains(&r.model) => {}
                 None => diags.push(
                     r.pos.clone(),
                     format!(

@@ -63,7 +63,12 @@ fn query_inputs(
 ) {
     match sql_relations(&file.rendered) {
         Err(e) => {
-            let (line, column) = sql_error_position(&e);
+            let (line, column) = match sql_error_position(&e) {
+                // sqlparser gives no place for a query that ends too soon
+                // (a trailing comma): the end of its text is the place.
+                (None, _) if e.contains("found: EOF") => end_of(&file.rendered),
+                at => at,
+            };
             let pos = match line {
                 Some(l) => file.pos(l, column),
                 None => Pos::file(&file.path),
@@ -85,6 +90,18 @@ fn query_inputs(
             }
         }
     }
+}
+
+/// The line and column just after the last text of `sql` (comments count
+/// as text: a query ending in one is rare).
+fn end_of(sql: &str) -> (Option<u64>, u64) {
+    sql.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .last()
+        .map_or((None, 0), |(i, l)| {
+            (Some(i as u64 + 1), l.trim_end().chars().count() as u64 + 1)
+        })
 }
 
 /// The `Line: l, Column: c` sqlparser puts at the end of its messages.

@@ -11,7 +11,8 @@
 //! - [`clean`]: silver cleaning of a bronze table (strict JSON against
 //!   declared field rules, quarantine with reasons, first-copy dedupe).
 //! - [`seed`]: reference CSVs into silver tables.
-//! - [`sql`]: SQL models (polars SQL) and their as-of joins;
+//! - [`sql`]: SQL models (polars SQL) and their as-of joins
+//!   ([`dry_run`]: a query on empty inputs, for `dag validate`);
 //!   [`scope`], [`asof_scope`], [`accumulate`]: how their incremental
 //!   runs recompute only what changed.
 //! - [`write`]: the materializations (table, incremental, append).
@@ -30,6 +31,7 @@ pub mod accumulate;
 pub mod asof_scope;
 pub mod clean;
 mod dates;
+pub mod dry_run;
 mod error;
 pub mod frame;
 pub mod json;
