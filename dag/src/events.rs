@@ -208,6 +208,10 @@ pub struct Console {
     style: Style,
     /// Model-name and test-name column widths of the current run.
     widths: Mutex<(usize, usize)>,
+    /// In a run's table, the line of a load that will not run: printed
+    /// with the run's end, after the models still running when it was
+    /// decided (it came before their lines).
+    held: Mutex<Option<String>>,
 }
 
 impl Console {
@@ -215,6 +219,7 @@ impl Console {
         Console {
             style,
             widths: Mutex::new((10, 10)),
+            held: Mutex::new(None),
         }
     }
 
@@ -333,9 +338,25 @@ impl Console {
 
 impl EventSink for Console {
     fn emit(&self, event: &Event) {
-        if let Some(line) = self.text(event) {
-            println!("{line}");
+        let Some(line) = self.text(event) else {
+            return;
+        };
+        if self.style == Style::Table {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            match event {
+                Event::NodeFinished(n) if n.node == crate::pipeline::LOAD_NODE => {
+                    *held = Some(line);
+                    return;
+                }
+                Event::RunFinished(_) => {
+                    if let Some(blocked) = held.take() {
+                        println!("{blocked}");
+                    }
+                }
+                _ => {}
+            }
         }
+        println!("{line}");
     }
 }
 

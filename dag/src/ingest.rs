@@ -292,6 +292,8 @@ fn summary(r: &IngestReport, secs: f64) -> String {
         },
         if r.fenced > 0 {
             format!(", {} batches fenced by another writer", r.fenced)
+        } else if r.caught_up_at_start {
+            ", already at the topic's high watermarks".to_string()
         } else {
             String::new()
         },

@@ -11,6 +11,7 @@ use super::stats::{IngestReport, IngestStats, lock};
 use super::watermarks::watermarks;
 use crate::bronze::table::BronzeTable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,6 +39,15 @@ pub fn run(
     if settings.until_caught_up {
         let targets = watermarks(&consumer, &source.topic, &stop).map_err(kafka_err)?;
         info!(source = %source.name, ?targets, "catching up to these high watermarks");
+        // Nothing to read: no group to join (a join waits for the group's
+        // rebalance, up to a departed member's session timeout: 40 s with
+        // not one message to take).
+        if already_caught_up(&consumer, &targets, &rt, &source)? {
+            info!(source = %source.name, "the table records every offset below the high watermarks: nothing to read");
+            let mut done = report(&source, &stats, &consumer);
+            done.caught_up_at_start = true;
+            return Ok(done);
+        }
         lock(&consumer.context().state).targets = targets;
     }
     take_partitions(&consumer, &source, &settings, &rt, &stop)?;
@@ -46,6 +56,30 @@ pub fn run(
     let result = poll_loop(&consumer, &rt, &stop);
     close(&consumer, &rt, result)?;
     Ok(report(&source, &stats, &consumer))
+}
+
+/// Whether the table records, for every partition, an offset at or past
+/// the partition's high watermark (an empty partition needs none).
+fn already_caught_up(
+    consumer: &BaseConsumer<Ctx>,
+    targets: &BTreeMap<i32, (i64, i64)>,
+    rt: &Handle,
+    source: &SourceSpec,
+) -> Result<bool, IngestError> {
+    let st = lock(&consumer.context().state);
+    let recorded = rt
+        .block_on(st.table.recorded(targets.keys().copied()))
+        .map_err(|e| IngestError::Table {
+            source_name: source.name.clone(),
+            table: source.location.url.to_string(),
+            message: format!("cannot read the offsets it records: {e}"),
+        })?;
+    Ok(targets.iter().all(
+        |(p, (low, high))| match recorded.get(p).copied().flatten() {
+            Some(last) => last + 1 >= *high,
+            None => high <= low,
+        },
+    ))
 }
 
 /// The source's bronze table, created if it does not exist yet.

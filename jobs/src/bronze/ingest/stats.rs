@@ -50,6 +50,9 @@ pub struct IngestReport {
     /// Seconds from the first message taken to the end (excludes joining
     /// the group and waiting for messages to arrive).
     pub active_seconds: f64,
+    /// `--until-caught-up` found the table at the high watermarks already
+    /// and took nothing (without joining the consumer group).
+    pub caught_up_at_start: bool,
 }
 
 /// The data behind `m`, even if a thread panicked while holding it.
