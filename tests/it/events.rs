@@ -408,3 +408,43 @@ async fn a_failing_test_stops_the_same_nodes_in_dag_run_and_the_scheduler() {
     one.db.drop_db().await.ok();
     two.db.drop_db().await.ok();
 }
+
+/// A load ruled out by a failing test while another branch still runs is
+/// said once the run is over, after that branch's lines (it was printed
+/// before them, as if the run had ended): b fails its test, c's commit is
+/// held a second.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocked_load_is_said_after_the_models_still_running() {
+    let p = Project::new().await;
+    let strict = SEED.replace("{f}", "b").replace(
+        "{name: v, type: string}",
+        "{name: v, type: string, tests: [{accepted_values: {values: [x]}}]}",
+    );
+    std::fs::write(p.root().join("models/p/silver/b.yml"), &strict).expect("write");
+    std::fs::write(p.root().join("data/b.csv"), "id,v\n1,x\n2,q\n").expect("write");
+    let marker = p.root().join("stalled");
+    let out = p
+        .dag(&["run", "silver", "gold"])
+        .env(
+            jobs::stall::STALL_COMMIT,
+            format!("c:1000:{}", marker.display()),
+        )
+        .output()
+        .expect("dag run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(marker.exists(), "c's commit never stalled:\n{stdout}");
+    let at = |prefix: &str| {
+        stdout
+            .lines()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}`:\n{stdout}"))
+    };
+    assert!(at("c ") < at("load: BLOCKED"), "{stdout}");
+    let summary = stdout
+        .lines()
+        .position(|l| l.contains("model(s) ran"))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    assert!(at("load: BLOCKED") < summary, "{stdout}");
+    p.db.drop_db().await.ok();
+}
