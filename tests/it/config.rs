@@ -55,7 +55,7 @@ fn unknown_key_is_named_with_a_suggestion() {
     let err = load(dir.path(), &[]).unwrap_err();
     assert!(
         err.ends_with(
-            "dag.toml: unknown key `kafka.bootstrap_server` (did you mean `bootstrap_servers`?)"
+            "dag.toml:2: unknown key `kafka.bootstrap_server` (did you mean `bootstrap_servers`?)"
         ),
         "{err}"
     );
@@ -75,7 +75,7 @@ fn unknown_section_lists_the_known_keys() {
 fn wrong_type_is_named() {
     let dir = project("[scheduler]\nmax_concurrency = \"four\"\n");
     let err = load(dir.path(), &[]).unwrap_err();
-    assert!(err.ends_with("dag.toml: key `scheduler.max_concurrency` must be an integer, found a string (\"four\")"), "{err}");
+    assert!(err.ends_with("dag.toml:2: key `scheduler.max_concurrency` must be an integer, found a string (\"four\")"), "{err}");
 }
 
 #[test]

@@ -26,6 +26,70 @@ impl fmt::Display for Origin {
     }
 }
 
+impl Origin {
+    /// Where `key` (dotted: `ingest.file_settle`) was set: for a file, its
+    /// path and the line of the key when one line sets it (`path:12`).
+    pub fn place(&self, key: &str) -> String {
+        match self {
+            Origin::File(p) => match std::fs::read_to_string(p)
+                .ok()
+                .and_then(|text| line_of(&text, key))
+            {
+                Some(line) => format!("{}:{line}", p.display()),
+                None => p.display().to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The line (from 1) that sets `key` in TOML `text`: `leaf = ...` under
+/// the `[section]` the key's other parts name, or `section.leaf = ...`
+/// above any section. `None` for forms it does not follow (inline tables).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
+    let sets = |line: &str, name: &str| {
+        line.strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            continue;
+        }
+        if (current == section && sets(line, leaf)) || (current.is_empty() && sets(line, key)) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of;
+
+    #[test]
+    fn a_key_is_found_at_its_line_under_its_section() {
+        let text = "pipeline = \"p\"\n\n[ingest]\nbatch_rows = 5\nfile_settle = \"2 parsecs\"\n[lake]\nuri = \"x\"\nlake.other = 1\n";
+        assert_eq!(line_of(text, "pipeline"), Some(1));
+        assert_eq!(line_of(text, "ingest.file_settle"), Some(5));
+        assert_eq!(line_of(text, "lake.uri"), Some(7));
+        // Not `batch_rows_x`, not in another section.
+        assert_eq!(line_of(text, "ingest.batch"), None);
+        assert_eq!(line_of(text, "lake.batch_rows"), None);
+        // A dotted key above any section.
+        assert_eq!(line_of("warehouse.url = \"u\"\n", "warehouse.url"), Some(1));
+    }
+}
+
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,20 +100,20 @@ pub enum ConfigError {
     },
     #[error("{path}: malformed TOML: {message}")]
     Syntax { path: PathBuf, message: String },
-    #[error("{origin}: unknown key `{key}`{hint}")]
+    #[error("{}: unknown key `{key}`{hint}", .origin.place(.key))]
     UnknownKey {
         origin: Origin,
         key: String,
         hint: String,
     },
-    #[error("{origin}: key `{key}` must be {expected}, found {found}")]
+    #[error("{}: key `{key}` must be {expected}, found {found}", .origin.place(.key))]
     WrongType {
         origin: Origin,
         key: String,
         expected: &'static str,
         found: String,
     },
-    #[error("{origin}: key `{key}`: {message}")]
+    #[error("{}: key `{key}`: {message}", .origin.place(.key))]
     Invalid {
         origin: Origin,
         key: String,
