@@ -227,6 +227,34 @@ fn a_missing_var_and_a_broken_tag_name_their_line() {
     assert!(out.contains("syntax error"), "{out}");
 }
 
+/// A template that does not render is reported once: the model file's
+/// checks against the query (its `scope` inputs) do not add noise about a
+/// query that could not be rendered.
+#[test]
+fn a_template_that_does_not_render_is_its_only_problem() {
+    let p = Project::new();
+    p.write(
+        "dag.toml",
+        &std::fs::read_to_string(p.root().join("dag.toml"))
+            .expect("ok")
+            .replace("statuses = [\"paid\", \"shipped\"]\n", ""),
+    );
+    p.write(
+        "models/shop/gold/customer_orders.yml",
+        &MODEL_YML.replace(
+            "unique_key: [id]\n",
+            "unique_key: [id]\nmaterialized: incremental\nscope:\n  orders: {id: customer_id}\n",
+        ),
+    );
+    let out = bad_input(p.dag(None, &["validate"]));
+    assert!(out.contains("var('statuses') is not set"), "{out}");
+    assert!(out.contains("has 1 problem(s)"), "{out}");
+    ok(p.dag(
+        None,
+        &["validate", "--vars", r#"{"statuses": ["paid", "shipped"]}"#],
+    ));
+}
+
 #[test]
 fn an_error_inside_a_macro_names_the_macro_file() {
     let p = Project::new();

@@ -151,7 +151,7 @@ fn read_layer(
                             diags.push(pos, message);
                             // Parsed as is, so the YAML's own problems are
                             // reported too; its SQL problems would be noise.
-                            Some(decl::SqlFile::plain(&sql_path, "select 1"))
+                            Some(decl::SqlFile::stand_in(&sql_path))
                         }
                     },
                 };

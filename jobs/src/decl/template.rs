@@ -102,6 +102,10 @@ pub struct SqlFile {
     pub template: String,
     /// The SQL the model runs (equal to `template` for plain SQL).
     pub rendered: String,
+    /// A stand-in for a template that did not render (its error is
+    /// reported): the model file's own keys are still checked, but not
+    /// against a query, which would only add noise.
+    pub stand_in: bool,
 }
 
 impl SqlFile {
@@ -111,6 +115,15 @@ impl SqlFile {
             path: path.to_path_buf(),
             template: text.to_string(),
             rendered: text.to_string(),
+            stand_in: false,
+        }
+    }
+
+    /// The stand-in for `path`, whose template did not render.
+    pub fn stand_in(path: &Path) -> Self {
+        Self {
+            stand_in: true,
+            ..Self::plain(path, "select 1")
         }
     }
 
@@ -290,6 +303,7 @@ impl Templates {
             path: path.to_path_buf(),
             template: text.to_string(),
             rendered,
+            stand_in: false,
         })
     }
 
