@@ -7,7 +7,8 @@
 //! a model whose declared columns or partitioning changed is refused by a
 //! plain run, which says how to rebuild it, and rebuilt by
 //! `--full-refresh` in one commit, as the same table; `dag validate` runs
-//! each query on empty inputs and names the SQL file of one that fails.
+//! each query (and each cleaning model's `derive`) on empty inputs and
+//! names the file of one that fails.
 
 use crate::fixtures::{text, two_branches};
 use polars::prelude::DataFrame;
@@ -243,6 +244,32 @@ fn validate_runs_each_query_on_empty_inputs_and_names_its_file() {
         assert!(text.contains(said), "{sql}: {text}");
     }
     std::fs::write(root.join("models/p/gold/c.sql"), "SELECT id, v FROM a\n").expect("write");
+    let out = dag(root, &["validate"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn validate_runs_a_cleaning_models_derive_on_empty_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    crate::fixtures::events_pipeline(root, "derive_check", "");
+    let events = root.join("models/p/silver/events.yml");
+    let yml = std::fs::read_to_string(&events).expect("read");
+    let with = |sql: &str| {
+        yml.replace(
+            "columns:\n",
+            &format!(
+                "derive:\n  - {{name: day, sql: \"{sql}\"}}\ncolumns:\n  - {{name: day, type: date}}\n"
+            ),
+        )
+    };
+    std::fs::write(&events, with("CAST(att AS DATE)")).expect("write");
+    let out = dag(root, &["validate"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("silver/events.yml"), "{said}");
+    assert!(said.contains("derive") && said.contains("att"), "{said}");
+    std::fs::write(&events, with("CAST(at AS DATE)")).expect("write");
     let out = dag(root, &["validate"]);
     assert!(out.status.success(), "{}", text(&out));
 }

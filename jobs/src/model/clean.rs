@@ -34,7 +34,7 @@ use deltalake::kernel::Add;
 use std::collections::BTreeMap;
 
 pub use check::{Judged, check_rows};
-pub use dedupe::Cleaned;
+pub use dedupe::{Cleaned, derived};
 
 pub async fn run(
     model: &Model,

@@ -135,20 +135,25 @@ impl Rules<'_> {
 
     /// Adds the derived columns (SQL expressions over the parsed fields).
     fn derive(&self, df: DataFrame) -> Result<DataFrame, ModelError> {
-        if self.derive.is_empty() {
-            return Ok(df);
-        }
-        let ctx = SQLContext::new();
-        ctx.register("parsed", df.lazy());
-        let mut ctx = ctx;
-        let select: Vec<String> = self
-            .derive
-            .iter()
-            .map(|d| format!("{} AS {}", d.sql, d.name))
-            .collect();
-        let q = format!("SELECT *, {} FROM parsed", select.join(", "));
-        ctx.execute(&q)
-            .and_then(|lf| lf.collect())
-            .map_err(|e| ModelError::Input(format!("model {}: derive: {e}", self.model.name)))
+        derived(df, self.derive, &self.model.name)
     }
+}
+
+/// `df` (a cleaning model's parsed fields) with the `derive` columns of
+/// model `model` added.
+pub fn derived(df: DataFrame, derive: &[Derived], model: &str) -> Result<DataFrame, ModelError> {
+    if derive.is_empty() {
+        return Ok(df);
+    }
+    let ctx = SQLContext::new();
+    ctx.register("parsed", df.lazy());
+    let mut ctx = ctx;
+    let select: Vec<String> = derive
+        .iter()
+        .map(|d| format!("{} AS {}", d.sql, d.name))
+        .collect();
+    let q = format!("SELECT *, {} FROM parsed", select.join(", "));
+    ctx.execute(&q)
+        .and_then(|lf| lf.collect())
+        .map_err(|e| ModelError::Input(format!("model {model}: derive: {e}")))
 }
