@@ -353,19 +353,30 @@ async fn backfill(
 /// A few lines about a loaded pipeline.
 /// Each SQL model's query on empty inputs with their declared columns:
 /// a column no input declares, or a declared one the query does not
-/// return, is reported at the model's SQL file.
+/// return, is reported at the model's SQL file (a column it returns and
+/// does not declare is a warning: a run drops it).
 fn dry_runs(p: &Pipeline) -> Result<(), CliError> {
     let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
     let mut diags = jobs::decl::Diagnostics::default();
     for m in p.graph.node_weights() {
+        let sql = m.pos.file.with_extension("sql");
+        let at = if sql.is_file() {
+            sql
+        } else {
+            m.pos.file.clone()
+        };
         if let Some(problem) = jobs::model::dry_run::problem(m, &catalog) {
-            let sql = m.pos.file.with_extension("sql");
-            let at = if sql.is_file() {
-                sql
-            } else {
-                m.pos.file.clone()
-            };
             diags.push(jobs::decl::Pos::file(at), problem);
+            continue;
+        }
+        let extra = jobs::model::dry_run::undeclared(m, &catalog);
+        if !extra.is_empty() {
+            eprintln!(
+                "warning: {}: model {}'s query returns column(s) it does not declare, which are not written: {}",
+                at.display(),
+                m.name,
+                extra.join(", ")
+            );
         }
     }
     if diags.is_empty() {

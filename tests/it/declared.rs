@@ -246,6 +246,20 @@ fn validate_runs_each_query_on_empty_inputs_and_names_its_file() {
     std::fs::write(root.join("models/p/gold/c.sql"), "SELECT id, v FROM a\n").expect("write");
     let out = dag(root, &["validate"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains("warning"), "{}", text(&out));
+    // A column the model does not declare: a warning (a run drops it).
+    std::fs::write(
+        root.join("models/p/gold/c.sql"),
+        "SELECT id, v, v || '!' AS loud FROM a\n",
+    )
+    .expect("write");
+    let out = dag(root, &["validate"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("does not declare") && said.contains("loud"),
+        "{said}"
+    );
 }
 
 #[test]

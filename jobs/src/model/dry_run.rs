@@ -6,12 +6,13 @@
 
 use super::Catalog;
 use super::clean::derived;
-use super::sql::{execute, inputs};
-use crate::decl::{Model, Source};
+use super::sql::{inputs, query};
+use crate::decl::{AsofJoin, Model, Source};
 use crate::lake::bridge::batch_to_df;
 use crate::lake::table::{arrow_schema, arrow_type};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
+use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -34,18 +35,48 @@ pub fn problem(model: &Model, catalog: &Catalog) -> Option<String> {
         }
         _ => return None,
     };
-    let names = match inputs(model, sql, asof) {
-        Ok(n) => n,
-        Err(e) => return Some(e.to_string()),
+    if let Err(e) = inputs(model, sql, asof) {
+        return Some(e.to_string());
+    }
+    // An unknown input is the loader's to report.
+    let frames = empty_inputs(model, sql, asof, catalog)?;
+    query(model, sql, asof, &frames)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The columns `model`'s query returns on empty inputs that the model does
+/// not declare: a run drops them (`dag validate` warns).
+pub fn undeclared(model: &Model, catalog: &Catalog) -> Vec<String> {
+    let Source::Sql { sql, asof, .. } = &model.source else {
+        return Vec::new();
     };
+    let Some(frames) = empty_inputs(model, sql, asof, catalog) else {
+        return Vec::new();
+    };
+    let Ok(df) = query(model, sql, asof, &frames) else {
+        return Vec::new();
+    };
+    df.get_column_names()
+        .into_iter()
+        .filter(|c| model.column(c).is_none())
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// An empty frame, with its declared columns, for each input of the
+/// query (`None` if one is not a model of the catalog).
+fn empty_inputs(
+    model: &Model,
+    sql: &str,
+    asof: &[AsofJoin],
+    catalog: &Catalog,
+) -> Option<BTreeMap<String, DataFrame>> {
     let mut frames = BTreeMap::new();
-    for name in names {
-        // An unknown input is the loader's to report.
+    for name in inputs(model, sql, asof).ok()? {
         let columns = catalog.columns(&name).ok()?;
         let empty = RecordBatch::new_empty(arrow_schema(&columns));
         frames.insert(name, batch_to_df(&empty).ok()?);
     }
-    execute(model, sql, asof, &frames)
-        .err()
-        .map(|e| e.to_string())
+    Some(frames)
 }

@@ -464,6 +464,19 @@ pub fn execute(
     asof: &[AsofJoin],
     frames: &BTreeMap<String, DataFrame>,
 ) -> Result<DataFrame, ModelError> {
+    let df = query(model, sql, asof, frames)?;
+    let names: Vec<&str> = model.columns.iter().map(|c| c.name.as_str()).collect();
+    Ok(df.select(names)?)
+}
+
+/// What the query returns over `frames`: every column it gives (those the
+/// model does not declare too), once it gives every declared one.
+pub fn query(
+    model: &Model,
+    sql: &str,
+    asof: &[AsofJoin],
+    frames: &BTreeMap<String, DataFrame>,
+) -> Result<DataFrame, ModelError> {
     let fail = |e: PolarsError| ModelError::Input(format!("model {}: {e}", model.name));
     let mut ctx = SQLContext::new();
     for (name, df) in frames {
@@ -494,5 +507,5 @@ pub fn execute(
             have.join(", ")
         )));
     }
-    Ok(df.select(names)?)
+    Ok(df)
 }
