@@ -8,7 +8,9 @@
 //! the load instead of piling up). The run is a normal run in
 //! `dag.runs` (schedule `continuous`), so several schedulers share the
 //! work and a UI shows it; a scheduler only sees its own ingesters'
-//! commits.
+//! commits. A scheduler starting queues one run of what reads the sources
+//! whose bronze tables exist: bronze may hold commits no run took (its
+//! predecessor was killed between a commit and the run it would queue).
 
 use super::settings::SchedulerSettings;
 use super::store::{self, Trigger};
@@ -16,6 +18,7 @@ use crate::executor::Stop;
 use crate::executor::task;
 use crate::ingest::SharedStats;
 use crate::pipeline::Pipeline;
+use jobs::decl::Source;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -62,13 +65,14 @@ impl Seen {
 pub async fn wake_on_commits(
     pool: PgPool,
     p: Pipeline,
-    load: bool,
+    cfg: crate::config::Loaded,
     shared: SharedStats,
     s: SchedulerSettings,
     stop: Arc<Stop>,
 ) {
+    let load = cfg.config.warehouse.enabled;
     let mut seen = Seen::default();
-    let mut waiting: BTreeSet<String> = BTreeSet::new();
+    let mut waiting = with_tables(&p, &cfg.model_settings(false)).await;
     while !stop.is_set() {
         waiting.extend(seen.moved(&shared));
         if !waiting.is_empty() {
@@ -87,6 +91,22 @@ pub async fn wake_on_commits(
         }
         tokio::time::sleep(LOOK_EVERY).await;
     }
+}
+
+/// The sources whose bronze table exists already: a scheduler starting
+/// (after a crash, too) queues one run of what reads them, which catches
+/// up the commits no run took yet (those of a scheduler killed before it
+/// queued their run; with nothing new, the run writes nothing).
+async fn with_tables(p: &Pipeline, lake: &jobs::model::RunSettings) -> BTreeSet<String> {
+    let catalog = jobs::model::Catalog::new(p.graph.node_weights().cloned());
+    let mut out = BTreeSet::new();
+    for m in p.graph.node_weights() {
+        let source = matches!(m.source, Source::Kafka { .. } | Source::Files { .. });
+        if source && catalog.open_input(&m.name, lake).await.is_ok() {
+            out.insert(m.name.clone());
+        }
+    }
+    out
 }
 
 /// Queues a run of `sources`' downstream unless a continuous run is still

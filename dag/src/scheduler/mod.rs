@@ -192,7 +192,7 @@ pub async fn serve_until(
         background.spawn(continuous::wake_on_commits(
             pool.clone(),
             p.clone(),
-            cfg.config.warehouse.enabled,
+            cfg.clone(),
             metrics.ingest.clone(),
             s.clone(),
             stop.clone(),
