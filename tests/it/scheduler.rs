@@ -776,6 +776,30 @@ async fn a_timed_out_task_never_commits_next_to_its_retry() {
     assert_eq!(p.rows_of_e().await, 2, "each of a's rows once in e");
 }
 
+/// A running scheduler keeps the pipeline it loaded; when the model files
+/// change under it, it says so (an edited rule was silently ignored by its
+/// runs until a restart).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduler_says_when_the_model_files_change_under_it() {
+    let p = Project::new("", NO_SCHEDULES).await;
+    let mut s = p.scheduler("s1");
+    p.wait_for_schedulers(1).await;
+    let said = "changed since this scheduler loaded them";
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!p.log("s1").contains(said), "{}", p.log("s1"));
+    std::fs::write(
+        p.root().join("models/p/gold/c.sql"),
+        "SELECT id, v FROM a WHERE id > 1\n",
+    )
+    .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log("s1").contains(said) {
+        assert!(Instant::now() < deadline, "no warning: {}", p.log("s1"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill9(&mut s);
+}
+
 /// A scheduler frozen (SIGSTOP) in a task's commit until its lease has
 /// run out, another scheduler taking the task over and finishing the run,
 /// then thawed: its commit, whose stall is over by then, never lands

@@ -7,6 +7,7 @@
 //! - [`store`]: runs and tasks in the database: claims, leases, outcomes.
 //! - [`pg`]: that store as the executor's state store.
 //! - [`continuous`]: continuous mode, a bronze commit waking what reads it.
+//! - `model_watch`: a warning when the pipeline's files change under it.
 //!
 //! The tasks run through the one executor (`crate::executor`), as
 //! `dag run`'s do. Work is picked up on `NOTIFY dag_work` (a trigger, a finished task) or
@@ -19,6 +20,7 @@
 pub mod clock;
 pub mod continuous;
 pub mod kept_results;
+mod model_watch;
 pub mod pg;
 mod settings;
 pub mod store;
@@ -112,7 +114,8 @@ pub async fn serve(
 }
 
 /// A scheduler until `stop` (`dag demo` runs one in-process, `quiet`, and
-/// reads its `metrics`); what its tasks do goes to `events`.
+/// reads its `metrics`); what its tasks do goes to `events`. Long because:
+/// it starts each of the scheduler's parts in order, one spawn each.
 pub async fn serve_until(
     cfg: &Loaded,
     p: Pipeline,
@@ -171,6 +174,7 @@ pub async fn serve_until(
         None => events,
     };
     background.spawn(crate::alerts::resend_until(cfg.clone(), stop.clone()));
+    background.spawn(model_watch::warn_on_changes(p.root.clone(), stop.clone()));
     if cfg.config.ui.in_scheduler {
         let (listener, url) = crate::ui::bind(cfg).await?;
         if !quiet {
