@@ -365,11 +365,12 @@ fn dry_runs(p: &Pipeline) -> Result<(), CliError> {
         } else {
             m.pos.file.clone()
         };
-        if let Some(problem) = jobs::model::dry_run::problem(m, &catalog) {
+        let found = jobs::model::dry_run::dry_run(m, &catalog);
+        if let Some(problem) = found.problem {
             diags.push(jobs::decl::Pos::file(at), problem);
             continue;
         }
-        let extra = jobs::model::dry_run::undeclared(m, &catalog);
+        let extra = found.undeclared;
         if !extra.is_empty() {
             eprintln!(
                 "warning: {}: model {}'s query returns column(s) it does not declare, which are not written: {}",

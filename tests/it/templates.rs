@@ -200,15 +200,20 @@ fn an_unknown_ref_names_the_model_file_line_and_the_likely_model() {
     assert!(out.contains("`orders`"), "{out}");
 }
 
-#[test]
-fn a_missing_var_and_a_broken_tag_name_their_line() {
-    let p = Project::new();
+/// Takes `statuses` out of dag.toml's `[vars]`.
+fn unset_statuses(p: &Project) {
     p.write(
         "dag.toml",
         &std::fs::read_to_string(p.root().join("dag.toml"))
             .expect("ok")
             .replace("statuses = [\"paid\", \"shipped\"]\n", ""),
     );
+}
+
+#[test]
+fn a_missing_var_and_a_broken_tag_name_their_line() {
+    let p = Project::new();
+    unset_statuses(&p);
     let out = bad_input(p.dag(None, &["validate"]));
     assert!(out.contains("customer_orders.sql:2:"), "{out}");
     assert!(out.contains("var('statuses') is not set"), "{out}");
@@ -233,12 +238,7 @@ fn a_missing_var_and_a_broken_tag_name_their_line() {
 #[test]
 fn a_template_that_does_not_render_is_its_only_problem() {
     let p = Project::new();
-    p.write(
-        "dag.toml",
-        &std::fs::read_to_string(p.root().join("dag.toml"))
-            .expect("ok")
-            .replace("statuses = [\"paid\", \"shipped\"]\n", ""),
-    );
+    unset_statuses(&p);
     p.write(
         "models/shop/gold/customer_orders.yml",
         &MODEL_YML.replace(

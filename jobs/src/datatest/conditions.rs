@@ -7,9 +7,8 @@
 
 use super::kinds::expression::Expression;
 use crate::decl::{DataTest, Model, Pos};
-use crate::lake::bridge::batch_to_df;
+use crate::lake::bridge::empty_frame;
 use crate::lake::table::arrow_schema;
-use arrow::array::RecordBatch;
 use polars::prelude::*;
 use polars::sql::SQLContext;
 
@@ -24,8 +23,7 @@ pub fn problems(model: &Model) -> Vec<(Pos, String)> {
     if with_sql.is_empty() {
         return Vec::new();
     }
-    let empty = RecordBatch::new_empty(arrow_schema(&model.columns));
-    let Ok(rows) = batch_to_df(&empty) else {
+    let Ok(rows) = empty_frame(arrow_schema(&model.columns)) else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -109,6 +109,11 @@ fn column_to_array(c: &Column) -> Result<ArrayRef, BridgeError> {
 /// A DataFrame as one record batch of exactly `schema`: columns picked by
 /// name, in the schema's order, cast to its types (views to `Utf8`, naive
 /// timestamps to UTC, integer widths, decimals).
+/// A frame of no rows with `schema`'s columns (as polars types them).
+pub fn empty_frame(schema: SchemaRef) -> Result<DataFrame, BridgeError> {
+    batch_to_df(&RecordBatch::new_empty(schema))
+}
+
 pub fn df_to_batch(df: &DataFrame, schema: &SchemaRef) -> Result<RecordBatch, BridgeError> {
     let mut arrays = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {

@@ -7,18 +7,30 @@
 use super::Catalog;
 use super::clean::derived;
 use super::sql::{inputs, query};
-use crate::decl::{AsofJoin, Model, Source};
-use crate::lake::bridge::batch_to_df;
+use crate::decl::{Model, Source};
+use crate::lake::bridge::empty_frame;
 use crate::lake::table::{arrow_schema, arrow_type};
-use arrow::array::RecordBatch;
 use arrow::datatypes::{Field, Schema};
-use polars::prelude::DataFrame;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What is wrong with `model`'s query on empty inputs (`None`: it runs,
-/// or the model is not a SQL one).
-pub fn problem(model: &Model, catalog: &Catalog) -> Option<String> {
+/// What one dry run of a model found.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// Why the query (or `derive`) does not run.
+    pub problem: Option<String>,
+    /// Columns the query returns that the model does not declare: a run
+    /// drops them.
+    pub undeclared: Vec<String>,
+}
+
+/// `model`'s query (or `derive`) on empty inputs; nothing for other kinds,
+/// or when an input is not a model of the catalog (the loader reports it).
+pub fn dry_run(model: &Model, catalog: &Catalog) -> DryRun {
+    let failed = |e: String| DryRun {
+        problem: Some(e),
+        ..DryRun::default()
+    };
     let (sql, asof) = match &model.source {
         Source::Sql { sql, asof, .. } => (sql, asof),
         Source::Clean { fields, derive, .. } => {
@@ -28,55 +40,38 @@ pub fn problem(model: &Model, catalog: &Catalog) -> Option<String> {
                     .map(|f| Field::new(&f.name, arrow_type(f.column), true))
                     .collect::<Vec<_>>(),
             );
-            let parsed = batch_to_df(&RecordBatch::new_empty(Arc::new(schema))).ok()?;
-            return derived(parsed, derive, &model.name)
-                .err()
-                .map(|e| e.to_string());
+            return match empty_frame(Arc::new(schema)).map(|p| derived(p, derive, &model.name)) {
+                Ok(Err(e)) => failed(e.to_string()),
+                _ => DryRun::default(),
+            };
         }
-        _ => return None,
+        _ => return DryRun::default(),
     };
-    if let Err(e) = inputs(model, sql, asof) {
-        return Some(e.to_string());
-    }
-    // An unknown input is the loader's to report.
-    let frames = empty_inputs(model, sql, asof, catalog)?;
-    query(model, sql, asof, &frames)
-        .err()
-        .map(|e| e.to_string())
-}
-
-/// The columns `model`'s query returns on empty inputs that the model does
-/// not declare: a run drops them (`dag validate` warns).
-pub fn undeclared(model: &Model, catalog: &Catalog) -> Vec<String> {
-    let Source::Sql { sql, asof, .. } = &model.source else {
-        return Vec::new();
+    let names = match inputs(model, sql, asof) {
+        Ok(n) => n,
+        Err(e) => return failed(e.to_string()),
     };
-    let Some(frames) = empty_inputs(model, sql, asof, catalog) else {
-        return Vec::new();
-    };
-    let Ok(df) = query(model, sql, asof, &frames) else {
-        return Vec::new();
-    };
-    df.get_column_names()
-        .into_iter()
-        .filter(|c| model.column(c).is_none())
-        .map(|c| c.to_string())
-        .collect()
-}
-
-/// An empty frame, with its declared columns, for each input of the
-/// query (`None` if one is not a model of the catalog).
-fn empty_inputs(
-    model: &Model,
-    sql: &str,
-    asof: &[AsofJoin],
-    catalog: &Catalog,
-) -> Option<BTreeMap<String, DataFrame>> {
     let mut frames = BTreeMap::new();
-    for name in inputs(model, sql, asof).ok()? {
-        let columns = catalog.columns(&name).ok()?;
-        let empty = RecordBatch::new_empty(arrow_schema(&columns));
-        frames.insert(name, batch_to_df(&empty).ok()?);
+    for name in names {
+        let Some(empty) = catalog
+            .columns(&name)
+            .ok()
+            .and_then(|c| empty_frame(arrow_schema(&c)).ok())
+        else {
+            return DryRun::default();
+        };
+        frames.insert(name, empty);
     }
-    Some(frames)
+    match query(model, sql, asof, &frames) {
+        Err(e) => failed(e.to_string()),
+        Ok(df) => DryRun {
+            problem: None,
+            undeclared: df
+                .get_column_names()
+                .into_iter()
+                .filter(|c| model.column(c).is_none())
+                .map(|c| c.to_string())
+                .collect(),
+        },
+    }
 }

@@ -58,6 +58,21 @@ impl ModelTable {
         schema: SchemaRef,
         cache: Option<&TableCache>,
     ) -> Result<Option<Self>, TableError> {
+        let Some(this) = Self::load(name, location, schema, cache).await? else {
+            return Ok(None);
+        };
+        this.check_schema()?;
+        Ok(Some(this))
+    }
+
+    /// The table as it is (`None` when there is none yet), its columns not
+    /// checked against `schema`.
+    async fn load(
+        name: &str,
+        location: &TableLocation,
+        schema: SchemaRef,
+        cache: Option<&TableCache>,
+    ) -> Result<Option<Self>, TableError> {
         let key = location.url.as_str();
         let loaded = match cache {
             Some(c) => c.load(key, || location.builder()?.build()).await,
@@ -81,7 +96,6 @@ impl ModelTable {
             cancel: Cancel::default(),
             replacing: None,
         };
-        this.check_schema()?;
         Ok(Some(this))
     }
 
@@ -168,31 +182,28 @@ impl ModelTable {
         comment: &str,
         cache: Option<&TableCache>,
     ) -> Result<Self, TableError> {
-        let found = Self::open_cached(name, location, schema.clone(), cache).await;
-        let change = match found {
-            Ok(Some(t)) if t.partition_by == partition_by => return Ok(t),
-            Ok(Some(t)) => format!(
+        let Some(mut this) = Self::load(name, location, schema.clone(), cache).await? else {
+            return Self::open_or_create_cached(
+                name,
+                location,
+                schema,
+                partition_by,
+                comment,
+                cache,
+            )
+            .await;
+        };
+        let change = match this.check_schema() {
+            Ok(()) if this.partition_by == partition_by => return Ok(this),
+            Ok(()) => format!(
                 "partitioned by {:?}, the model declares {partition_by:?}",
-                t.partition_by
+                this.partition_by
             ),
-            Ok(None) => {
-                return Self::open_or_create_cached(
-                    name,
-                    location,
-                    schema,
-                    partition_by,
-                    comment,
-                    cache,
-                )
-                .await;
-            }
             Err(TableError::Changed(change)) => change,
             Err(e) => return Err(e),
         };
-        let mut table = location.builder()?.build()?;
-        table.load().await?;
         let kernel: StructType = schema.as_ref().try_into_kernel()?;
-        let old = table.snapshot()?.metadata().clone();
+        let old = this.table.snapshot()?.metadata().clone();
         let fresh = deltalake::kernel::new_metadata(
             &kernel,
             partition_by.iter(),
@@ -213,19 +224,13 @@ impl ModelTable {
             table = name,
             "rebuilding with the declared columns: {change}"
         );
-        Ok(Self {
-            name: name.to_string(),
-            table,
-            schema,
-            partition_by: partition_by.to_vec(),
-            bloom: Vec::new(),
-            cancel: Cancel::default(),
-            replacing: Some(Replacing {
-                metadata,
-                url: location.url.to_string(),
-                storage_options: location.storage_options.clone(),
-            }),
-        })
+        this.partition_by = partition_by.to_vec();
+        this.replacing = Some(Replacing {
+            metadata,
+            url: location.url.to_string(),
+            storage_options: location.storage_options.clone(),
+        });
+        Ok(this)
     }
 
     /// Refuses a table whose columns (names or types) are not the
